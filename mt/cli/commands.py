@@ -1,0 +1,118 @@
+"""``mt translate``, ``mt evaluate`` and ``mt align``: each loads a model directory and
+works for every model, since they only use the Translator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mt.errors import DataError, MTError
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"mt {prog}", description=description)
+    parser.add_argument("model_dir", help="a model directory written by mt train (its 'model' folder)")
+    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="beam scores are divided by length ** this")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
+    ns = parser.parse_args(args)
+    if ns.beam < 1:
+        raise MTError(f"--beam must be at least 1, got {ns.beam}")
+    return ns
+
+
+def _translator(ns: argparse.Namespace):
+    from mt.decoding.translator import Translator
+
+    return Translator.from_dir(ns.model_dir, ns.device)
+
+
+def translate(args: list[str]) -> int:
+    parser = _parser("translate", "Translate one sentence a line, in order; an empty line stays empty.")
+    parser.add_argument("--input", "-i", help="source file (default: stdin)")
+    parser.add_argument("--output", "-o", help="output file (default: stdout)")
+    ns = _parse(parser, args)
+    from mt.data.corpus import read_lines
+
+    translator = _translator(ns)
+    if ns.input is None and sys.stdin.isatty():
+        # Interactive: answer each line as it is typed.
+        print("Type a sentence and press Enter (Ctrl-D to end).", file=sys.stderr)
+        for line in sys.stdin:
+            print(translator.translate([line.rstrip("\n")], beam=ns.beam, length_penalty=ns.length_penalty)[0].text,
+                  flush=True)
+        return 0
+    lines = read_lines(ns.input) if ns.input else sys.stdin.read().splitlines()
+    outputs = [t.text for t in translator.translate(lines, beam=ns.beam, length_penalty=ns.length_penalty)]
+    text = "".join(o + "\n" for o in outputs)
+    if ns.output:
+        Path(ns.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def evaluate(args: list[str]) -> int:
+    parser = _parser("evaluate", "BLEU and chrF (sacrebleu) of the model's translations of --src against --ref.")
+    parser.add_argument("--src", required=True, help="source file, one sentence a line (.gz accepted)")
+    parser.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
+    parser.add_argument("--output", help="also write the translations here")
+    parser.add_argument("--json", help="also write the scores here as JSON")
+    ns = _parse(parser, args)
+    from mt.data.corpus import read_lines
+    from mt.evaluation.metrics import corpus_scores, scores_by_length
+    from mt.evaluation.report import format_table
+
+    sources, references = read_lines(ns.src), read_lines(ns.ref)
+    if len(sources) != len(references):
+        raise DataError(f"{ns.src} has {len(sources)} lines but {ns.ref} has {len(references)}: "
+                        "they must pair line by line")
+    translator = _translator(ns)
+    hyps = [t.text for t in translator.translate(sources, beam=ns.beam, length_penalty=ns.length_penalty)]
+    if ns.output:
+        Path(ns.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    scores = corpus_scores(hyps, references)
+    buckets = scores_by_length(sources, hyps, references)
+    print(f"BLEU {scores.bleu:.2f}   {scores.bleu_signature}")
+    print(f"chrF {scores.chrf:.2f}   {scores.chrf_signature}")
+    print(f"{scores.sentences} sentences, beam {ns.beam}\n")
+    print(format_table(["source words", "sentences", "BLEU", "chrF"],
+                       [[b.bucket, b.sentences, f"{b.bleu:.2f}", f"{b.chrf:.2f}"] for b in buckets]))
+    if ns.json:
+        Path(ns.json).write_text(json.dumps({"scores": scores.as_dict(), "by_length": [b.__dict__ for b in buckets],
+                                             "beam": ns.beam, "model_dir": ns.model_dir}, indent=2))
+    return 0
+
+
+def align(args: list[str]) -> int:
+    parser = _parser("align", "Draw the attention of the model on one sentence pair as a heatmap.")
+    parser.add_argument("--src", required=True, help="the source sentence")
+    parser.add_argument("--ref", help="a target sentence to force-decode (default: the model's own translation)")
+    parser.add_argument("--out", required=True, help="image file to write (.png, .pdf or .svg)")
+    parser.add_argument("--json", help="also write tokens and weights here as JSON")
+    ns = _parse(parser, args)
+    from mt.visualization.heatmap import plot_attention
+
+    if not ns.src.strip():
+        raise MTError("--src is empty: give a sentence to align")
+    translator = _translator(ns)
+    if ns.ref is not None:
+        result = translator.force_decode(ns.src, ns.ref)
+    else:
+        result = translator.translate([ns.src], beam=ns.beam, length_penalty=ns.length_penalty)[0]
+    if result.attention is None:
+        raise MTError(f"the model in {ns.model_dir} has no attention to draw (it was trained without attention)")
+    plot_attention(result.attention, result.src_pieces, result.tgt_pieces, ns.out, title=result.text)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps({"source": result.source, "output": result.text,
+                                             "src_tokens": result.src_pieces, "tgt_tokens": result.tgt_pieces,
+                                             "attention": result.attention.round(5).tolist()}, ensure_ascii=False))
+    print(f"{result.text}\nheatmap: {ns.out}")
+    return 0

@@ -1,0 +1,60 @@
+"""``mt``: one command, a subcommand per thing a user does.
+
+``mt train`` hands its arguments to Hydra (overrides, ``-m`` sweeps); the others are
+plain argparse commands that load a model directory. A ``MTError`` anywhere ends the
+command with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: mt <command> [arguments]
+
+commands:
+  train       train a model (Hydra overrides, e.g. model=rnn_noattn; -m for sweeps)
+  translate   translate sentences from stdin or --input with a model directory
+  evaluate    BLEU and chrF of a model directory on a source/reference file pair
+  align       draw the attention heatmap of one sentence pair
+  demo        train with and without attention on the demo corpus and compare
+
+'mt <command> --help' describes each one."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    from mt.errors import MTError
+
+    try:
+        if command == "train":
+            from mt.cli.train import train_main
+
+            return train_main(rest)
+        if command in {"translate", "evaluate", "align"}:
+            from mt.cli import commands
+
+            return getattr(commands, command)(rest)
+        if command == "demo":
+            from mt.cli.demo import demo_main
+
+            return demo_main(rest)
+    except MTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,107 @@
+"""SentencePiece subword models, trained on the training split and cached.
+
+Every model uses the same special ids, so the rest of the code can rely on them:
+``PAD=0, UNK=1, BOS=2, EOS=3``. A trained model is cached under a hash of the training
+text and the settings, so a second run with the same data reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from mt.config import TokenizerType
+from mt.errors import DataError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """A SentencePiece model with the project's pre- and post-processing, so training,
+    validation and translation all turn text into ids the same way."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise DataError(f"missing SentencePiece model {self.path}: the model directory is incomplete")
+        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise DataError(f"{self.path} was not trained with pad=0 unk=1 bos=2 eos=3; retrain it with mt")
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    @staticmethod
+    def normalize(text: str) -> str:
+        return " ".join(text.split())
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Subword ids without BOS/EOS."""
+        return self.sp.encode([self.normalize(t) for t in texts])
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(self.normalize(text), out_type=str)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return [self.sp.decode([i for i in seq if i > EOS]) for seq in ids]
+
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+def train_tokenizer(
+    texts: Sequence[str],
+    out_path: Path,
+    vocab_size: int,
+    model_type: TokenizerType,
+    character_coverage: float = 1.0,
+) -> Path:
+    """Trains a SentencePiece model on ``texts`` and writes it to ``out_path``."""
+    sentences = [Tokenizer.normalize(t) for t in texts if t.strip()]
+    if not sentences:
+        raise DataError("cannot train a tokenizer on an empty training split")
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type.value,
+        character_coverage=character_coverage,
+        hard_vocab_limit=False,  # small corpora may have fewer pieces than asked for
+        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+        input_sentence_size=2_000_000, shuffle_input_sentence=False,
+        num_threads=2, minloglevel=2,
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_bytes(model.getvalue())
+    tmp.replace(out_path)
+    return out_path
+
+
+def cached_tokenizer(
+    texts: Sequence[str],
+    cache_dir: str | Path,
+    vocab_size: int,
+    model_type: TokenizerType,
+    character_coverage: float = 1.0,
+) -> Tokenizer:
+    """The tokenizer for ``texts`` and settings, trained once and then reused."""
+    digest = hashlib.sha256()
+    digest.update(f"{vocab_size}|{model_type.value}|{character_coverage}|v1\n".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\n")
+    path = Path(cache_dir) / "spm" / f"{digest.hexdigest()[:20]}.model"
+    if not path.is_file():
+        train_tokenizer(texts, path, vocab_size, model_type, character_coverage)
+    return Tokenizer(path)
+
+
+def copy_tokenizer(tokenizer: Tokenizer, out_path: Path) -> None:
+    shutil.copyfile(tokenizer.path, out_path)

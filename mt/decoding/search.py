@@ -1,0 +1,113 @@
+"""Greedy and batched beam search over the model interface.
+
+Both return, for each sentence, the chosen token ids and the attention of the chosen
+hypothesis (one row per output token, the final EOS included), so alignments can be
+drawn for beam output too. Beam search keeps hypotheses that ended: their score is
+frozen and they stay in the beam, competing with live ones, so ``beam_size=1`` is
+exactly greedy decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mt.data.tokenizer import BOS, EOS, PAD
+from mt.models.interface import Seq2SeqModel, select_rows
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]        # output ids, without BOS and EOS
+    score: float             # sum of log-probabilities (beam: divided by length ** length_penalty)
+    attention: Tensor | None  # [len(tokens) + 1, src_len]: rows for the tokens and EOS
+
+
+def default_max_len(src_mask: Tensor) -> int:
+    return int(src_mask.sum(dim=1).max().item() * 2 + 10)
+
+
+def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_lens: Tensor) -> list[Hypothesis]:
+    """tokens: [n, steps]; attention: [n, steps, src_len]; scores: [n]."""
+    out = []
+    for row in range(tokens.size(0)):
+        ids = tokens[row].tolist()
+        length = ids.index(EOS) if EOS in ids else len(ids)
+        kept = min(length + 1, len(ids))  # attention rows: tokens and the EOS step
+        attn = attention[row, :kept, : int(src_lens[row])].float().cpu() if attention is not None else None
+        out.append(Hypothesis([i for i in ids[:length] if i != PAD], float(scores[row]), attn))
+    return out
+
+
+@torch.no_grad()
+def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int | None = None) -> list[Hypothesis]:
+    max_len = max_len or default_max_len(src_mask)
+    batch = src.size(0)
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
+    scores = torch.zeros(batch, device=src.device)
+    tokens, attns = [], []
+    for _ in range(max_len):
+        logits, state, attn = model.decode_step(memory, state, prev)
+        best, nxt = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)
+        nxt = nxt.masked_fill(finished, PAD)
+        scores += best.masked_fill(finished, 0.0)
+        tokens.append(nxt)
+        attns.append(attn)
+        finished |= nxt == EOS
+        prev = nxt
+        if finished.all():
+            break
+    attention = torch.stack(attns, 1) if attns[0] is not None else None
+    return _hypotheses(torch.stack(tokens, 1), attention, scores, src_mask.sum(1))
+
+
+@torch.no_grad()
+def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int,
+                max_len: int | None = None, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """Batched beam search; the final choice divides each score by length ** length_penalty."""
+    if beam_size == 1:
+        return greedy_search(model, src, src_mask, max_len)
+    max_len = max_len or default_max_len(src_mask)
+    batch, k = src.size(0), beam_size
+    device = src.device
+    rows = torch.arange(batch, device=device).repeat_interleave(k)          # [batch * k]
+    memory = select_rows(model.encode(src, src_mask), rows)
+    state = model.init_state(memory)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
+    prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+    tokens = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
+    attention: Tensor | None = None
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)        # [batch, 1]
+    for _ in range(max_len):
+        logits, state, attn = model.decode_step(memory, state, prev)
+        logp = torch.log_softmax(logits.float(), dim=-1)                    # [batch * k, vocab]
+        vocab = logp.size(-1)
+        # An ended hypothesis may only continue with PAD, at no cost.
+        ended = torch.full_like(logp, float("-inf"))
+        ended[:, PAD] = 0.0
+        logp = torch.where(finished.unsqueeze(1), ended, logp)
+        candidates = (scores.view(-1, 1) + logp).view(batch, k * vocab)
+        scores, flat = candidates.topk(k, dim=-1)                           # [batch, k]
+        origin = (offsets + flat // vocab).view(-1)                         # [batch * k]
+        nxt = (flat % vocab).view(-1)
+        state = select_rows(state, origin)
+        tokens = torch.cat([tokens[origin], nxt.unsqueeze(1)], dim=1)
+        if attn is not None:
+            step = attn[origin].unsqueeze(1)
+            attention = step if attention is None else torch.cat([attention[origin], step], dim=1)
+        finished = finished[origin] | (nxt == EOS)
+        prev = nxt
+        if finished.all():
+            break
+    lengths = ((tokens != PAD) & (tokens != EOS)).sum(1).float() + 1.0      # tokens and EOS
+    normalised = (scores.view(-1) / lengths.pow(length_penalty)).view(batch, k)
+    best = offsets.view(-1) + normalised.argmax(dim=-1)
+    return _hypotheses(tokens[best], attention[best] if attention is not None else None,
+                       normalised.view(-1)[best], src_mask.sum(1))

@@ -1,0 +1,91 @@
+"""Text in, text out: pre-processing, batching by length, search, post-processing.
+
+Training validation, ``mt translate``, ``mt evaluate``, ``mt align`` and the demo all
+go through this one class, so a sentence is tokenized the same way on every path.
+Output order is input order; an empty input line gives an empty output line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mt.data.batching import collate, token_batches
+from mt.data.tokenizer import EOS, Tokenizer
+from mt.decoding.search import Hypothesis, beam_search
+from mt.model_dir import load_model_dir
+from mt.models import Seq2SeqModel
+
+
+@dataclass
+class Translation:
+    source: str
+    text: str                    # detokenized output
+    src_pieces: list[str]        # subwords the model read
+    tgt_pieces: list[str]        # subwords it wrote, then "</s>"
+    attention: np.ndarray | None  # [len(tgt_pieces), len(src_pieces)]
+    score: float
+
+
+class Translator:
+    def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
+                 device: str | torch.device = "cpu") -> None:
+        self.model = model
+        self.src_tokenizer = src_tokenizer
+        self.tgt_tokenizer = tgt_tokenizer
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_dir(cls, path: str, device: str = "cpu") -> "Translator":
+        loaded = load_model_dir(path, device)
+        return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device)
+
+    def _translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
+        attention = hyp.attention.numpy() if hyp.attention is not None else None
+        return Translation(
+            source=source,
+            text=self.tgt_tokenizer.decode([hyp.tokens])[0],
+            src_pieces=self.src_tokenizer.id_to_piece(src_ids),
+            tgt_pieces=self.tgt_tokenizer.id_to_piece(hyp.tokens) + ["</s>"],
+            attention=attention,
+            score=hyp.score,
+        )
+
+    @torch.no_grad()
+    def translate(self, lines: Sequence[str], beam: int = 1, max_tokens: int = 6000,
+                  length_penalty: float = 1.0) -> list[Translation]:
+        self.model.eval()
+        ids = self.src_tokenizer.encode(lines)
+        results: list[Translation | None] = [None] * len(lines)
+        todo = [i for i, seq in enumerate(ids) if seq]
+        for i, seq in enumerate(ids):
+            if not seq:
+                results[i] = Translation(lines[i], "", [], ["</s>"], None, 0.0)
+        # Beam search multiplies the rows, so batches shrink with the beam.
+        for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
+            rows = [todo[j] for j in batch_idx]
+            batch = collate([ids[r] for r in rows]).to(self.device)
+            hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
+            for r, hyp in zip(rows, hyps):
+                results[r] = self._translation(lines[r], ids[r], hyp)
+        return [r for r in results if r is not None]
+
+    @torch.no_grad()
+    def force_decode(self, source: str, reference: str) -> Translation:
+        """The model's attention while it reads ``reference`` as its own output."""
+        self.model.eval()
+        src_ids = self.src_tokenizer.encode([source])[0]
+        tgt_ids = self.tgt_tokenizer.encode([reference])[0]
+        batch = collate([src_ids], [tgt_ids]).to(self.device)
+        logits, attn = self.model(batch.src, batch.src_mask, batch.tgt_in)
+        logp = torch.log_softmax(logits.float(), -1)[0].gather(-1, batch.tgt_out[0].unsqueeze(-1)).sum()
+        hyp = Hypothesis(tgt_ids, float(logp), attn[0].float().cpu() if attn is not None else None)
+        translation = self._translation(source, src_ids, hyp)
+        translation.text = reference
+        return translation
+
+
+__all__ = ["Translation", "Translator", "EOS"]

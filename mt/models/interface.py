@@ -1,0 +1,69 @@
+"""The one interface every translation model offers.
+
+Decoding, evaluation, alignment export and plotting talk to a model only through
+``encode``, ``init_state``, ``decode_step`` and ``forward``, and never ask which model
+they hold. Encoder memories and decoder states are dicts of tensors whose first
+dimension is the batch, so beam search can reorder any model's state with
+``select_rows`` without knowing what is inside.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+TensorDict = dict[str, Tensor]
+
+
+def select_rows(tree: TensorDict, index: Tensor) -> TensorDict:
+    """Rows ``index`` of every tensor (dimension 0 is the batch)."""
+    return {key: value.index_select(0, index) for key, value in tree.items()}
+
+
+class Seq2SeqModel(nn.Module, ABC):
+    """Base of all encoder-decoder models.
+
+    Attention weights are part of every answer: ``[batch, tgt_len, src_len]`` from
+    ``forward`` and ``[batch, src_len]`` from ``decode_step``, each row summing to one
+    over real source tokens and zero on padding; ``None`` for a model without
+    attention.
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+
+    @abstractmethod
+    def encode(self, src: Tensor, src_mask: Tensor) -> TensorDict:
+        """Memory of a source batch. src, src_mask: [batch, src_len]; must hold ``mask``."""
+
+    @abstractmethod
+    def init_state(self, memory: TensorDict) -> TensorDict:
+        """Decoder state before the first target token."""
+
+    @abstractmethod
+    def decode_step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
+        """One target position. prev: [batch] previous token ids.
+
+        Returns logits [batch, vocab], the next state, attention [batch, src_len] or None.
+        """
+
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len].
+
+        The default runs ``decode_step`` over the target; models override it with a
+        faster path that must give the same numbers (the tests check this).
+        """
+        memory = self.encode(src, src_mask)
+        state = self.init_state(memory)
+        logits, attn = [], []
+        for t in range(tgt_in.size(1)):
+            step_logits, state, step_attn = self.decode_step(memory, state, tgt_in[:, t])
+            logits.append(step_logits)
+            attn.append(step_attn)
+        stacked = torch.stack(attn, dim=1) if attn and attn[0] is not None else None
+        return torch.stack(logits, dim=1), stacked
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,73 @@
+"""From a validated config to a trained model directory: corpus, tokenizers,
+encoded data, model, trainer. Shared by ``mt train`` and the demo."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+
+from mt.config import ExperimentConfig
+from mt.data.batching import EncodedCorpus, encode_pairs
+from mt.data.corpus import load_corpus
+from mt.data.tokenizer import Tokenizer, cached_tokenizer
+from mt.decoding.translator import Translator
+from mt.model_dir import save_model_dir
+from mt.models import build_model
+from mt.training.trainer import Trainer, TrainResult, resolve_device
+
+log = logging.getLogger("mt.train")
+
+
+@dataclass
+class PreparedData:
+    corpus: datasets.DatasetDict
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    train: EncodedCorpus
+    valid: EncodedCorpus
+
+
+def prepare_data(cfg: ExperimentConfig) -> PreparedData:
+    corpus = load_corpus(cfg.data)
+    tok = cfg.data.tokenizer
+    train = corpus["train"]
+    src_tok = cached_tokenizer(train["src"], cfg.cache_dir, tok.src_vocab_size, tok.type, tok.character_coverage)
+    tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
+    encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len)
+    valid = corpus["validation"]
+    valid_enc = encode_pairs(src_tok.encode(valid["src"]), tgt_tok.encode(valid["tgt"]))
+    log.info("data: %d training pairs (%d empty and %d longer than %d subwords skipped), %d validation pairs; "
+             "vocabularies %d (%s) / %d (%s)", len(encoded), encoded.skipped_empty, encoded.skipped_long,
+             cfg.data.max_len, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
+    return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
+
+
+def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True, name: str = "") -> TrainResult:
+    """Trains the configured model; the best one is written to ``run_dir/model``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    data = prepare_data(cfg)
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
+    log.info("%smodel %s: %s parameters, device %s", f"[{name}] " if name else "", cfg.model.name,
+             f"{model.num_parameters():,}", device)
+    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device)
+    model_dir = run_dir / "model"
+
+    def save_best() -> Path:
+        return save_model_dir(model_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
+
+    valid = data.corpus["validation"]
+    trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
+                      translator, save_best, run_dir, progress=progress, name=name)
+    result = trainer.fit()
+    log.info("%sbest validation BLEU %.2f; model directory: %s", f"[{name}] " if name else "",
+             result.best_bleu, result.best_dir)
+    return result

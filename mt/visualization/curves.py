@@ -1,0 +1,28 @@
+"""Line plots of scores: BLEU by source length for several models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[float]], path: str | Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in bleu.items():
+        ax.plot(range(len(buckets)), values, marker="o", label=name)
+    ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("BLEU")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
