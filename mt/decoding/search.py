@@ -22,7 +22,8 @@ from mt.models.interface import Seq2SeqModel, select_rows
 class Hypothesis:
     tokens: list[int]        # output ids, without BOS and EOS
     score: float             # sum of log-probabilities (beam: divided by length ** length_penalty)
-    attention: Tensor | None  # [len(tokens) + 1, src_len]: rows for the tokens and EOS
+    attention: Tensor | None  # [len(tokens) + finished, src_len]: rows for the tokens (and EOS)
+    finished: bool = True     # False when the search hit its length limit before EOS
 
 
 def default_max_len(src_mask: Tensor) -> int:
@@ -37,7 +38,7 @@ def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_le
         length = ids.index(EOS) if EOS in ids else len(ids)
         kept = min(length + 1, len(ids))  # attention rows: tokens and the EOS step
         attn = attention[row, :kept, : int(src_lens[row])].float().cpu() if attention is not None else None
-        out.append(Hypothesis([i for i in ids[:length] if i != PAD], float(scores[row]), attn))
+        out.append(Hypothesis([i for i in ids[:length] if i != PAD], float(scores[row]), attn, EOS in ids))
     return out
 
 

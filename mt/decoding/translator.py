@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mt.data.batching import collate, token_batches
-from mt.data.tokenizer import EOS, Tokenizer
+from mt.data.tokenizer import Tokenizer
 from mt.decoding.search import Hypothesis, beam_search
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
@@ -25,7 +25,7 @@ class Translation:
     source: str
     text: str                    # detokenized output
     src_pieces: list[str]        # subwords the model read
-    tgt_pieces: list[str]        # subwords it wrote, then "</s>"
+    tgt_pieces: list[str]        # subwords it wrote, then "</s>" if it ended
     attention: np.ndarray | None  # [len(tgt_pieces), len(src_pieces)]
     score: float
 
@@ -49,7 +49,7 @@ class Translator:
             source=source,
             text=self.tgt_tokenizer.decode([hyp.tokens])[0],
             src_pieces=self.src_tokenizer.id_to_piece(src_ids),
-            tgt_pieces=self.tgt_tokenizer.id_to_piece(hyp.tokens) + ["</s>"],
+            tgt_pieces=self.tgt_tokenizer.id_to_piece(hyp.tokens) + (["</s>"] if hyp.finished else []),
             attention=attention,
             score=hyp.score,
         )
@@ -87,5 +87,3 @@ class Translator:
         translation.text = reference
         return translation
 
-
-__all__ = ["Translation", "Translator", "EOS"]

@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny demo corpus, its tokenizers and tiny models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mt.config import AttentionConfig, AttentionType, Cell, ModelConfig, TokenizerType
+from mt.data.corpus import load_parallel_files
+from mt.data.demo_corpus import write_demo_corpus
+from mt.data.tokenizer import cached_tokenizer
+from mt.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SIZES = (200, 20, 20)
+TINY_TRAIN = [
+    "train.epochs=1", "train.max_steps=4", "train.valid_max_sentences=5", "train.threads=1",
+    f"data.demo_sizes=[{','.join(map(str, TINY_SIZES))}]", "data.tokenizer.src_vocab_size=300",
+    "data.tokenizer.tgt_vocab_size=300", "model.emb_dim=16", "model.hidden_dim=24", "model.attention.dim=16",
+]
+
+torch.set_num_threads(1)
+
+
+def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", **kw) -> ModelConfig:
+    return ModelConfig(name=f"test_{attention}", cell=Cell(cell), emb_dim=16, hidden_dim=24, dropout=0.0,
+                       attention=AttentionConfig(type=AttentionType(attention), dim=16), **kw)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    return write_demo_corpus(tmp_path_factory.mktemp("demo"), sizes=TINY_SIZES, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tokenizers(corpus_dir, tmp_path_factory):
+    train = load_parallel_files(corpus_dir / "train.en", corpus_dir / "train.de")
+    cache = tmp_path_factory.mktemp("cache")
+    src = cached_tokenizer(train["src"], cache, 300, TokenizerType.bpe)
+    tgt = cached_tokenizer(train["tgt"], cache, 300, TokenizerType.bpe)
+    return src, tgt
+
+
+@pytest.fixture(params=[("none", "gru"), ("bahdanau", "gru"), ("bahdanau", "lstm")],
+                ids=["noattn-gru", "bahdanau-gru", "bahdanau-lstm"])
+def model(request):
+    torch.manual_seed(0)
+    attention, cell = request.param
+    return build_model(tiny_model_config(attention, cell), 40, 50).eval()
+
+
+def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs the ``mt`` command as a user would, in a subprocess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "-m", "mt.cli.main", *args], cwd=cwd, input=stdin, text=True,
+                          capture_output=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, corpus_dir) -> Path:
+    """A model directory written by a real (very short) ``mt train`` run."""
+    work = tmp_path_factory.mktemp("train")
+    result = run_mt("train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
+                    f"hydra.run.dir={work / 'run'}", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return work / "run" / "model"

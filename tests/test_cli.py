@@ -1,0 +1,101 @@
+"""The command line as a user meets it: train, translate, evaluate, align, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mt.cli.main import main
+
+from .conftest import TINY_TRAIN, run_mt
+
+
+def test_train_writes_a_movable_model_directory(trained_model_dir: Path):
+    names = sorted(p.name for p in trained_model_dir.iterdir())
+    assert names == ["config.yaml", "model.safetensors", "src.model", "tgt.model"]
+    metrics = [json.loads(line) for line in (trained_model_dir.parent / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and {"valid_loss", "valid_bleu", "tokens_per_s"} <= set(metrics[0])
+
+
+def test_translate_keeps_every_line_in_order_and_empty_lines_empty(trained_model_dir, tmp_path, capsys):
+    lines = ["The dog sleeps.", "", "The old man has seen the cat.", "   ", "A child laughs."]
+    src = tmp_path / "in.en"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.de"
+    assert main(["translate", str(trained_model_dir), "--input", str(src), "--output", str(out), "--beam", "3"]) == 0
+    result = out.read_text().split("\n")
+    assert len(result) == len(lines) + 1 and result[-1] == ""
+    assert result[1] == "" and result[3] == ""
+    # stdin -> stdout gives the same translations, line for line.
+    stdin = run_mt("translate", str(trained_model_dir), "--beam", "3", cwd=tmp_path, stdin="\n".join(lines) + "\n")
+    assert stdin.returncode == 0, stdin.stderr
+    assert stdin.stdout.split("\n") == result
+
+
+def test_evaluate_prints_bleu_chrf_with_signature(trained_model_dir, corpus_dir, tmp_path, capsys):
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", str(trained_model_dir), "--src", str(corpus_dir / "test.en"),
+                 "--ref", str(corpus_dir / "test.de"), "--json", str(scores)]) == 0
+    out = capsys.readouterr().out
+    assert "BLEU" in out and "nrefs:1|case:mixed" in out and "chrF" in out
+    data = json.loads(scores.read_text())
+    assert data["scores"]["sentences"] == 20 and 0 <= data["scores"]["bleu"] <= 100
+
+
+def test_align_draws_a_heatmap_for_forced_and_free_decoding(trained_model_dir, tmp_path, capsys):
+    forced = tmp_path / "forced.png"
+    weights = tmp_path / "forced.json"
+    assert main(["align", str(trained_model_dir), "--src", "The dog sleeps.", "--ref", "Der Hund schläft.",
+                 "--out", str(forced), "--json", str(weights)]) == 0
+    assert forced.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(weights.read_text())
+    assert len(data["attention"]) == len(data["tgt_tokens"]) and len(data["attention"][0]) == len(data["src_tokens"])
+    assert all(abs(sum(row) - 1) < 1e-3 for row in data["attention"])
+    free = tmp_path / "free.png"
+    assert main(["align", str(trained_model_dir), "--src", "The dog sleeps.", "--beam", "2", "--out", str(free)]) == 0
+    assert free.stat().st_size > 1000
+
+
+def test_user_errors_end_with_one_clear_line_and_nonzero_exit(trained_model_dir, corpus_dir, tmp_path, capsys):
+    assert main(["translate", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["translate", str(trained_model_dir), "--input", str(tmp_path / "missing.txt")]) == 2
+    assert "missing file" in capsys.readouterr().err
+    assert main(["evaluate", str(trained_model_dir), "--src", str(corpus_dir / "test.en"),
+                 "--ref", str(corpus_dir / "train.de")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "has 20 lines but" in err and len(err.strip().splitlines()) == 1
+    assert main(["translate", str(trained_model_dir), "--beam", "0"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_align_refuses_a_model_without_attention(corpus_dir, tmp_path):
+    result = run_mt("train", *TINY_TRAIN, "model=rnn_noattn", "train.max_steps=1", f"data.dir={corpus_dir}",
+                    f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    align = run_mt("align", str(tmp_path / "run" / "model"), "--src", "The dog sleeps.", "--out",
+                   str(tmp_path / "x.png"), cwd=tmp_path)
+    assert align.returncode == 2 and "has no attention" in align.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model=transformerz", "Could not find 'model/transformerz'"),
+    ("model.hiden_dim=3", "Key 'hiden_dim' not in 'ModelConfig'"),
+    ("model.attention.type=luong_wrong", "Invalid value 'luong_wrong'"),
+    ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+    ("data.source=files", "data.dir data/demo is not a directory"),
+])
+def test_bad_config_stops_at_start_with_the_key_named(override, message, tmp_path):
+    result = run_mt("train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_sweep_trains_both_variants_into_their_own_directories(corpus_dir, tmp_path):
+    result = run_mt("train", "-m", "model=rnn_noattn,rnn_bahdanau", *TINY_TRAIN, "train.max_steps=1",
+                    f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "sweep" / "0_rnn_noattn" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "sweep" / "1_rnn_bahdanau" / "model" / "model.safetensors").is_file()

@@ -1,0 +1,69 @@
+import torch
+
+from mt.data.batching import collate
+from mt.decoding.search import beam_search, greedy_search
+from mt.models import build_model
+
+from .conftest import tiny_model_config
+
+SRC = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
+
+
+def _trained_ish(attention: str):
+    """A random model with a sharpened output layer, so search has real choices."""
+    torch.manual_seed(3)
+    model = build_model(tiny_model_config(attention), 40, 30).eval()
+    with torch.no_grad():
+        model.decoder.output.weight.mul_(8.0)
+    return model
+
+
+def test_beam_one_equals_greedy():
+    for attention in ("none", "bahdanau"):
+        model = _trained_ish(attention)
+        batch = collate(SRC)
+        greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
+        beam = beam_search(model, batch.src, batch.src_mask, beam_size=1, max_len=12)
+        assert [h.tokens for h in greedy] == [h.tokens for h in beam]
+
+
+def test_batched_beam_equals_one_sentence_at_a_time():
+    model = _trained_ish("bahdanau")
+    batch = collate(SRC)
+    together = beam_search(model, batch.src, batch.src_mask, beam_size=4, max_len=12)
+    for i, src in enumerate(SRC):
+        single = collate([src])
+        alone = beam_search(model, single.src, single.src_mask, beam_size=4, max_len=12)[0]
+        assert alone.tokens == together[i].tokens
+        assert abs(alone.score - together[i].score) < 1e-4
+        torch.testing.assert_close(alone.attention, together[i].attention, atol=1e-5, rtol=1e-5)
+
+
+def test_beam_returns_the_attention_of_the_chosen_hypothesis():
+    model = _trained_ish("bahdanau")
+    batch = collate(SRC)
+    for hyp, src in zip(beam_search(model, batch.src, batch.src_mask, beam_size=3, max_len=12), SRC):
+        assert hyp.attention.shape[1] == len(src)
+        assert hyp.attention.shape[0] == len(hyp.tokens) + hyp.finished
+        torch.testing.assert_close(hyp.attention.sum(-1), torch.ones(hyp.attention.size(0)))
+        # Forced decoding of the chosen output reproduces the beam's attention rows.
+        forced = collate([src], [hyp.tokens])
+        _, attn = model(forced.src, forced.src_mask, forced.tgt_in)
+        rows = hyp.attention.size(0)
+        torch.testing.assert_close(attn[0, :rows], hyp.attention, atol=1e-5, rtol=1e-5)
+
+
+def test_wider_beam_finds_at_least_as_probable_output():
+    model = _trained_ish("bahdanau")
+    batch = collate(SRC)
+
+    def logprob(src, tokens):
+        forced = collate([src], [tokens])
+        logits, _ = model(forced.src, forced.src_mask, forced.tgt_in)
+        return torch.log_softmax(logits, -1)[0].gather(-1, forced.tgt_out[0].unsqueeze(-1)).sum().item()
+
+    greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
+    beam = beam_search(model, batch.src, batch.src_mask, beam_size=5, max_len=12, length_penalty=0.0)
+    for src, g, b in zip(SRC, greedy, beam):
+        if len(g.tokens) < 12 and len(b.tokens) < 12:  # both ended with EOS
+            assert logprob(src, b.tokens) >= logprob(src, g.tokens) - 1e-4
