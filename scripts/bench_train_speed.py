@@ -1,0 +1,83 @@
+"""Training throughput (target tokens per second) of model variants on the demo corpus.
+
+    .venv/bin/python scripts/bench_train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3
+
+Each repeat builds the model afresh with the same seed, runs ``--warmup`` updates
+untimed, then times ``--steps`` updates (forward, backward, clip, Adam) on real
+length-bucketed batches. Prints and optionally writes (``--json``) the median and all
+repeats, with the machine and versions, so numbers in docs/ can be rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mt.cli.demo import compose  # noqa: E402
+from mt.data.batching import collate, token_batches  # noqa: E402
+from mt.models import build_model  # noqa: E402
+from mt.training.pipeline import prepare_data  # noqa: E402
+from mt.training.trainer import sequence_loss  # noqa: E402
+
+
+def measure(model_name: str, bf16: bool, steps: int, warmup: int, max_tokens: int, data, seed: int) -> float:
+    cfg = compose([f"model={model_name}"])
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], max_tokens, seed=seed)
+    tokens, start = 0, 0.0
+    for i, idx in enumerate(batches[: warmup + steps]):
+        if i == warmup:
+            tokens, start = 0, time.perf_counter()
+        batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
+        loss = sequence_loss(model, batch, 0.0, bf16)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / batch.n_tgt_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tokens += batch.n_tgt_tokens
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["rnn_noattn", "rnn_bahdanau"])
+    parser.add_argument("--bf16", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--json", help="write the results here")
+    ns = parser.parse_args()
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
+    data = prepare_data(compose([]))
+    modes = {"on": [True], "off": [False], "both": [False, True]}[ns.bf16]
+    results = []
+    for name in ns.models:
+        for bf16 in modes:
+            runs = [measure(name, bf16, ns.steps, ns.warmup, ns.max_tokens, data, seed=r) for r in range(ns.repeats)]
+            row = {"model": name, "bf16": bf16, "median_tok_s": round(statistics.median(runs)),
+                   "runs": [round(r) for r in runs]}
+            results.append(row)
+            print(f"{name:<14} bf16={str(bf16):<5} median {row['median_tok_s']:>6} tok/s   runs {row['runs']}", flush=True)
+    if ns.json:
+        Path(ns.json).write_text(json.dumps({
+            "results": results, "threads": torch.get_num_threads(), "steps": ns.steps, "max_tokens": ns.max_tokens,
+            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.processor() or
+            platform.machine(), "date": time.strftime("%Y-%m-%d")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
