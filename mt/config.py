@@ -92,7 +92,7 @@ class TokenizerConfig:
 class DataConfig:
     name: str = "demo"
     source: CorpusSource = CorpusSource.demo
-    dir: str = "data/demo"
+    dir: str = ""          # the corpus folder (the demo corpus is generated into it)
     src_lang: str = "en"
     tgt_lang: str = "de"
     train: str = "train"   # file prefix of each split: {dir}/{train}.{src_lang}[.gz]
@@ -156,11 +156,12 @@ def register_configs() -> None:
 def to_config(cfg: Any) -> ExperimentConfig:
     """Validated typed config from a composed DictConfig (runs every __post_init__)."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    obj = OmegaConf.to_object(cfg)
-    if not isinstance(obj, ExperimentConfig):  # a plain dict: merge onto the schema first
-        merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg)
-        obj = OmegaConf.to_object(merged)
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExperimentConfig), cfg))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"invalid configuration: {str(err).splitlines()[0]}") from err
     assert isinstance(obj, ExperimentConfig)
     return obj
 

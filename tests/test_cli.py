@@ -83,6 +83,7 @@ def test_align_refuses_a_model_without_attention(corpus_dir, tmp_path):
     ("model.hiden_dim=3", "Key 'hiden_dim' not in 'ModelConfig'"),
     ("model.attention.type=luong_wrong", "Invalid value 'luong_wrong'"),
     ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+    ("data=files", "data.dir is not set"),
     ("data.source=files", "data.dir data/demo is not a directory"),
 ])
 def test_bad_config_stops_at_start_with_the_key_named(override, message, tmp_path):

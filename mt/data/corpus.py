@@ -70,6 +70,8 @@ def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: 
 
 def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     """Train, validation and test splits of the configured corpus."""
+    if not cfg.dir:
+        raise DataError("data.dir is not set: point it at the corpus folder, e.g. data.dir=path/to/corpus")
     directory = Path(cfg.dir)
     if cfg.source is CorpusSource.demo:
         ensure_demo_corpus(directory, tuple(cfg.demo_sizes), cfg.demo_seed)
