@@ -27,8 +27,24 @@ class Cell(Enum):
 
 
 class AttentionType(Enum):
-    none = "none"
-    bahdanau = "bahdanau"
+    none = "none"                # fixed context: the encoder's final states
+    bahdanau = "bahdanau"        # query: previous decoder state; context feeds the RNN
+    luong = "luong"              # query: current decoder state; attentional hidden tanh(W[c; h])
+    luong_local = "luong_local"  # luong with a predicted position and a window (local-p)
+
+
+class Score(Enum):
+    additive = "additive"
+    concat = "concat"
+    dot = "dot"
+    general = "general"
+    scaled_dot = "scaled_dot"
+    cosine = "cosine"
+
+
+class Normalizer(Enum):
+    softmax = "softmax"
+    sparsemax = "sparsemax"
 
 
 class CorpusSource(Enum):
@@ -49,10 +65,15 @@ def _check(condition: bool, message: str) -> None:
 @dataclass
 class AttentionConfig:
     type: AttentionType = AttentionType.bahdanau
-    dim: int = 256  # hidden size of the additive scorer
+    score: Score = Score.additive
+    normalizer: Normalizer = Normalizer.softmax
+    dim: int = 256              # hidden size of the additive/concat scorer and the position predictor
+    input_feeding: bool = True  # luong: feed the last attentional hidden state into the next step
+    window: int = 10            # luong_local: D, source positions each side of the predicted one
 
     def __post_init__(self) -> None:
         _check(self.dim > 0, f"model.attention.dim must be positive, got {self.dim}")
+        _check(self.window >= 1, f"model.attention.window must be at least 1, got {self.window}")
 
 
 @dataclass
@@ -61,7 +82,8 @@ class ModelConfig:
     arch: Arch = Arch.rnn
     cell: Cell = Cell.gru
     emb_dim: int = 128
-    hidden_dim: int = 256
+    hidden_dim: int = 256        # decoder state size
+    enc_hidden_dim: int = 0      # encoder state size per direction (0: hidden_dim)
     enc_layers: int = 1
     dec_layers: int = 1
     bidirectional: bool = True
@@ -71,7 +93,18 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for key in ("emb_dim", "hidden_dim", "enc_layers", "dec_layers"):
             _check(getattr(self, key) > 0, f"model.{key} must be positive, got {getattr(self, key)}")
+        _check(self.enc_hidden_dim >= 0, f"model.enc_hidden_dim must be 0 or positive, got {self.enc_hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        score = self.attention.score
+        if self.attention.type is not AttentionType.none and score in (Score.dot, Score.scaled_dot, Score.cosine):
+            _check(self.encoder_out_dim == self.hidden_dim,
+                   f"the {score.value} score compares decoder states ({self.hidden_dim}) with encoder states "
+                   f"({self.encoder_out_dim}) and needs one size: set model.enc_hidden_dim="
+                   f"{self.hidden_dim // (2 if self.bidirectional else 1)}")
+
+    @property
+    def encoder_out_dim(self) -> int:
+        return (self.enc_hidden_dim or self.hidden_dim) * (2 if self.bidirectional else 1)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mt.config import AttentionConfig, AttentionType, Cell, ModelConfig, TokenizerType
+from mt.config import AttentionConfig, AttentionType, Cell, ModelConfig, Normalizer, Score, TokenizerType
 from mt.data.corpus import load_parallel_files
 from mt.data.demo_corpus import write_demo_corpus
 from mt.data.tokenizer import cached_tokenizer
@@ -27,9 +27,29 @@ TINY_TRAIN = [
 torch.set_num_threads(1)
 
 
-def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", **kw) -> ModelConfig:
-    return ModelConfig(name=f"test_{attention}", cell=Cell(cell), emb_dim=16, hidden_dim=24, dropout=0.0,
-                       attention=AttentionConfig(type=AttentionType(attention), dim=16), **kw)
+def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", score: str = "additive",
+                      normalizer: str = "softmax", input_feeding: bool = True, window: int = 10) -> ModelConfig:
+    return ModelConfig(name=f"test_{attention}", cell=Cell(cell), emb_dim=16, hidden_dim=24, enc_hidden_dim=12,
+                       dropout=0.0, attention=AttentionConfig(
+                           type=AttentionType(attention), score=Score(score), normalizer=Normalizer(normalizer),
+                           input_feeding=input_feeding, window=window, dim=16))
+
+
+# Every RNN variant a user can configure, as tiny_model_config arguments.
+RNN_VARIANTS = {
+    "noattn-gru": dict(attention="none"),
+    "bahdanau-gru": dict(attention="bahdanau"),
+    "bahdanau-lstm": dict(attention="bahdanau", cell="lstm"),
+    "bahdanau-sparsemax": dict(attention="bahdanau", normalizer="sparsemax"),
+    "luong-dot": dict(attention="luong", score="dot"),
+    "luong-general": dict(attention="luong", score="general"),
+    "luong-concat": dict(attention="luong", score="concat"),
+    "luong-scaled_dot": dict(attention="luong", score="scaled_dot"),
+    "luong-cosine-lstm": dict(attention="luong", score="cosine", cell="lstm"),
+    "luong-general-no-feeding": dict(attention="luong", score="general", input_feeding=False),
+    "luong-dot-sparsemax": dict(attention="luong", score="dot", normalizer="sparsemax"),
+    "luong-local": dict(attention="luong_local", score="general", window=2),
+}
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +66,10 @@ def tokenizers(corpus_dir, tmp_path_factory):
     return src, tgt
 
 
-@pytest.fixture(params=[("none", "gru"), ("bahdanau", "gru"), ("bahdanau", "lstm")],
-                ids=["noattn-gru", "bahdanau-gru", "bahdanau-lstm"])
+@pytest.fixture(params=list(RNN_VARIANTS), ids=list(RNN_VARIANTS))
 def model(request):
     torch.manual_seed(0)
-    attention, cell = request.param
-    return build_model(tiny_model_config(attention, cell), 40, 50).eval()
+    return build_model(tiny_model_config(**RNN_VARIANTS[request.param]), 40, 50).eval()
 
 
 def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

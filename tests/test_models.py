@@ -7,7 +7,7 @@ from mt.decoding.search import greedy_search
 from mt.models import build_model, select_rows
 from mt.models.attention import masked_softmax
 
-from .conftest import tiny_model_config
+from .conftest import RNN_VARIANTS, tiny_model_config
 
 SRC = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
 TGT = [[20, 21, 22], [23, 24, 25, 26], [27]]
@@ -62,10 +62,10 @@ def test_state_rows_can_be_selected_for_beam_search(model):
     torch.testing.assert_close(picked["states"][0], memory["states"][2])
 
 
-@pytest.mark.parametrize("attention", ["none", "bahdanau"])
-def test_each_model_overfits_a_handful_of_pairs(attention):
+@pytest.mark.parametrize("variant", list(RNN_VARIANTS))
+def test_each_model_overfits_a_handful_of_pairs(variant):
     torch.manual_seed(0)
-    model = build_model(tiny_model_config(attention), 40, 50)
+    model = build_model(tiny_model_config(**RNN_VARIANTS[variant]), 40, 50)
     batch = collate(SRC, TGT)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(120):

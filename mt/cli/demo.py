@@ -36,7 +36,14 @@ def compose(overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return to_config(hydra_compose("config", overrides=overrides))
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"invalid override in {overrides}: {str(err).splitlines()[0]}") from err
+        chain, cause = [], err
+        while cause is not None and len(chain) < 4:  # Hydra keeps the specific reason in the cause
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        lines = dict.fromkeys(line.strip() for text in chain for line in text.splitlines() if line.strip())
+        detail = "; ".join(line for line in lines
+                           if "$" not in line and not line.startswith(("full_key", "reference_type", "object_type")))
+        raise ConfigError(f"invalid configuration {overrides}: {detail}") from err
 
 
 def _train_one(args: tuple[str, list[str], str]) -> str:

@@ -26,6 +26,12 @@ class Hypothesis:
     finished: bool = True     # False when the search hit its length limit before EOS
 
 
+def _log_probs(logits: Tensor) -> Tensor:
+    """Log-probabilities of the next token; PAD and BOS are never generated."""
+    never = torch.tensor([PAD, BOS], device=logits.device)
+    return torch.log_softmax(logits.float().index_fill(1, never, float("-inf")), dim=-1)
+
+
 def default_max_len(src_mask: Tensor) -> int:
     return int(src_mask.sum(dim=1).max().item() * 2 + 10)
 
@@ -38,7 +44,7 @@ def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_le
         length = ids.index(EOS) if EOS in ids else len(ids)
         kept = min(length + 1, len(ids))  # attention rows: tokens and the EOS step
         attn = attention[row, :kept, : int(src_lens[row])].float().cpu() if attention is not None else None
-        out.append(Hypothesis([i for i in ids[:length] if i != PAD], float(scores[row]), attn, EOS in ids))
+        out.append(Hypothesis(ids[:length], float(scores[row]), attn, EOS in ids))
     return out
 
 
@@ -54,7 +60,7 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
     tokens, attns = [], []
     for _ in range(max_len):
         logits, state, attn = model.decode_step(memory, state, prev)
-        best, nxt = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)
+        best, nxt = _log_probs(logits).max(dim=-1)
         nxt = nxt.masked_fill(finished, PAD)
         scores += best.masked_fill(finished, 0.0)
         tokens.append(nxt)
@@ -88,7 +94,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: i
     offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)        # [batch, 1]
     for _ in range(max_len):
         logits, state, attn = model.decode_step(memory, state, prev)
-        logp = torch.log_softmax(logits.float(), dim=-1)                    # [batch * k, vocab]
+        logp = _log_probs(logits)                                           # [batch * k, vocab]
         vocab = logp.size(-1)
         # An ended hypothesis may only continue with PAD, at no cost.
         ended = torch.full_like(logp, float("-inf"))

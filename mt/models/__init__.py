@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mt.config import Arch, AttentionConfig, AttentionType, ModelConfig
-from mt.models.attention import Attention, BahdanauAttention
+from mt.models.attention import Attention
 from mt.models.interface import Seq2SeqModel, TensorDict, select_rows
 from mt.models.rnn import RNNDecoder, RNNEncoder, RNNSeq2Seq
 
@@ -13,17 +13,17 @@ __all__ = ["Seq2SeqModel", "TensorDict", "build_model", "select_rows"]
 def build_attention(cfg: AttentionConfig, query_dim: int, value_dim: int) -> Attention | None:
     if cfg.type is AttentionType.none:
         return None
-    if cfg.type is AttentionType.bahdanau:
-        return BahdanauAttention(query_dim, value_dim, cfg.dim)
-    raise AssertionError(f"unhandled attention type {cfg.type}")
+    window = cfg.window if cfg.type is AttentionType.luong_local else 0
+    return Attention(query_dim, value_dim, cfg.score.value, cfg.normalizer.value, cfg.dim, window)
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2SeqModel:
     if cfg.arch is Arch.rnn:
-        encoder = RNNEncoder(src_vocab_size, cfg.emb_dim, cfg.hidden_dim, cfg.enc_layers,
+        encoder = RNNEncoder(src_vocab_size, cfg.emb_dim, cfg.enc_hidden_dim or cfg.hidden_dim, cfg.enc_layers,
                              cfg.bidirectional, cfg.cell.value, cfg.dropout)
         attention = build_attention(cfg.attention, cfg.hidden_dim, encoder.out_dim)
+        placement = {AttentionType.none: "none", AttentionType.bahdanau: "bahdanau"}.get(cfg.attention.type, "luong")
         decoder = RNNDecoder(tgt_vocab_size, cfg.emb_dim, cfg.hidden_dim, cfg.dec_layers, cfg.cell.value,
-                             cfg.dropout, encoder.out_dim, attention)
+                             cfg.dropout, encoder.out_dim, attention, placement, cfg.attention.input_feeding)
         return RNNSeq2Seq(encoder, decoder, src_vocab_size, tgt_vocab_size)
     raise AssertionError(f"unhandled architecture {cfg.arch}")

@@ -23,7 +23,7 @@ class RNNEncoder(nn.Module):
     """Embedding and a (bi)directional GRU/LSTM over packed sequences."""
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, layers: int,
-                 bidirectional: bool, cell: str, dropout: float) -> None:
+                 bidirectional: bool, cell: str, dropout: float) -> None:  # hidden_dim: per direction
         super().__init__()
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
@@ -49,19 +49,34 @@ class RNNEncoder(nn.Module):
 
 
 class RNNDecoder(nn.Module):
-    """A GRU/LSTM decoder whose input at each step is the previous target embedding and
-    a context vector: fixed (no attention) or computed from the previous decoder state
-    (Bahdanau). The prediction reads the new state, the context and the embedding."""
+    """A GRU/LSTM decoder in one of three shapes:
+
+    - ``none``: the context is the fixed encoder summary, fed with every input;
+    - ``bahdanau``: the context is attention queried by the previous state, fed to the
+      RNN; the prediction reads the new state, the context and the input embedding;
+    - ``luong``: attention is queried by the new state; the prediction reads the
+      attentional hidden state tanh(W_c [c; h]), which with input feeding is also fed
+      into the next step.
+    """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, layers: int, cell: str,
-                 dropout: float, memory_dim: int, attention: Attention | None) -> None:
+                 dropout: float, memory_dim: int, attention: Attention | None, placement: str = "bahdanau",
+                 input_feeding: bool = True) -> None:
         super().__init__()
+        if placement not in ("none", "bahdanau", "luong"):
+            raise ValueError(f"unknown attention placement {placement!r}")
+        self.placement = "none" if attention is None else placement
+        self.input_feeding = input_feeding and self.placement == "luong"
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = _CELLS[cell](emb_dim + memory_dim, hidden_dim, layers, batch_first=True,
+        extra = {"none": memory_dim, "bahdanau": memory_dim, "luong": hidden_dim if self.input_feeding else 0}
+        self.rnn = _CELLS[cell](emb_dim + extra[self.placement], hidden_dim, layers, batch_first=True,
                                 dropout=dropout if layers > 1 else 0.0)
         self.bridge = nn.Linear(memory_dim, layers * hidden_dim)
-        self.readout = nn.Linear(hidden_dim + memory_dim + emb_dim, hidden_dim)
+        if self.placement == "luong":
+            self.combine = nn.Linear(memory_dim + hidden_dim, hidden_dim, bias=False)  # W_c
+        else:
+            self.readout = nn.Linear(hidden_dim + memory_dim + emb_dim, hidden_dim)
         self.output = nn.Linear(hidden_dim, vocab_size)
         self.attention = attention
         self.layers = layers
@@ -73,10 +88,12 @@ class RNNDecoder(nn.Module):
         state = {"hidden": hidden}  # [batch, layers, hidden]
         if self.is_lstm:
             state["cell"] = torch.zeros_like(hidden)
+        if self.input_feeding:
+            state["feed"] = torch.zeros_like(hidden[:, 0])  # [batch, hidden]
         return state
 
     def _rnn(self, inputs: Tensor, state: TensorDict) -> tuple[Tensor, TensorDict]:
-        """inputs: [batch, steps, in_dim] -> outputs [batch, steps, hidden], next state."""
+        """inputs: [batch, steps, in_dim] -> outputs [batch, steps, hidden], next state (without feed)."""
         h0 = state["hidden"].transpose(0, 1).contiguous()  # [layers, batch, hidden]
         if self.is_lstm:
             out, (h, c) = self.rnn(inputs, (h0, state["cell"].transpose(0, 1).contiguous()))
@@ -84,40 +101,66 @@ class RNNDecoder(nn.Module):
         out, h = self.rnn(inputs, h0)
         return out, {"hidden": h.transpose(0, 1)}
 
-    def _logits(self, hidden: Tensor, context: Tensor, emb: Tensor) -> Tensor:
-        features = torch.tanh(self.readout(torch.cat([hidden, context, emb], dim=-1)))
-        return self.output(self.dropout(features))
+    def _readout(self, hidden: Tensor, context: Tensor, emb: Tensor) -> Tensor:
+        return torch.tanh(self.readout(torch.cat([hidden, context, emb], dim=-1)))
 
-    def _context(self, memory: TensorDict, state: TensorDict) -> tuple[Tensor, Tensor | None]:
-        if self.attention is None:
-            return memory["summary"], None
-        query = state["hidden"][:, -1]  # top layer of the previous state
+    def _attend(self, query: Tensor, memory: TensorDict) -> tuple[Tensor, Tensor]:
+        assert self.attention is not None
         return self.attention(query, memory["states"], memory.get("keys"), memory["mask"])
 
     def step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
-        emb = self.dropout(self.embed(prev))                      # [batch, emb]
-        context, weights = self._context(memory, state)            # [batch, memory_dim]
-        out, state = self._rnn(torch.cat([emb, context], dim=-1).unsqueeze(1), state)
-        return self._logits(out[:, 0], context, emb), state, weights
+        emb = self.dropout(self.embed(prev))                                     # [batch, emb]
+        if self.placement == "luong":
+            inputs = torch.cat([emb, state["feed"]], dim=-1) if self.input_feeding else emb
+            out, new_state = self._rnn(inputs.unsqueeze(1), state)
+            context, weights = self._attend(out[:, 0], memory)
+            features = torch.tanh(self.combine(torch.cat([context, out[:, 0]], dim=-1)))
+            if self.input_feeding:
+                new_state["feed"] = features
+            return self.output(self.dropout(features)), new_state, weights
+        if self.placement == "bahdanau":
+            context, weights = self._attend(state["hidden"][:, -1], memory)   # previous top-layer state
+        else:
+            context, weights = memory["summary"], None
+        out, new_state = self._rnn(torch.cat([emb, context], dim=-1).unsqueeze(1), state)
+        return self.output(self.dropout(self._readout(out[:, 0], context, emb))), new_state, weights
 
     def forward(self, memory: TensorDict, state: TensorDict, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len]."""
-        emb = self.dropout(self.embed(tgt_in))                     # [batch, tgt_len, emb]
-        if self.attention is None:
+        emb = self.dropout(self.embed(tgt_in))                                   # [batch, tgt_len, emb]
+        steps = tgt_in.size(1)
+        if self.placement == "none":
             # The context does not change, so the whole target runs in one RNN call.
-            context = memory["summary"].unsqueeze(1).expand(-1, tgt_in.size(1), -1)
+            context = memory["summary"].unsqueeze(1).expand(-1, steps, -1)
             out, _ = self._rnn(torch.cat([emb, context], dim=-1), state)
-            return self._logits(out, context, emb), None
+            return self.output(self.dropout(self._readout(out, context, emb))), None
+        if self.placement == "luong" and not self.input_feeding:
+            # Queries do not depend on earlier attention: one RNN call, one attention call.
+            out, _ = self._rnn(emb, state)
+            context, weights = self._attend(out, memory)
+            features = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
+            return self.output(self.dropout(features)), weights
+        if self.placement == "luong":
+            features, weights = [], []
+            for t in range(steps):
+                out, new_state = self._rnn(torch.cat([emb[:, t], state["feed"]], dim=-1).unsqueeze(1), state)
+                context, step_weights = self._attend(out[:, 0], memory)
+                feat = torch.tanh(self.combine(torch.cat([context, out[:, 0]], dim=-1)))
+                new_state["feed"] = feat
+                state = new_state
+                features.append(feat)
+                weights.append(step_weights)
+            return self.output(self.dropout(torch.stack(features, 1))), torch.stack(weights, 1)
         outputs, contexts, weights = [], [], []
-        for t in range(tgt_in.size(1)):
-            context, step_weights = self._context(memory, state)
+        for t in range(steps):
+            context, step_weights = self._attend(state["hidden"][:, -1], memory)
             out, state = self._rnn(torch.cat([emb[:, t], context], dim=-1).unsqueeze(1), state)
             outputs.append(out[:, 0])
             contexts.append(context)
             weights.append(step_weights)
         # The output layer runs once over all steps: one large matrix product.
-        logits = self._logits(torch.stack(outputs, 1), torch.stack(contexts, 1), emb)
-        return logits, torch.stack(weights, 1)
+        features = self._readout(torch.stack(outputs, 1), torch.stack(contexts, 1), emb)
+        return self.output(self.dropout(features)), torch.stack(weights, 1)
 
 
 class RNNSeq2Seq(Seq2SeqModel):
