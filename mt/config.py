@@ -19,6 +19,19 @@ from mt.errors import ConfigError
 
 class Arch(Enum):
     rnn = "rnn"
+    transformer = "transformer"
+
+
+class Positions(Enum):
+    sinusoidal = "sinusoidal"
+    learned = "learned"
+
+
+class AttentionReduction(Enum):
+    """How a Transformer's per-layer, per-head cross-attention becomes [batch, tgt, src]."""
+
+    last_layer = "last_layer"  # mean over the heads of the last decoder layer
+    all_layers = "all_layers"  # mean over all layers and heads
 
 
 class Cell(Enum):
@@ -89,12 +102,25 @@ class ModelConfig:
     bidirectional: bool = True
     dropout: float = 0.1
     attention: AttentionConfig = field(default_factory=AttentionConfig)
+    # Transformer only (hidden_dim is d_model; enc_layers / dec_layers count blocks):
+    heads: int = 4
+    ff_dim: int = 1024
+    positions: Positions = Positions.sinusoidal
+    max_positions: int = 1024
+    tie_output: bool = True          # the output layer reuses the target embedding
+    share_embeddings: bool = False   # one embedding for both sides: needs data.tokenizer.joint=true
+    attention_reduction: AttentionReduction = AttentionReduction.last_layer
 
     def __post_init__(self) -> None:
         for key in ("emb_dim", "hidden_dim", "enc_layers", "dec_layers"):
             _check(getattr(self, key) > 0, f"model.{key} must be positive, got {getattr(self, key)}")
         _check(self.enc_hidden_dim >= 0, f"model.enc_hidden_dim must be 0 or positive, got {self.enc_hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.arch is Arch.transformer:
+            _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
+                   f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
+            _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
+            return
         score = self.attention.score
         if self.attention.type is not AttentionType.none and score in (Score.dot, Score.scaled_dot, Score.cosine):
             _check(self.encoder_out_dim == self.hidden_dim,
@@ -110,6 +136,7 @@ class ModelConfig:
 @dataclass
 class TokenizerConfig:
     type: TokenizerType = TokenizerType.unigram
+    joint: bool = False    # one model for both languages (src_vocab_size is its size)
     src_vocab_size: int = 8000
     tgt_vocab_size: int = 8000
     character_coverage: float = 1.0
@@ -150,6 +177,7 @@ class TrainConfig:
     max_steps: int = 0           # stop after this many updates (0: no limit)
     max_tokens: int = 4096       # source-or-target tokens per batch, padding included
     lr: float = 1e-3
+    warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
     bf16: bool = False           # autocast matrix work to bfloat16
@@ -164,6 +192,7 @@ class TrainConfig:
         _check(self.max_steps >= 0, f"train.max_steps must be 0 or positive, got {self.max_steps}")
         _check(self.max_tokens >= 16, f"train.max_tokens must be at least 16, got {self.max_tokens}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        _check(self.warmup_steps >= 0, f"train.warmup_steps must be 0 or positive, got {self.warmup_steps}")
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
         _check(0.0 <= self.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.valid_beam >= 1, f"train.valid_beam must be at least 1, got {self.valid_beam}")
@@ -177,6 +206,10 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: str = "data/cache"  # tokenizer models, keyed by a hash of data and settings
+
+    def __post_init__(self) -> None:
+        _check(not self.model.share_embeddings or self.data.tokenizer.joint,
+               "model.share_embeddings=true needs one vocabulary for both sides: set data.tokenizer.joint=true")
 
 
 def register_configs() -> None:

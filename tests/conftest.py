@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mt.config import AttentionConfig, AttentionType, Cell, ModelConfig, Normalizer, Score, TokenizerType
+from mt.config import (Arch, AttentionConfig, AttentionReduction, AttentionType, Cell, ModelConfig, Normalizer,
+                       Positions, Score, TokenizerType)
 from mt.data.corpus import load_parallel_files
 from mt.data.demo_corpus import write_demo_corpus
 from mt.data.tokenizer import cached_tokenizer
@@ -66,10 +67,33 @@ def tokenizers(corpus_dir, tmp_path_factory):
     return src, tgt
 
 
-@pytest.fixture(params=list(RNN_VARIANTS), ids=list(RNN_VARIANTS))
+def tiny_transformer_config(**kw) -> ModelConfig:
+    settings = dict(name="test_transformer", arch=Arch.transformer, hidden_dim=24, heads=4, ff_dim=32,
+                    enc_layers=2, dec_layers=2, dropout=0.0, max_positions=64)
+    settings.update(kw)
+    return ModelConfig(**settings)
+
+
+TRANSFORMER_VARIANTS = {
+    "transformer": dict(),
+    "transformer-learned-all-layers-untied": dict(positions=Positions.learned, tie_output=False,
+                                                  attention_reduction=AttentionReduction.all_layers),
+}
+
+
+def variant_config(name: str) -> ModelConfig:
+    if name in TRANSFORMER_VARIANTS:
+        return tiny_transformer_config(**TRANSFORMER_VARIANTS[name])
+    return tiny_model_config(**RNN_VARIANTS[name])
+
+
+ALL_VARIANTS = [*RNN_VARIANTS, *TRANSFORMER_VARIANTS]
+
+
+@pytest.fixture(params=ALL_VARIANTS, ids=ALL_VARIANTS)
 def model(request):
     torch.manual_seed(0)
-    return build_model(tiny_model_config(**RNN_VARIANTS[request.param]), 40, 50).eval()
+    return build_model(variant_config(request.param), 40, 50).eval()
 
 
 def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

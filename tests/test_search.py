@@ -1,34 +1,38 @@
+import pytest
 import torch
 
 from mt.data.batching import collate
 from mt.decoding.search import beam_search, greedy_search
 from mt.models import build_model
 
-from .conftest import tiny_model_config
+from .conftest import variant_config
 
 SRC = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
+KINDS = ["bahdanau-gru", "luong-general", "luong-local", "transformer"]
 
 
-def _trained_ish(attention: str):
+def _trained_ish(variant: str):
     """A random model with a sharpened output layer, so search has real choices."""
     torch.manual_seed(3)
-    model = build_model(tiny_model_config(attention), 40, 30).eval()
+    model = build_model(variant_config(variant), 40, 30).eval()
+    output = model.output if hasattr(model, "output") else model.decoder.output
     with torch.no_grad():
-        model.decoder.output.weight.mul_(8.0)
+        output.weight.mul_(8.0)
     return model
 
 
 def test_beam_one_equals_greedy():
-    for attention in ("none", "bahdanau"):
-        model = _trained_ish(attention)
+    for variant in ("noattn-gru", *KINDS):
+        model = _trained_ish(variant)
         batch = collate(SRC)
         greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
         beam = beam_search(model, batch.src, batch.src_mask, beam_size=1, max_len=12)
         assert [h.tokens for h in greedy] == [h.tokens for h in beam]
 
 
-def test_batched_beam_equals_one_sentence_at_a_time():
-    model = _trained_ish("bahdanau")
+@pytest.mark.parametrize("variant", KINDS)
+def test_batched_beam_equals_one_sentence_at_a_time(variant):
+    model = _trained_ish(variant)
     batch = collate(SRC)
     together = beam_search(model, batch.src, batch.src_mask, beam_size=4, max_len=12)
     for i, src in enumerate(SRC):
@@ -39,8 +43,9 @@ def test_batched_beam_equals_one_sentence_at_a_time():
         torch.testing.assert_close(alone.attention, together[i].attention, atol=1e-5, rtol=1e-5)
 
 
-def test_beam_returns_the_attention_of_the_chosen_hypothesis():
-    model = _trained_ish("bahdanau")
+@pytest.mark.parametrize("variant", KINDS)
+def test_beam_returns_the_attention_of_the_chosen_hypothesis(variant):
+    model = _trained_ish(variant)
     batch = collate(SRC)
     for hyp, src in zip(beam_search(model, batch.src, batch.src_mask, beam_size=3, max_len=12), SRC):
         assert hyp.attention.shape[1] == len(src)
@@ -54,7 +59,7 @@ def test_beam_returns_the_attention_of_the_chosen_hypothesis():
 
 
 def test_wider_beam_finds_at_least_as_probable_output():
-    model = _trained_ish("bahdanau")
+    model = _trained_ish("bahdanau-gru")
     batch = collate(SRC)
 
     def logprob(src, tokens):

@@ -49,11 +49,13 @@ class Seq2SeqModel(nn.Module, ABC):
         Returns logits [batch, vocab], the next state, attention [batch, src_len] or None.
         """
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
+                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len].
 
-        The default runs ``decode_step`` over the target; models override it with a
-        faster path that must give the same numbers (the tests check this).
+        ``return_attention=False`` lets a model skip work that only the weights need
+        (training). The default runs ``decode_step`` over the target; models override it
+        with a faster path that must give the same numbers (the tests check this).
         """
         memory = self.encode(src, src_mask)
         state = self.init_state(memory)
@@ -62,7 +64,7 @@ class Seq2SeqModel(nn.Module, ABC):
             step_logits, state, step_attn = self.decode_step(memory, state, tgt_in[:, t])
             logits.append(step_logits)
             attn.append(step_attn)
-        stacked = torch.stack(attn, dim=1) if attn and attn[0] is not None else None
+        stacked = torch.stack(attn, dim=1) if return_attention and attn and attn[0] is not None else None
         return torch.stack(logits, dim=1), stacked
 
     def num_parameters(self) -> int:

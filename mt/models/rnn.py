@@ -186,6 +186,8 @@ class RNNSeq2Seq(Seq2SeqModel):
     def decode_step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
         return self.decoder.step(memory, state, prev)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
+                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
         memory = self.encode(src, src_mask)
-        return self.decoder(memory, self.init_state(memory), tgt_in)
+        logits, attention = self.decoder(memory, self.init_state(memory), tgt_in)  # attention comes for free
+        return logits, attention if return_attention else None

@@ -35,8 +35,12 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
     corpus = load_corpus(cfg.data)
     tok = cfg.data.tokenizer
     train = corpus["train"]
-    src_tok = cached_tokenizer(train["src"], cfg.cache_dir, tok.src_vocab_size, tok.type, tok.character_coverage)
-    tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
+    if tok.joint:  # one vocabulary for both languages (shared embeddings need it)
+        src_tok = tgt_tok = cached_tokenizer(list(train["src"]) + list(train["tgt"]), cfg.cache_dir,
+                                             tok.src_vocab_size, tok.type, tok.character_coverage)
+    else:
+        src_tok = cached_tokenizer(train["src"], cfg.cache_dir, tok.src_vocab_size, tok.type, tok.character_coverage)
+        tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
     encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len)
     valid = corpus["validation"]
     valid_enc = encode_pairs(src_tok.encode(valid["src"]), tgt_tok.encode(valid["tgt"]))

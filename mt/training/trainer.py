@@ -74,7 +74,7 @@ class TrainResult:
 def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float, bf16: bool) -> torch.Tensor:
     """Summed token cross-entropy of a batch (PAD excluded)."""
     with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits, _ = model(batch.src, batch.src_mask, batch.tgt_in)
+        logits, _ = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=False)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
                            ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
 
@@ -98,6 +98,9 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.rank, self.world_size = rank_and_world_size()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        warmup = cfg.warmup_steps
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
         self.step = 0
 
     def _batches(self, data: EncodedCorpus, seed: int | None) -> list[list[int]]:
@@ -124,6 +127,7 @@ class Trainer:
             if self.cfg.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
             self.optimizer.step()
+            self.schedule.step()
             self.step += 1
             total_loss += loss.item()
             total_tokens += batch.n_tgt_tokens

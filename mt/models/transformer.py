@@ -1,0 +1,221 @@
+"""Transformer encoder-decoder (Vaswani et al., 2017) with pre-layer-norm blocks.
+
+Two attention paths share the same weights: ``scaled_dot_product_attention`` where the
+weights are not needed (training), and an explicit softmax(QK^T / sqrt(d)) V that
+returns them (translation, alignments). ``cross_attention_maps`` gives every layer and
+head, ``[batch, layers, heads, tgt_len, src_len]``; the interface's
+``[batch, tgt_len, src_len]`` is its reduction by ``attention_reduction``: the mean over
+the heads of the last layer (default) or over all layers and heads.
+
+Translation decodes incrementally: the decoder state holds each layer's self-attention
+keys and values so far, and the encoder memory holds each layer's cross-attention keys
+and values, computed once per sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mt.data.tokenizer import PAD
+from mt.models.interface import Seq2SeqModel, TensorDict
+
+
+def sinusoidal_positions(length: int, dim: int) -> Tensor:
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
+class Embedding(nn.Module):
+    """Token embedding scaled by sqrt(d), plus sinusoidal or learned positions."""
+
+    def __init__(self, vocab_size: int, dim: int, max_positions: int, learned: bool, dropout: float,
+                 tokens: nn.Embedding | None = None) -> None:
+        super().__init__()
+        self.tokens = tokens if tokens is not None else nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        if tokens is None:
+            nn.init.normal_(self.tokens.weight, std=dim ** -0.5)
+        self.learned = nn.Embedding(max_positions, dim) if learned else None
+        if not learned:
+            self.register_buffer("table", sinusoidal_positions(max_positions, dim), persistent=False)
+        self.scale = math.sqrt(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.max_positions = max_positions
+
+    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
+        """ids: [batch, length] -> [batch, length, dim]; positions start at ``offset``."""
+        end = offset + ids.size(1)
+        if end > self.max_positions:
+            raise ValueError(f"sequence of {end} tokens exceeds model.max_positions={self.max_positions}")
+        positions = self.learned.weight[offset:end] if self.learned is not None else self.table[offset:end]
+        return self.dropout(self.tokens(ids) * self.scale + positions)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def _split(self, x: Tensor) -> Tensor:
+        """[batch, length, dim] -> [batch, heads, length, head_dim]"""
+        return x.view(x.size(0), x.size(1), self.heads, self.head_dim).transpose(1, 2)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        k, v = self.key_value(x).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, causal: bool = False,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """x: [batch, q_len, dim]; k, v: [batch, heads, kv_len, head_dim]; mask: True where a
+        key may be attended, broadcastable to [batch, heads, q_len, kv_len]."""
+        q = self._split(self.query(x))
+        dropout = self.dropout if self.training else 0.0
+        if causal:
+            allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril(k.size(2) - q.size(2))
+            mask = allowed if mask is None else mask & allowed
+        weights = None
+        if need_weights:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)           # [batch, heads, q_len, kv_len]
+            context = torch.matmul(F.dropout(weights, dropout, self.training), v)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(x.size(0), x.size(1), -1)
+        return self.out(context), weights
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
+        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.norm1(x)
+        x = x + self.dropout(self.attn(h, *self.attn.keys_values(h), mask=mask)[0])
+        return x + self.dropout(self.ff(self.norm2(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn = MultiHeadAttention(dim, heads, dropout)
+        self.cross_attn = MultiHeadAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, self_k: Tensor, self_v: Tensor, cross_k: Tensor, cross_v: Tensor,
+                src_mask: Tensor, causal: bool, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """self_k/self_v: keys and values of the target so far, this step's included."""
+        x = x + self.dropout(self.self_attn(self.norm1(x), self_k, self_v, causal=causal)[0])
+        cross, weights = self.cross_attn(self.norm2(x), cross_k, cross_v, mask=src_mask, need_weights=need_weights)
+        x = x + self.dropout(cross)
+        return x + self.dropout(self.ff(self.norm3(x))), weights
+
+
+class TransformerSeq2Seq(Seq2SeqModel):
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, dim: int, heads: int, ff_dim: int,
+                 enc_layers: int, dec_layers: int, dropout: float, max_positions: int, learned_positions: bool,
+                 tie_output: bool, share_embeddings: bool, reduction: str = "last_layer") -> None:
+        super().__init__()
+        if share_embeddings and src_vocab_size != tgt_vocab_size:
+            raise ValueError("shared embeddings need one vocabulary for both sides")
+        self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
+        self.src_embed = Embedding(src_vocab_size, dim, max_positions, learned_positions, dropout)
+        self.tgt_embed = Embedding(tgt_vocab_size, dim, max_positions, learned_positions, dropout,
+                                   tokens=self.src_embed.tokens if share_embeddings else None)
+        self.encoder = nn.ModuleList(EncoderLayer(dim, heads, ff_dim, dropout) for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(dim, heads, ff_dim, dropout) for _ in range(dec_layers))
+        self.encoder_norm, self.decoder_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.output = nn.Linear(dim, tgt_vocab_size, bias=False)
+        if tie_output:
+            self.output.weight = self.tgt_embed.tokens.weight
+        self.reduction = reduction
+
+    # -- helpers ---------------------------------------------------------------------
+    def _weights_needed(self, layer: int) -> bool:
+        return self.reduction == "all_layers" or layer == len(self.decoder) - 1
+
+    def _reduce(self, maps: list[Tensor]) -> Tensor:
+        """Per-layer [batch, heads, tgt, src] -> [batch, tgt, src]."""
+        return torch.stack(maps, 1).mean(dim=(1, 2))
+
+    def _decode(self, memory: TensorDict, tgt_in: Tensor, need: str) -> tuple[Tensor, list[Tensor]]:
+        """Teacher-forced decoder; ``need``: 'none', 'reduced' (layers the reduction uses) or 'all'."""
+        x = self.tgt_embed(tgt_in)
+        src_mask = memory["mask"][:, None, None, :]
+        maps = []
+        for i, layer in enumerate(self.decoder):
+            wanted = need == "all" or (need == "reduced" and self._weights_needed(i))
+            k, v = layer.self_attn.keys_values(layer.norm1(x))
+            x, w = layer(x, k, v, memory[f"cross_k{i}"], memory[f"cross_v{i}"], src_mask, True, wanted)
+            if w is not None:
+                maps.append(w)
+        return self.output(self.decoder_norm(x)), maps
+
+    # -- the model interface ---------------------------------------------------------
+    def encode(self, src: Tensor, src_mask: Tensor) -> TensorDict:
+        x = self.src_embed(src)
+        mask = src_mask[:, None, None, :]                              # [batch, 1, 1, src_len]
+        for layer in self.encoder:
+            x = layer(x, mask)
+        states = self.encoder_norm(x)
+        memory = {"states": states, "mask": src_mask}
+        for i, layer in enumerate(self.decoder):                       # cross-attention keys/values, once
+            memory[f"cross_k{i}"], memory[f"cross_v{i}"] = layer.cross_attn.keys_values(states)
+        return memory
+
+    def init_state(self, memory: TensorDict) -> TensorDict:
+        k = memory["cross_k0"]
+        empty = k.new_zeros(k.size(0), k.size(1), 0, k.size(3))      # [batch, heads, 0, head_dim]
+        return {f"self_{kv}{i}": empty for i in range(len(self.decoder)) for kv in "kv"}
+
+    def decode_step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor]:
+        step = state["self_k0"].size(2)
+        x = self.tgt_embed(prev.unsqueeze(1), offset=step)             # [batch, 1, dim]
+        src_mask = memory["mask"][:, None, None, :]
+        new_state, maps = {}, []
+        for i, layer in enumerate(self.decoder):
+            k, v = layer.self_attn.keys_values(layer.norm1(x))
+            k = torch.cat([state[f"self_k{i}"], k], dim=2)
+            v = torch.cat([state[f"self_v{i}"], v], dim=2)
+            new_state[f"self_k{i}"], new_state[f"self_v{i}"] = k, v
+            x, w = layer(x, k, v, memory[f"cross_k{i}"], memory[f"cross_v{i}"], src_mask, False,
+                         self._weights_needed(i))
+            if w is not None:
+                maps.append(w)
+        logits = self.output(self.decoder_norm(x))[:, 0]
+        return logits, new_state, self._reduce(maps)[:, 0]
+
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
+                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+        memory = self.encode(src, src_mask)
+        logits, maps = self._decode(memory, tgt_in, "reduced" if return_attention else "none")
+        return logits, self._reduce(maps) if return_attention else None
+
+    def cross_attention_maps(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Every layer's and head's cross-attention: [batch, layers, heads, tgt_len, src_len]."""
+        _, maps = self._decode(self.encode(src, src_mask), tgt_in, "all")
+        return torch.stack(maps, 1)

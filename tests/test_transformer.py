@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from mt.cli.demo import compose
+from mt.config import AttentionReduction, DataConfig, ExperimentConfig, TokenizerConfig
+from mt.data.batching import collate
+from mt.errors import ConfigError
+from mt.model_dir import load_model_dir, save_model_dir
+from mt.models import build_model
+
+from .conftest import tiny_transformer_config
+
+SRC = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+TGT = [[20, 21, 22], [23, 24, 25, 26], [27]]
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return build_model(tiny_transformer_config(**kw), 40, 50).eval()
+
+
+def test_weight_returning_path_equals_the_fast_sdpa_path():
+    model = _model()
+    batch = collate(SRC, TGT)
+    fast, none = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=False)
+    slow, attn = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=True)
+    assert none is None and attn is not None
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_every_layer_and_head_comes_out_and_reductions_are_means():
+    batch = collate(SRC, TGT)
+    for reduction in AttentionReduction:
+        model = _model(attention_reduction=reduction)
+        maps = model.cross_attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+        assert maps.shape == (3, 2, 4, 5, 5)  # [batch, layers, heads, tgt, src]
+        torch.testing.assert_close(maps.sum(-1), torch.ones(3, 2, 4, 5))
+        assert torch.all(maps[1, ..., 2:] == 0)
+        _, reduced = model(batch.src, batch.src_mask, batch.tgt_in)
+        expected = maps[:, -1].mean(1) if reduction is AttentionReduction.last_layer else maps.mean((1, 2))
+        torch.testing.assert_close(reduced, expected)
+
+
+def test_tied_and_shared_embeddings_are_one_tensor_and_survive_saving(tmp_path, tokenizers):
+    src_tok, _ = tokenizers
+    torch.manual_seed(0)
+    config = ExperimentConfig(data=DataConfig(tokenizer=TokenizerConfig(joint=True)),
+                              model=tiny_transformer_config(share_embeddings=True, tie_output=True))
+    model = build_model(config.model, len(src_tok), len(src_tok)).eval()
+    assert model.src_embed.tokens.weight is model.tgt_embed.tokens.weight is model.output.weight
+    path = save_model_dir(tmp_path / "model", model, config, src_tok, src_tok)
+    loaded = load_model_dir(path).model
+    assert loaded.src_embed.tokens.weight is loaded.output.weight
+    batch = collate([[5, 6, 7]], [[8, 9]])
+    torch.testing.assert_close(model(batch.src, batch.src_mask, batch.tgt_in)[0],
+                               loaded(batch.src, batch.src_mask, batch.tgt_in)[0])
+
+
+def test_shared_embeddings_need_a_joint_vocabulary():
+    with pytest.raises(ConfigError, match="data.tokenizer.joint=true"):
+        compose(["model=transformer", "model.share_embeddings=true"])
+    assert compose(["model=transformer", "model.share_embeddings=true", "data.tokenizer.joint=true"])
+
+
+def test_heads_must_divide_the_model_size():
+    with pytest.raises(ConfigError, match="multiple of model.heads"):
+        compose(["model=transformer", "model.heads=5"])
+
+
+def test_positions_beyond_the_table_are_a_clear_error():
+    model = _model(max_positions=8)
+    batch = collate([list(range(5, 15))])
+    with pytest.raises(ValueError, match="max_positions"):
+        model.encode(batch.src, batch.src_mask)
