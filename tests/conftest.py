@@ -22,7 +22,7 @@ TINY_SIZES = (200, 20, 20)
 TINY_TRAIN = [
     "train.epochs=1", "train.max_steps=4", "train.valid_max_sentences=5", "train.threads=1",
     f"data.demo_sizes=[{','.join(map(str, TINY_SIZES))}]", "data.tokenizer.src_vocab_size=300",
-    "data.tokenizer.tgt_vocab_size=300", "model.emb_dim=16", "model.hidden_dim=24", "model.attention.dim=16",
+    "data.tokenizer.tgt_vocab_size=300", "model.emb_dim=16", "model.hidden_dim=24", "model.enc_hidden_dim=12", "model.attention.dim=16", "model.ff_dim=32",
 ]
 
 torch.set_num_threads(1)

@@ -100,3 +100,24 @@ def test_sweep_trains_both_variants_into_their_own_directories(corpus_dir, tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "sweep" / "0_rnn_noattn" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "sweep" / "1_rnn_bahdanau" / "model" / "model.safetensors").is_file()
+
+
+PRESETS = ["rnn_noattn", "rnn_bahdanau", "rnn_luong_dot", "rnn_luong_general", "rnn_luong_concat",
+           "rnn_luong_local", "transformer"]
+
+
+def test_every_preset_trains_in_one_sweep_and_works_with_every_command(corpus_dir, tmp_path, capsys):
+    result = run_mt("train", "-m", f"model={','.join(PRESETS)}", *TINY_TRAIN, "train.max_steps=2",
+                    f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for i, preset in enumerate(PRESETS):
+        model_dir = tmp_path / "sweep" / f"{i}_{preset}" / "model"
+        out = tmp_path / f"{preset}.de"
+        assert main(["translate", str(model_dir), "--input", str(corpus_dir / "test.en"), "--output", str(out),
+                     "--beam", "2"]) == 0
+        assert len(out.read_text().splitlines()) == 20
+        assert main(["evaluate", str(model_dir), "--src", str(corpus_dir / "test.en"),
+                     "--ref", str(corpus_dir / "test.de")]) == 0
+        code = main(["align", str(model_dir), "--src", "The dog sleeps.", "--out", str(tmp_path / f"{preset}.png")])
+        assert code == (2 if preset == "rnn_noattn" else 0)
