@@ -121,3 +121,21 @@ def test_every_preset_trains_in_one_sweep_and_works_with_every_command(corpus_di
                      "--ref", str(corpus_dir / "test.de")]) == 0
         code = main(["align", str(model_dir), "--src", "The dog sleeps.", "--out", str(tmp_path / f"{preset}.png")])
         assert code == (2 if preset == "rnn_noattn" else 0)
+
+
+def test_align_all_heads_draws_every_layer_and_head_of_a_transformer(corpus_dir, tmp_path, capsys):
+    result = run_mt("train", *TINY_TRAIN, "model=transformer", "train.max_steps=2", f"data.dir={corpus_dir}",
+                    f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    weights = tmp_path / "grid.json"
+    assert main(["align", str(tmp_path / "run" / "model"), "--src", "The dog sleeps.", "--ref", "Der Hund schläft.",
+                 "--all-heads", "--out", str(tmp_path / "grid.png"), "--json", str(weights)]) == 0
+    data = json.loads(weights.read_text())
+    maps = data["attention_maps"]
+    assert (len(maps), len(maps[0])) == (3, 4)  # the preset's 3 decoder layers, 4 heads
+    assert len(maps[0][0]) == len(data["tgt_tokens"]) and len(maps[0][0][0]) == len(data["src_tokens"])
+    # The summary map is the mean over the heads of the last layer (the preset's reduction).
+    last = [[sum(maps[-1][h][t][s] for h in range(4)) / 4 for s in range(len(maps[0][0][0]))]
+            for t in range(len(maps[0][0]))]
+    assert all(abs(a - b) < 1e-3 for row_a, row_b in zip(last, data["attention"]) for a, b in zip(row_a, row_b))
+    assert (tmp_path / "grid.png").stat().st_size > 5000

@@ -32,7 +32,7 @@ def test_every_layer_and_head_comes_out_and_reductions_are_means():
     batch = collate(SRC, TGT)
     for reduction in AttentionReduction:
         model = _model(attention_reduction=reduction)
-        maps = model.cross_attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+        maps = model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
         assert maps.shape == (3, 2, 4, 5, 5)  # [batch, layers, heads, tgt, src]
         torch.testing.assert_close(maps.sum(-1), torch.ones(3, 2, 4, 5))
         assert torch.all(maps[1, ..., 2:] == 0)

@@ -97,8 +97,10 @@ def align(args: list[str]) -> int:
     parser.add_argument("--ref", help="a target sentence to force-decode (default: the model's own translation)")
     parser.add_argument("--out", required=True, help="image file to write (.png, .pdf or .svg)")
     parser.add_argument("--json", help="also write tokens and weights here as JSON")
+    parser.add_argument("--all-heads", action="store_true",
+                        help="draw every layer and head (a grid) instead of the model's single summary map")
     ns = _parse(parser, args)
-    from mt.visualization.heatmap import plot_attention
+    from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
     if not ns.src.strip():
         raise MTError("--src is empty: give a sentence to align")
@@ -109,10 +111,17 @@ def align(args: list[str]) -> int:
         result = translator.translate([ns.src], beam=ns.beam, length_penalty=ns.length_penalty)[0]
     if result.attention is None:
         raise MTError(f"the model in {ns.model_dir} has no attention to draw (it was trained without attention)")
-    plot_attention(result.attention, result.src_pieces, result.tgt_pieces, ns.out, title=result.text)
+    data = {"source": result.source, "output": result.text, "src_tokens": result.src_pieces,
+            "tgt_tokens": result.tgt_pieces, "attention": result.attention.round(5).tolist()}
+    if ns.all_heads:
+        # Every layer and head while the model reads the chosen output (rows: its pieces and </s>).
+        maps = translator.attention_maps(ns.src, result.tgt_ids)
+        pieces = translator.tgt_tokenizer.id_to_piece(result.tgt_ids) + ["</s>"]
+        plot_attention_grid(maps, result.src_pieces, pieces, ns.out, title=result.text)
+        data["attention_maps"] = maps.round(5).tolist()  # [layers, heads, tgt, src]
+    else:
+        plot_attention(result.attention, result.src_pieces, result.tgt_pieces, ns.out, title=result.text)
     if ns.json:
-        Path(ns.json).write_text(json.dumps({"source": result.source, "output": result.text,
-                                             "src_tokens": result.src_pieces, "tgt_tokens": result.tgt_pieces,
-                                             "attention": result.attention.round(5).tolist()}, ensure_ascii=False))
+        Path(ns.json).write_text(json.dumps(data, ensure_ascii=False))
     print(f"{result.text}\nheatmap: {ns.out}")
     return 0

@@ -113,7 +113,7 @@ def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8),
     return picks
 
 
-def evaluate_models(model_dirs: dict[str, str], test, out: Path, beam: int) -> str:
+def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int) -> str:
     """Scores, length table, example translations and heatmaps; returns the printed report."""
     from mt.decoding.translator import Translator
     from mt.evaluation.metrics import corpus_scores, scores_by_length
@@ -131,17 +131,18 @@ def evaluate_models(model_dirs: dict[str, str], test, out: Path, beam: int) -> s
     names = list(model_dirs)
     score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}"] for n in names]
     labels = [b.bucket for b in buckets[names[0]]]
+    two = len(names) == 2  # a gap column only for a pair: the second minus the first
     length_rows = [[label, buckets[names[0]][i].sentences, *(f"{buckets[n][i].bleu:.2f}" for n in names),
-                    f"{buckets[names[-1]][i].bleu - buckets[names[0]][i].bleu:+.2f}"]
+                    *([f"{buckets[names[1]][i].bleu - buckets[names[0]][i].bleu:+.2f}"] if two else [])]
                    for i, label in enumerate(labels)]
-    length_header = ["source words", "sentences", *names, "gap"]
+    length_header = ["source words", "sentences", *names, *(["gap"] if two else [])]
     write_csv(out / "scores.csv", ["model", "BLEU", "chrF"], score_rows)
     write_csv(out / "bleu_by_length.csv", length_header, length_rows)
     plot_bleu_by_length(labels, {n: [b.bleu for b in buckets[n]] for n in names}, out / "bleu_by_length.png")
 
     lines = [f"\nTest set: {len(sources)} sentences, beam {beam}  ({scores[names[0]].bleu_signature})",
              format_table(["model", "BLEU", "chrF"], score_rows),
-             "\nBLEU by source length (gap: attention minus no attention)",
+             "\nBLEU by source length" + (f" (gap: {names[1]} minus {names[0]})" if two else ""),
              format_table(length_header, length_rows), "\nExamples"]
     heatmaps = []
     (out / "alignments").mkdir(exist_ok=True)

@@ -26,6 +26,7 @@ class Translation:
     text: str                    # detokenized output
     src_pieces: list[str]        # subwords the model read
     tgt_pieces: list[str]        # subwords it wrote, then "</s>" if it ended
+    tgt_ids: list[int]           # the ids of those subwords (without "</s>")
     attention: np.ndarray | None  # [len(tgt_pieces), len(src_pieces)]
     score: float
 
@@ -50,6 +51,7 @@ class Translator:
             text=self.tgt_tokenizer.decode([hyp.tokens])[0],
             src_pieces=self.src_tokenizer.id_to_piece(src_ids),
             tgt_pieces=self.tgt_tokenizer.id_to_piece(hyp.tokens) + (["</s>"] if hyp.finished else []),
+            tgt_ids=list(hyp.tokens),
             attention=attention,
             score=hyp.score,
         )
@@ -63,7 +65,7 @@ class Translator:
         todo = [i for i, seq in enumerate(ids) if seq]
         for i, seq in enumerate(ids):
             if not seq:
-                results[i] = Translation(lines[i], "", [], ["</s>"], None, 0.0)
+                results[i] = Translation(lines[i], "", [], ["</s>"], [], None, 0.0)
         # Beam search multiplies the rows, so batches shrink with the beam.
         for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
             rows = [todo[j] for j in batch_idx]
@@ -72,6 +74,15 @@ class Translator:
             for r, hyp in zip(rows, hyps):
                 results[r] = self._translation(lines[r], ids[r], hyp)
         return [r for r in results if r is not None]
+
+    @torch.no_grad()
+    def attention_maps(self, source: str, output_ids: list[int]) -> np.ndarray | None:
+        """All layers' and heads' attention while the model reads ``output_ids`` as its own:
+        [layers, heads, len(output_ids) + 1, len(source pieces)], or None without attention."""
+        self.model.eval()
+        batch = collate(self.src_tokenizer.encode([source]), [output_ids]).to(self.device)
+        maps = self.model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+        return maps[0].float().cpu().numpy() if maps is not None else None
 
     @torch.no_grad()
     def force_decode(self, source: str, reference: str) -> Translation:

@@ -67,5 +67,13 @@ class Seq2SeqModel(nn.Module, ABC):
         stacked = torch.stack(attn, dim=1) if return_attention and attn and attn[0] is not None else None
         return torch.stack(logits, dim=1), stacked
 
+    def attention_maps(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor | None:
+        """Every attention map the model has, teacher-forced: [batch, layers, heads, tgt_len, src_len].
+
+        One layer and one head for an RNN; a Transformer overrides it with all of its own.
+        """
+        _, attn = self.forward(src, src_mask, tgt_in)
+        return attn[:, None, None] if attn is not None else None
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

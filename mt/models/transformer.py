@@ -2,7 +2,7 @@
 
 Two attention paths share the same weights: ``scaled_dot_product_attention`` where the
 weights are not needed (training), and an explicit softmax(QK^T / sqrt(d)) V that
-returns them (translation, alignments). ``cross_attention_maps`` gives every layer and
+returns them (translation, alignments). ``attention_maps`` gives every layer and
 head, ``[batch, layers, heads, tgt_len, src_len]``; the interface's
 ``[batch, tgt_len, src_len]`` is its reduction by ``attention_reduction``: the mean over
 the heads of the last layer (default) or over all layers and heads.
@@ -215,7 +215,7 @@ class TransformerSeq2Seq(Seq2SeqModel):
         logits, maps = self._decode(memory, tgt_in, "reduced" if return_attention else "none")
         return logits, self._reduce(maps) if return_attention else None
 
-    def cross_attention_maps(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    def attention_maps(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         """Every layer's and head's cross-attention: [batch, layers, heads, tgt_len, src_len]."""
         _, maps = self._decode(self.encode(src, src_mask), tgt_in, "all")
         return torch.stack(maps, 1)

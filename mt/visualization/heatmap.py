@@ -12,6 +12,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _labels(tokens: Sequence[str]) -> list[str]:
+    return [t.replace("▁", "") or "▁" for t in tokens]
+
+
+def plot_attention_grid(maps: np.ndarray, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                        path: str | Path, title: str = "") -> Path:
+    """One heatmap per layer (rows) and head (columns): maps [layers, heads, tgt, src]."""
+    maps = np.asarray(maps, dtype=float)
+    layers, heads = maps.shape[:2]
+    if maps.shape[2:] != (len(tgt_tokens), len(src_tokens)):
+        raise ValueError(f"maps {maps.shape} do not match {len(tgt_tokens)} x {len(src_tokens)} tokens")
+    cell = max(2.2, 0.16 * max(len(src_tokens), len(tgt_tokens)) + 1.0)
+    fig, axes = plt.subplots(layers, heads, figsize=(cell * heads + 0.5, cell * layers + 0.8), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer][head]
+            ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+            ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=7)
+            ax.set_xticks(range(len(src_tokens)), _labels(src_tokens) if layer == layers - 1 else [],
+                          rotation=90, fontsize=5)
+            ax.set_yticks(range(len(tgt_tokens)), _labels(tgt_tokens) if head == 0 else [], fontsize=5)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
                    path: str | Path, title: str = "") -> Path:
     """Writes a heatmap of ``weights`` [len(tgt_tokens), len(src_tokens)] to ``path`` (PNG, PDF, SVG)."""
@@ -22,8 +53,8 @@ def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: S
     width = max(4.0, 0.28 * len(src_tokens) + 2.5)
     fig, ax = plt.subplots(figsize=(width, height))
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src_tokens)), [t.replace("▁", "") or "▁" for t in src_tokens], rotation=90, fontsize=8)
-    ax.set_yticks(range(len(tgt_tokens)), [t.replace("▁", "") or "▁" for t in tgt_tokens], fontsize=8)
+    ax.set_xticks(range(len(src_tokens)), _labels(src_tokens), rotation=90, fontsize=8)
+    ax.set_yticks(range(len(tgt_tokens)), _labels(tgt_tokens), fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
     if title:
