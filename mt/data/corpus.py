@@ -68,8 +68,47 @@ def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: 
     return datasets.Dataset.from_dict(columns)
 
 
+def load_hub_corpus(cfg: DataConfig) -> datasets.DatasetDict:
+    """A parallel corpus from the Hugging Face hub (or any path ``datasets.load_dataset``
+    takes), mapped to ``src`` / ``tgt`` columns."""
+    if not cfg.hub_id:
+        raise DataError("data.source=hub needs data.hub_id (e.g. bentrevett/multi30k), or data.dir for local files")
+    try:
+        raw = datasets.load_dataset(cfg.hub_id, cfg.hub_config or None)
+    except Exception as err:  # network, unknown id, missing config: all end the same way for the user
+        raise DataError(f"cannot load dataset '{cfg.hub_id}' from the hub ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}); offline, set data.dir to a local copy") from err
+    splits = {}
+    for name, hub_split in zip(("train", "validation", "test"), cfg.hub_splits):
+        if hub_split not in raw:
+            raise DataError(f"dataset '{cfg.hub_id}' has no split '{hub_split}' (it has {sorted(raw)}): "
+                            "set data.hub_splits")
+        part = raw[hub_split]
+        column = cfg.hub_field
+        if column:
+            if column not in part.column_names:
+                raise DataError(f"dataset '{cfg.hub_id}' has no column '{column}' (it has {part.column_names}): "
+                                "set data.hub_field")
+            pairs = part[column]
+            for lang in (cfg.src_lang, cfg.tgt_lang):
+                if pairs and lang not in pairs[0]:
+                    raise DataError(f"dataset '{cfg.hub_id}' has no language '{lang}' in '{column}' "
+                                    f"(it has {sorted(pairs[0])}): check data.src_lang and data.tgt_lang")
+            src, tgt = [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
+        else:
+            for lang in (cfg.src_lang, cfg.tgt_lang):
+                if lang not in part.column_names:
+                    raise DataError(f"dataset '{cfg.hub_id}' has no column '{lang}' (it has {part.column_names}): "
+                                    "check data.src_lang / data.tgt_lang, or set data.hub_field")
+            src, tgt = part[cfg.src_lang], part[cfg.tgt_lang]
+        splits[name] = datasets.Dataset.from_dict({"src": list(src), "tgt": list(tgt)})
+    return datasets.DatasetDict(splits)
+
+
 def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     """Train, validation and test splits of the configured corpus."""
+    if cfg.source is CorpusSource.hub and not cfg.dir:
+        return load_hub_corpus(cfg)
     if not cfg.dir:
         raise DataError("data.dir is not set: point it at the corpus folder, e.g. data.dir=path/to/corpus")
     directory = Path(cfg.dir)
