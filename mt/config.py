@@ -66,6 +66,17 @@ class CorpusSource(Enum):
     hub = "hub"      # a Hugging Face dataset by id (or a local copy in ``dir``, see DataConfig)
 
 
+class Optimizer(Enum):
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Schedule(Enum):
+    constant = "constant"  # after the warm-up
+    noam = "noam"          # inverse square root of the step after the warm-up (Vaswani et al., 2017)
+    plateau = "plateau"    # halve the rate whenever validation BLEU does not improve
+
+
 class TokenizerType(Enum):
     unigram = "unigram"
     bpe = "bpe"
@@ -185,7 +196,10 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int = 0           # stop after this many updates (0: no limit)
     max_tokens: int = 4096       # source-or-target tokens per batch, padding included
+    optimizer: Optimizer = Optimizer.adam
+    weight_decay: float = 0.0
     lr: float = 1e-3
+    schedule: Schedule = Schedule.constant
     warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
@@ -194,6 +208,9 @@ class TrainConfig:
     threads: int = 0             # torch intra-op threads (0: torch's default)
     valid_max_sentences: int = 500  # decoded for validation BLEU each epoch (0: all)
     valid_beam: int = 1
+    patience: int = 0            # stop after this many validations without a better BLEU (0: never)
+    checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
+    resume: str = ""             # a run directory to continue from its last checkpoint
     log_every: int = 20          # progress-bar refresh, in updates
 
     def __post_init__(self) -> None:
@@ -205,6 +222,10 @@ class TrainConfig:
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
         _check(0.0 <= self.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.valid_beam >= 1, f"train.valid_beam must be at least 1, got {self.valid_beam}")
+        _check(self.patience >= 0 and self.checkpoint_every >= 0 and self.weight_decay >= 0,
+               "train.patience, train.checkpoint_every and train.weight_decay must be 0 or positive")
+        _check(self.schedule is not Schedule.noam or self.warmup_steps > 0,
+               "train.schedule=noam needs train.warmup_steps > 0")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                f"train.device must be auto, cpu or cuda[:N], got '{self.device}'")
 

@@ -35,17 +35,27 @@ class LoadedModel:
     tgt_tokenizer: Tokenizer
 
 
-def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConfig,
-                   src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> Path:
-    path = Path(path)
+def write_model_files(path: Path, model: Seq2SeqModel, config: ExperimentConfig,
+                      src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> None:
+    """The files of a model directory, into an existing folder."""
+    save_model(model, str(path / WEIGHTS))
+    (path / CONFIG).write_text(to_yaml(config), encoding="utf-8")
+    copy_tokenizer(src_tokenizer, path / SRC_SPM)
+    copy_tokenizer(tgt_tokenizer, path / TGT_SPM)
+
+
+def fresh_temp_dir(path: Path) -> Path:
+    """An empty ``<path>.tmp`` to write into before ``replace_dir``."""
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / WEIGHTS))
-    (tmp / CONFIG).write_text(to_yaml(config), encoding="utf-8")
-    copy_tokenizer(src_tokenizer, tmp / SRC_SPM)
-    copy_tokenizer(tgt_tokenizer, tmp / TGT_SPM)
+    return tmp
+
+
+def replace_dir(tmp: Path, path: Path) -> Path:
+    """Puts the finished ``tmp`` at ``path``. At every moment either ``path`` or
+    ``<path>.old`` holds a complete directory (``existing_dir`` finds it)."""
     old = path.with_name(path.name + ".old")
     if path.exists():
         if old.exists():
@@ -55,6 +65,20 @@ def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConf
     if old.exists():
         shutil.rmtree(old)
     return path
+
+
+def existing_dir(path: Path) -> Path | None:
+    """``path``, or the complete previous version a kill mid-replace left as ``.old``."""
+    old = path.with_name(path.name + ".old")
+    return path if path.is_dir() else old if old.is_dir() else None
+
+
+def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConfig,
+                   src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> Path:
+    path = Path(path)
+    tmp = fresh_temp_dir(path)
+    write_model_files(tmp, model, config, src_tokenizer, tgt_tokenizer)
+    return replace_dir(tmp, path)
 
 
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

@@ -17,7 +17,9 @@ from mt.data.tokenizer import Tokenizer, cached_tokenizer
 from mt.decoding.translator import Translator
 from mt.model_dir import save_model_dir
 from mt.models import build_model
+from mt.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from mt.training.trainer import Trainer, TrainResult, resolve_device
+from mt.visualization.curves import plot_training_curves
 
 log = logging.getLogger("mt.train")
 
@@ -31,11 +33,14 @@ class PreparedData:
     valid: EncodedCorpus
 
 
-def prepare_data(cfg: ExperimentConfig) -> PreparedData:
+def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> PreparedData:
+    """Corpus, tokenizers (trained and cached unless given) and the encoded splits."""
     corpus = load_corpus(cfg.data)
     tok = cfg.data.tokenizer
     train = corpus["train"]
-    if tok.joint:  # one vocabulary for both languages (shared embeddings need it)
+    if tokenizers is not None:
+        src_tok, tgt_tok = tokenizers
+    elif tok.joint:  # one vocabulary for both languages (shared embeddings need it)
         src_tok = tgt_tok = cached_tokenizer(list(train["src"]) + list(train["tgt"]), cfg.cache_dir,
                                              tok.src_vocab_size, tok.type, tok.character_coverage)
     else:
@@ -51,27 +56,50 @@ def prepare_data(cfg: ExperimentConfig) -> PreparedData:
 
 
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True, name: str = "") -> TrainResult:
-    """Trains the configured model; the best one is written to ``run_dir/model``."""
+    """Trains the configured model; the best one is written to ``run_dir/model``.
+
+    With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
+    with the configuration and tokenizers it was started with, and writes there.
+    """
+    device = resolve_device(cfg.train.device)
+    resume = None
+    if cfg.train.resume:
+        run_dir = Path(cfg.train.resume)
+        checkpoint = load_checkpoint(run_dir / "checkpoints" / "last", device)
+        cfg = checkpoint.loaded.config
+        log.info("%sresuming %s at epoch %d, step %d (its own configuration)", f"[{name}] " if name else "",
+                 run_dir, checkpoint.progress.epoch, checkpoint.progress.step)
+        resume = (checkpoint.training_state, checkpoint.progress)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
-    data = prepare_data(cfg)
-    device = resolve_device(cfg.train.device)
-    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
+    if resume is not None:
+        loaded = checkpoint.loaded
+        data = prepare_data(cfg, (loaded.src_tokenizer, loaded.tgt_tokenizer))
+        model = loaded.model
+    else:
+        data = prepare_data(cfg)
+        model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
     log.info("%smodel %s: %s parameters, device %s", f"[{name}] " if name else "", cfg.model.name,
              f"{model.num_parameters():,}", device)
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device)
-    model_dir = run_dir / "model"
 
     def save_best() -> Path:
-        return save_model_dir(model_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
+        return save_model_dir(run_dir / "model", model, cfg, data.src_tokenizer, data.tgt_tokenizer)
+
+    def checkpoint_fn(optimizer: torch.optim.Optimizer, schedule: object, state: Progress) -> Path:
+        return save_checkpoint(run_dir / "checkpoints" / "last", model, cfg, data.src_tokenizer,
+                               data.tgt_tokenizer, optimizer, schedule, state)
 
     valid = data.corpus["validation"]
     trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
-                      translator, save_best, run_dir, progress=progress, name=name)
+                      translator, save_best, checkpoint_fn, run_dir, progress_bar=progress, name=name,
+                      resume_from=resume)
     result = trainer.fit()
+    if result.history:
+        plot_training_curves(result.history, run_dir / "curves.png")
     log.info("%sbest validation BLEU %.2f; model directory: %s", f"[{name}] " if name else "",
              result.best_bleu, result.best_dir)
     return result

@@ -1,10 +1,14 @@
 """The training loop: read it top to bottom.
 
-Each epoch: token-count batches in a seeded order, teacher-forced cross-entropy,
-gradient clipping, Adam; then validation loss and BLEU/chrF of greedy output; the best
-model by validation BLEU is written as a model directory. Metrics go to
-``metrics.jsonl`` as they are measured. Batches are sharded by rank so the same loop
-serves several processes; only rank 0 writes.
+Each epoch: token-count batches in an order fixed by the seed and the epoch, teacher-
+forced cross-entropy, gradient clipping, an optimizer step and the learning-rate
+schedule; then validation loss and BLEU/chrF of greedy output. The best model by
+validation BLEU is written as a model directory; ``checkpoints/last`` is written every
+``checkpoint_every`` updates and after each validation, with everything a resumed run
+needs to continue exactly where this one stopped (weights, optimizer, schedule, torch
+RNG, position in the epoch). Metrics go to ``metrics.jsonl`` as they are measured.
+Batches are sharded by rank so the same loop serves several processes; only rank 0
+writes.
 """
 
 from __future__ import annotations
@@ -14,20 +18,21 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mt.config import TrainConfig
+from mt.config import Optimizer, Schedule, TrainConfig
 from mt.data.batching import Batch, EncodedCorpus, collate, token_batches
 from mt.data.tokenizer import PAD
 from mt.decoding.translator import Translator
 from mt.errors import MTError
 from mt.evaluation.metrics import corpus_scores
 from mt.models import Seq2SeqModel
+from mt.training.checkpoint import Progress
 
 log = logging.getLogger("mt.train")
 
@@ -59,6 +64,7 @@ class EpochRecord:
     valid_ppl: float
     valid_bleu: float
     valid_chrf: float
+    lr: float
     tokens_per_s: float
     seconds: float
     best: bool
@@ -68,7 +74,8 @@ class EpochRecord:
 class TrainResult:
     best_dir: Path | None
     best_bleu: float
-    history: list[EpochRecord] = field(default_factory=list)
+    history: list[dict]
+    stopped_early: bool = False
 
 
 def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float, bf16: bool) -> torch.Tensor:
@@ -79,11 +86,27 @@ def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float, bf1
                            ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
 
 
+def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float) -> float:
+    """Multiplier of train.lr after ``step`` updates."""
+    warmup = cfg.warmup_steps
+    step = step + 1
+    if cfg.schedule is Schedule.noam:
+        return min(step / warmup, math.sqrt(warmup / step))
+    factor = min(1.0, step / warmup) if warmup else 1.0
+    return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
+
+
+def build_optimizer(model: Seq2SeqModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    kind = torch.optim.AdamW if cfg.optimizer is Optimizer.adamw else torch.optim.Adam
+    return kind(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 class Trainer:
     def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, train_data: EncodedCorpus,
                  valid_data: EncodedCorpus, valid_src: list[str], valid_ref: list[str],
-                 translator: Translator, save_best: Callable[[], Path], run_dir: Path,
-                 progress: bool = True, name: str = "") -> None:
+                 translator: Translator, save_best: Callable[[], Path],
+                 save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress], Path], run_dir: Path,
+                 progress_bar: bool = True, name: str = "", resume_from: tuple[dict, Progress] | None = None) -> None:
         self.model = model
         self.cfg = cfg
         self.train_data = train_data
@@ -92,52 +115,73 @@ class Trainer:
         self.valid_ref = valid_ref
         self.translator = translator
         self.save_best = save_best
+        self.save_checkpoint = save_checkpoint
         self.run_dir = run_dir
-        self.progress = progress
+        self.progress_bar = progress_bar
         self.name = name
         self.device = next(model.parameters()).device
         self.rank, self.world_size = rank_and_world_size()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        warmup = cfg.warmup_steps
+        self.optimizer = build_optimizer(model, cfg)
+        self.progress = Progress()
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
-        self.step = 0
+            self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale))
+        if resume_from is not None:
+            state, self.progress = resume_from
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["torch_rng"].cpu())
 
-    def _batches(self, data: EncodedCorpus, seed: int | None) -> list[list[int]]:
-        return token_batches([len(s) for s in data.src], [len(t) for t in data.tgt], self.cfg.max_tokens,
-                             seed=seed, rank=self.rank, world_size=self.world_size)
+    def _prefix(self) -> str:
+        return f"[{self.name}] " if self.name else ""
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float]:
-        """Mean training loss per token and target tokens per second."""
+    def _checkpoint(self) -> None:
+        if self.rank == 0:
+            self.save_checkpoint(self.optimizer, self.schedule, self.progress)
+
+    def _done(self) -> bool:
+        return bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps
+
+    def _train_epoch(self) -> tuple[float, float, bool]:
+        """Trains from the current position to the end of the epoch (or max_steps).
+        Returns the mean training loss per token, target tokens per second, and whether
+        the epoch was finished."""
         self.model.train()
-        batches = self._batches(self.train_data, seed=self.cfg.seed * 1000 + epoch)
+        p = self.progress
+        batches = token_batches([len(s) for s in self.train_data.src], [len(t) for t in self.train_data.tgt],
+                                self.cfg.max_tokens, seed=self.cfg.seed * 1000 + p.epoch,
+                                rank=self.rank, world_size=self.world_size)
         total_loss = total_tokens = 0.0
         start = time.perf_counter()
-        desc = f"{self.name} epoch {epoch}".strip()
-        bar = tqdm(batches, desc=desc, disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
-        for i, idx in enumerate(bar):
+        bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
+                   disable=not self.progress_bar or self.rank != 0, leave=False, dynamic_ncols=True)
+        for idx in batches[p.batch:]:
+            if self._done():
+                break
             batch = collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx]).to(self.device)
             loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.bf16)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"the training loss became {loss.item()} at step {self.step + 1}; the best model so far is "
-                    f"kept in {self.run_dir}; lower train.lr or set train.clip_norm")
+                    f"the training loss became {loss.item()} at step {p.step + 1}; the last good checkpoint is "
+                    f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
             self.optimizer.zero_grad(set_to_none=True)
             (loss / batch.n_tgt_tokens).backward()
             if self.cfg.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
             self.optimizer.step()
             self.schedule.step()
-            self.step += 1
+            p.step += 1
+            p.batch += 1
             total_loss += loss.item()
             total_tokens += batch.n_tgt_tokens
-            if i % self.cfg.log_every == 0:
+            bar.update(1)
+            if p.batch % self.cfg.log_every == 1:
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}",
                                 tok_s=f"{total_tokens / (time.perf_counter() - start):.0f}")
-            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-                break
+            if self.cfg.checkpoint_every and p.step % self.cfg.checkpoint_every == 0:
+                self._checkpoint()
         bar.close()
-        return total_loss / max(total_tokens, 1), total_tokens / (time.perf_counter() - start)
+        finished = p.batch >= len(batches)
+        return total_loss / max(total_tokens, 1), total_tokens / max(time.perf_counter() - start, 1e-9), finished
 
     @torch.no_grad()
     def _valid_loss(self) -> float:
@@ -156,29 +200,45 @@ class Trainer:
         scores = corpus_scores(hyps, self.valid_ref[:n])
         return scores.bleu, scores.chrf
 
-    def fit(self) -> TrainResult:
-        result = TrainResult(best_dir=None, best_bleu=-1.0)
-        metrics_path = self.run_dir / "metrics.jsonl"
-        for epoch in range(1, self.cfg.epochs + 1):
-            start = time.perf_counter()
-            train_loss, tok_s = self._train_epoch(epoch)
-            valid_loss = self._valid_loss()
-            bleu, chrf = self._valid_scores()
-            best = bleu > result.best_bleu
-            if best and self.rank == 0:
-                result.best_dir = self.save_best()
-                result.best_bleu = bleu
-            record = EpochRecord(epoch, self.step, round(train_loss, 4), round(valid_loss, 4),
-                                 round(math.exp(min(valid_loss, 50)), 2), bleu, chrf, round(tok_s, 1),
-                                 round(time.perf_counter() - start, 1), best)
-            result.history.append(record)
+    def _validate(self, train_loss: float, tok_s: float, seconds: float) -> EpochRecord:
+        p = self.progress
+        valid_loss = self._valid_loss()
+        bleu, chrf = self._valid_scores()
+        best = bleu > p.best_score
+        if best:
+            p.best_score, p.bad_epochs = bleu, 0
             if self.rank == 0:
-                with metrics_path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record.__dict__) + "\n")
-                log.info("%sepoch %d  step %d  train loss %.3f  valid loss %.3f  ppl %.2f  BLEU %.2f  chrF %.2f  "
-                         "%.0f tok/s  %.0fs%s", f"[{self.name}] " if self.name else "", epoch, self.step,
-                         train_loss, valid_loss, record.valid_ppl, bleu, chrf, tok_s, record.seconds,
-                         "  (best, saved)" if best else "")
-            if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+                self.save_best()
+        else:
+            p.bad_epochs += 1
+            if self.cfg.schedule is Schedule.plateau:
+                p.lr_scale *= 0.5
+        record = EpochRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
+                             round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
+                             self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best)
+        p.history.append(asdict(record))
+        if self.rank == 0:
+            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(asdict(record)) + "\n")
+            log.info("%sepoch %d  step %d  train loss %.3f  valid loss %.3f  ppl %.2f  BLEU %.2f  chrF %.2f  "
+                     "lr %.2g  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch, p.step, train_loss, valid_loss,
+                     record.valid_ppl, bleu, chrf, record.lr, tok_s, seconds, "  (best, saved)" if best else "")
+        return record
+
+    def fit(self) -> TrainResult:
+        p = self.progress
+        stopped_early = False
+        while p.epoch <= self.cfg.epochs and not self._done():
+            start = time.perf_counter()
+            train_loss, tok_s, finished = self._train_epoch()
+            self._validate(train_loss, tok_s, time.perf_counter() - start)
+            if finished:  # else max_steps stopped it inside the epoch, where a resume continues
+                p.epoch, p.batch = p.epoch + 1, 0
+            self._checkpoint()
+            if self.cfg.patience and p.bad_epochs >= self.cfg.patience:
+                log.info("%sstopping early: no better validation BLEU in %d validations", self._prefix(),
+                         self.cfg.patience)
+                stopped_early = True
                 break
-        return result
+        best_dir = self.run_dir / "model"
+        return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, stopped_early)

@@ -26,3 +26,24 @@ def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[floa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Training and validation loss, and validation BLEU, by epoch (records of metrics.jsonl)."""
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    left.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss per token")
+    left.legend()
+    right.plot(epochs, [r["valid_bleu"] for r in history], marker="o", color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation BLEU")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

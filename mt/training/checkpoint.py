@@ -1,0 +1,71 @@
+"""Training checkpoints: a model directory plus what resuming needs.
+
+    checkpoints/last/
+        model.safetensors, config.yaml, src.model, tgt.model   (a model directory)
+        optimizer.pt     optimizer and schedule state, torch RNG: tensors and numbers only,
+                         read back with torch.load(weights_only=True), which refuses pickled code
+        progress.json    epoch, batch position in the epoch, step, best score, history
+
+A checkpoint is written into ``last.tmp`` and renamed into place, so a kill at any
+moment leaves the previous checkpoint (as ``last`` or ``last.old``) intact.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mt.config import ExperimentConfig
+from mt.data.tokenizer import Tokenizer
+from mt.errors import MTError
+from mt.model_dir import LoadedModel, existing_dir, fresh_temp_dir, load_model_dir, replace_dir, write_model_files
+from mt.models import Seq2SeqModel
+
+OPTIMIZER, PROGRESS = "optimizer.pt", "progress.json"
+
+
+@dataclass
+class Progress:
+    epoch: int = 1               # the epoch in progress
+    batch: int = 0               # batches of that epoch already trained on
+    step: int = 0                # updates so far
+    best_score: float = -1.0     # best validation BLEU so far
+    bad_epochs: int = 0          # validations since the best (early stopping)
+    lr_scale: float = 1.0        # schedule=plateau: halved at each validation without a better BLEU
+    history: list[dict] = field(default_factory=list)
+
+
+def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, src_tok: Tokenizer,
+                    tgt_tok: Tokenizer, optimizer: torch.optim.Optimizer, schedule: Any, progress: Progress) -> Path:
+    tmp = fresh_temp_dir(path)
+    write_model_files(tmp, model, config, src_tok, tgt_tok)
+    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / OPTIMIZER)
+    (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
+    return replace_dir(tmp, path)
+
+
+@dataclass
+class Checkpoint:
+    loaded: LoadedModel
+    training_state: dict
+    progress: Progress
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
+    found = existing_dir(path)
+    if found is None:
+        raise MTError(f"no checkpoint at {path}: train.resume takes the run directory of an earlier mt train")
+    loaded = load_model_dir(found, device)
+    try:
+        state = torch.load(found / OPTIMIZER, map_location=device, weights_only=True)
+        progress = Progress(**json.loads((found / PROGRESS).read_text()))
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as err:
+        raise MTError(f"{found} holds an unreadable or unsafe training state ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:200] if str(err) else ''}); it is not loaded") from err
+    return Checkpoint(loaded, state, progress)

@@ -1,0 +1,124 @@
+"""The training loop people can trust: determinism, kill and resume, divergence, unsafe state."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mt.cli.demo import compose
+from mt.errors import MTError
+from mt.training import trainer as trainer_module
+from mt.training.checkpoint import load_checkpoint
+from mt.training.pipeline import run_training
+
+from .conftest import REPO, TINY_TRAIN, run_mt
+
+LONGER = [*TINY_TRAIN, "train.max_steps=0", "train.epochs=2", "train.max_tokens=200", "train.checkpoint_every=2",
+          "train.valid_max_sentences=3"]
+
+
+def _weights(run: Path) -> dict:
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(corpus_dir, tmp_path):
+    common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"]
+    straight = run_mt("train", *common, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    steps = json.loads((tmp_path / "a" / "checkpoints" / "last" / "progress.json").read_text())["step"]
+    assert steps >= 12
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mt.cli.main", "train", *common, f"hydra.run.dir={tmp_path / 'b'}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = tmp_path / "b" / "checkpoints" / "last" / "progress.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(progress.read_text())["step"] >= 4:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(tmp_path / "b" / "checkpoints" / "last").progress
+    assert killed_at.step < steps
+
+    resumed = run_mt("train", f"train.resume={tmp_path / 'b'}", f"hydra.run.dir={tmp_path / 'b2'}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "b" / "curves.png").is_file()
+
+
+def test_same_seed_same_losses_and_another_seed_differs(corpus_dir, tmp_path):
+    def losses(seed: int, name: str) -> list[float]:
+        cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
+                       f"train.seed={seed}", "train.max_steps=6", "train.epochs=1"])
+        return [r["train_loss"] for r in run_training(cfg, tmp_path / name, progress=False).history]
+
+    first = losses(1, "x")
+    assert first == losses(1, "y")
+    assert first != losses(2, "z")
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(corpus_dir, tmp_path, monkeypatch):
+    real = trainer_module.sequence_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(trainer_module, "sequence_loss", poisoned)
+    cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(MTError, match="loss became nan at step 5.*last good checkpoint"):
+        run_training(cfg, tmp_path / "run", progress=False)
+    kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
+    assert kept.progress.step == 4
+    assert all(torch.isfinite(p).all() for p in kept.loaded.model.parameters())
+
+
+def test_a_pickle_in_place_of_the_training_state_is_refused(corpus_dir, tmp_path):
+    cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=2"])
+    run_training(cfg, tmp_path / "run", progress=False)
+    state = tmp_path / "run" / "checkpoints" / "last" / "optimizer.pt"
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    state.write_bytes(pickle.dumps({"optimizer": Evil()}))
+    with pytest.raises(MTError, match="unsafe"):
+        load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
+    assert not marker.exists()
+
+
+def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(tmp_path):
+    result = run_mt("train", f"train.resume={tmp_path / 'nothing'}", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert result.returncode == 2 and "no checkpoint at" in result.stderr
+
+
+def test_schedules_warm_up_decay_and_halve_on_plateau():
+    from mt.config import Schedule, TrainConfig
+
+    noam = TrainConfig(schedule=Schedule.noam, warmup_steps=4)
+    factors = [trainer_module.learning_rate_factor(s, noam, 1.0) for s in range(12)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4] < 1.0 and factors[11] < factors[5]
+    plateau = TrainConfig(schedule=Schedule.plateau)
+    assert trainer_module.learning_rate_factor(10, plateau, 0.25) == 0.25
+    assert trainer_module.learning_rate_factor(10, TrainConfig(), 0.25) == 1.0
