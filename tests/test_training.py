@@ -122,3 +122,31 @@ def test_schedules_warm_up_decay_and_halve_on_plateau():
     plateau = TrainConfig(schedule=Schedule.plateau)
     assert trainer_module.learning_rate_factor(10, plateau, 0.25) == 0.25
     assert trainer_module.learning_rate_factor(10, TrainConfig(), 0.25) == 1.0
+
+
+def test_validation_every_n_steps_keeps_snapshots_that_mt_average_combines(corpus_dir, tmp_path, capsys):
+    from mt.cli.main import main
+    from mt.model_dir import load_model_dir
+
+    cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+                   "train.valid_every=3", "train.keep_checkpoints=2"])
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    steps = [r["step"] for r in result.history]
+    assert steps[:3] == [3, 6, 9] and len(steps) == len(set(steps))  # no second validation at epoch end
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert len(kept) == 2 and kept[-1] == f"step_{steps[-1]:08d}"
+    assert main(["average", str(tmp_path / "run"), "--out", str(tmp_path / "avg")]) == 0
+    a, b = (load_file(str(tmp_path / "run" / "checkpoints" / k / "model.safetensors")) for k in kept)
+    avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    assert all(torch.allclose(avg[k], (a[k] + b[k]) / 2, atol=1e-6) for k in avg)
+    load_model_dir(tmp_path / "avg")
+    assert main(["average", str(tmp_path / "run" / "checkpoints" / kept[0]), "--out", str(tmp_path / "x")]) == 2
+    assert "at least two models" in capsys.readouterr().err
+
+
+def test_early_stopping_ends_after_patience_validations_without_improvement(corpus_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (10.0, 20.0))
+    cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=5",
+                   "train.valid_every=2", "train.patience=2"])
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    assert result.stopped_early and [r["step"] for r in result.history] == [2, 4, 6]

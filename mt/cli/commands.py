@@ -125,3 +125,22 @@ def align(args: list[str]) -> int:
         Path(ns.json).write_text(json.dumps(data, ensure_ascii=False))
     print(f"{result.text}\nheatmap: {ns.out}")
     return 0
+
+
+def average(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mt average", description="Average the weights of several models of a run.")
+    parser.add_argument("paths", nargs="+", help="model directories, or a run directory whose kept checkpoints "
+                                                 "(train.keep_checkpoints) are averaged")
+    parser.add_argument("--last", type=int, default=0, help="use only the newest N models (0: all)")
+    parser.add_argument("--out", required=True, help="the model directory to write")
+    ns = parser.parse_args(args)
+    from mt.training.averaging import average_models, snapshots
+
+    dirs: list[Path] = []
+    for p in map(Path, ns.paths):
+        dirs.extend(snapshots(p) if (p / "checkpoints").is_dir() else [p])
+    if ns.last:
+        dirs = dirs[-ns.last:]
+    out = average_models(dirs, Path(ns.out))
+    print(f"averaged {len(dirs)} models: {', '.join(str(d) for d in dirs)}\nmodel directory: {out}")
+    return 0

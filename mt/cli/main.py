@@ -16,6 +16,7 @@ commands:
   translate   translate sentences from stdin or --input with a model directory
   evaluate    BLEU and chrF of a model directory on a source/reference file pair
   align       draw the attention heatmap of one sentence pair
+  average     average the weights of several checkpoints of a run
   demo        train with and without attention on the demo corpus and compare
 
 'mt <command> --help' describes each one."""
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align"}:
+        if command in {"translate", "evaluate", "align", "average"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

@@ -26,24 +26,30 @@ class EncodedCorpus:
     tgt: list[list[int]]
     skipped_empty: int = 0
     skipped_long: int = 0
+    skipped_ratio: int = 0
 
     def __len__(self) -> int:
         return len(self.src)
 
 
-def encode_pairs(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: int | None = None) -> EncodedCorpus:
-    """Keeps pairs that have both sides non-empty and at most ``max_len`` subwords."""
+def encode_pairs(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: int | None = None,
+                 max_ratio: float = 0.0) -> EncodedCorpus:
+    """Keeps pairs that have both sides non-empty, at most ``max_len`` subwords, and
+    (``max_ratio`` > 0) lengths within that ratio of each other (counted with one added,
+    so very short pairs are not dropped for a ratio of 1 to 3)."""
     keep_src, keep_tgt = [], []
-    empty = long = 0
+    empty = long = ratio = 0
     for s, t in zip(src_ids, tgt_ids):
         if not s or not t:
             empty += 1
         elif max_len is not None and (len(s) > max_len or len(t) + 1 > max_len):
             long += 1
+        elif max_ratio and max(len(s), len(t)) + 1 > max_ratio * (min(len(s), len(t)) + 1):
+            ratio += 1
         else:
             keep_src.append(s)
             keep_tgt.append(t)
-    return EncodedCorpus(keep_src, keep_tgt, empty, long)
+    return EncodedCorpus(keep_src, keep_tgt, empty, long, ratio)
 
 
 @dataclass

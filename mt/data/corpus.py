@@ -68,6 +68,38 @@ def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: 
     return datasets.Dataset.from_dict(columns)
 
 
+def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list[str]) -> datasets.DatasetDict:
+    """``src`` / ``tgt`` columns from a DatasetDict whose sentences are in a column per
+    language code, or (``data.hub_field``) in one column of {lang: text} dicts."""
+    out = {}
+    for name, split in zip(("train", "validation", "test"), splits):
+        if split not in raw:
+            raise DataError(f"{origin} has no split '{split}' (it has {sorted(raw)}): set data.hub_splits")
+        part = raw[split]
+        column = cfg.hub_field
+        if column:
+            if column not in part.column_names:
+                raise DataError(f"{origin} has no column '{column}' (it has {part.column_names}): "
+                                "set data.hub_field")
+            pairs = part[column]
+            for lang in (cfg.src_lang, cfg.tgt_lang):
+                if pairs and lang not in pairs[0]:
+                    raise DataError(f"{origin} has no language '{lang}' in '{column}' "
+                                    f"(it has {sorted(pairs[0])}): check data.src_lang and data.tgt_lang")
+            src, tgt = [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
+        else:
+            for lang in (cfg.src_lang, cfg.tgt_lang):
+                if lang not in part.column_names:
+                    raise DataError(f"{origin} has no column '{lang}' (it has {part.column_names}): "
+                                    "check data.src_lang / data.tgt_lang, or set data.hub_field")
+            src, tgt = part[cfg.src_lang], part[cfg.tgt_lang]
+        for i, (s, t) in enumerate(zip(src, tgt)):
+            if not isinstance(s, str) or not isinstance(t, str):
+                raise DataError(f"{origin}, split {split}, row {i + 1}: a sentence is not text ({s!r}, {t!r})")
+        out[name] = datasets.Dataset.from_dict({"src": list(src), "tgt": list(tgt)})
+    return datasets.DatasetDict(out)
+
+
 def load_hub_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     """A parallel corpus from the Hugging Face hub (or any path ``datasets.load_dataset``
     takes), mapped to ``src`` / ``tgt`` columns."""
@@ -78,31 +110,40 @@ def load_hub_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     except Exception as err:  # network, unknown id, missing config: all end the same way for the user
         raise DataError(f"cannot load dataset '{cfg.hub_id}' from the hub ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''}); offline, set data.dir to a local copy") from err
-    splits = {}
-    for name, hub_split in zip(("train", "validation", "test"), cfg.hub_splits):
-        if hub_split not in raw:
-            raise DataError(f"dataset '{cfg.hub_id}' has no split '{hub_split}' (it has {sorted(raw)}): "
-                            "set data.hub_splits")
-        part = raw[hub_split]
-        column = cfg.hub_field
-        if column:
-            if column not in part.column_names:
-                raise DataError(f"dataset '{cfg.hub_id}' has no column '{column}' (it has {part.column_names}): "
-                                "set data.hub_field")
-            pairs = part[column]
-            for lang in (cfg.src_lang, cfg.tgt_lang):
-                if pairs and lang not in pairs[0]:
-                    raise DataError(f"dataset '{cfg.hub_id}' has no language '{lang}' in '{column}' "
-                                    f"(it has {sorted(pairs[0])}): check data.src_lang and data.tgt_lang")
-            src, tgt = [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
-        else:
-            for lang in (cfg.src_lang, cfg.tgt_lang):
-                if lang not in part.column_names:
-                    raise DataError(f"dataset '{cfg.hub_id}' has no column '{lang}' (it has {part.column_names}): "
-                                    "check data.src_lang / data.tgt_lang, or set data.hub_field")
-            src, tgt = part[cfg.src_lang], part[cfg.tgt_lang]
-        splits[name] = datasets.Dataset.from_dict({"src": list(src), "tgt": list(tgt)})
-    return datasets.DatasetDict(splits)
+    return _pairs(raw, cfg, f"dataset '{cfg.hub_id}'", list(cfg.hub_splits))
+
+
+def _load_tsv(path: Path, split: str) -> datasets.Dataset:
+    src, tgt = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise DataError(f"{path}, line {number}: expected 2 tab-separated fields (source, target), "
+                            f"found {len(fields)}")
+        src.append(fields[0])
+        tgt.append(fields[1])
+    return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+
+
+def _local_structured(cfg: DataConfig, directory: Path) -> datasets.DatasetDict:
+    prefixes = [cfg.train, cfg.valid, cfg.test]
+    if cfg.source is CorpusSource.disk:
+        try:
+            raw = datasets.load_from_disk(str(directory))
+        except (FileNotFoundError, ValueError) as err:
+            raise DataError(f"{directory} is not a dataset saved with save_to_disk: {err}") from err
+        if isinstance(raw, datasets.Dataset):
+            raise DataError(f"{directory} holds one split; save a DatasetDict with train, validation and test")
+        return _pairs(raw, cfg, str(directory), list(cfg.hub_splits))
+    if cfg.source is CorpusSource.tsv:
+        return datasets.DatasetDict({name: _load_tsv(resolve_text_file(directory / f"{prefix}.tsv"), name)
+                                     for name, prefix in zip(("train", "validation", "test"), prefixes)})
+    files = {p: str(resolve_text_file(directory / f"{p}.jsonl")) for p in prefixes}
+    try:
+        raw = datasets.load_dataset("json", data_files=files)
+    except Exception as err:  # the json builder raises several types for one cause: a bad line
+        raise DataError(f"cannot read the JSONL files in {directory}: {str(err).splitlines()[0]}") from err
+    return _pairs(raw, cfg, str(directory), prefixes)
 
 
 def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
@@ -116,6 +157,8 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
         ensure_demo_corpus(directory, tuple(cfg.demo_sizes), cfg.demo_seed)
     elif not directory.is_dir():
         raise DataError(f"data.dir {directory} is not a directory: point data.dir at the corpus folder")
+    if cfg.source in (CorpusSource.tsv, CorpusSource.jsonl, CorpusSource.disk):
+        return _local_structured(cfg, directory)
     splits = {}
     for split, prefix in (("train", cfg.train), ("validation", cfg.valid), ("test", cfg.test)):
         src = resolve_text_file(directory / f"{prefix}.{cfg.src_lang}")

@@ -46,12 +46,14 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
     else:
         src_tok = cached_tokenizer(train["src"], cfg.cache_dir, tok.src_vocab_size, tok.type, tok.character_coverage)
         tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
-    encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len)
+    encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len,
+                           cfg.data.max_ratio)
     valid = corpus["validation"]
     valid_enc = encode_pairs(src_tok.encode(valid["src"]), tgt_tok.encode(valid["tgt"]))
-    log.info("data: %d training pairs (%d empty and %d longer than %d subwords skipped), %d validation pairs; "
-             "vocabularies %d (%s) / %d (%s)", len(encoded), encoded.skipped_empty, encoded.skipped_long,
-             cfg.data.max_len, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
+    log.info("data: %d training pairs kept; skipped %d empty, %d longer than %d subwords, %d with a length "
+             "ratio over %g; %d validation pairs; vocabularies %d (%s) / %d (%s)", len(encoded),
+             encoded.skipped_empty, encoded.skipped_long, cfg.data.max_len, encoded.skipped_ratio,
+             cfg.data.max_ratio, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
     return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
 
 
@@ -86,8 +88,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = Tr
              f"{model.num_parameters():,}", device)
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device)
 
-    def save_best() -> Path:
-        return save_model_dir(run_dir / "model", model, cfg, data.src_tokenizer, data.tgt_tokenizer)
+    def save_model(path: Path) -> Path:
+        return save_model_dir(path, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
 
     def checkpoint_fn(optimizer: torch.optim.Optimizer, schedule: object, state: Progress) -> Path:
         return save_checkpoint(run_dir / "checkpoints" / "last", model, cfg, data.src_tokenizer,
@@ -95,7 +97,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = Tr
 
     valid = data.corpus["validation"]
     trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
-                      translator, save_best, checkpoint_fn, run_dir, progress_bar=progress, name=name,
+                      translator, save_model, checkpoint_fn, run_dir, progress_bar=progress, name=name,
                       resume_from=resume)
     result = trainer.fit()
     if result.history:

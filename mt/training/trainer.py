@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -104,7 +105,7 @@ def build_optimizer(model: Seq2SeqModel, cfg: TrainConfig) -> torch.optim.Optimi
 class Trainer:
     def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, train_data: EncodedCorpus,
                  valid_data: EncodedCorpus, valid_src: list[str], valid_ref: list[str],
-                 translator: Translator, save_best: Callable[[], Path],
+                 translator: Translator, save_model: Callable[[Path], Path],
                  save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress], Path], run_dir: Path,
                  progress_bar: bool = True, name: str = "", resume_from: tuple[dict, Progress] | None = None) -> None:
         self.model = model
@@ -114,7 +115,7 @@ class Trainer:
         self.valid_src = valid_src
         self.valid_ref = valid_ref
         self.translator = translator
-        self.save_best = save_best
+        self.save_model = save_model
         self.save_checkpoint = save_checkpoint
         self.run_dir = run_dir
         self.progress_bar = progress_bar
@@ -123,6 +124,8 @@ class Trainer:
         self.rank, self.world_size = rank_and_world_size()
         self.optimizer = build_optimizer(model, cfg)
         self.progress = Progress()
+        self.validated_at = -1   # the step of the last validation
+        self.stop = False        # early stopping decided
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale))
         if resume_from is not None:
@@ -155,7 +158,7 @@ class Trainer:
         bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
                    disable=not self.progress_bar or self.rank != 0, leave=False, dynamic_ncols=True)
         for idx in batches[p.batch:]:
-            if self._done():
+            if self._done() or self.stop:
                 break
             batch = collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx]).to(self.device)
             loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.bf16)
@@ -177,7 +180,12 @@ class Trainer:
             if p.batch % self.cfg.log_every == 1:
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}",
                                 tok_s=f"{total_tokens / (time.perf_counter() - start):.0f}")
-            if self.cfg.checkpoint_every and p.step % self.cfg.checkpoint_every == 0:
+            if self.cfg.valid_every and p.step % self.cfg.valid_every == 0:
+                self._validate(total_loss / total_tokens, total_tokens / (time.perf_counter() - start),
+                               time.perf_counter() - start)
+                self.model.train()
+                self._checkpoint()
+            elif self.cfg.checkpoint_every and p.step % self.cfg.checkpoint_every == 0:
                 self._checkpoint()
         bar.close()
         finished = p.batch >= len(batches)
@@ -204,11 +212,12 @@ class Trainer:
         p = self.progress
         valid_loss = self._valid_loss()
         bleu, chrf = self._valid_scores()
+        self.validated_at = p.step
         best = bleu > p.best_score
         if best:
             p.best_score, p.bad_epochs = bleu, 0
             if self.rank == 0:
-                self.save_best()
+                self.save_model(self.run_dir / "model")
         else:
             p.bad_epochs += 1
             if self.cfg.schedule is Schedule.plateau:
@@ -223,22 +232,30 @@ class Trainer:
             log.info("%sepoch %d  step %d  train loss %.3f  valid loss %.3f  ppl %.2f  BLEU %.2f  chrF %.2f  "
                      "lr %.2g  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch, p.step, train_loss, valid_loss,
                      record.valid_ppl, bleu, chrf, record.lr, tok_s, seconds, "  (best, saved)" if best else "")
+            if self.cfg.keep_checkpoints:
+                self._snapshot()
+        if self.cfg.patience and p.bad_epochs >= self.cfg.patience:
+            log.info("%sstopping early: no better validation BLEU in %d validations", self._prefix(),
+                     self.cfg.patience)
+            self.stop = True
         return record
+
+    def _snapshot(self) -> None:
+        """The model at this validation, for checkpoint averaging; only the newest N stay."""
+        folder = self.run_dir / "checkpoints"
+        self.save_model(folder / f"step_{self.progress.step:08d}")
+        for old in sorted(folder.glob("step_*[0-9]"))[: -self.cfg.keep_checkpoints]:
+            shutil.rmtree(old)
 
     def fit(self) -> TrainResult:
         p = self.progress
-        stopped_early = False
-        while p.epoch <= self.cfg.epochs and not self._done():
+        while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
-            self._validate(train_loss, tok_s, time.perf_counter() - start)
+            if self.validated_at != p.step:
+                self._validate(train_loss, tok_s, time.perf_counter() - start)
             if finished:  # else max_steps stopped it inside the epoch, where a resume continues
                 p.epoch, p.batch = p.epoch + 1, 0
             self._checkpoint()
-            if self.cfg.patience and p.bad_epochs >= self.cfg.patience:
-                log.info("%sstopping early: no better validation BLEU in %d validations", self._prefix(),
-                         self.cfg.patience)
-                stopped_early = True
-                break
         best_dir = self.run_dir / "model"
-        return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, stopped_early)
+        return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, self.stop)

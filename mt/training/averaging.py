@@ -1,0 +1,40 @@
+"""Checkpoint averaging: the mean of the weights of several models of one run, which
+often translates better than any of them (Vaswani et al., 2017; Junczys-Dowmunt et al.)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mt.errors import MTError
+from mt.model_dir import CONFIG, SRC_SPM, TGT_SPM, WEIGHTS, fresh_temp_dir, load_model_dir, replace_dir
+
+
+def snapshots(run_dir: Path) -> list[Path]:
+    """The per-validation models a run kept (train.keep_checkpoints), oldest first."""
+    return sorted(p for p in (run_dir / "checkpoints").glob("step_*[0-9]") if p.is_dir())
+
+
+def average_models(model_dirs: list[Path], out: Path) -> Path:
+    """Writes a model directory whose weights are the mean of ``model_dirs``' (the config
+    and tokenizers of the last one)."""
+    if len(model_dirs) < 2:
+        raise MTError(f"averaging needs at least two models, got {len(model_dirs)}: "
+                      "train with train.keep_checkpoints=N or name several model directories")
+    for d in model_dirs:
+        load_model_dir(d)  # each must be a complete, loadable model directory
+    states = [load_file(str(d / WEIGHTS)) for d in model_dirs]
+    keys = states[0].keys()
+    for d, state in zip(model_dirs[1:], states[1:]):
+        if state.keys() != keys or any(state[k].shape != states[0][k].shape for k in keys):
+            raise MTError(f"{d} holds a model of another shape than {model_dirs[0]}: average models of one run")
+    averaged = {k: (torch.stack([s[k].double() for s in states]).mean(0)).to(states[0][k].dtype).contiguous()
+                for k in keys}
+    tmp = fresh_temp_dir(out)
+    save_file(averaged, str(tmp / WEIGHTS))
+    for name in (CONFIG, SRC_SPM, TGT_SPM):
+        shutil.copyfile(model_dirs[-1] / name, tmp / name)
+    return replace_dir(tmp, out)
