@@ -80,6 +80,12 @@ class Schedule(Enum):
     plateau = "plateau"    # halve the rate whenever validation BLEU does not improve
 
 
+class Metric(Enum):
+    bleu = "bleu"
+    chrf = "chrf"
+    loss = "loss"  # validation loss (lower is better)
+
+
 class TokenizerType(Enum):
     unigram = "unigram"
     bpe = "bpe"
@@ -215,7 +221,8 @@ class TrainConfig:
     valid_beam: int = 1
     valid_every: int = 0         # also validate every this many updates (0: at the end of each epoch only)
     keep_checkpoints: int = 0    # keep the model of the last N validations in checkpoints/ (for mt average)
-    patience: int = 0            # stop after this many validations without a better BLEU (0: never)
+    metric: Metric = Metric.bleu  # picks the best model and drives early stopping and the plateau schedule
+    patience: int = 0            # stop after this many validations without a better metric (0: never)
     checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
     resume: str = ""             # a run directory to continue from its last checkpoint
     log_every: int = 20          # progress-bar refresh, in updates

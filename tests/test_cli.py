@@ -139,3 +139,29 @@ def test_align_all_heads_draws_every_layer_and_head_of_a_transformer(corpus_dir,
             for t in range(len(maps[0][0]))]
     assert all(abs(a - b) < 1e-3 for row_a, row_b in zip(last, data["attention"]) for a, b in zip(row_a, row_b))
     assert (tmp_path / "grid.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("unequal", "has 3 lines but"),
+    ("utf8", "line 2: invalid UTF-8"),
+    ("missing", "missing file"),
+    ("language", "missing file"),
+])
+def test_bad_training_data_ends_with_one_line_naming_file_and_fix(problem, message, tmp_path):
+    data = tmp_path / "corpus"
+    data.mkdir()
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.en").write_text("a\nb\nc\n")
+        (data / f"{split}.de").write_text("x\ny\nz\n")
+    if problem == "unequal":
+        (data / "train.de").write_text("x\ny\n")
+    elif problem == "utf8":
+        (data / "valid.de").write_bytes(b"x\n\xff\nz\n")
+    elif problem == "missing":
+        (data / "test.en").unlink()
+    extra = ["data.tgt_lang=xx"] if problem == "language" else []
+    result = run_mt("train", "data=files", f"data.dir={data}", *extra, f"cache_dir={tmp_path / 'cache'}",
+                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0]

@@ -150,3 +150,38 @@ def test_early_stopping_ends_after_patience_validations_without_improvement(corp
                    "train.valid_every=2", "train.patience=2"])
     result = run_training(cfg, tmp_path / "run", progress=False)
     assert result.stopped_early and [r["step"] for r in result.history] == [2, 4, 6]
+
+
+def test_metrics_go_to_tensorboard_when_it_is_installed(corpus_dir, tmp_path, monkeypatch):
+    import types
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, path):
+            written.append(("open", path))
+
+        def add_scalar(self, key, value, step):
+            written.append((key, value, step))
+
+        def flush(self):
+            pass
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=2"])
+    run_training(cfg, tmp_path / "run", progress=False)
+    assert written[0] == ("open", str(tmp_path / "run" / "tensorboard"))
+    assert {k for k, *_ in written} >= {"train_loss", "valid_loss", "valid_bleu", "lr"}
+
+
+def test_the_chosen_metric_picks_the_best_model(corpus_dir, tmp_path, monkeypatch):
+    bleus = iter([30.0, 20.0, 10.0])
+    monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (next(bleus), 0.0))
+    cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+                   "train.valid_every=2", "train.max_steps=6", "train.metric=loss"])
+    result = run_training(cfg, tmp_path / "run", progress=False)
+    losses = [r["valid_loss"] for r in result.history]
+    assert [r["best"] for r in result.history] == [losses[i] < min(losses[:i], default=9e9) for i in range(3)]
+    assert result.history[-1]["best"]  # loss keeps falling while BLEU (30, 20, 10) falls too

@@ -31,8 +31,8 @@ def _train_app(cfg: DictConfig) -> float:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    log.info("done: model directory %s (validation BLEU %.2f)", result.best_dir, result.best_bleu)
-    return result.best_bleu
+    log.info("done: model directory %s", result.best_dir)
+    return result.best_score  # what a Hydra sweeper would maximise
 
 
 def train_main(args: list[str]) -> int:

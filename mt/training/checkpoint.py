@@ -13,6 +13,7 @@ moment leaves the previous checkpoint (as ``last`` or ``last.old``) intact.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ class Progress:
     epoch: int = 1               # the epoch in progress
     batch: int = 0               # batches of that epoch already trained on
     step: int = 0                # updates so far
-    best_score: float = -1.0     # best validation BLEU so far
+    best_score: float = -math.inf  # best validation metric so far (higher is better)
     bad_epochs: int = 0          # validations since the best (early stopping)
     lr_scale: float = 1.0        # schedule=plateau: halved at each validation without a better BLEU
     history: list[dict] = field(default_factory=list)

@@ -102,6 +102,6 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = Tr
     result = trainer.fit()
     if result.history:
         plot_training_curves(result.history, run_dir / "curves.png")
-    log.info("%sbest validation BLEU %.2f; model directory: %s", f"[{name}] " if name else "",
-             result.best_bleu, result.best_dir)
+    log.info("%sbest validation %s %.2f; model directory: %s", f"[{name}] " if name else "", cfg.train.metric.value,
+             abs(result.best_score), result.best_dir)
     return result

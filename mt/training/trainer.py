@@ -74,7 +74,7 @@ class EpochRecord:
 @dataclass
 class TrainResult:
     best_dir: Path | None
-    best_bleu: float
+    best_score: float  # of train.metric; for loss, its negative
     history: list[dict]
     stopped_early: bool = False
 
@@ -95,6 +95,15 @@ def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float) -> f
         return min(step / warmup, math.sqrt(warmup / step))
     factor = min(1.0, step / warmup) if warmup else 1.0
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
+
+
+def open_tensorboard(path: Path):
+    """A TensorBoard writer when tensorboard is installed; metrics.jsonl is written anyway."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
 
 
 def build_optimizer(model: Seq2SeqModel, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -126,6 +135,7 @@ class Trainer:
         self.progress = Progress()
         self.validated_at = -1   # the step of the last validation
         self.stop = False        # early stopping decided
+        self.tensorboard = open_tensorboard(run_dir / "tensorboard") if self.rank == 0 else None
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale))
         if resume_from is not None:
@@ -213,9 +223,10 @@ class Trainer:
         valid_loss = self._valid_loss()
         bleu, chrf = self._valid_scores()
         self.validated_at = p.step
-        best = bleu > p.best_score
+        score = {"bleu": bleu, "chrf": chrf, "loss": -valid_loss}[self.cfg.metric.value]  # higher is better
+        best = score > p.best_score
         if best:
-            p.best_score, p.bad_epochs = bleu, 0
+            p.best_score, p.bad_epochs = score, 0
             if self.rank == 0:
                 self.save_model(self.run_dir / "model")
         else:
@@ -229,14 +240,18 @@ class Trainer:
         if self.rank == 0:
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(asdict(record)) + "\n")
+            if self.tensorboard is not None:
+                for key in ("train_loss", "valid_loss", "valid_ppl", "valid_bleu", "valid_chrf", "lr", "tokens_per_s"):
+                    self.tensorboard.add_scalar(key, getattr(record, key), p.step)
+                self.tensorboard.flush()
             log.info("%sepoch %d  step %d  train loss %.3f  valid loss %.3f  ppl %.2f  BLEU %.2f  chrF %.2f  "
                      "lr %.2g  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch, p.step, train_loss, valid_loss,
                      record.valid_ppl, bleu, chrf, record.lr, tok_s, seconds, "  (best, saved)" if best else "")
             if self.cfg.keep_checkpoints:
                 self._snapshot()
         if self.cfg.patience and p.bad_epochs >= self.cfg.patience:
-            log.info("%sstopping early: no better validation BLEU in %d validations", self._prefix(),
-                     self.cfg.patience)
+            log.info("%sstopping early: no better validation %s in %d validations", self._prefix(),
+                     self.cfg.metric.value, self.cfg.patience)
             self.stop = True
         return record
 
