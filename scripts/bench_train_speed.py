@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mt.cli.demo import compose  # noqa: E402
+from mt.cli.train import compose  # noqa: E402
 from mt.data.batching import collate, token_batches  # noqa: E402
 from mt.models import build_model  # noqa: E402
 from mt.training.pipeline import prepare_data  # noqa: E402

@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from mt.config import (Arch, AttentionConfig, AttentionReduction, AttentionType, Cell, ModelConfig, Normalizer,
-                       Positions, Score, TokenizerType)
+from mt.config import (
+    Arch,
+    AttentionConfig,
+    AttentionReduction,
+    AttentionType,
+    Cell,
+    ModelConfig,
+    Normalizer,
+    Positions,
+    Score,
+    TokenizerType,
+)
 from mt.data.corpus import load_parallel_files
 from mt.data.demo_corpus import write_demo_corpus
 from mt.data.tokenizer import cached_tokenizer

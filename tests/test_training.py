@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mt.cli.demo import compose
+from mt.cli.train import compose
 from mt.errors import MTError
 from mt.training import trainer as trainer_module
 from mt.training.checkpoint import load_checkpoint

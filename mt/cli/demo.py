@@ -16,34 +16,10 @@ import os
 import time
 from pathlib import Path
 
+from mt.cli.train import compose
+
 MODELS = ("rnn_noattn", "rnn_bahdanau")
 DEMO_DEFAULTS = ["train.epochs=3", "train.threads=1", "train.log_every=50"]
-
-
-def compose(overrides: list[str]):
-    """The validated config that ``mt train <overrides>`` would use."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mt.cli.train import CONF_DIR
-    from mt.config import register_configs, to_config
-    from mt.errors import ConfigError
-
-    register_configs()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return to_config(hydra_compose("config", overrides=overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        chain, cause = [], err
-        while cause is not None and len(chain) < 4:  # Hydra keeps the specific reason in the cause
-            chain.append(str(cause))
-            cause = cause.__cause__ or cause.__context__
-        lines = dict.fromkeys(line.strip() for text in chain for line in text.splitlines() if line.strip())
-        detail = "; ".join(line for line in lines
-                           if "$" not in line and not line.startswith(("full_key", "reference_type", "object_type")))
-        raise ConfigError(f"invalid configuration {overrides}: {detail}") from err
 
 
 def _train_one(args: tuple[str, list[str], str]) -> str:

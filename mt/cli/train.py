@@ -35,6 +35,31 @@ def _train_app(cfg: DictConfig) -> float:
     return result.best_score  # what a Hydra sweeper would maximise
 
 
+def compose(overrides: list[str]):
+    """The validated config that ``mt train <overrides>`` would use."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mt.config import register_configs
+    from mt.errors import ConfigError
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return to_config(hydra_compose("config", overrides=overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        chain, cause = [], err
+        while cause is not None and len(chain) < 4:  # Hydra keeps the specific reason in the cause
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        lines = dict.fromkeys(line.strip() for text in chain for line in text.splitlines() if line.strip())
+        detail = "; ".join(line for line in lines
+                           if "$" not in line and not line.startswith(("full_key", "reference_type", "object_type")))
+        raise ConfigError(f"invalid configuration {overrides}: {detail}") from err
+
+
 def train_main(args: list[str]) -> int:
     if not CONF_DIR.is_dir():
         raise MTError(f"config directory {CONF_DIR} not found: install mt from its repository with 'pip install -e .'")

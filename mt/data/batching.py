@@ -60,7 +60,7 @@ class Batch:
     tgt_out: Tensor   # [batch, tgt_len] y1 .. yn EOS
     n_tgt_tokens: int
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch(self.src.to(device), self.src_mask.to(device), self.tgt_in.to(device),
                      self.tgt_out.to(device), self.n_tgt_tokens)
 

@@ -40,7 +40,7 @@ class Translator:
         self.device = torch.device(device)
 
     @classmethod
-    def from_dir(cls, path: str, device: str = "cpu") -> "Translator":
+    def from_dir(cls, path: str, device: str = "cpu") -> Translator:
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device)
 
