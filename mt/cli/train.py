@@ -25,7 +25,10 @@ def _train_app(cfg: DictConfig) -> float:
     try:
         config = to_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        log.info("run directory: %s", run_dir)
+        if config.train.resume:
+            log.info("this session's log: %s; the run continues in %s", run_dir, config.train.resume)
+        else:
+            log.info("run directory: %s", run_dir)
         result = run_training(config, run_dir)
     except MTError as err:
         # One line, and a non-zero exit, also from inside a Hydra job.
