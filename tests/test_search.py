@@ -5,7 +5,7 @@ from mt.data.batching import collate
 from mt.decoding.search import beam_search, greedy_search
 from mt.models import build_model
 
-from .conftest import variant_config
+from .conftest import ALL_VARIANTS, variant_config
 
 SRC = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
 KINDS = ["bahdanau-gru", "luong-general", "luong-local", "transformer"]
@@ -21,13 +21,17 @@ def _trained_ish(variant: str):
     return model
 
 
-def test_beam_one_equals_greedy():
-    for variant in ("noattn-gru", *KINDS):
-        model = _trained_ish(variant)
-        batch = collate(SRC)
-        greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
-        beam = beam_search(model, batch.src, batch.src_mask, beam_size=1, max_len=12)
-        assert [h.tokens for h in greedy] == [h.tokens for h in beam]
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_beam_one_equals_greedy(variant):
+    model = _trained_ish(variant)
+    batch = collate(SRC)
+    greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
+    beam = beam_search(model, batch.src, batch.src_mask, beam_size=1, max_len=12, length_penalty=0.0)
+    assert [h.tokens for h in greedy] == [h.tokens for h in beam]
+    for g, b in zip(greedy, beam):
+        assert abs(g.score - b.score) < 1e-4
+        if g.attention is not None:
+            torch.testing.assert_close(g.attention, b.attention)
 
 
 @pytest.mark.parametrize("variant", KINDS)

@@ -15,7 +15,7 @@ import torch
 
 from mt.data.batching import collate, token_batches
 from mt.data.tokenizer import Tokenizer
-from mt.decoding.search import Hypothesis, beam_search
+from mt.decoding.search import Hypothesis, beam_search, greedy_search
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
 
@@ -70,7 +70,10 @@ class Translator:
         for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
             rows = [todo[j] for j in batch_idx]
             batch = collate([ids[r] for r in rows]).to(self.device)
-            hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
+            if beam == 1:
+                hyps = greedy_search(self.model, batch.src, batch.src_mask)
+            else:
+                hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
             for r, hyp in zip(rows, hyps):
                 results[r] = self._translation(lines[r], ids[r], hyp)
         return [r for r in results if r is not None]
