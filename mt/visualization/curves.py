@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mt.visualization.heatmap import save_figure  # noqa: E402
+
 
 def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -21,11 +23,7 @@ def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[floa
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
@@ -42,8 +40,4 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     right.set_ylabel("validation BLEU")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

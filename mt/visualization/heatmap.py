@@ -12,6 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Writes and closes ``fig`` (the format follows the suffix); creates the folder."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _labels(tokens: Sequence[str]) -> list[str]:
     return [t.replace("▁", "") or "▁" for t in tokens]
 
@@ -35,12 +45,7 @@ def plot_attention_grid(maps: np.ndarray, src_tokens: Sequence[str], tgt_tokens:
             ax.set_yticks(range(len(tgt_tokens)), _labels(tgt_tokens) if head == 0 else [], fontsize=5)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
@@ -60,9 +65,4 @@ def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: S
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
