@@ -113,7 +113,7 @@ def load_hub_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     return _pairs(raw, cfg, f"dataset '{cfg.hub_id}'", list(cfg.hub_splits))
 
 
-def _load_tsv(path: Path, split: str) -> datasets.Dataset:
+def _load_tsv(path: Path) -> datasets.Dataset:
     src, tgt = [], []
     for number, line in enumerate(read_lines(path), start=1):
         fields = line.split("\t")
@@ -136,7 +136,7 @@ def _local_structured(cfg: DataConfig, directory: Path) -> datasets.DatasetDict:
             raise DataError(f"{directory} holds one split; save a DatasetDict with train, validation and test")
         return _pairs(raw, cfg, str(directory), list(cfg.hub_splits))
     if cfg.source is CorpusSource.tsv:
-        return datasets.DatasetDict({name: _load_tsv(resolve_text_file(directory / f"{prefix}.tsv"), name)
+        return datasets.DatasetDict({name: _load_tsv(resolve_text_file(directory / f"{prefix}.tsv"))
                                      for name, prefix in zip(("train", "validation", "test"), prefixes)})
     files = {p: str(resolve_text_file(directory / f"{p}.jsonl")) for p in prefixes}
     try:

@@ -108,34 +108,49 @@ class RNNDecoder(nn.Module):
         assert self.attention is not None
         return self.attention(query, memory["states"], memory.get("keys"), memory["mask"])
 
-    def step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
-        emb = self.dropout(self.embed(prev))                                     # [batch, emb]
-        if self.placement == "luong":
-            inputs = torch.cat([emb, state["feed"]], dim=-1) if self.input_feeding else emb
-            out, new_state = self._rnn(inputs.unsqueeze(1), state)
-            context, weights = self._attend(out[:, 0], memory)
-            features = torch.tanh(self.combine(torch.cat([context, out[:, 0]], dim=-1)))
-            if self.input_feeding:
-                new_state["feed"] = features
-            return self.output(self.dropout(features)), new_state, weights
+    def _luong_step(self, emb: Tensor, state: TensorDict, memory: TensorDict) -> tuple[Tensor, TensorDict, Tensor]:
+        """One Luong step from the input embedding [batch, emb]: attentional hidden state
+        [batch, hidden], next state (with the feed), weights [batch, src_len]."""
+        inputs = torch.cat([emb, state["feed"]], dim=-1) if self.input_feeding else emb
+        out, new_state = self._rnn(inputs.unsqueeze(1), state)
+        context, weights = self._attend(out[:, 0], memory)
+        features = torch.tanh(self.combine(torch.cat([context, out[:, 0]], dim=-1)))
+        if self.input_feeding:
+            new_state["feed"] = features
+        return features, new_state, weights
+
+    def _context_step(self, emb: Tensor, state: TensorDict,
+                      memory: TensorDict) -> tuple[Tensor, Tensor, TensorDict, Tensor | None]:
+        """One step with the context fed to the RNN (fixed, or Bahdanau attention on the
+        previous state): RNN output [batch, hidden], context, next state, weights."""
         if self.placement == "bahdanau":
             context, weights = self._attend(state["hidden"][:, -1], memory)   # previous top-layer state
         else:
             context, weights = memory["summary"], None
         out, new_state = self._rnn(torch.cat([emb, context], dim=-1).unsqueeze(1), state)
-        return self.output(self.dropout(self._readout(out[:, 0], context, emb))), new_state, weights
+        return out[:, 0], context, new_state, weights
+
+    def step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
+        emb = self.dropout(self.embed(prev))                                     # [batch, emb]
+        if self.placement == "luong":
+            features, state, weights = self._luong_step(emb, state, memory)
+            return self.output(self.dropout(features)), state, weights
+        out, context, state, weights = self._context_step(emb, state, memory)
+        return self.output(self.dropout(self._readout(out, context, emb))), state, weights
 
     def forward(self, memory: TensorDict, state: TensorDict, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len]."""
+        """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len].
+
+        Where no step depends on an earlier one's attention, the whole target runs in one
+        RNN call; otherwise the steps loop, and the output layer still runs once over all
+        of them (one large matrix product)."""
         emb = self.dropout(self.embed(tgt_in))                                   # [batch, tgt_len, emb]
         steps = tgt_in.size(1)
         if self.placement == "none":
-            # The context does not change, so the whole target runs in one RNN call.
             context = memory["summary"].unsqueeze(1).expand(-1, steps, -1)
             out, _ = self._rnn(torch.cat([emb, context], dim=-1), state)
             return self.output(self.dropout(self._readout(out, context, emb))), None
         if self.placement == "luong" and not self.input_feeding:
-            # Queries do not depend on earlier attention: one RNN call, one attention call.
             out, _ = self._rnn(emb, state)
             context, weights = self._attend(out, memory)
             features = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
@@ -143,22 +158,16 @@ class RNNDecoder(nn.Module):
         if self.placement == "luong":
             features, weights = [], []
             for t in range(steps):
-                out, new_state = self._rnn(torch.cat([emb[:, t], state["feed"]], dim=-1).unsqueeze(1), state)
-                context, step_weights = self._attend(out[:, 0], memory)
-                feat = torch.tanh(self.combine(torch.cat([context, out[:, 0]], dim=-1)))
-                new_state["feed"] = feat
-                state = new_state
+                feat, state, step_weights = self._luong_step(emb[:, t], state, memory)
                 features.append(feat)
                 weights.append(step_weights)
             return self.output(self.dropout(torch.stack(features, 1))), torch.stack(weights, 1)
         outputs, contexts, weights = [], [], []
         for t in range(steps):
-            context, step_weights = self._attend(state["hidden"][:, -1], memory)
-            out, state = self._rnn(torch.cat([emb[:, t], context], dim=-1).unsqueeze(1), state)
-            outputs.append(out[:, 0])
+            out, context, state, step_weights = self._context_step(emb[:, t], state, memory)
+            outputs.append(out)
             contexts.append(context)
             weights.append(step_weights)
-        # The output layer runs once over all steps: one large matrix product.
         features = self._readout(torch.stack(outputs, 1), torch.stack(contexts, 1), emb)
         return self.output(self.dropout(features)), torch.stack(weights, 1)
 

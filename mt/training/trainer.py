@@ -2,11 +2,12 @@
 
 Each epoch: token-count batches in an order fixed by the seed and the epoch, teacher-
 forced cross-entropy, gradient clipping, an optimizer step and the learning-rate
-schedule; then validation loss and BLEU/chrF of greedy output. The best model by
-validation BLEU is written as a model directory; ``checkpoints/last`` is written every
+schedule; then validation loss and BLEU/chrF of greedy output. The best model is
+written as a model directory; ``checkpoints/last`` is written every
 ``checkpoint_every`` updates and after each validation, with everything a resumed run
 needs to continue exactly where this one stopped (weights, optimizer, schedule, torch
-RNG, position in the epoch). Metrics go to ``metrics.jsonl`` as they are measured.
+RNG, position in the epoch). Validation can also run every ``valid_every`` updates; the
+best model is judged by ``train.metric``. Metrics go to ``metrics.jsonl`` as they are measured.
 Batches are sharded by rank so the same loop serves several processes; only rank 0
 writes.
 """
@@ -57,7 +58,7 @@ def rank_and_world_size() -> tuple[int, int]:
 
 
 @dataclass
-class EpochRecord:
+class ValidationRecord:
     epoch: int
     step: int
     train_loss: float
@@ -172,9 +173,10 @@ class Trainer:
                 break
             batch = collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx]).to(self.device)
             loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.bf16)
-            if not torch.isfinite(loss):
+            loss_value = loss.item()  # the one host sync of the step
+            if not math.isfinite(loss_value):
                 raise TrainingDiverged(
-                    f"the training loss became {loss.item()} at step {p.step + 1}; the last good checkpoint is "
+                    f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
             self.optimizer.zero_grad(set_to_none=True)
             (loss / batch.n_tgt_tokens).backward()
@@ -184,7 +186,7 @@ class Trainer:
             self.schedule.step()
             p.step += 1
             p.batch += 1
-            total_loss += loss.item()
+            total_loss += loss_value
             total_tokens += batch.n_tgt_tokens
             bar.update(1)
             if p.batch % self.cfg.log_every == 1:
@@ -218,7 +220,7 @@ class Trainer:
         scores = corpus_scores(hyps, self.valid_ref[:n])
         return scores.bleu, scores.chrf
 
-    def _validate(self, train_loss: float, tok_s: float, seconds: float) -> EpochRecord:
+    def _validate(self, train_loss: float, tok_s: float, seconds: float) -> ValidationRecord:
         p = self.progress
         valid_loss = self._valid_loss()
         bleu, chrf = self._valid_scores()
@@ -233,7 +235,7 @@ class Trainer:
             p.bad_epochs += 1
             if self.cfg.schedule is Schedule.plateau:
                 p.lr_scale *= 0.5
-        record = EpochRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
+        record = ValidationRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
                              round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
                              self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best)
         p.history.append(asdict(record))
