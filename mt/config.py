@@ -86,6 +86,15 @@ class Metric(Enum):
     loss = "loss"  # validation loss (lower is better)
 
 
+class Precision(Enum):
+    """What training, validation and translation compute in (see mt/precision.py)."""
+
+    auto = "auto"  # bf16 where the hardware computes it natively (AMX, AVX-512-BF16, recent GPUs), else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"  # also where it is emulated: many times slower there
+    fp16 = "fp16"  # CUDA only, with a gradient scaler
+
+
 class TokenizerType(Enum):
     unigram = "unigram"
     bpe = "bpe"
@@ -214,7 +223,7 @@ class TrainConfig:
     warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
-    bf16: bool = False           # autocast matrix work to bfloat16
+    precision: Precision = Precision.auto  # auto: bf16 only where the hardware computes it natively
     device: str = "auto"         # auto, cpu, cuda, cuda:N
     threads: int = 0             # torch intra-op threads (0: torch's default)
     valid_max_sentences: int = 500  # decoded for validation BLEU each epoch (0: all)
@@ -225,11 +234,16 @@ class TrainConfig:
     patience: int = 0            # stop after this many validations without a better metric (0: never)
     checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
     resume: str = ""             # a run directory to continue from its last checkpoint
+    max_seconds: float = 0       # stop training after this many seconds, then validate and save (0: no limit)
     log_every: int = 20          # progress-bar refresh, in updates
+    log_seconds: float = 30      # without a terminal: a plain progress line this often instead of a bar
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, f"train.epochs must be positive, got {self.epochs}")
         _check(self.max_steps >= 0, f"train.max_steps must be 0 or positive, got {self.max_steps}")
+        _check(self.max_seconds >= 0, f"train.max_seconds must be 0 or positive, got {self.max_seconds}")
+        _check(self.log_every >= 1 and self.log_seconds > 0,
+               f"train.log_every and train.log_seconds must be positive, got {self.log_every}, {self.log_seconds}")
         _check(self.max_tokens >= 16, f"train.max_tokens must be at least 16, got {self.max_tokens}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
         _check(self.warmup_steps >= 0, f"train.warmup_steps must be 0 or positive, got {self.warmup_steps}")
@@ -284,13 +298,26 @@ def to_yaml(config: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
+def upgrade_saved_config(cfg: Any) -> Any:
+    """Configs saved before ``train.precision`` existed had ``train.bf16``; read them as
+    ``precision: auto`` (bf16 there meant "fast where it can be", which auto now decides)."""
+    train = cfg.get("train") if hasattr(cfg, "get") else None
+    if train is not None and "bf16" in train:
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            del train["bf16"]
+            train.setdefault("precision", "auto")
+    return cfg
+
+
 def load_yaml(path: Path, schema: type) -> Any:
     """Reads a YAML file written by ``to_yaml`` back into ``schema``, validated."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
+        merged = OmegaConf.merge(OmegaConf.structured(schema), upgrade_saved_config(OmegaConf.load(path)))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{path} does not fit the {schema.__name__} schema: {str(err).splitlines()[0]}") from err

@@ -1,6 +1,6 @@
 """Training throughput (target tokens per second) of model variants on the demo corpus.
 
-    .venv/bin/python scripts/bench_train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3
+    .venv/bin/python scripts/bench_train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3 --precision fp32 bf16
 
 Each repeat builds the model afresh with the same seed, runs ``--warmup`` updates
 untimed, then times ``--steps`` updates (forward, backward, clip, Adam) on real
@@ -25,22 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mt.cli.train import compose  # noqa: E402
 from mt.data.batching import collate, token_batches  # noqa: E402
 from mt.models import build_model  # noqa: E402
+from mt.precision import resolve_precision  # noqa: E402
 from mt.training.pipeline import prepare_data  # noqa: E402
 from mt.training.trainer import sequence_loss  # noqa: E402
 
 
-def measure(model_name: str, bf16: bool, steps: int, warmup: int, max_tokens: int, data, seed: int) -> float:
+def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int) -> float:
     cfg = compose([f"model={model_name}"])
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    resolved = resolve_precision(precision, "cpu")
     batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], max_tokens, seed=seed)
     tokens, start = 0, 0.0
     for i, idx in enumerate(batches[: warmup + steps]):
         if i == warmup:
             tokens, start = 0, time.perf_counter()
         batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
-        loss = sequence_loss(model, batch, 0.0, bf16)
+        loss = sequence_loss(model, batch, 0.0, resolved)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.n_tgt_tokens).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -52,7 +54,8 @@ def measure(model_name: str, bf16: bool, steps: int, warmup: int, max_tokens: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["rnn_noattn", "rnn_bahdanau"])
-    parser.add_argument("--bf16", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--precision", nargs="+", choices=["auto", "fp32", "bf16"], default=["auto"],
+                        help="precisions to measure (auto: what training would pick on this CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
@@ -63,15 +66,14 @@ def main() -> None:
     if ns.threads:
         torch.set_num_threads(ns.threads)
     data = prepare_data(compose([]))
-    modes = {"on": [True], "off": [False], "both": [False, True]}[ns.bf16]
     results = []
     for name in ns.models:
-        for bf16 in modes:
-            runs = [measure(name, bf16, ns.steps, ns.warmup, ns.max_tokens, data, seed=r) for r in range(ns.repeats)]
-            row = {"model": name, "bf16": bf16, "median_tok_s": round(statistics.median(runs)),
+        for precision in ns.precision:
+            runs = [measure(name, precision, ns.steps, ns.warmup, ns.max_tokens, data, seed=r) for r in range(ns.repeats)]
+            row = {"model": name, "precision": resolve_precision(precision, "cpu").name, "median_tok_s": round(statistics.median(runs)),
                    "runs": [round(r) for r in runs]}
             results.append(row)
-            print(f"{name:<14} bf16={str(bf16):<5} median {row['median_tok_s']:>6} tok/s   runs {row['runs']}", flush=True)
+            print(f"{name:<14} {row['precision']:<5} median {row['median_tok_s']:>6} tok/s   runs {row['runs']}", flush=True)
     if ns.json:
         Path(ns.json).write_text(json.dumps({
             "results": results, "threads": torch.get_num_threads(), "steps": ns.steps, "max_tokens": ns.max_tokens,

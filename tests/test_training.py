@@ -67,7 +67,7 @@ def test_same_seed_same_losses_and_another_seed_differs(corpus_dir, tmp_path):
     def losses(seed: int, name: str) -> list[float]:
         cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
                        f"train.seed={seed}", "train.max_steps=6", "train.epochs=1"])
-        return [r["train_loss"] for r in run_training(cfg, tmp_path / name, progress=False).history]
+        return [r["train_loss"] for r in run_training(cfg, tmp_path / name, progress="off").history]
 
     first = losses(1, "x")
     assert first == losses(1, "y")
@@ -86,7 +86,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(co
     monkeypatch.setattr(trainer_module, "sequence_loss", poisoned)
     cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"])
     with pytest.raises(MTError, match="loss became nan at step 5.*last good checkpoint"):
-        run_training(cfg, tmp_path / "run", progress=False)
+        run_training(cfg, tmp_path / "run", progress="off")
     kept = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
     assert kept.progress.step == 4
     assert all(torch.isfinite(p).all() for p in kept.loaded.model.parameters())
@@ -94,7 +94,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(co
 
 def test_a_pickle_in_place_of_the_training_state_is_refused(corpus_dir, tmp_path):
     cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=2"])
-    run_training(cfg, tmp_path / "run", progress=False)
+    run_training(cfg, tmp_path / "run", progress="off")
     state = tmp_path / "run" / "checkpoints" / "last" / "optimizer.pt"
     marker = tmp_path / "pwned"
 
@@ -130,7 +130,7 @@ def test_validation_every_n_steps_keeps_snapshots_that_mt_average_combines(corpu
 
     cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
                    "train.valid_every=3", "train.keep_checkpoints=2"])
-    result = run_training(cfg, tmp_path / "run", progress=False)
+    result = run_training(cfg, tmp_path / "run", progress="off")
     steps = [r["step"] for r in result.history]
     assert steps[:3] == [3, 6, 9] and len(steps) == len(set(steps))  # no second validation at epoch end
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*"))
@@ -148,7 +148,7 @@ def test_early_stopping_ends_after_patience_validations_without_improvement(corp
     monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (10.0, 20.0))
     cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=5",
                    "train.valid_every=2", "train.patience=2"])
-    result = run_training(cfg, tmp_path / "run", progress=False)
+    result = run_training(cfg, tmp_path / "run", progress="off")
     assert result.stopped_early and [r["step"] for r in result.history] == [2, 4, 6]
 
 
@@ -171,7 +171,7 @@ def test_metrics_go_to_tensorboard_when_it_is_installed(corpus_dir, tmp_path, mo
     fake.SummaryWriter = FakeWriter
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
     cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=2"])
-    run_training(cfg, tmp_path / "run", progress=False)
+    run_training(cfg, tmp_path / "run", progress="off")
     assert written[0] == ("open", str(tmp_path / "run" / "tensorboard"))
     assert {k for k, *_ in written} >= {"train_loss", "valid_loss", "valid_bleu", "lr"}
 
@@ -181,7 +181,7 @@ def test_the_chosen_metric_picks_the_best_model(corpus_dir, tmp_path, monkeypatc
     monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (next(bleus), 0.0))
     cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
                    "train.valid_every=2", "train.max_steps=6", "train.metric=loss"])
-    result = run_training(cfg, tmp_path / "run", progress=False)
+    result = run_training(cfg, tmp_path / "run", progress="off")
     losses = [r["valid_loss"] for r in result.history]
     assert [r["best"] for r in result.history] == [losses[i] < min(losses[:i], default=9e9) for i in range(3)]
     assert result.history[-1]["best"]  # loss keeps falling while BLEU (30, 20, 10) falls too

@@ -18,6 +18,8 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--length-penalty", type=float, default=1.0,
                         help="beam scores are divided by length ** this")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="auto (default): bf16 where the hardware computes it natively, else fp32")
     return parser
 
 
@@ -31,7 +33,7 @@ def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespa
 def _translator(ns: argparse.Namespace):
     from mt.decoding.translator import Translator
 
-    return Translator.from_dir(ns.model_dir, ns.device)
+    return Translator.from_dir(ns.model_dir, ns.device, ns.precision)
 
 
 def translate(args: list[str]) -> int:

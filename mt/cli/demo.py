@@ -28,7 +28,7 @@ def _train_one(args: tuple[str, list[str], str]) -> str:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     from mt.training.pipeline import run_training
 
-    result = run_training(compose(overrides), run_dir, progress=False, name=model)
+    result = run_training(compose(overrides), run_dir, progress="lines", name=model)
     return str(result.best_dir)
 
 

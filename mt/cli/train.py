@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from mt.config import register_configs, to_config
-from mt.errors import MTError
+from mt.errors import ConfigError, MTError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger("mt.train")
@@ -38,6 +38,20 @@ def _train_app(cfg: DictConfig) -> float:
     return result.best_score  # what a Hydra sweeper would maximise
 
 
+REMOVED_KEYS = {
+    "train.bf16": "train.bf16 was replaced by train.precision=auto|fp32|bf16|fp16 "
+                  "(auto, the default, uses bf16 only where the hardware computes it natively)",
+}
+
+
+def check_removed_keys(overrides: list[str]) -> None:
+    """Keys of earlier versions get a message that names their replacement."""
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in REMOVED_KEYS:
+            raise ConfigError(REMOVED_KEYS[key])
+
+
 def compose(overrides: list[str]):
     """The validated config that ``mt train <overrides>`` would use."""
     from hydra import compose as hydra_compose
@@ -46,9 +60,9 @@ def compose(overrides: list[str]):
     from omegaconf.errors import OmegaConfBaseException
 
     from mt.config import register_configs
-    from mt.errors import ConfigError
 
     register_configs()
+    check_removed_keys(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return to_config(hydra_compose("config", overrides=overrides))
@@ -67,6 +81,7 @@ def train_main(args: list[str]) -> int:
     if not CONF_DIR.is_dir():
         raise MTError(f"config directory {CONF_DIR} not found: install mt from its repository with 'pip install -e .'")
     register_configs()
+    check_removed_keys(args)
     saved = sys.argv
     sys.argv = ["mt train", *args]
     try:

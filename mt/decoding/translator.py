@@ -18,6 +18,7 @@ from mt.data.tokenizer import Tokenizer
 from mt.decoding.search import Hypothesis, beam_search, greedy_search
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
+from mt.precision import FP32, ResolvedPrecision, resolve_precision
 
 
 @dataclass
@@ -33,16 +34,19 @@ class Translation:
 
 class Translator:
     def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32) -> None:
         self.model = model
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
         self.device = torch.device(device)
+        self.precision = precision
 
     @classmethod
-    def from_dir(cls, path: str, device: str = "cpu") -> Translator:
+    def from_dir(cls, path: str, device: str = "cpu", precision: str = "auto") -> Translator:
+        """``precision``: auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
         loaded = load_model_dir(path, device)
-        return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device)
+        return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
+                   resolve_precision(precision, device))
 
     def _translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         attention = hyp.attention.numpy() if hyp.attention is not None else None
@@ -70,10 +74,11 @@ class Translator:
         for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
             rows = [todo[j] for j in batch_idx]
             batch = collate([ids[r] for r in rows]).to(self.device)
-            if beam == 1:
-                hyps = greedy_search(self.model, batch.src, batch.src_mask)
-            else:
-                hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
+            with self.precision.autocast():
+                if beam == 1:
+                    hyps = greedy_search(self.model, batch.src, batch.src_mask)
+                else:
+                    hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
             for r, hyp in zip(rows, hyps):
                 results[r] = self._translation(lines[r], ids[r], hyp)
         return [r for r in results if r is not None]
@@ -84,7 +89,8 @@ class Translator:
         [layers, heads, len(output_ids) + 1, len(source pieces)], or None without attention."""
         self.model.eval()
         batch = collate(self.src_tokenizer.encode([source]), [output_ids]).to(self.device)
-        maps = self.model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+        with self.precision.autocast():
+            maps = self.model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
         return maps[0].float().cpu().numpy() if maps is not None else None
 
     @torch.no_grad()
@@ -94,7 +100,8 @@ class Translator:
         src_ids = self.src_tokenizer.encode([source])[0]
         tgt_ids = self.tgt_tokenizer.encode([reference])[0]
         batch = collate([src_ids], [tgt_ids]).to(self.device)
-        logits, attn = self.model(batch.src, batch.src_mask, batch.tgt_in)
+        with self.precision.autocast():
+            logits, attn = self.model(batch.src, batch.src_mask, batch.tgt_in)
         logp = torch.log_softmax(logits.float(), -1)[0].gather(-1, batch.tgt_out[0].unsqueeze(-1)).sum()
         hyp = Hypothesis(tgt_ids, float(logp), attn[0].float().cpu() if attn is not None else None)
         translation = self._translation(source, src_ids, hyp)

@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mt.data.tokenizer import PAD
 from mt.models.attention import Attention
 from mt.models.interface import Seq2SeqModel, TensorDict
+from mt.precision import fp32_region
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -38,7 +39,8 @@ class RNNEncoder(nn.Module):
         batch, src_len = src.shape
         lengths = src_mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.dropout(self.embed(src)), lengths, batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        with fp32_region(src):
+            out, final = self.rnn(packed)
         if isinstance(final, tuple):  # LSTM: (h, c)
             final = final[0]
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=src_len)
@@ -96,7 +98,11 @@ class RNNDecoder(nn.Module):
         """inputs: [batch, steps, in_dim] -> outputs [batch, steps, hidden], next state (without feed)."""
         h0 = state["hidden"].transpose(0, 1).contiguous()  # [layers, batch, hidden]
         if self.is_lstm:
-            out, (h, c) = self.rnn(inputs, (h0, state["cell"].transpose(0, 1).contiguous()))
+            with fp32_region(inputs):  # no emulated bf16 LSTM in oneDNN: see mt.precision
+                c0 = state["cell"].transpose(0, 1).contiguous()
+                if not torch.is_autocast_enabled(inputs.device.type):
+                    inputs, h0, c0 = inputs.float(), h0.float(), c0.float()
+                out, (h, c) = self.rnn(inputs, (h0, c0))
             return out, {"hidden": h.transpose(0, 1), "cell": c.transpose(0, 1)}
         out, h = self.rnn(inputs, h0)
         return out, {"hidden": h.transpose(0, 1)}

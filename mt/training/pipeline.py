@@ -17,6 +17,7 @@ from mt.data.tokenizer import Tokenizer, cached_tokenizer
 from mt.decoding.translator import Translator
 from mt.model_dir import save_model_dir
 from mt.models import build_model
+from mt.precision import resolve_precision
 from mt.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from mt.training.trainer import Trainer, TrainResult, resolve_device
 from mt.visualization.curves import plot_training_curves
@@ -57,11 +58,12 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
     return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
 
 
-def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True, name: str = "") -> TrainResult:
+def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "") -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
 
     With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
     with the configuration and tokenizers it was started with, and writes there.
+    ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     """
     device = resolve_device(cfg.train.device)
     resume = None
@@ -84,9 +86,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = Tr
     else:
         data = prepare_data(cfg)
         model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
-    log.info("%smodel %s: %s parameters, device %s", f"[{name}] " if name else "", cfg.model.name,
-             f"{model.num_parameters():,}", device)
-    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device)
+    precision = resolve_precision(cfg.train.precision.value, device)
+    log.info("%smodel %s: %s parameters, device %s, %s", f"[{name}] " if name else "", cfg.model.name,
+             f"{model.num_parameters():,}", device, precision.describe())
+    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision)
 
     def save_model(path: Path) -> Path:
         return save_model_dir(path, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
@@ -97,8 +100,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = Tr
 
     valid = data.corpus["validation"]
     trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
-                      translator, save_model, checkpoint_fn, run_dir, progress_bar=progress, name=name,
-                      resume_from=resume)
+                      translator, save_model, checkpoint_fn, run_dir, progress=progress, name=name,
+                      resume_from=resume, precision=precision)
     result = trainer.fit()
     if result.history:
         plot_training_curves(result.history, run_dir / "curves.png")

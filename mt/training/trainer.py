@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ from mt.decoding.translator import Translator
 from mt.errors import MTError
 from mt.evaluation.metrics import corpus_scores
 from mt.models import Seq2SeqModel
+from mt.precision import FP32, ResolvedPrecision
 from mt.training.checkpoint import Progress
 
 log = logging.getLogger("mt.train")
@@ -70,6 +72,7 @@ class ValidationRecord:
     tokens_per_s: float
     seconds: float
     best: bool
+    precision: str = "fp32"
 
 
 @dataclass
@@ -80,9 +83,10 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float, bf16: bool) -> torch.Tensor:
-    """Summed token cross-entropy of a batch (PAD excluded)."""
-    with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=bf16):
+def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float,
+                  precision: ResolvedPrecision = FP32) -> torch.Tensor:
+    """Summed token cross-entropy of a batch (PAD excluded), in fp32 whatever the precision."""
+    with precision.autocast():
         logits, _ = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=False)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
                            ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
@@ -117,7 +121,10 @@ class Trainer:
                  valid_data: EncodedCorpus, valid_src: list[str], valid_ref: list[str],
                  translator: Translator, save_model: Callable[[Path], Path],
                  save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress], Path], run_dir: Path,
-                 progress_bar: bool = True, name: str = "", resume_from: tuple[dict, Progress] | None = None) -> None:
+                 progress: str = "auto", name: str = "", resume_from: tuple[dict, Progress] | None = None,
+                 precision: ResolvedPrecision = FP32) -> None:
+        """progress: ``bar`` (tqdm), ``lines`` (a plain line every train.log_seconds, for logs
+        and files), ``off``, or ``auto``: a bar on a terminal, lines otherwise."""
         self.model = model
         self.cfg = cfg
         self.train_data = train_data
@@ -128,7 +135,13 @@ class Trainer:
         self.save_model = save_model
         self.save_checkpoint = save_checkpoint
         self.run_dir = run_dir
-        self.progress_bar = progress_bar
+        if progress == "auto":
+            progress = "bar" if sys.stderr.isatty() else "lines"
+        self.progress_mode = progress
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
+        self.started = time.perf_counter()
+        self.out_of_time = False  # train.max_seconds reached
         self.name = name
         self.device = next(model.parameters()).device
         self.rank, self.world_size = rank_and_world_size()
@@ -153,7 +166,33 @@ class Trainer:
             self.save_checkpoint(self.optimizer, self.schedule, self.progress)
 
     def _done(self) -> bool:
-        return bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps
+        if self.cfg.max_seconds and time.perf_counter() - self.started >= self.cfg.max_seconds:
+            self.out_of_time = True
+        return self.out_of_time or (bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps)
+
+    def _progress_line(self, batches: int, loss: float, tok_s: float) -> None:
+        p = self.progress
+        budget = f" of {self.cfg.max_seconds:.0f}s budget" if self.cfg.max_seconds else ""
+        log.info("%sepoch %d  batch %d/%d  step %d  loss %.3f  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch,
+                 p.batch, batches, p.step, loss, tok_s, time.perf_counter() - self.started, budget)
+
+    def _update(self, loss: torch.Tensor, n_tokens: int) -> None:
+        """Backward pass, clipping and the optimizer step (through the gradient scaler for fp16)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        scaled = loss / n_tokens
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            scaled.backward()
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.schedule.step()
 
     def _train_epoch(self) -> tuple[float, float, bool]:
         """Trains from the current position to the end of the epoch (or max_steps).
@@ -167,31 +206,31 @@ class Trainer:
         total_loss = total_tokens = 0.0
         start = time.perf_counter()
         bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
-                   disable=not self.progress_bar or self.rank != 0, leave=False, dynamic_ncols=True)
+                   disable=self.progress_mode != "bar" or self.rank != 0, leave=False, dynamic_ncols=True)
+        lines = self.progress_mode == "lines" and self.rank == 0
+        last_line = start
         for idx in batches[p.batch:]:
             if self._done() or self.stop:
                 break
             batch = collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx]).to(self.device)
-            loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.cfg.bf16)
+            loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.precision)
             loss_value = loss.item()  # the one host sync of the step
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss / batch.n_tgt_tokens).backward()
-            if self.cfg.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-            self.optimizer.step()
-            self.schedule.step()
+            self._update(loss, batch.n_tgt_tokens)
             p.step += 1
             p.batch += 1
             total_loss += loss_value
             total_tokens += batch.n_tgt_tokens
             bar.update(1)
+            now = time.perf_counter()
             if p.batch % self.cfg.log_every == 1:
-                bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}",
-                                tok_s=f"{total_tokens / (time.perf_counter() - start):.0f}")
+                bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}", tok_s=f"{total_tokens / (now - start):.0f}")
+            if lines and now - last_line >= self.cfg.log_seconds:
+                self._progress_line(len(batches), total_loss / total_tokens, total_tokens / (now - start))
+                last_line = now
             if self.cfg.valid_every and p.step % self.cfg.valid_every == 0:
                 self._validate(total_loss / total_tokens, total_tokens / (time.perf_counter() - start),
                                time.perf_counter() - start)
@@ -210,7 +249,7 @@ class Trainer:
         for idx in token_batches([len(s) for s in self.valid_data.src], [len(t) for t in self.valid_data.tgt],
                                  self.cfg.max_tokens):
             batch = collate([self.valid_data.src[j] for j in idx], [self.valid_data.tgt[j] for j in idx]).to(self.device)
-            total_loss += sequence_loss(self.model, batch, 0.0, self.cfg.bf16).item()
+            total_loss += sequence_loss(self.model, batch, 0.0, self.precision).item()
             total_tokens += batch.n_tgt_tokens
         return total_loss / max(total_tokens, 1)
 
@@ -237,7 +276,8 @@ class Trainer:
                 p.lr_scale *= 0.5
         record = ValidationRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
                              round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
-                             self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best)
+                             self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best,
+                             self.precision.name)
         p.history.append(asdict(record))
         if self.rank == 0:
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
@@ -269,10 +309,15 @@ class Trainer:
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
+            if self.out_of_time and self.rank == 0:
+                log.info("%sstopping: train.max_seconds=%g reached at step %d", self._prefix(),
+                         self.cfg.max_seconds, p.step)
             if self.validated_at != p.step:
                 self._validate(train_loss, tok_s, time.perf_counter() - start)
             if finished:  # else max_steps stopped it inside the epoch, where a resume continues
                 p.epoch, p.batch = p.epoch + 1, 0
             self._checkpoint()
+            if self.out_of_time:
+                break
         best_dir = self.run_dir / "model"
         return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, self.stop)

@@ -1,0 +1,134 @@
+"""Numeric precision chosen by the hardware.
+
+bfloat16 halves the memory traffic of matrix work and is about 1.5x faster where the
+hardware computes it (CUDA GPUs from Ampere on; CPUs with AMX or AVX-512-BF16). Where it
+does not, PyTorch emulates it, and training runs 16-21x *slower* than in fp32 (measured
+on an AVX2-only AMD EPYC, docs/BENCHMARKS.md). So ``auto`` takes bf16 only where it is
+native and fp32 everywhere else; the run says which and why.
+
+Detection uses PyTorch's own helpers (``torch.cpu._is_avx512_bf16_supported``,
+``torch.cpu._is_amx_tile_supported``, ``torch.cuda.is_bf16_supported``), never CPU names.
+Training, validation and translation all resolve their precision here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from mt.errors import ConfigError
+
+log = logging.getLogger("mt.precision")
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_support() -> tuple[bool, str]:
+    """Whether this CPU computes bf16 natively, and the feature (or its absence) that says so."""
+    cpu = getattr(torch, "cpu", None)
+    amx = getattr(cpu, "_is_amx_tile_supported", None)
+    avx512_bf16 = getattr(cpu, "_is_avx512_bf16_supported", None)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if amx is not None and amx():
+        return True, "the CPU has AMX"
+    if avx512_bf16 is not None and avx512_bf16():
+        return True, "the CPU has AVX-512-BF16"
+    return False, f"the CPU has neither AMX nor AVX-512-BF16 (best vector unit: {capability}), so bf16 would be emulated"
+
+
+def cuda_bf16_support(device: torch.device) -> tuple[bool, str]:
+    name = torch.cuda.get_device_name(device)
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return True, f"the GPU ({name}) computes bf16"
+    return False, f"the GPU ({name}) does not compute bf16 natively"
+
+
+def bf16_support(device: torch.device) -> tuple[bool, str]:
+    """(native, reason) for ``device``; tests replace this to play other hardware."""
+    if device.type == "cuda":
+        return cuda_bf16_support(device)
+    return cpu_bf16_support()
+
+
+@dataclass(frozen=True)
+class ResolvedPrecision:
+    """What a run computes in: ``name`` is fp32, bf16 or fp16; ``reason`` says why."""
+
+    name: str
+    reason: str
+    device_type: str = "cpu"
+    native: bool = True  # False: bf16 asked for on hardware that emulates it
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The autocast dtype, or None for plain fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.name == "fp16"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to this precision's dtype (a no-op context for fp32)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        return f"precision {self.name}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"precision": self.name, "precision_reason": self.reason}
+
+
+FP32 = ResolvedPrecision("fp32", "fp32 asked for")
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPrecision:
+    """The precision to run in for ``requested`` (auto, fp32, bf16, fp16) on ``device``.
+
+    auto: bf16 where the device computes it natively, else fp32. bf16 on hardware that
+    emulates it runs (the user asked) with a warning. fp16 needs CUDA (it gets a
+    gradient scaler there). Anything else is a ConfigError naming the fix."""
+    device = torch.device(device)
+    kind = device.type
+    if requested not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{requested}'")
+    if requested == "fp32":
+        return ResolvedPrecision("fp32", "fp32 asked for", kind)
+    if requested == "fp16":
+        if kind != "cuda":
+            raise ConfigError("precision fp16 needs a CUDA GPU (CPUs have no fast fp16 training): "
+                              "use precision auto, fp32 or bf16")
+        return ResolvedPrecision("fp16", "fp16 asked for (with a gradient scaler)", kind)
+    native, why = bf16_support(device)
+    if requested == "bf16":
+        if native:
+            return ResolvedPrecision("bf16", f"bf16 asked for; {why}", kind)
+        warnings.warn(f"precision bf16 on this device: {why}; expect it to be many times slower than fp32 "
+                      "(precision auto picks fp32 here)", stacklevel=2)
+        return ResolvedPrecision("bf16", f"bf16 asked for, emulated: {why}", kind, native=False)
+    if native:
+        return ResolvedPrecision("bf16", f"auto: {why}", kind)
+    return ResolvedPrecision("fp32", f"auto: {why}", kind)
+
+
+@contextlib.contextmanager
+def fp32_region(tensor: torch.Tensor) -> Iterator[None]:
+    """Turns autocast off where a CPU kernel has no emulated bf16 path (oneDNN's LSTM).
+
+    On a CPU without native bf16, ``torch.nn.LSTM`` under bf16 autocast fails with
+    "could not create a primitive descriptor for the LSTM forward propagation primitive";
+    there its recurrence runs in fp32 instead (inputs must then be cast to float)."""
+    if tensor.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not cpu_bf16_support()[0]:
+        with torch.autocast("cpu", enabled=False):
+            yield
+    else:
+        yield
