@@ -3,6 +3,8 @@
 # torch comes first, pinned, so pip never pulls a newer CUDA build where a CPU wheel
 # is at hand; on a machine with an NVIDIA GPU the same pin installs PyPI's CUDA build.
 # Override with MT_TORCH="torch==X.Y.Z" (or MT_TORCH="" to keep what is installed).
+# The rest installs with uv (seconds; pip takes about a minute on 2 cores), or with pip
+# where uv cannot be had or fails, or when MT_INSTALLER=pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,5 +25,10 @@ if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; the
   pip_install "$TORCH_SPEC"
 fi
 echo "installing mt and its dependencies ..."
-pip_install -e ".[dev]"
+if [ "${MT_INSTALLER:-uv}" = uv ] && .venv/bin/python -m pip install -q uv >"$log" 2>&1 \
+   && .venv/bin/python -m uv pip install --python .venv/bin/python -q -e ".[dev]" >"$log" 2>&1; then
+  :  # torch, already there, satisfies mt's range and stays as it is
+else
+  pip_install -e ".[dev]"
+fi
 echo "$want" > "$stamp"

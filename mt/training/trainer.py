@@ -208,7 +208,7 @@ class Trainer:
         bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
                    disable=self.progress_mode != "bar" or self.rank != 0, leave=False, dynamic_ncols=True)
         lines = self.progress_mode == "lines" and self.rank == 0
-        last_line = start
+        last_line, tokens_at_line = start, 0.0
         for idx in batches[p.batch:]:
             if self._done() or self.stop:
                 break
@@ -228,9 +228,10 @@ class Trainer:
             now = time.perf_counter()
             if p.batch % self.cfg.log_every == 1:
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}", tok_s=f"{total_tokens / (now - start):.0f}")
-            if lines and now - last_line >= self.cfg.log_seconds:
-                self._progress_line(len(batches), total_loss / total_tokens, total_tokens / (now - start))
-                last_line = now
+            if lines and now - last_line >= self.cfg.log_seconds:  # the speed since the last line
+                self._progress_line(len(batches), total_loss / total_tokens,
+                                    (total_tokens - tokens_at_line) / (now - last_line))
+                last_line, tokens_at_line = now, total_tokens
             if self.cfg.valid_every and p.step % self.cfg.valid_every == 0:
                 self._validate(total_loss / total_tokens, total_tokens / (time.perf_counter() - start),
                                time.perf_counter() - start)

@@ -1,0 +1,89 @@
+"""Fitting training to a wall-clock budget: measure the speed, then plan epochs and a time box.
+
+CPUs differ by an order of magnitude (an AVX2-only EPYC trains the demo's attention model
+at a few thousand target tokens a second; a recent CPU with native bf16 many times
+faster), so a fixed number of epochs cannot promise a duration. The demo measures its
+speed in a few updates, then either trains the full number of epochs where they fit (the
+result then does not depend on the machine), or trains for as many seconds as the budget
+leaves, stopping inside an epoch, and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from mt.data.batching import EncodedCorpus, collate, token_batches
+from mt.models import Seq2SeqModel
+from mt.precision import FP32, ResolvedPrecision
+
+# Work after training, in units of training tokens at the measured speed: the final
+# validation of each model and beam-4 decoding of the test set. Measured with the demo
+# on an AVX2-only EPYC (docs/BENCHMARKS.md): about 40 s at 5,000 tokens/s.
+EVAL_TOKEN_EQUIVALENT = 200_000
+FIXED_OVERHEAD_S = 12.0  # starting the worker processes, loading data, writing plots and tables
+MIN_TRAIN_S = 20.0
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    epochs: int              # train.epochs
+    train_seconds: float     # train.max_seconds: the time box (a guard when the epochs fit)
+    expected_epochs: float   # how far training gets at the measured speed
+    tokens_per_s: float
+    fits: bool               # the epochs fit in the time box: the result does not depend on the speed
+
+    def describe(self, epoch_tokens: int) -> str:
+        speed = f"{self.tokens_per_s:,.0f} target tokens/s per model"
+        if self.fits:
+            return (f"this machine trains at about {speed}: {self.epochs} epochs of {epoch_tokens:,} tokens "
+                    f"fit the budget (about {self.epochs * epoch_tokens / self.tokens_per_s:.0f} s each model)")
+        return (f"this machine trains at about {speed}: each model trains for {self.train_seconds:.0f} s "
+                f"(about {self.expected_epochs:.1f} epochs of {epoch_tokens:,} tokens) to end within the budget; "
+                f"a faster machine trains more and scores higher (mt demo --budget SECONDS for more)")
+
+
+def plan_training(budget_s: float, elapsed_s: float, tokens_per_s: float, epoch_tokens: int,
+                  max_epochs: int) -> TrainingPlan:
+    """Epochs and time box so that everything, evaluation included, ends within ``budget_s``
+    (counted from the start of the demo; ``elapsed_s`` are already spent)."""
+    eval_s = EVAL_TOKEN_EQUIVALENT / tokens_per_s
+    available = max(budget_s - elapsed_s - eval_s - FIXED_OVERHEAD_S, MIN_TRAIN_S)
+    epoch_s = epoch_tokens / tokens_per_s
+    if max_epochs * epoch_s <= available:
+        # The speed estimate may be off: the time box stays, with room, as a guard.
+        return TrainingPlan(max_epochs, available, float(max_epochs), tokens_per_s, fits=True)
+    # Use the whole box; training stops inside the last epoch when it is spent.
+    return TrainingPlan(math.ceil(available / epoch_s), available, available / epoch_s, tokens_per_s, fits=False)
+
+
+def measure_tokens_per_s(model: Seq2SeqModel, data: EncodedCorpus, max_tokens: int, steps: int = 3,
+                         precision: ResolvedPrecision = FP32, seed: int = 0) -> float:
+    """Target tokens per second of forward, backward and an Adam update on real batches
+    (one untimed warm-up update first). The model's weights are restored afterwards."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    from mt.training.trainer import sequence_loss
+
+    batches = token_batches([len(s) for s in data.src], [len(t) for t in data.tgt], max_tokens, seed=seed)
+    # Median-length batches: the shortest and longest would mislead.
+    batches = sorted(batches, key=lambda b: max(len(data.tgt[i]) for i in b))
+    middle = len(batches) // 2
+    chosen = batches[max(middle - steps // 2 - 1, 0): middle - steps // 2 + steps]
+    model.train()
+    tokens, seconds = 0, 0.0
+    for i, idx in enumerate(chosen):
+        batch = collate([data.src[j] for j in idx], [data.tgt[j] for j in idx])
+        start = time.perf_counter()
+        loss = sequence_loss(model, batch, 0.0, precision)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / batch.n_tgt_tokens).backward()
+        optimizer.step()
+        if i > 0:
+            seconds += time.perf_counter() - start
+            tokens += batch.n_tgt_tokens
+    model.load_state_dict(state)
+    return tokens / seconds if seconds > 0 else math.inf
