@@ -122,11 +122,14 @@ def joeynmt_config(model: str, data: Path, spm_model: Path, vocab: Path, out: Pa
                  "dataset_type": "plain", "src": side("en"), "trg": side("de")},
         "training": {
             "model_dir": str(out), "overwrite": True, "optimizer": "adam", "learning_rate": 0.0005,
-            "batch_size": 4096, "batch_type": "token", "epochs": 100, "logging_freq": 10,
+            "scheduling": "warmupinversesquareroot", "learning_rate_warmup": 1000,  # its plateau fails on torch 2.13
+            "batch_size": 4096, "batch_type": "token", "epochs": 100, "logging_freq": 2,
             "validation_freq": 10 ** 9, "use_cuda": False, "fp16": False, "random_seed": 1, "shuffle": True,
             "label_smoothing": 0.1 if model == "transformer" else 0.0, "num_workers": 0, "print_valid_sents": [],
             "eval_metrics": ["bleu"], "keep_best_ckpts": 1,
         },
+        "testing": {"beam_size": 5, "alpha": 1.0, "batch_size": 4096, "batch_type": "token", "max_output_length": 100,
+                    "eval_metrics": ["bleu"], "sacrebleu_cfg": {"tokenize": "13a"}},
         "model": {"initializer": "xavier_uniform", "encoder": encoder, "decoder": decoder, **tied},
     }
     import yaml  # in mt's environment through hydra/omegaconf

@@ -185,3 +185,27 @@ def test_the_chosen_metric_picks_the_best_model(corpus_dir, tmp_path, monkeypatc
     losses = [r["valid_loss"] for r in result.history]
     assert [r["best"] for r in result.history] == [losses[i] < min(losses[:i], default=9e9) for i in range(3)]
     assert result.history[-1]["best"]  # loss keeps falling while BLEU (30, 20, 10) falls too
+
+
+def test_max_seconds_stops_training_then_validates_and_saves(corpus_dir, tmp_path, caplog):
+    import logging
+
+    cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=0",
+                   "train.epochs=50", "train.max_tokens=200", "train.max_seconds=0.5"])
+    start = time.perf_counter()
+    with caplog.at_level(logging.INFO, logger="mt.train"):
+        result = run_training(cfg, tmp_path / "run", progress="off")
+    assert time.perf_counter() - start < 60
+    assert "train.max_seconds=0.5 reached" in caplog.text
+    assert result.best_dir is not None and (result.best_dir / "model.safetensors").is_file()
+    assert result.history and result.history[-1]["epoch"] < 50 and result.history[-1]["step"] > 0
+
+
+def test_train_into_a_file_writes_plain_progress_lines_not_a_bar(corpus_dir, tmp_path):
+    result = run_mt("train", *TINY_TRAIN, "train.max_steps=0", "train.max_tokens=200", "train.log_seconds=0.01",
+                    f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "epoch 1  batch" in output and "tok/s" in output
+    assert "\r" not in output  # no carriage-return bar updates in a log file
