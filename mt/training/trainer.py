@@ -165,9 +165,12 @@ class Trainer:
         if self.rank == 0:
             self.save_checkpoint(self.optimizer, self.schedule, self.progress)
 
-    def _done(self) -> bool:
+    def _check_time(self) -> None:
+        """After each update, so that a run always makes one update and one validation."""
         if self.cfg.max_seconds and time.perf_counter() - self.started >= self.cfg.max_seconds:
             self.out_of_time = True
+
+    def _done(self) -> bool:
         return self.out_of_time or (bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps)
 
     def _progress_line(self, batches: int, loss: float, tok_s: float) -> None:
@@ -220,6 +223,7 @@ class Trainer:
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
             self._update(loss, batch.n_tgt_tokens)
+            self._check_time()
             p.step += 1
             p.batch += 1
             total_loss += loss_value
@@ -307,6 +311,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         p = self.progress
+        self.started = time.perf_counter()  # train.max_seconds counts from here
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
