@@ -28,7 +28,7 @@ MODELS = ("rnn_noattn", "rnn_bahdanau")
 # Half the widths of the presets: four times fewer operations per token, so the attention
 # model learns its alignments within minutes even on an AVX2-only laptop CPU.
 DEMO_MODEL = ["model.emb_dim=64", "model.hidden_dim=128", "model.enc_hidden_dim=64", "model.attention.dim=64"]
-DEMO_TRAIN = ["train.threads=1", "train.max_tokens=2000", "train.lr=0.003", "train.valid_max_sentences=200",
+DEMO_TRAIN = ["train.threads=1", "train.max_tokens=1500", "train.lr=0.003", "train.valid_max_sentences=200",
               "train.log_seconds=20"]
 DEFAULT_BUDGET_S = 220.0  # the demo itself; scripts/demo.sh adds about a minute of installation
 MAX_EPOCHS = 5

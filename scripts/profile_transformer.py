@@ -1,0 +1,85 @@
+"""Training-step speed, peak memory and an operator profile of the Transformer on Multi30k.
+
+    .venv/bin/python scripts/profile_transformer.py eager            # tokens/s and peak RSS
+    .venv/bin/python scripts/profile_transformer.py profile          # plus torch.profiler's table
+    .venv/bin/python scripts/profile_transformer.py compile          # through torch.compile(dynamic=True)
+    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python scripts/profile_transformer.py eager
+
+The same shape as scripts/bench_vs_joeynmt.py (3+3 layers, d 256, 4 heads, ff 1024,
+shared and tied embeddings, joint 8k unigram SentencePiece, 4,096-token batches, 2
+threads): 3 untimed updates, then ``--steps`` timed ones. Peak memory is the process's
+VmHWM, printed after loading the data, after the warm-up and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mt.cli.train import compose  # noqa: E402
+from mt.data.batching import collate, token_batches  # noqa: E402
+from mt.models import build_model  # noqa: E402
+from mt.training.pipeline import prepare_data  # noqa: E402
+from mt.training.trainer import sequence_loss  # noqa: E402
+
+
+def peak_mib() -> int:
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["eager", "profile", "compile"])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    ns = parser.parse_args()
+    logging.disable(logging.INFO)
+    torch.set_num_threads(ns.threads)
+    cfg = compose(["data=multi30k", f"data.dir={ns.multi30k}", "data.tokenizer.joint=true",
+                   "data.tokenizer.src_vocab_size=8000", "model=transformer", "model.share_embeddings=true",
+                   f"cache_dir={REPO / '.bench' / 'cache'}"])
+    data = prepare_data(cfg)
+    print(f"after loading the data: peak {peak_mib()} MiB")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
+    forward = torch.compile(model, dynamic=True) if ns.mode == "compile" else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], 4096, seed=0)
+
+    def step(idx: list[int]) -> int:
+        batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
+        loss = sequence_loss(forward, batch, 0.1)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / batch.n_tgt_tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return batch.n_tgt_tokens
+
+    start = time.perf_counter()
+    for idx in batches[:3]:
+        step(idx)
+    print(f"warm-up (3 updates): {time.perf_counter() - start:.1f} s, peak {peak_mib()} MiB")
+    start = time.perf_counter()
+    tokens = sum(step(idx) for idx in batches[3:3 + ns.steps])
+    print(f"{ns.mode}: {tokens / (time.perf_counter() - start):.0f} target tokens/s over {ns.steps} updates, "
+          f"peak {peak_mib()} MiB")
+    if ns.mode == "profile":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for idx in batches[3 + ns.steps: 7 + ns.steps]:
+                step(idx)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()
