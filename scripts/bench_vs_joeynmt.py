@@ -253,7 +253,7 @@ def main() -> None:
 def _cut_after_seconds(text: str, seconds: float) -> int:
     """Offset in JoeyNMT's log after its first ``seconds`` of training (from its timestamps)."""
     stamps = [(m.start(), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
-              for m in re.finditer(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.M)]
+              for m in re.finditer(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.MULTILINE)]
     first = next((t for pos, t in stamps if "Tokens per Sec" in text[pos:pos + 300]), None)
     if first is None:
         return len(text)
@@ -278,8 +278,8 @@ def machine() -> dict:
 def versions(joey_python: Path) -> dict:
     import torch
 
-    joey = subprocess.run([str(joey_python), "-c", "import importlib.metadata as m; "
-                           "print(m.version('joeynmt'), m.version('torch'))"], capture_output=True, text=True)
+    script = "import importlib.metadata as m; print(m.version('joeynmt'), m.version('torch'))"
+    joey = subprocess.run([str(joey_python), "-c", script], capture_output=True, text=True, check=False)
     return {"mt_torch": torch.__version__, "joeynmt_and_torch": joey.stdout.strip()}
 
 
