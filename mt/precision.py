@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from dataclasses import dataclass
 import torch
 
 from mt.errors import ConfigError
-
-log = logging.getLogger("mt.precision")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -83,9 +80,6 @@ class ResolvedPrecision:
 
     def describe(self) -> str:
         return f"precision {self.name}: {self.reason}"
-
-    def as_dict(self) -> dict:
-        return {"precision": self.name, "precision_reason": self.reason}
 
 
 FP32 = ResolvedPrecision("fp32", "fp32 asked for")

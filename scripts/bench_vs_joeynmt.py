@@ -99,7 +99,7 @@ def prepare_data(multi30k: Path) -> tuple[Path, Path, Path]:
     return data, spm_model, vocab
 
 
-def joeynmt_config(model: str, data: Path, spm_model: Path, vocab: Path, out: Path, seconds: float) -> Path:
+def joeynmt_config(model: str, data: Path, spm_model: Path, vocab: Path, out: Path) -> Path:
     side = lambda lang: {  # noqa: E731
         "lang": lang, "level": "bpe", "lowercase": False, "max_length": 128, "voc_file": str(vocab),
         "tokenizer_type": "sentencepiece", "tokenizer_cfg": {"model_file": str(spm_model)}}
@@ -212,7 +212,7 @@ def main() -> None:
                     budget, pattern, params = ns.seconds + 240, MT_RATE, MT_PARAMS
                 else:
                     out.mkdir(parents=True)
-                    cfg = joeynmt_config(model, data, spm_model, vocab, out / "model", ns.seconds)
+                    cfg = joeynmt_config(model, data, spm_model, vocab, out / "model")
                     cmd = [str(joey_python), "-m", "joeynmt", "train", str(cfg)]
                     budget, pattern, params = ns.seconds + 60, JOEY_RATE, JOEY_PARAMS
                 print(f"== {model} round {round_no + 1}/{ns.rounds}: {system}", flush=True)

@@ -140,7 +140,7 @@ class Trainer:
         self.progress_mode = progress
         self.precision = precision
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
-        self.started = time.perf_counter()
+        self.started = 0.0        # set when fit() starts: train.max_seconds counts from there
         self.out_of_time = False  # train.max_seconds reached
         self.name = name
         self.device = next(model.parameters()).device
