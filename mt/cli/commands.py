@@ -129,6 +129,36 @@ def align(args: list[str]) -> int:
     return 0
 
 
+def aer(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mt aer", description="Alignment error rate, precision and recall (Och & Ney 2003) of predicted word "
+        "alignments against gold with sure (i-j) and possible (ipj) links; one line per sentence pair, i the "
+        "source word and j the target word.")
+    parser.add_argument("--gold", required=True, help="gold alignments (Pharaoh: i-j sure, ipj possible)")
+    parser.add_argument("--pred", required=True, help="predicted alignments (Pharaoh i-j, as mt align --pharaoh writes)")
+    parser.add_argument("--gold-one-based", action="store_true", help="the gold counts words from 1 (as the Hansards "
+                        "set of ../shared/data/alignments does)")
+    parser.add_argument("--pred-one-based", action="store_true", help="the prediction counts words from 1")
+    parser.add_argument("--swap-gold", action="store_true",
+                        help="the gold writes target-source (j-i): swap each pair before scoring")
+    parser.add_argument("--json", help="also write the scores here as JSON")
+    ns = parser.parse_args(args)
+    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+
+    gold = read_pharaoh(ns.gold, one_based=ns.gold_one_based, swap=ns.swap_gold)
+    pred = read_pharaoh(ns.pred, one_based=ns.pred_one_based)
+    if len(gold) != len(pred):
+        raise DataError(f"{ns.gold} has {len(gold)} lines but {ns.pred} has {len(pred)}: "
+                        "they must pair line by line")
+    scores = alignment_error_rate(gold, [p.possible for p in pred])
+    print(f"AER {scores.aer:.2f}  precision {scores.precision:.2f}  recall {scores.recall:.2f}  "
+          f"({scores.sentences} sentences; {scores.predicted} predicted, {scores.sure} sure and "
+          f"{scores.possible} possible gold links)")
+    if ns.json:
+        scores.to_json(ns.json)
+    return 0
+
+
 def average(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mt average", description="Average the weights of several models of a run.")
     parser.add_argument("paths", nargs="+", help="model directories, or a run directory whose kept checkpoints "

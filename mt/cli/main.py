@@ -16,6 +16,7 @@ commands:
   translate   translate sentences from stdin or --input with a model directory
   evaluate    BLEU and chrF of a model directory on a source/reference file pair
   align       draw the attention heatmap of one sentence pair
+  aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run
   demo        train with and without attention on the demo corpus and compare
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align", "average"}:
+        if command in {"translate", "evaluate", "align", "aer", "average"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

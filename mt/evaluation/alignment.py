@@ -1,0 +1,199 @@
+"""Word alignments: reading and writing them (Pharaoh ``i-j``), scoring them against human
+gold (alignment error rate, Och & Ney 2003), and turning attention into them.
+
+A link is ``(i, j)``: source word i, target word j, both 0-based inside the library; files
+may be 1-based (gold sets often are) and are converted at the edge. Gold marks each link
+sure (``i-j``) or possible (``ipj``); every sure link is also possible (S is a subset of P).
+
+Attention comes as a matrix ``[target pieces, source pieces]`` whose rows sum to one.
+Subword pieces are merged to words first (``merge_to_words``: sum over a word's source
+pieces, mean over its target pieces, so each target-word row still sums to one); then a
+rule picks the links: ``argmax_links`` (each target word to its heaviest source word,
+Luong et al. 2015) or ``threshold_links``. ``shift_rows`` is Shift-Att (Chen et al.
+2020): target word j is read from the decoder step where j is the input, not the output.
+``grow_diag_final_and`` symmetrises the links of two models trained in opposite directions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mt.errors import MTError
+
+Link = tuple[int, int]
+
+
+@dataclass
+class GoldLinks:
+    sure: set[Link]
+    possible: set[Link]  # includes the sure links
+
+
+def parse_pharaoh(line: str, one_based: bool = False, swap: bool = False, where: str = "") -> GoldLinks:
+    """Links of one line: ``i-j`` (sure) and ``ipj`` (possible), space-separated.
+    ``swap`` reads each pair as ``j-i`` (files that put the target word first)."""
+    sure: set[Link] = set()
+    possible: set[Link] = set()
+    shift = 1 if one_based else 0
+    for item in line.split():
+        sep = "-" if "-" in item else "p" if "p" in item else None
+        parts = item.split(sep) if sep else []
+        if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise MTError(f"{where}'{item}' is not an alignment link: write i-j (sure) or ipj (possible)")
+        i, j = int(parts[0]) - shift, int(parts[1]) - shift
+        if i < 0 or j < 0:
+            raise MTError(f"{where}link '{item}' has index 0 in a 1-based file: drop --one-based (or the gold's flag)")
+        link = (j, i) if swap else (i, j)
+        possible.add(link)
+        if sep == "-":
+            sure.add(link)
+    return GoldLinks(sure, possible)
+
+
+def format_pharaoh(links: Iterable[Link], one_based: bool = False) -> str:
+    shift = 1 if one_based else 0
+    return " ".join(f"{i + shift}-{j + shift}" for i, j in sorted(links))
+
+
+def read_pharaoh(path: str | Path, one_based: bool = False, swap: bool = False) -> list[GoldLinks]:
+    path = Path(path)
+    if not path.is_file():
+        raise MTError(f"alignment file not found: {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [parse_pharaoh(line, one_based, swap, where=f"{path}:{n}: ") for n, line in enumerate(lines, 1)]
+
+
+def write_pharaoh(path: str | Path, alignments: Sequence[Iterable[Link]], one_based: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(format_pharaoh(links, one_based) + "\n" for links in alignments), encoding="utf-8")
+    return path
+
+
+@dataclass
+class AERScores:
+    aer: float        # 1 - (|A&S| + |A&P|) / (|A| + |S|), in percent
+    precision: float  # |A&P| / |A|, in percent
+    recall: float     # |A&S| / |S|, in percent
+    predicted: int    # |A|
+    sure: int         # |S|
+    possible: int     # |P|
+    sentences: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+
+def alignment_error_rate(gold: Sequence[GoldLinks], predicted: Sequence[Iterable[Link]]) -> AERScores:
+    """Corpus-level AER, precision and recall: the counts are summed over sentences first."""
+    if len(gold) != len(predicted):
+        raise MTError(f"the gold has {len(gold)} sentences and the prediction {len(predicted)}: "
+                      "give files with one line per sentence pair, in the same order")
+    a = s = p = a_s = a_p = 0
+    for g, links in zip(gold, predicted):
+        links = set(links)
+        a += len(links)
+        s += len(g.sure)
+        p += len(g.possible)
+        a_s += len(links & g.sure)
+        a_p += len(links & g.possible)
+    aer = 1.0 - (a_s + a_p) / (a + s) if a + s else 0.0
+    return AERScores(aer=round(100 * aer, 2), precision=round(100 * a_p / a, 2) if a else 0.0,
+                     recall=round(100 * a_s / s, 2) if s else 0.0, predicted=a, sure=s, possible=p,
+                     sentences=len(gold))
+
+
+# --- from attention to links ------------------------------------------------------------
+
+def word_ids(pieces: Sequence[str], marker: str = "\u2581") -> list[int]:
+    """Word index of each SentencePiece piece: a piece starting with ``marker`` opens a word."""
+    ids, word = [], -1
+    for n, piece in enumerate(pieces):
+        if piece.startswith(marker) or n == 0:
+            word += 1
+        ids.append(word)
+    return ids
+
+
+def merge_to_words(attention: Tensor, src_words: Sequence[int], tgt_words: Sequence[int]) -> Tensor:
+    """[target words, source words] from [target pieces, source pieces]: sum over a source
+    word's pieces, mean over a target word's pieces. Columns beyond ``len(src_words)`` (the
+    source EOS) are dropped, so rows sum to one only up to what EOS received."""
+    attention = attention[: len(tgt_words), : len(src_words)].float()
+    n_src, n_tgt = max(src_words) + 1, max(tgt_words) + 1
+    src_index = torch.tensor(src_words)
+    tgt_index = torch.tensor(tgt_words)
+    by_src = torch.zeros(attention.size(0), n_src).index_add_(1, src_index, attention)
+    summed = torch.zeros(n_tgt, n_src).index_add_(0, tgt_index, by_src)
+    counts = torch.bincount(tgt_index, minlength=n_tgt).clamp(min=1).unsqueeze(1)
+    return summed / counts
+
+
+def shift_rows(attention: Tensor) -> Tensor:
+    """Shift-Att: row j of the result is the attention of the step that reads target token j
+    as its input, i.e. the step that predicts token j + 1 (the last token's is the EOS step).
+    ``attention`` holds one row per predicted token, the EOS step last: [n + 1, src]."""
+    if attention.size(0) < 2:
+        raise MTError("Shift-Att needs the attention of the EOS step too: align with forced decoding of a reference "
+                      "or a finished translation")
+    return attention[1:]
+
+
+def argmax_links(words: Tensor) -> set[Link]:
+    """Each target word to its heaviest source word: links ``(source, target)``."""
+    if words.numel() == 0:
+        return set()
+    return {(int(i), j) for j, i in enumerate(words.argmax(dim=1).tolist())}
+
+
+def threshold_links(words: Tensor, threshold: float) -> set[Link]:
+    """Every (source, target) pair whose weight is at least ``threshold``."""
+    return {(int(i), int(j)) for j, i in (words >= threshold).nonzero().tolist()}
+
+
+_NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+def grow_diag_final_and(forward: set[Link], backward: set[Link]) -> set[Link]:
+    """Symmetrises two alignments of one sentence pair, both as (source, target) links
+    (Koehn et al. 2003, as in Moses): start from their intersection, grow into neighbouring
+    (diagonals included) links of the union that cover an unaligned word, then add links of
+    either direction whose two words are both still unaligned."""
+    union = forward | backward
+    links = set(forward & backward)
+    src_done = {i for i, _ in links}
+    tgt_done = {j for _, j in links}
+    n_src = max((i for i, _ in union), default=-1) + 1
+    n_tgt = max((j for _, j in union), default=-1) + 1
+    added = True
+    while added:
+        added = False
+        for i in range(n_src):
+            for j in range(n_tgt):
+                if (i, j) not in links:
+                    continue
+                for di, dj in _NEIGHBOURS:
+                    cand = (i + di, j + dj)
+                    if cand in union and cand not in links and (cand[0] not in src_done or cand[1] not in tgt_done):
+                        links.add(cand)
+                        src_done.add(cand[0])
+                        tgt_done.add(cand[1])
+                        added = True
+    for direction in (forward, backward):
+        for i, j in sorted(direction):
+            if (i, j) not in links and i not in src_done and j not in tgt_done:
+                links.add((i, j))
+                src_done.add(i)
+                tgt_done.add(j)
+    return links

@@ -1,0 +1,133 @@
+"""Word alignments: AER against hand-worked values, Pharaoh files, subword merging,
+Shift-Att and grow-diag-final-and on hand-made cases, and the ``mt aer`` command."""
+
+import json
+
+import pytest
+import torch
+
+from mt.cli.main import main
+from mt.errors import MTError
+from mt.evaluation.alignment import (
+    GoldLinks,
+    alignment_error_rate,
+    argmax_links,
+    format_pharaoh,
+    grow_diag_final_and,
+    merge_to_words,
+    parse_pharaoh,
+    read_pharaoh,
+    shift_rows,
+    threshold_links,
+    word_ids,
+    write_pharaoh,
+)
+
+
+def gold(sure, possible=()):
+    return GoldLinks(set(sure), set(sure) | set(possible))
+
+
+def test_aer_precision_recall_worked_by_hand():
+    # S = {0-0, 1-1}, P = S + {1-2}; A = {0-0, 1-2, 2-2}: |A&S| = 1, |A&P| = 2.
+    scores = alignment_error_rate([gold([(0, 0), (1, 1)], [(1, 2)])], [{(0, 0), (1, 2), (2, 2)}])
+    assert scores.precision == pytest.approx(66.67)
+    assert scores.recall == 50.0
+    assert scores.aer == 40.0  # 1 - (1 + 2) / (3 + 2)
+    assert (scores.predicted, scores.sure, scores.possible) == (3, 2, 3)
+
+
+def test_aer_sums_counts_over_the_corpus_before_dividing():
+    # Sentence 1 perfect (2 links), sentence 2 all wrong (1 predicted, 1 sure).
+    scores = alignment_error_rate([gold([(0, 0), (1, 1)]), gold([(0, 0)])], [{(0, 0), (1, 1)}, {(0, 1)}])
+    assert scores.aer == pytest.approx(100 * (1 - (2 + 2) / (3 + 3)), abs=0.01)
+    assert scores.recall == pytest.approx(66.67)
+
+
+def test_aer_with_no_predicted_links_is_100():
+    scores = alignment_error_rate([gold([(0, 0), (1, 1)])], [set()])
+    assert (scores.aer, scores.precision, scores.recall) == (100.0, 0.0, 0.0)
+
+
+def test_aer_when_all_gold_links_are_possible():
+    scores = alignment_error_rate([gold([], [(0, 0), (1, 1)])], [{(0, 0)}])
+    assert scores.aer == 0.0  # 1 - (0 + 1) / (1 + 0)
+    assert scores.precision == 100.0
+
+
+def test_one_based_and_swapped_gold_read_as_zero_based_source_target():
+    one = parse_pharaoh("1-1 2p3", one_based=True)
+    assert one.sure == {(0, 0)} and one.possible == {(0, 0), (1, 2)}
+    swapped = parse_pharaoh("0-1 2p0", swap=True)
+    assert swapped.sure == {(1, 0)} and swapped.possible == {(1, 0), (0, 2)}
+    assert alignment_error_rate([one], [{(0, 0), (1, 2)}]).aer == 0.0
+
+
+def test_malformed_links_and_zero_in_one_based_files_are_clear_errors():
+    with pytest.raises(MTError, match="not an alignment link"):
+        parse_pharaoh("0-1 x-2")
+    with pytest.raises(MTError, match="1-based"):
+        parse_pharaoh("0-1", one_based=True)
+    with pytest.raises(MTError, match="2 sentences and the prediction 1"):
+        alignment_error_rate([gold([]), gold([])], [set()])
+
+
+def test_pharaoh_writer_and_reader_round_trip(tmp_path):
+    links = [{(0, 0), (2, 1), (1, 3)}, set(), {(5, 4)}]
+    for one_based in (False, True):
+        path = write_pharaoh(tmp_path / f"a{one_based}.txt", links, one_based=one_based)
+        assert [g.sure for g in read_pharaoh(path, one_based=one_based)] == links
+    assert format_pharaoh({(1, 0), (0, 0)}) == "0-0 1-0"
+    assert format_pharaoh({(1, 0)}, one_based=True) == "2-1"
+
+
+def test_subword_merging_sums_source_pieces_and_averages_target_pieces():
+    src_words = word_ids(["\u2581the", "\u2581ca", "t"])       # the | cat
+    tgt_words = word_ids(["\u2581le", "\u2581ch", "at"])       # le | chat
+    assert src_words == [0, 1, 1] and tgt_words == [0, 1, 1]
+    attention = torch.tensor([[0.7, 0.2, 0.1, 0.0],  # the EOS column last, unused here
+                              [0.1, 0.5, 0.4, 0.0],
+                              [0.3, 0.3, 0.4, 0.0]])
+    words = merge_to_words(attention, src_words, tgt_words)
+    torch.testing.assert_close(words, torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
+    torch.testing.assert_close(words.sum(1), torch.ones(2))
+
+
+def test_argmax_and_threshold_extraction():
+    words = torch.tensor([[0.7, 0.3], [0.45, 0.55]])
+    assert argmax_links(words) == {(0, 0), (1, 1)}
+    assert threshold_links(words, 0.4) == {(0, 0), (0, 1), (1, 1)}
+
+
+def test_shift_att_reads_each_word_from_the_step_where_it_is_the_input():
+    # Rows: the steps predicting token 0, token 1 and EOS. Plain attention aligns token j to
+    # source j; the step that reads token j attends to source j + 1.
+    attention = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    assert argmax_links(attention[:2]) == {(0, 0), (1, 1)}
+    assert argmax_links(shift_rows(attention)) == {(1, 0), (2, 1)}
+    with pytest.raises(MTError, match="EOS step"):
+        shift_rows(attention[:1])
+
+
+def test_grow_diag_final_and_on_hand_made_pairs():
+    # Grows from the intersection into union links that cover an unaligned word.
+    assert grow_diag_final_and({(0, 0), (1, 1), (2, 1)}, {(0, 0), (1, 1), (1, 2)}) == {(0, 0), (1, 1), (2, 1), (1, 2)}
+    # A union link between two aligned words is not added.
+    assert grow_diag_final_and({(0, 0), (1, 1)}, {(0, 0), (1, 1), (1, 0)}) == {(0, 0), (1, 1)}
+    # Not next to anything: only final-and adds links between two unaligned words.
+    assert grow_diag_final_and({(0, 0), (2, 2)}, {(0, 0), (3, 3)}) == {(0, 0), (2, 2), (3, 3)}
+    assert grow_diag_final_and({(0, 0), (2, 2)}, {(0, 0), (2, 3)}) == {(0, 0), (2, 2)}
+
+
+def test_mt_aer_command(tmp_path, capsys):
+    (tmp_path / "gold.txt").write_text("1-1 2-2 2p3\n1-1\n")
+    (tmp_path / "pred.txt").write_text("0-0 1-2\n0-0\n")
+    out = tmp_path / "aer.json"
+    assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--gold-one-based",
+                 "--pred", str(tmp_path / "pred.txt"), "--json", str(out)]) == 0
+    # |A| = 3, |S| = 3, |A&S| = 2 (0-0 twice), |A&P| = 3: AER = 1 - 5 / 6.
+    assert "AER 16.67  precision 100.00  recall 66.67" in capsys.readouterr().out
+    assert json.loads(out.read_text())["aer"] == pytest.approx(16.67)
+    (tmp_path / "short.txt").write_text("0-0\n")
+    assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--pred", str(tmp_path / "short.txt")]) == 2
+    assert "2 lines" in capsys.readouterr().err
