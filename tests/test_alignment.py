@@ -3,6 +3,7 @@ Shift-Att and grow-diag-final-and on hand-made cases, and the ``mt aer`` command
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,3 +132,68 @@ def test_mt_aer_command(tmp_path, capsys):
     (tmp_path / "short.txt").write_text("0-0\n")
     assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--pred", str(tmp_path / "short.txt")]) == 2
     assert "2 lines" in capsys.readouterr().err
+
+
+def test_forced_decoding_gives_one_attention_row_per_reference_piece_and_eos(trained_model_dir):
+    from mt.decoding.translator import Translator
+
+    translator = Translator.from_dir(str(trained_model_dir))
+    sources = ["The dog sleeps.", "", "A small red car waits near the old house."]
+    targets = ["Der Hund schläft.", "Ein Auto.", "Ein kleines rotes Auto wartet."]
+    src_ids = translator.src_tokenizer.encode(sources)
+    tgt_ids = translator.tgt_tokenizer.encode(targets)
+    forced = translator.force_decode_ids(src_ids, tgt_ids, max_tokens=40)  # several batches
+    assert forced[1] == (0.0, None)  # an empty side has nothing to align
+    for (logp, attention), s, t in zip(forced, src_ids, tgt_ids):
+        if s:
+            assert attention.shape == (len(t) + 1, len(s))
+            np.testing.assert_allclose(attention.sum(1), 1.0, atol=1e-4)
+            assert logp < 0
+    # The same as one pair at a time.
+    alone = translator.force_decode(sources[2], targets[2])
+    np.testing.assert_allclose(forced[2][1], alone.attention, atol=1e-5)
+
+
+def test_align_files_keeps_line_count_and_order(trained_model_dir, corpus_dir, tmp_path, capsys):
+    src = tmp_path / "src.txt"
+    src.write_text("The dog sleeps.\n\nA small red car waits near the old house.\n")
+    out = {name: tmp_path / name for name in ("a.pharaoh", "a.jsonl", "a.npz")}
+    assert main(["align", str(trained_model_dir), "--src-file", str(src), "--pharaoh", str(out["a.pharaoh"]),
+                 "--jsonl", str(out["a.jsonl"]), "--npz", str(out["a.npz"]), "--out-dir", str(tmp_path / "maps"),
+                 "--words", "--format", "svg"]) == 0
+    assert "aligned 3 sentence pairs" in capsys.readouterr().out
+    lines = out["a.pharaoh"].read_text().split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # three lines, the empty one kept
+    records = [json.loads(line) for line in out["a.jsonl"].read_text().splitlines()]
+    assert [r["source"] for r in records] == ["The dog sleeps.", "", "A small red car waits near the old house."]
+    for record, line in zip(records, lines):
+        links = parse_pharaoh(line).sure
+        assert {tuple(link) for link in record["links"]} == links
+        # argmax: every target word gets exactly one source word, inside the sentence.
+        assert sorted(j for _, j in links) == list(range(len(record["tgt_words"])))
+        assert all(0 <= i < len(record["src_words"]) for i, _ in links)
+    with np.load(out["a.npz"]) as arrays:
+        assert sorted(arrays.files) == ["attention_0", "attention_2", "words_0", "words_2"]
+        np.testing.assert_allclose(arrays["words_2"].sum(1), 1.0, atol=1e-3)
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["00001.svg", "00003.svg"]
+
+
+def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, corpus_dir, tmp_path, capsys):
+    pred = tmp_path / "test.pharaoh"
+    n = len((corpus_dir / "test.en").read_text().splitlines())
+    for extra in ([], ["--shift-att"], ["--rule", "threshold", "--threshold", "0.2"],
+                  ["--layer", "-1", "--head", "0"], ["--backward-model", str(trained_model_dir)]):
+        assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                     "--ref-file", str(corpus_dir / "test.de"), "--pharaoh", str(pred), *extra]) == 0
+        assert len(pred.read_text().splitlines()) == n
+        assert main(["aer", "--gold", str(corpus_dir / "test.align"), "--pred", str(pred), "--json",
+                     str(tmp_path / "aer.json")]) == 0
+        scores = json.loads((tmp_path / "aer.json").read_text())
+        assert 0 <= scores["aer"] <= 100 and scores["sentences"] == n and scores["predicted"] > 0
+    capsys.readouterr()
+    (tmp_path / "short.de").write_text("Ein Hund.\n")
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                 "--ref-file", str(tmp_path / "short.de"), "--pharaoh", str(pred)]) == 2
+    assert "must pair line by line" in capsys.readouterr().err
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en")]) == 2
+    assert "nothing to write" in capsys.readouterr().err

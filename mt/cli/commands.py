@@ -94,14 +94,44 @@ def evaluate(args: list[str]) -> int:
 
 
 def align(args: list[str]) -> int:
-    parser = _parser("align", "Draw the attention of the model on one sentence pair as a heatmap.")
-    parser.add_argument("--src", required=True, help="the source sentence")
+    parser = _parser("align", "Draw the attention of the model on one sentence pair as a heatmap (--src), or align "
+                     "whole files (--src-file): Pharaoh word alignments, soft matrices and heatmaps.")
+    parser.add_argument("--src", help="the source sentence")
     parser.add_argument("--ref", help="a target sentence to force-decode (default: the model's own translation)")
-    parser.add_argument("--out", required=True, help="image file to write (.png, .pdf or .svg)")
-    parser.add_argument("--json", help="also write tokens and weights here as JSON")
+    parser.add_argument("--out", help="image file to write (.png, .pdf or .svg), for --src")
+    parser.add_argument("--json", help="also write tokens and weights here as JSON, for --src")
     parser.add_argument("--all-heads", action="store_true",
                         help="draw every layer and head (a grid) instead of the model's single summary map")
+    files = parser.add_argument_group("files")
+    files.add_argument("--src-file", help="source sentences, one a line (.gz accepted)")
+    files.add_argument("--ref-file", help="target sentences to force-decode, line-aligned with --src-file "
+                       "(default: align the model's own translations)")
+    files.add_argument("--pharaoh", help="write hard word alignments here: one line per pair, i-j with i the source "
+                       "and j the target whitespace word")
+    files.add_argument("--one-based", action="store_true", help="count words from 1 in --pharaoh")
+    files.add_argument("--jsonl", help="write each pair's tokens, words, soft matrices and links here, a line each")
+    files.add_argument("--npz", help="write the soft matrices here (numpy: attention_N over pieces, words_N over "
+                       "words, for line N)")
+    files.add_argument("--out-dir", help="draw a heatmap per pair into this folder")
+    files.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help="heatmap file type")
+    files.add_argument("--words", action="store_true", help="draw heatmaps over words instead of subword pieces")
+    files.add_argument("--max-plots", type=int, default=0, help="draw at most this many heatmaps (0: all)")
+    files.add_argument("--rule", default="argmax", choices=["argmax", "threshold"],
+                       help="argmax: each target word to its heaviest source word; threshold: every pair whose "
+                       "weight reaches --threshold")
+    files.add_argument("--threshold", type=float, default=0.5)
+    files.add_argument("--shift-att", action="store_true", help="Shift-Att: read target word j from the step where "
+                       "it is the decoder's input (Chen et al. 2020; helps Transformers)")
+    files.add_argument("--layer", type=int, help="use this layer's cross-attention (Transformer; -1: the last) "
+                       "instead of the model's summary map")
+    files.add_argument("--head", type=int, help="with --layer: this head only (default: the mean of the heads)")
+    files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
+                       "symmetrise both directions' links with grow-diag-final-and")
     ns = _parse(parser, args)
+    if ns.src_file:
+        return _align_files(ns)
+    if ns.src is None or not ns.out:
+        raise MTError("give --src and --out to draw one sentence, or --src-file to align a file")
     from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
     if not ns.src.strip():
@@ -126,6 +156,70 @@ def align(args: list[str]) -> int:
     if ns.json:
         Path(ns.json).write_text(json.dumps(data, ensure_ascii=False))
     print(f"{result.text}\nheatmap: {ns.out}")
+    return 0
+
+
+def _align_files(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mt.data.corpus import read_lines
+    from mt.decoding.aligner import align_pairs
+    from mt.decoding.translator import Translator
+    from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
+    from mt.visualization.heatmap import plot_attention
+
+    if not (ns.pharaoh or ns.jsonl or ns.npz or ns.out_dir):
+        raise MTError("nothing to write: give --pharaoh, --jsonl, --npz and/or --out-dir")
+    if ns.head is not None and ns.layer is None:
+        raise MTError("--head needs --layer (the layer whose head to read)")
+    sources = read_lines(ns.src_file)
+    targets = read_lines(ns.ref_file) if ns.ref_file else None
+    if targets is not None and len(targets) != len(sources):
+        raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(targets)}: "
+                        "they must pair line by line")
+    translator = _translator(ns)
+    options = {"rule": ns.rule, "threshold": ns.threshold, "shift_att": ns.shift_att, "layer": ns.layer, "head": ns.head}
+    pairs = align_pairs(translator, sources, targets, beam=ns.beam, length_penalty=ns.length_penalty,
+                        progress=sys.stderr.isatty(), **options)
+    if all(p.attention is None for p in pairs) and any(p.source.strip() for p in pairs):
+        raise MTError(f"the model in {ns.model_dir} has no attention to align with (it was trained without attention)")
+    if ns.backward_model:
+        backward = Translator.from_dir(ns.backward_model, ns.device, ns.precision)
+        reverse = align_pairs(backward, [p.target for p in pairs], [p.source for p in pairs],
+                              progress=sys.stderr.isatty(), **options)
+        for pair, rev in zip(pairs, reverse):
+            pair.links = grow_diag_final_and(pair.links, {(i, j) for j, i in rev.links})
+    if ns.pharaoh:
+        write_pharaoh(ns.pharaoh, [p.links for p in pairs], one_based=ns.one_based)
+    if ns.jsonl:
+        with open(ns.jsonl, "w", encoding="utf-8") as handle:
+            for pair in pairs:
+                handle.write(json.dumps(pair.as_dict(), ensure_ascii=False) + "\n")
+    if ns.npz:
+        arrays = {}
+        for n, pair in enumerate(pairs):
+            if pair.attention is not None:
+                arrays[f"attention_{n}"] = pair.attention
+            if pair.word_attention is not None:
+                arrays[f"words_{n}"] = pair.word_attention
+        np.savez_compressed(ns.npz, **arrays)
+    drawn = 0
+    if ns.out_dir:
+        out_dir = Path(ns.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for n, pair in enumerate(pairs):
+            if pair.attention is None or (ns.max_plots and drawn >= ns.max_plots):
+                continue
+            if ns.words:
+                plot_attention(pair.word_attention, pair.src_words, pair.tgt_words,
+                               out_dir / f"{n + 1:05d}.{ns.format}", title=pair.target)
+            else:
+                plot_attention(pair.attention, pair.src_pieces, [*pair.tgt_pieces, "</s>"],
+                               out_dir / f"{n + 1:05d}.{ns.format}", title=pair.target)
+            drawn += 1
+    written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]
+                                                                  if ns.out_dir else [])
+    print(f"aligned {len(pairs)} sentence pairs: {', '.join(written)}")
     return 0
 
 

@@ -213,7 +213,7 @@ def _noun_phrase(b: _Builder, case: str, animate: bool | None = None) -> NounPhr
             _mixed_ending(case, g) if article == "indef" else ("en" if case == "dat" else "e"))
         lid = b.link()
         en.append((adj_en, lid))
-        de.append(((adj_de[:-1] if adj_de.endswith("e") else adj_de) + ending, lid))
+        de.append(((adj_de.removesuffix("e")) + ending, lid))
     lid = b.link()
     noun_en = en_pl if plural else en_sg
     en.extend((w, lid) for w in noun_en.split())

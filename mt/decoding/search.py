@@ -77,12 +77,20 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
 def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int,
                 max_len: int | None = None, length_penalty: float = 1.0) -> list[Hypothesis]:
     """Batched beam search; the final choice divides each score by length ** length_penalty.
-    With ``beam_size=1`` it gives greedy's output (the tests check this), only slower."""
-    max_len = max_len or default_max_len(src_mask)
+    With ``beam_size=1`` it gives greedy's output (the tests check this), only slower.
+
+    A sentence leaves the batch as soon as all its hypotheses have ended (or it reached its
+    length limit: ``max_len``, else twice its source length plus 10), so the decoder only
+    runs on sentences still searching and a batch's longest sentence no longer holds the
+    others. A sentence's result never depends on the batch it is in.
+    """
     batch, k = src.size(0), beam_size
     device = src.device
-    rows = torch.arange(batch, device=device).repeat_interleave(k)          # [batch * k]
-    memory = select_rows(model.encode(src, src_mask), rows)
+    src_lens = src_mask.sum(1)
+    limits = src_lens * 2 + 10 if max_len is None else torch.full_like(src_lens, max_len)
+    results: list[Hypothesis | None] = [None] * batch
+    alive = torch.arange(batch, device=device)                               # sentences still searching
+    memory = select_rows(model.encode(src, src_mask), alive.repeat_interleave(k))
     state = model.init_state(memory)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
@@ -90,30 +98,46 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: i
     finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
     tokens = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
     attention: Tensor | None = None
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)        # [batch, 1]
-    for _ in range(max_len):
+    beam = torch.arange(k, device=device)
+    for step in range(1, int(limits.max()) + 1):
+        n = alive.numel()
+        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)          # [n, 1]
         logits, state, attn = model.decode_step(memory, state, prev)
-        logp = _log_probs(logits)                                           # [batch * k, vocab]
+        logp = _log_probs(logits)                                           # [n * k, vocab]
         vocab = logp.size(-1)
         # An ended hypothesis may only continue with PAD, at no cost.
-        ended = torch.full_like(logp, float("-inf"))
-        ended[:, PAD] = 0.0
-        logp = torch.where(finished.unsqueeze(1), ended, logp)
-        candidates = (scores.view(-1, 1) + logp).view(batch, k * vocab)
-        scores, flat = candidates.topk(k, dim=-1)                           # [batch, k]
-        origin = (offsets + flat // vocab).view(-1)                         # [batch * k]
+        logp = logp.masked_fill(finished.unsqueeze(1), float("-inf"))
+        logp[:, PAD] = torch.where(finished, 0.0, logp[:, PAD])
+        candidates = (scores.view(-1, 1) + logp).view(n, k * vocab)
+        scores, flat = candidates.topk(k, dim=-1)                           # [n, k]
+        origin = (offsets + flat // vocab).view(-1)                         # [n * k]
         nxt = (flat % vocab).view(-1)
         state = select_rows(state, origin)
         tokens = torch.cat([tokens[origin], nxt.unsqueeze(1)], dim=1)
         if attn is not None:
-            step = attn[origin].unsqueeze(1)
-            attention = step if attention is None else torch.cat([attention[origin], step], dim=1)
+            new = attn[origin].unsqueeze(1)
+            attention = new if attention is None else torch.cat([attention[origin], new], dim=1)
         finished = finished[origin] | (nxt == EOS)
         prev = nxt
-        if finished.all():
+        done = finished.view(n, k).all(dim=1) | (limits[alive] <= step)     # [n]
+        if not bool(done.any()):
+            continue
+        lengths = ((tokens != PAD) & (tokens != EOS)).sum(1).float() + 1.0  # tokens and EOS
+        normalised = (scores.view(-1) / lengths.pow(length_penalty)).view(n, k)
+        idx = done.nonzero().squeeze(1)
+        best = offsets.view(-1)[idx] + normalised[idx].argmax(dim=-1)
+        sentences = alive[idx]
+        hyps = _hypotheses(tokens[best], attention[best] if attention is not None else None,
+                           normalised.view(-1)[best], src_lens[sentences])
+        for sentence, hyp in zip(sentences.tolist(), hyps):
+            results[sentence] = hyp
+        if bool(done.all()):
             break
-    lengths = ((tokens != PAD) & (tokens != EOS)).sum(1).float() + 1.0      # tokens and EOS
-    normalised = (scores.view(-1) / lengths.pow(length_penalty)).view(batch, k)
-    best = offsets.view(-1) + normalised.argmax(dim=-1)
-    return _hypotheses(tokens[best], attention[best] if attention is not None else None,
-                       normalised.view(-1)[best], src_mask.sum(1))
+        keep = (~done).nonzero().squeeze(1)
+        rows = (keep.unsqueeze(1) * k + beam).view(-1)                      # [kept * k]
+        alive, scores = alive[keep], scores[keep]
+        memory, state = select_rows(memory, rows), select_rows(state, rows)
+        prev, finished, tokens = prev[rows], finished[rows], tokens[rows]
+        attention = attention[rows] if attention is not None else None
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]

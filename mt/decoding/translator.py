@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from mt.data.batching import collate, token_batches
-from mt.data.tokenizer import Tokenizer
+from mt.data.tokenizer import PAD, Tokenizer
 from mt.decoding.search import Hypothesis, beam_search, greedy_search
+from mt.errors import MTError
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
@@ -92,6 +93,40 @@ class Translator:
         with self.precision.autocast():
             maps = self.model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
         return maps[0].float().cpu().numpy() if maps is not None else None
+
+    @torch.no_grad()
+    def force_decode_ids(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]],
+                         max_tokens: int = 6000, layer: int | None = None,
+                         head: int | None = None) -> list[tuple[float, np.ndarray | None]]:
+        """Teacher-forced attention of many pairs, batched by tokens, in input order: for each,
+        the log-probability of the target and its attention [len(target) + 1, len(source)] (one
+        row per target piece, then the EOS step). ``layer``/``head`` pick one map of
+        ``attention_maps`` (``head=None`` with a layer: the mean of its heads) instead of the
+        model's summary map. A pair with an empty side gives (0.0, None)."""
+        self.model.eval()
+        out: list[tuple[float, np.ndarray | None]] = [(0.0, None)] * len(src_ids)
+        todo = [i for i in range(len(src_ids)) if src_ids[i] and tgt_ids[i]]
+        for batch_idx in token_batches([len(src_ids[i]) for i in todo], [len(tgt_ids[i]) + 1 for i in todo],
+                                       max_tokens):
+            rows = [todo[j] for j in batch_idx]
+            batch = collate([src_ids[r] for r in rows], [tgt_ids[r] for r in rows]).to(self.device)
+            with self.precision.autocast():
+                logits, attn = self.model(batch.src, batch.src_mask, batch.tgt_in)
+                if layer is not None and attn is not None:
+                    maps = self.model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+                    assert maps is not None
+                    if not -maps.size(1) <= layer < maps.size(1):
+                        raise MTError(f"layer {layer} does not exist: the model has {maps.size(1)} attention layers")
+                    if head is not None and not -maps.size(2) <= head < maps.size(2):
+                        raise MTError(f"head {head} does not exist: the model has {maps.size(2)} heads")
+                    attn = maps[:, layer].mean(1) if head is None else maps[:, layer, head]
+            logp = torch.log_softmax(logits.float(), -1).gather(-1, batch.tgt_out.unsqueeze(-1)).squeeze(-1)
+            logp = logp.masked_fill(batch.tgt_out == PAD, 0.0).sum(1)
+            for b, r in enumerate(rows):
+                weights = (attn[b, : len(tgt_ids[r]) + 1, : len(src_ids[r])].float().cpu().numpy()
+                           if attn is not None else None)
+                out[r] = (float(logp[b]), weights)
+        return out
 
     @torch.no_grad()
     def force_decode(self, source: str, reference: str) -> Translation:

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mt.visualization.heatmap import save_figure  # noqa: E402
+from mt.visualization.heatmap import save_figure
 
 
 def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[float]], path: str | Path) -> Path:

@@ -1,0 +1,105 @@
+"""Word alignments of whole files from a model's attention.
+
+Each pair is force-decoded (the reference, or the model's own translation), so every
+model and search give one attention row per target piece plus the EOS step. Pieces are
+merged to the whitespace words of the text (``mt.evaluation.alignment.merge_to_words``)
+and a rule picks the links. Shift-Att reads target word j from the step where it is the
+decoder's input (Chen et al. 2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mt.data.tokenizer import Tokenizer
+from mt.decoding.translator import Translator
+from mt.errors import MTError
+from mt.evaluation.alignment import Link, argmax_links, merge_to_words, shift_rows, threshold_links, word_ids
+
+RULES = ("argmax", "threshold")
+
+
+@dataclass
+class AlignedPair:
+    source: str
+    target: str
+    src_pieces: list[str] = field(default_factory=list)
+    tgt_pieces: list[str] = field(default_factory=list)   # without </s>
+    attention: np.ndarray | None = None       # [len(tgt_pieces) + 1, len(src_pieces)]: pieces, then the EOS step
+    src_words: list[str] = field(default_factory=list)
+    tgt_words: list[str] = field(default_factory=list)
+    word_attention: np.ndarray | None = None  # [len(tgt_words), len(src_words)], the rows the rule read
+    links: set[Link] = field(default_factory=set)  # (source word, target word), 0-based
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "target": self.target, "src_tokens": self.src_pieces,
+                "tgt_tokens": self.tgt_pieces,
+                "attention": None if self.attention is None else self.attention.round(5).tolist(),
+                "src_words": self.src_words, "tgt_words": self.tgt_words,
+                "word_attention": None if self.word_attention is None else self.word_attention.round(5).tolist(),
+                "links": sorted(self.links)}
+
+
+def piece_word_index(tokenizer: Tokenizer, text: str, ids: Sequence[int]) -> list[int]:
+    """Whitespace word of each piece of ``ids`` (the encoding of ``text``): encoding word by
+    word gives the same pieces (SentencePiece never joins across spaces), else the word
+    boundary marker of each piece decides."""
+    per_word = tokenizer.sp.encode(Tokenizer.normalize(text).split())
+    if [i for w in per_word for i in w] == list(ids):
+        return [w for w, pieces in enumerate(per_word) for _ in pieces]
+    return word_ids(tokenizer.id_to_piece(ids))
+
+
+def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,
+                beam: int = 1, length_penalty: float = 1.0, rule: str = "argmax", threshold: float = 0.5,
+                shift_att: bool = False, layer: int | None = None, head: int | None = None,
+                max_tokens: int = 6000, chunk: int = 512, progress: bool = False) -> list[AlignedPair]:
+    """One ``AlignedPair`` per source line, in order. Without ``targets`` the model's own
+    translation (greedy, or beam search with ``beam`` > 1) is aligned."""
+    if rule not in RULES:
+        raise MTError(f"unknown alignment rule '{rule}': use one of {', '.join(RULES)}")
+    if targets is not None and len(targets) != len(sources):
+        raise MTError(f"{len(sources)} source lines but {len(targets)} target lines: they must pair line by line")
+    src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
+    pairs: list[AlignedPair] = []
+    bar = tqdm(total=len(sources), unit="sent", disable=not progress, desc="aligning")
+    for start in range(0, len(sources), chunk):
+        src_lines = list(sources[start:start + chunk])
+        src_ids = src_tok.encode(src_lines)
+        if targets is None:
+            translations = translator.translate(src_lines, beam=beam, length_penalty=length_penalty,
+                                                max_tokens=max_tokens)
+            tgt_lines = [t.text for t in translations]
+            tgt_ids = [t.tgt_ids for t in translations]
+        else:
+            tgt_lines = list(targets[start:start + chunk])
+            tgt_ids = tgt_tok.encode(tgt_lines)
+        forced = translator.force_decode_ids(src_ids, tgt_ids, max_tokens, layer, head)
+        for source, target, s_ids, t_ids, (_, attention) in zip(src_lines, tgt_lines, src_ids, tgt_ids, forced):
+            pairs.append(_pair(src_tok, tgt_tok, source, target, s_ids, t_ids, attention, rule, threshold,
+                               shift_att))
+        bar.update(len(src_lines))
+    bar.close()
+    return pairs
+
+
+def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_ids: list[int],
+          tgt_ids: list[int], attention: np.ndarray | None, rule: str, threshold: float,
+          shift_att: bool) -> AlignedPair:
+    pair = AlignedPair(source, target, src_tok.id_to_piece(src_ids), tgt_tok.id_to_piece(tgt_ids), attention,
+                       Tokenizer.normalize(source).split(), Tokenizer.normalize(target).split())
+    if attention is None or not src_ids or not tgt_ids:
+        return pair
+    src_words = piece_word_index(src_tok, source, src_ids)
+    tgt_words = piece_word_index(tgt_tok, target, tgt_ids)
+    rows = torch.from_numpy(attention)
+    rows = shift_rows(rows) if shift_att else rows[: len(tgt_ids)]
+    words = merge_to_words(rows, src_words, tgt_words)
+    pair.word_attention = words.numpy()
+    pair.links = argmax_links(words) if rule == "argmax" else threshold_links(words, threshold)
+    return pair
