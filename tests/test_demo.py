@@ -75,4 +75,10 @@ def test_a_tiny_demo_runs_end_to_end_with_progress_and_no_leaked_semaphores(tmp_
     assert "BLEU by source length" in out and "31-40" in out
     assert "leaked semaphore" not in out and "resource_tracker" not in out
     assert (tmp_path / "out" / "bleu_by_length.csv").is_file()
+    # AER of the attention model against the corpus's gold alignments, beside BLEU; none without attention.
+    scores = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert scores[0] == "model,BLEU,chrF,AER"
+    assert scores[1].startswith("rnn_noattn,") and scores[1].endswith(",-")
+    assert 0 <= float(scores[2].split(",")[3]) <= 100
+    assert "AER: alignment error rate of the attention" in out
     assert (tmp_path / "out" / "rnn_bahdanau" / "model" / "model.safetensors").is_file()

@@ -114,7 +114,8 @@ def demo_main(args: list[str]) -> int:
     else:
         model_dirs = [_train_one(job) for job in jobs]
     print("evaluating on the test set ...", flush=True)
-    report = evaluate_models(dict(zip(MODELS, model_dirs)), corpus["test"], out, ns.beam)
+    report = evaluate_models(dict(zip(MODELS, model_dirs)), corpus["test"], out, ns.beam,
+                             gold=Path(config.data.dir) / "test.align")
     print(report)
     print(f"\ndone in {time.perf_counter() - start:.0f}s. Files:\n"
           f"  models:        {', '.join(model_dirs)}\n"
@@ -138,35 +139,48 @@ def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8),
     return picks
 
 
-def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int) -> str:
-    """Scores, length table, example translations and heatmaps; returns the printed report."""
+def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int, gold: Path | None = None) -> str:
+    """Scores, length table, example translations and heatmaps; returns the printed report.
+    With ``gold`` (Pharaoh links of the test pairs), each attention model's alignment error
+    rate too: argmax of its attention while it reads the reference, merged to words."""
+    from mt.decoding.aligner import align_pairs
     from mt.decoding.translator import Translator
+    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
     from mt.evaluation.metrics import corpus_scores, scores_by_length
     from mt.evaluation.report import format_table, write_csv
     from mt.visualization.curves import plot_bleu_by_length
     from mt.visualization.heatmap import plot_attention
 
     sources, references = list(test["src"]), list(test["tgt"])
-    translations, scores, buckets = {}, {}, {}
+    gold_links = read_pharaoh(gold) if gold is not None and gold.is_file() else None
+    if gold_links is not None and len(gold_links) != len(sources):
+        gold_links = None  # not this test set's alignments
+    translations, scores, buckets, aer = {}, {}, {}, {}
     for name, model_dir in model_dirs.items():
-        translations[name] = Translator.from_dir(model_dir).translate(sources, beam=beam)
+        translator = Translator.from_dir(model_dir)
+        translations[name] = translator.translate(sources, beam=beam)
         hyps = [t.text for t in translations[name]]
         scores[name] = corpus_scores(hyps, references)
         buckets[name] = scores_by_length(sources, hyps, references)
+        if gold_links is not None and translations[name] and any(t.attention is not None for t in translations[name]):
+            aer[name] = alignment_error_rate(gold_links, [p.links for p in align_pairs(translator, sources, references)])
     names = list(model_dirs)
-    score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}"] for n in names]
+    score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}",
+                   f"{aer[n].aer:.2f}" if n in aer else "-"] for n in names]
     labels = [b.bucket for b in buckets[names[0]]]
     two = len(names) == 2  # a gap column only for a pair: the second minus the first
     length_rows = [[label, buckets[names[0]][i].sentences, *(f"{buckets[n][i].bleu:.2f}" for n in names),
                     *([f"{buckets[names[1]][i].bleu - buckets[names[0]][i].bleu:+.2f}"] if two else [])]
                    for i, label in enumerate(labels)]
     length_header = ["source words", "sentences", *names, *(["gap"] if two else [])]
-    write_csv(out / "scores.csv", ["model", "BLEU", "chrF"], score_rows)
+    write_csv(out / "scores.csv", ["model", "BLEU", "chrF", "AER"], score_rows)
     write_csv(out / "bleu_by_length.csv", length_header, length_rows)
     plot_bleu_by_length(labels, {n: [b.bleu for b in buckets[n]] for n in names}, out / "bleu_by_length.png")
 
     lines = [f"\nTest set: {len(sources)} sentences, beam {beam}  ({scores[names[0]].bleu_signature})",
-             format_table(["model", "BLEU", "chrF"], score_rows),
+             format_table(["model", "BLEU", "chrF", "AER"], score_rows),
+             *([("(AER: alignment error rate of the attention, argmax while reading the reference, against "
+                "the corpus's gold word alignments; lower is better)")] if aer else []),
              "\nBLEU by source length" + (f" (gap: {names[1]} minus {names[0]})" if two else ""),
              format_table(length_header, length_rows), "\nExamples"]
     heatmaps = []
@@ -190,6 +204,7 @@ def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int
     (out / "results.json").write_text(json.dumps({
         "beam": beam, "model_dirs": model_dirs,
         "scores": {n: scores[n].as_dict() for n in names},
+        "aer": {n: aer[n].as_dict() for n in aer},
         "bleu_by_length": {n: [b.__dict__ for b in buckets[n]] for n in names},
         "heatmaps": heatmaps,
     }, indent=2))
