@@ -15,14 +15,18 @@ from mt.evaluation.alignment import (
     argmax_links,
     format_pharaoh,
     grow_diag_final_and,
+    has_moses_escapes,
     merge_to_words,
     parse_pharaoh,
+    prepare_text,
     read_pharaoh,
     shift_rows,
     threshold_links,
     word_ids,
     write_pharaoh,
 )
+
+from .conftest import ALL_VARIANTS, variant_config
 
 
 def gold(sure, possible=()):
@@ -197,3 +201,65 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     assert "must pair line by line" in capsys.readouterr().err
     assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en")]) == 2
     assert "nothing to write" in capsys.readouterr().err
+
+
+def test_prepare_text_changes_words_in_place_so_gold_indices_hold():
+    line = "it &apos;s  &quot;Mr. Speaker&quot; &amp;amp; R&amp;D"
+    text = prepare_text(line, lowercase=True, unescape_moses=True)
+    assert text == "it 's \"mr. speaker\" &amp; r&d"  # one pass: &amp;amp; becomes &amp;, not &
+    assert len(text.split()) == len(line.split())
+    assert prepare_text("Le Orateur", lowercase=False) == "Le Orateur"
+    assert has_moses_escapes(["a", "l&apos;homme"]) and not has_moses_escapes(["R&D", "a;b"])
+
+
+def test_align_pairs_file_matches_separate_files_and_reports_unknown_words(trained_model_dir, tmp_path, capsys):
+    (tmp_path / "pairs.txt").write_text("The dog sleeps . ||| Der Hund schläft .\n\n"
+                                        "A small ☃ car . ||| Ein kleines ☃ Auto .\n")
+    (tmp_path / "src.txt").write_text("The dog sleeps .\n\nA small ☃ car .\n")
+    (tmp_path / "tgt.txt").write_text("Der Hund schläft .\n\nEin kleines ☃ Auto .\n")
+    a, b = tmp_path / "a.pharaoh", tmp_path / "b.pharaoh"
+    assert main(["align", str(trained_model_dir), "--pairs", str(tmp_path / "pairs.txt"), "--pharaoh", str(a)]) == 0
+    err = capsys.readouterr().err
+    assert "outside the model's vocabulary" in err and "1 of 9 source words" in err
+    assert main(["align", str(trained_model_dir), "--src-file", str(tmp_path / "src.txt"), "--ref-file",
+                 str(tmp_path / "tgt.txt"), "--pharaoh", str(b)]) == 0
+    assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 3
+    # Moses escapes are named, never read silently.
+    (tmp_path / "esc.txt").write_text("the dog &apos;s ball . ||| des Hundes Ball .\n")
+    assert main(["align", str(trained_model_dir), "--pairs", str(tmp_path / "esc.txt"), "--pharaoh", str(a)]) == 0
+    assert "--unescape-moses" in capsys.readouterr().err
+    assert main(["align", str(trained_model_dir), "--pairs", str(tmp_path / "esc.txt"), "--pharaoh", str(a),
+                 "--unescape-moses", "--lowercase"]) == 0
+    assert "--unescape-moses" not in capsys.readouterr().err
+    assert len(a.read_text().split()) == 4  # argmax: one link per target word
+    (tmp_path / "bad.txt").write_text("only a source\n")
+    assert main(["align", str(trained_model_dir), "--pairs", str(tmp_path / "bad.txt"), "--pharaoh", str(a)]) == 2
+    assert "bad.txt:1: expected 'source ||| target'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_every_variant_aligns_files_with_every_rule(variant, tokenizers, corpus_dir, tmp_path):
+    from mt.decoding.aligner import align_pairs
+    from mt.decoding.translator import Translator
+    from mt.models import build_model
+
+    torch.manual_seed(0)
+    src_tok, tgt_tok = tokenizers
+    translator = Translator(build_model(variant_config(variant), len(src_tok), len(tgt_tok)).eval(), src_tok, tgt_tok)
+    sources = (corpus_dir / "test.en").read_text().splitlines()[:4] + [""]
+    targets = (corpus_dir / "test.de").read_text().splitlines()[:4] + [""]
+    for options in ({}, {"shift_att": True}, {"rule": "threshold", "threshold": 0.1}, {"layer": -1, "head": 0}):
+        pairs = align_pairs(translator, sources, targets, **options)
+        assert [p.source for p in pairs] == sources and pairs[-1].links == set()
+        if variant.startswith("noattn"):
+            assert all(p.attention is None and not p.links for p in pairs)
+            continue
+        for pair in pairs[:4]:
+            assert pair.word_attention.shape == (len(pair.tgt_words), len(pair.src_words))
+            np.testing.assert_allclose(pair.word_attention.sum(1), 1.0, atol=1e-3)
+            assert all(0 <= i < len(pair.src_words) and 0 <= j < len(pair.tgt_words) for i, j in pair.links)
+            if options.get("rule") != "threshold":
+                assert sorted(j for _, j in pair.links) == list(range(len(pair.tgt_words)))
+    path = tmp_path / "out.pharaoh"
+    write_pharaoh(path, [p.links for p in pairs])
+    assert len(path.read_text().split("\n")) == len(sources) + 1

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mt.data.tokenizer import Tokenizer
+from mt.data.tokenizer import UNK, Tokenizer
+from mt.decoding.search import MAX_LEN_A, MAX_LEN_B
 from mt.decoding.translator import Translator
 from mt.errors import MTError
 from mt.evaluation.alignment import Link, argmax_links, merge_to_words, shift_rows, threshold_links, word_ids
@@ -35,6 +36,8 @@ class AlignedPair:
     tgt_words: list[str] = field(default_factory=list)
     word_attention: np.ndarray | None = None  # [len(tgt_words), len(src_words)], the rows the rule read
     links: set[Link] = field(default_factory=set)  # (source word, target word), 0-based
+    unknown_src: int = 0  # words with a piece outside the model's vocabulary (<unk>)
+    unknown_tgt: int = 0
 
     def as_dict(self) -> dict:
         return {"source": self.source, "target": self.target, "src_tokens": self.src_pieces,
@@ -56,7 +59,8 @@ def piece_word_index(tokenizer: Tokenizer, text: str, ids: Sequence[int]) -> lis
 
 
 def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,
-                beam: int = 1, length_penalty: float = 1.0, rule: str = "argmax", threshold: float = 0.5,
+                beam: int = 1, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
+                max_len_b: int = MAX_LEN_B, rule: str = "argmax", threshold: float = 0.5,
                 shift_att: bool = False, layer: int | None = None, head: int | None = None,
                 max_tokens: int = 6000, chunk: int = 512, progress: bool = False) -> list[AlignedPair]:
     """One ``AlignedPair`` per source line, in order. Without ``targets`` the model's own
@@ -73,7 +77,7 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
         src_ids = src_tok.encode(src_lines)
         if targets is None:
             translations = translator.translate(src_lines, beam=beam, length_penalty=length_penalty,
-                                                max_tokens=max_tokens)
+                                                max_tokens=max_tokens, max_len_a=max_len_a, max_len_b=max_len_b)
             tgt_lines = [t.text for t in translations]
             tgt_ids = [t.tgt_ids for t in translations]
         else:
@@ -93,10 +97,12 @@ def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_
           shift_att: bool) -> AlignedPair:
     pair = AlignedPair(source, target, src_tok.id_to_piece(src_ids), tgt_tok.id_to_piece(tgt_ids), attention,
                        Tokenizer.normalize(source).split(), Tokenizer.normalize(target).split())
-    if attention is None or not src_ids or not tgt_ids:
-        return pair
     src_words = piece_word_index(src_tok, source, src_ids)
     tgt_words = piece_word_index(tgt_tok, target, tgt_ids)
+    pair.unknown_src = len({w for w, i in zip(src_words, src_ids) if i == UNK})
+    pair.unknown_tgt = len({w for w, i in zip(tgt_words, tgt_ids) if i == UNK})
+    if attention is None or not src_ids or not tgt_ids:
+        return pair
     rows = torch.from_numpy(attention)
     rows = shift_rows(rows) if shift_att else rows[: len(tgt_ids)]
     words = merge_to_words(rows, src_words, tgt_words)

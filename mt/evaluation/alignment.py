@@ -17,6 +17,7 @@ Luong et al. 2015) or ``threshold_links``. ``shift_rows`` is Shift-Att (Chen et 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,6 +161,28 @@ def argmax_links(words: Tensor) -> set[Link]:
 def threshold_links(words: Tensor, threshold: float) -> set[Link]:
     """Every (source, target) pair whose weight is at least ``threshold``."""
     return {(int(i), int(j)) for j, i in (words >= threshold).nonzero().tolist()}
+
+
+# Moses' tokenizer escapes these (its deescape-special-chars.perl undoes them, &amp; last).
+MOSES_ESCAPES = {"&bar;": "|", "&#124;": "|", "&lt;": "<", "&gt;": ">", "&bra;": "[", "&ket;": "]",
+                 "&quot;": '"', "&apos;": "'", "&#91;": "[", "&#93;": "]", "&amp;": "&"}
+_MOSES_RE = re.compile("|".join(re.escape(k) for k in MOSES_ESCAPES))
+
+
+def prepare_text(line: str, lowercase: bool = False, unescape_moses: bool = False) -> str:
+    """The text a model reads when aligning a line of a gold set prepared differently from its
+    training data. Each whitespace word changes in place, so word i of the result is word i
+    of the line and gold indices stay valid."""
+    words = line.split()
+    if unescape_moses:
+        words = [_MOSES_RE.sub(lambda m: MOSES_ESCAPES[m.group(0)], w) for w in words]
+    if lowercase:
+        words = [w.lower() for w in words]
+    return " ".join(words)
+
+
+def has_moses_escapes(lines: Iterable[str]) -> bool:
+    return any(_MOSES_RE.search(line) for line in lines)
 
 
 _NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))

@@ -1,0 +1,316 @@
+"""Alignment error rate of attention on the English-French Hansards gold, beside eflomal.
+
+    .venv/bin/python scripts/hansards_aer.py all --json docs/bench/FILE.json   # everything
+    .venv/bin/python scripts/hansards_aer.py prepare | eflomal | train | align | demo  # one step
+
+Steps (each reuses what the previous wrote under ``.bench/hansards``):
+
+- ``prepare``: Multi30k English-French (train / val / test 2016, from
+  ``../shared/data/multi30k``) written in the style of the gold text: lower-cased, punctuation
+  and hyphens split off, English ``'s`` split, French elisions expanded as the Hansards
+  annotators did (``l'avis`` -> ``le avis``, ``j'ai`` -> ``je ai``). The gold text itself is
+  only lower-cased (``mt align --lowercase``): its words, and so the gold's indices, stay.
+- ``eflomal``: the statistical baseline. Installs eflomal from PyPI into its own virtual
+  environment (``.bench/eflomal-venv``), aligns the Multi30k text plus the 447 gold sentence
+  pairs (an unsupervised aligner may see the test text; it never sees the gold links) in both
+  directions, and scores forward, reverse, intersection and grow-diag-final-and.
+- ``train``: trains every attention variant English->French on the prepared Multi30k with
+  ``mt train`` for the same wall-clock budget (``--seconds`` each; the Transformer
+  ``--transformer-seconds``), and the models named by ``--backward`` French->English for
+  symmetrisation.
+- ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
+  sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
+  Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and with the
+  backward model. Prints a table (Markdown) and with ``--json`` writes every figure, the
+  machine, the date and the versions.
+- ``demo``: the same table on the synthetic demo corpus (``data/demo``, its gold
+  ``test.align``): every variant trained ``--demo-seconds`` on it, every rule.
+
+The gold set is read for evaluation only; nothing here trains on its links or copies it into
+the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / ".bench" / "hansards"
+EFLOMAL_VENV = REPO / ".bench" / "eflomal-venv"
+SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+
+# Every attention variant, English->French, as `mt train` overrides.
+VARIANTS = {
+    "bahdanau": ["model=rnn_bahdanau"],
+    "bahdanau_sparsemax": ["model=rnn_bahdanau", "model.attention.normalizer=sparsemax"],
+    "luong_dot": ["model=rnn_luong_dot"],
+    "luong_general": ["model=rnn_luong_general"],
+    "luong_concat": ["model=rnn_luong_concat"],
+    "luong_scaled_dot": ["model=rnn_luong_dot", "model.attention.score=scaled_dot"],
+    "luong_cosine": ["model=rnn_luong_dot", "model.attention.score=cosine"],
+    "luong_local": ["model=rnn_luong_local"],
+    "transformer": ["model=transformer"],
+}
+
+_FR_ELISION = {"l": "le", "d": "de", "j": "je", "n": "ne", "s": "se", "c": "ce", "m": "me", "t": "te",
+               "qu": "que", "jusqu": "jusque", "lorsqu": "lorsque", "puisqu": "puisque", "quoiqu": "quoique"}
+_FR_ELISION_RE = re.compile(r"\b(jusqu|lorsqu|puisqu|quoiqu|qu|[cdjlmnst])['’](?=\w)")
+_PUNCT_RE = re.compile(r"(?<!\d)([.,])|([.,])(?!\d)|([!?;:()\"«»/\[\]-])")
+
+
+def hansards_style(line: str, lang: str) -> str:
+    """A Multi30k line written the way the Hansards gold text is."""
+    text = line.strip().lower().replace("’", "'")
+    if lang == "fr":
+        text = text.replace("aujourd'hui", "aujourd' hui")
+        text = _FR_ELISION_RE.sub(lambda m: _FR_ELISION[m.group(1)] + " ", text)
+    else:
+        text = re.sub(r"(\w)'s\b", r"\1 's", text)
+        text = re.sub(r"(\w)n't\b", r"\1 n't", text)
+    text = _PUNCT_RE.sub(lambda m: f" {m.group(0)} ", text)
+    return " ".join(text.split())
+
+
+def gold_pairs(gold_dir: Path) -> tuple[list[str], list[str]]:
+    sources, targets = [], []
+    for line in (gold_dir / "enfr.src-tgt").read_text(encoding="utf-8").splitlines():
+        src, tgt = line.split(" ||| ")
+        sources.append(" ".join(src.split()))
+        targets.append(" ".join(tgt.split()))
+    return sources, targets
+
+
+def prepare(ns) -> Path:
+    data = WORK / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for split, raw in SPLITS.items():
+        for lang in ("en", "fr"):
+            with gzip.open(ns.multi30k / f"{raw}.{lang}.gz", "rt", encoding="utf-8") as handle:
+                lines = [hansards_style(line, lang) for line in handle.read().splitlines()]
+            (data / f"{split}.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    sources, targets = gold_pairs(ns.gold)
+    (WORK / "gold.pairs").write_text("".join(f"{s} ||| {t}\n" for s, t in zip(sources, targets)), encoding="utf-8")
+    print(f"prepared {data} and {WORK / 'gold.pairs'} ({len(sources)} gold pairs)", flush=True)
+    return data
+
+
+def aer_of(links_file: Path, gold: list[str]) -> dict:
+    """``mt aer`` of a 0-based Pharaoh file; ``gold``: its --gold arguments."""
+    out = links_file.with_suffix(".aer.json")
+    subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "aer", *gold, "--pred", str(links_file), "--json", str(out)],
+                   check=True, capture_output=True)
+    scores = json.loads(out.read_text())
+    return {k: round(scores[k], 2) for k in ("aer", "precision", "recall")}
+
+
+def eflomal(ns) -> dict:
+    sys.path.insert(0, str(REPO))
+    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+
+    python = EFLOMAL_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(EFLOMAL_VENV)], check=True)
+        subprocess.run([str(EFLOMAL_VENV / "bin" / "pip"), "install", "-q", f"eflomal=={ns.eflomal_version}"],
+                       check=True)
+    work = WORK / "eflomal"
+    work.mkdir(parents=True, exist_ok=True)
+    data = WORK / "data"
+    src = [line for s in SPLITS for line in (data / f"{s}.en").read_text(encoding="utf-8").splitlines()]
+    tgt = [line for s in SPLITS for line in (data / f"{s}.fr").read_text(encoding="utf-8").splitlines()]
+    gold_src, gold_tgt = gold_pairs(ns.gold)
+    n = len(gold_src)
+    (work / "text.en").write_text("".join(x + "\n" for x in [*src, *(s.lower() for s in gold_src)]), encoding="utf-8")
+    (work / "text.fr").write_text("".join(x + "\n" for x in [*tgt, *(t.lower() for t in gold_tgt)]), encoding="utf-8")
+    start = time.perf_counter()
+    subprocess.run([str(EFLOMAL_VENV / "bin" / "eflomal-align"), "-s", str(work / "text.en"), "-t",
+                    str(work / "text.fr"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
+                    "--model", "3", "--overwrite"], check=True)
+    seconds = time.perf_counter() - start
+    fwd = [g.sure for g in read_pharaoh(work / "all.fwd")][-n:]
+    rev = [g.sure for g in read_pharaoh(work / "all.rev")][-n:]
+    files = {"forward": fwd, "reverse": rev, "intersection": [f & r for f, r in zip(fwd, rev)],
+             "grow-diag-final-and": [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]}
+    result = {"seconds": round(seconds, 1), "sentences": len(src) + n, "version": ns.eflomal_version}
+    for name, links in files.items():
+        path = work / f"{name}.pharaoh"
+        write_pharaoh(path, links)
+        result[name] = aer_of(path, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"])
+        print(f"eflomal {name}: {result[name]}", flush=True)
+    return result
+
+
+def train(ns) -> None:
+    data = WORK / "data"
+    runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
+    for name, src, tgt in runs:
+        run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
+        if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
+            print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
+            continue
+        seconds = ns.transformer_seconds if name == "transformer" else ns.seconds
+        cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
+               f"data.tgt_lang={tgt}", *VARIANTS[name], "train.epochs=1000", f"train.max_seconds={seconds}",
+               f"train.seed={ns.seed}", f"train.threads={ns.threads}", "train.log_seconds=60",
+               f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]
+        print(f"== {name} {src}->{tgt}: {' '.join(cmd[2:])}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def rules_for(name: str) -> dict[str, list[str]]:
+    rules = {"argmax": [], "threshold 0.3": ["--rule", "threshold", "--threshold", "0.3"],
+             "argmax, Shift-Att": ["--shift-att"]}
+    if name == "transformer":
+        for layer in range(3):
+            rules[f"argmax, layer {layer} mean of heads, Shift-Att"] = ["--shift-att", "--layer", str(layer)]
+            rules[f"argmax, layer {layer} mean of heads"] = ["--layer", str(layer)]
+    return rules
+
+
+def align(ns, corpus: str = "hansards") -> dict:
+    """AER of every trained model and rule on one gold set."""
+    results: dict = {}
+    runs = WORK / "runs" if corpus == "hansards" else WORK / "demo_runs"
+    forward, backward_dir = ("en-fr", "fr-en") if corpus == "hansards" else ("en-de", "de-en")
+    if corpus == "hansards":
+        inputs = ["--pairs", str(WORK / "gold.pairs"), "--lowercase"]
+        gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
+    else:
+        inputs = ["--src-file", str(ns.demo / "test.en"), "--ref-file", str(ns.demo / "test.de")]
+        gold = ["--gold", str(ns.demo / "test.align")]
+    for name in ns.variants:
+        model = runs / f"{name}.{forward}" / "model"
+        if not model.is_dir():
+            print(f"== {name}: no model at {model}; run the train step", flush=True)
+            continue
+        metrics = _last_valid(model.parent / "metrics.jsonl")
+        results[name] = {"valid_bleu": metrics.get("valid_bleu"), "steps": metrics.get("step"), "rules": {}}
+        backward = runs / f"{name}.{backward_dir}" / "model"
+        rules = rules_for(name)
+        if backward.is_dir():
+            best = "argmax, Shift-Att" if name == "transformer" else "argmax"
+            rules[f"{best}, grow-diag-final-and"] = [*rules[best], "--backward-model", str(backward)]
+        for rule, extra in rules.items():
+            out = WORK / f"align_{corpus}" / f"{name}.{re.sub(r'[^a-z0-9]+', '_', rule.lower())}.pharaoh"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), *inputs, "--pharaoh", str(out),
+                            *extra], check=True, capture_output=True)
+            results[name]["rules"][rule] = aer_of(out, gold)
+            print(f"{name:20s} {rule:45s} {results[name]['rules'][rule]}", flush=True)
+    return results
+
+
+def demo(ns) -> dict:
+    """Every variant trained ``--demo-seconds`` on the demo corpus, then every rule against its gold."""
+    for name in ns.variants:
+        run_dir = WORK / "demo_runs" / f"{name}.en-de"
+        if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
+            continue
+        cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=demo", f"data.dir={ns.demo}", *VARIANTS[name],
+               "train.epochs=1000", f"train.max_seconds={ns.demo_seconds}", f"train.seed={ns.seed}",
+               f"train.threads={ns.threads}", "train.log_seconds=60", f"hydra.run.dir={run_dir}",
+               f"cache_dir={WORK / 'cache'}"]
+        print(f"== demo {name}: {' '.join(cmd[2:])}", flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO)
+    return align(ns, "demo")
+
+
+def _last_valid(path: Path) -> dict:
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = [r for r in rows if "valid_bleu" in r]
+    return max(rows, key=lambda r: r["valid_bleu"]) if rows else {}
+
+
+def table(report: dict) -> str:
+    """Markdown tables: Hansards (eflomal first), then the demo corpus."""
+    out = []
+    for key, title in (("attention", "Hansards en-fr"), ("demo", "demo corpus en-de")):
+        if key not in report and not (key == "attention" and "eflomal" in report):
+            continue
+        lines = [f"{title}", "", "| aligner | valid BLEU | rule | AER | precision | recall |",
+                 "| --- | ---: | --- | ---: | ---: | ---: |"]
+        flo = report.get("eflomal") if key == "attention" else None
+        if flo:
+            for rule in ("forward", "reverse", "intersection", "grow-diag-final-and"):
+                s = flo[rule]
+                lines.append(f"| eflomal {flo['version']} | - | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
+                             f"{s['recall']:.1f} |")
+        for name, res in report.get(key, {}).items():
+            for rule, s in res["rules"].items():
+                lines.append(f"| {name} | {res['valid_bleu']} | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
+                             f"{s['recall']:.1f} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "demo", "all"])
+    parser.add_argument("--multi30k", type=Path, default=REPO.parent / "shared" / "data" / "multi30k")
+    parser.add_argument("--gold", type=Path, default=REPO.parent / "shared" / "data" / "alignments" / "en-fr-hansards")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--backward", nargs="*", default=["bahdanau"], choices=list(VARIANTS),
+                        help="variants also trained French->English, for grow-diag-final-and")
+    parser.add_argument("--seconds", type=float, default=240, help="training budget of each RNN (wall clock)")
+    parser.add_argument("--transformer-seconds", type=float, default=1200)
+    parser.add_argument("--demo", type=Path, default=REPO / "data" / "demo", help="the demo corpus (mt train "
+                        "data=demo writes it)")
+    parser.add_argument("--demo-seconds", type=float, default=90, help="training budget of each demo model")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--retrain", action="store_true", help="train again models that exist")
+    parser.add_argument("--eflomal-version", default="2.0.0")
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    ns = parser.parse_args()
+    if not (ns.gold / "enfr.gold").is_file():
+        raise SystemExit(f"missing {ns.gold / 'enfr.gold'}: pass --gold DIR (the en-fr-hansards folder)")
+    report: dict = {}
+    if ns.step in ("prepare", "all") or not (WORK / "data" / "train.en").is_file():
+        prepare(ns)
+    if ns.step in ("eflomal", "all"):
+        report["eflomal"] = eflomal(ns)
+    if ns.step in ("train", "all"):
+        train(ns)
+    if ns.step in ("align", "all"):
+        report["attention"] = align(ns)
+    if ns.step in ("demo", "all"):
+        report["demo"] = demo(ns)
+    if report:
+        print(table(report))
+    if ns.json:
+        previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}
+        previous.update(report)
+        previous.update({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "threads": ns.threads,
+                         "seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds,
+                         "demo_seconds": ns.demo_seconds, "seed": ns.seed,
+                         "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]])})
+        ns.json.write_text(json.dumps(previous, indent=2))
+
+
+def machine() -> dict:
+    info = {"cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
+        flags = set(re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split())
+        info["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
+    except (OSError, AttributeError):
+        pass
+    import torch
+
+    info["torch"] = torch.__version__
+    return info
+
+
+if __name__ == "__main__":
+    main()
