@@ -397,7 +397,10 @@ def run_joey_training(cmd: list[str], env: dict, log: Path, seconds: float | Non
     """Trains JoeyNMT; with ``seconds``, interrupts it (SIGINT: it saves its weights) that many
     seconds after its first update is logged."""
     with log.open("w") as handle:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+        # A job started in the background by a non-interactive shell inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt handler: restore the default first.
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         started = None
         while proc.poll() is None:
             time.sleep(0.5)
@@ -407,7 +410,11 @@ def run_joey_training(cmd: list[str], env: dict, log: Path, seconds: float | Non
                 started = time.time()
             if started is not None and time.time() - started > seconds:
                 proc.send_signal(signal.SIGINT)
-                proc.wait()
+                try:
+                    proc.wait(timeout=300)  # it saves its checkpoint first
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise SystemExit(f"JoeyNMT did not stop on SIGINT; see {log}") from None
         proc.wait()
     return log.read_text(errors="replace")
 
