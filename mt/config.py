@@ -218,7 +218,7 @@ class TrainConfig:
     max_tokens: int = 4096       # source-or-target tokens per batch, padding included
     optimizer: Optimizer = Optimizer.adam
     weight_decay: float = 0.0
-    lr: float = 1e-3
+    lr: float = 2e-3             # the RNN presets' rate; conf/model/transformer.yaml sets 1e-3
     schedule: Schedule = Schedule.constant
     warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
     clip_norm: float = 1.0

@@ -30,6 +30,11 @@ def test_translate_keeps_every_line_in_order_and_empty_lines_empty(trained_model
     stdin = run_mt("translate", str(trained_model_dir), "--beam", "3", cwd=tmp_path, stdin="\n".join(lines) + "\n")
     assert stdin.returncode == 0, stdin.stderr
     assert stdin.stdout.split("\n") == result
+    # Only \n ends a line: U+2028, U+0085 and form feeds inside a line keep it one line.
+    odd = ["The dog\u2028sleeps.", "A child\x85laughs.", "The cat\x0csleeps."]
+    stdin = run_mt("translate", str(trained_model_dir), cwd=tmp_path, stdin="\n".join(odd) + "\n")
+    assert stdin.returncode == 0, stdin.stderr
+    assert len(stdin.stdout.split("\n")) == len(odd) + 1
 
 
 def test_evaluate_prints_bleu_chrf_with_signature(trained_model_dir, corpus_dir, tmp_path, capsys):

@@ -66,6 +66,13 @@ def test_tokenizer_special_ids_round_trip_and_cache(corpus_dir, tmp_path: Path):
     assert other.path != tok.path
 
 
+def test_decode_shows_unknown_pieces_and_drops_only_pad_bos_eos(tokenizers):
+    src, _ = tokenizers
+    ids = src.encode(["The dog sleeps."])[0]
+    assert src.decode([[BOS, *ids[:2], UNK, *ids[2:], EOS, PAD]]) == [src.decode([ids[:2]])[0] + " \u2047 " +
+                                                                         src.decode([ids[2:]])[0]]
+
+
 def test_tokenizer_normalizes_whitespace_the_same_on_every_path(tokenizers):
     src, _ = tokenizers
     assert src.encode(["  The dog   sleeps. \t"]) == src.encode(["The dog sleeps."])

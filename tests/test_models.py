@@ -97,3 +97,14 @@ def test_greedy_output_stops_at_eos_and_has_one_attention_row_per_token(model):
         if hyp.attention is not None:
             assert hyp.attention.shape[1] == len(src)
             assert hyp.attention.shape[0] == len(hyp.tokens) + hyp.finished
+
+
+def test_every_attention_type_has_a_decoder_placement_and_an_unknown_one_fails():
+    from mt.config import AttentionType
+    from mt.models.rnn import Placement
+
+    assert {t: Placement.of(t) for t in AttentionType} == {
+        AttentionType.none: Placement.none, AttentionType.bahdanau: Placement.bahdanau,
+        AttentionType.luong: Placement.luong, AttentionType.luong_local: Placement.luong}
+    with pytest.raises(ValueError, match="no decoder placement"):
+        Placement.of("monotonic")

@@ -76,3 +76,27 @@ def test_wider_beam_finds_at_least_as_probable_output():
     for src, g, b in zip(SRC, greedy, beam):
         if len(g.tokens) < 12 and len(b.tokens) < 12:  # both ended with EOS
             assert logprob(src, b.tokens) >= logprob(src, g.tokens) - 1e-4
+
+
+@pytest.mark.parametrize("variant", ["bahdanau-gru", "transformer"])
+def test_a_sentence_translation_does_not_depend_on_its_batch(variant):
+    from mt.data.tokenizer import EOS
+
+    model = _trained_ish(variant)
+    step = model.decode_step
+
+    def never_ends(memory, state, prev):  # every search runs to the sentence's own limit
+        logits, state, attn = step(memory, state, prev)
+        return logits.index_fill(1, torch.tensor([EOS]), -1e4), state, attn
+
+    model.decode_step = never_ends
+    short, long = [12, 13], list(range(5, 25))
+    for search in (lambda b, **kw: greedy_search(model, b.src, b.src_mask, **kw),
+                   lambda b, **kw: beam_search(model, b.src, b.src_mask, beam_size=3, **kw)):
+        alone = search(collate([short]))[0]
+        together = search(collate([short, long]))
+        assert len(alone.tokens) == 2 * 2 + 10 and not alone.finished
+        assert together[0].tokens == alone.tokens and len(together[1].tokens) == 2 * 20 + 10
+        # fairseq's a * src_len + b, per sentence.
+        custom = search(collate([short, long]), max_len_a=1.5, max_len_b=3)
+        assert [len(h.tokens) for h in custom] == [6, 33]

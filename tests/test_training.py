@@ -209,3 +209,25 @@ def test_train_into_a_file_writes_plain_progress_lines_not_a_bar(corpus_dir, tmp
     output = result.stdout + result.stderr
     assert "epoch 1  batch" in output and "tok/s" in output
     assert "\r" not in output  # no carriage-return bar updates in a log file
+
+
+def test_log_every_one_refreshes_at_every_update_and_zero_is_refused():
+    from mt.config import TrainConfig
+    from mt.errors import ConfigError
+
+    assert all(trainer_module.first_of_every(n, 1) for n in range(1, 6))
+    assert [n for n in range(1, 45) if trainer_module.first_of_every(n, 20)] == [1, 21, 41]
+    with pytest.raises(ConfigError, match="train.log_every"):
+        TrainConfig(log_every=0)
+
+
+def test_each_default_is_written_once_in_the_schema_not_again_in_the_yaml():
+    import yaml
+
+    from mt.cli.train import compose
+    from mt.config import ExperimentConfig, TrainConfig
+
+    primary = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())
+    assert set(primary) <= {"defaults", "hydra"}, "conf/config.yaml repeats schema defaults"
+    composed = compose([])
+    assert composed.train.lr == TrainConfig().lr and composed.cache_dir == ExperimentConfig().cache_dir

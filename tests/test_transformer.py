@@ -72,3 +72,35 @@ def test_positions_beyond_the_table_are_a_clear_error():
     batch = collate([list(range(5, 15))])
     with pytest.raises(ValueError, match="max_positions"):
         model.encode(batch.src, batch.src_mask)
+
+
+def test_padding_row_of_the_embeddings_is_zero_so_a_tied_output_gives_pad_no_logit():
+    from mt.data.tokenizer import PAD
+
+    for kw in ({}, {"share_embeddings": True}):
+        torch.manual_seed(0)
+        model = build_model(tiny_transformer_config(**kw), 40, 40)
+        assert model.src_embed.tokens.weight[PAD].abs().max() == 0
+        assert model.tgt_embed.tokens.weight[PAD].abs().max() == 0
+
+
+def test_a_line_longer_than_max_positions_is_cut_with_a_warning_and_the_rest_translated(tokenizers, caplog):
+    from mt.decoding.translator import Translator
+
+    src_tok, tgt_tok = tokenizers
+    torch.manual_seed(0)
+    model = build_model(tiny_transformer_config(max_positions=16), len(src_tok), len(tgt_tok)).eval()
+    translator = Translator(model, src_tok, tgt_tok)
+    long = " ".join(["the dog sleeps"] * 20)
+    assert len(src_tok.encode([long])[0]) > 16
+    lines = ["The dog sleeps.", long, "A child laughs."]
+    for beam in (1, 3):
+        with caplog.at_level("WARNING", logger="mt.translate"):
+            out = translator.translate(lines, beam=beam)
+        assert len(out) == 3 and len(out[1].src_pieces) == 16
+        assert all(len(t.tgt_ids) <= 16 for t in out)
+        assert "line 2:" in caplog.text and "model.max_positions=16" in caplog.text
+        caplog.clear()
+    # Forced decoding (mt align) leaves a pair it cannot read unaligned instead of failing.
+    forced = translator.force_decode_ids(src_tok.encode(lines), tgt_tok.encode(["Der Hund schläft."] * 3))
+    assert forced[1] == (0.0, None) and forced[0][1] is not None

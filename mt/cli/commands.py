@@ -17,6 +17,9 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
     parser.add_argument("--length-penalty", type=float, default=1.0,
                         help="beam scores are divided by length ** this")
+    parser.add_argument("--max-len-a", type=float, default=2.0,
+                        help="a sentence of n source pieces gets at most a * n + b output pieces (default a=2)")
+    parser.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a (default b=10)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="auto (default): bf16 where the hardware computes it natively, else fp32")
@@ -27,7 +30,15 @@ def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespa
     ns = parser.parse_args(args)
     if ns.beam < 1:
         raise MTError(f"--beam must be at least 1, got {ns.beam}")
+    if ns.max_len_a < 0 or ns.max_len_b < 0 or ns.max_len_a == ns.max_len_b == 0:
+        raise MTError(f"--max-len-a {ns.max_len_a} --max-len-b {ns.max_len_b} allow no output: make them positive")
     return ns
+
+
+def _search(ns: argparse.Namespace) -> dict:
+    """The search settings of the command line, as Translator.translate takes them."""
+    return {"beam": ns.beam, "length_penalty": ns.length_penalty, "max_len_a": ns.max_len_a,
+            "max_len_b": ns.max_len_b}
 
 
 def _translator(ns: argparse.Namespace):
@@ -41,18 +52,18 @@ def translate(args: list[str]) -> int:
     parser.add_argument("--input", "-i", help="source file (default: stdin)")
     parser.add_argument("--output", "-o", help="output file (default: stdout)")
     ns = _parse(parser, args)
-    from mt.data.corpus import read_lines
+    from mt.data.corpus import read_lines, split_lines
 
     translator = _translator(ns)
     if ns.input is None and sys.stdin.isatty():
         # Interactive: answer each line as it is typed.
         print("Type a sentence and press Enter (Ctrl-D to end).", file=sys.stderr)
         for line in sys.stdin:
-            print(translator.translate([line.rstrip("\n")], beam=ns.beam, length_penalty=ns.length_penalty)[0].text,
+            print(translator.translate([line.rstrip("\n")], **_search(ns))[0].text,
                   flush=True)
         return 0
-    lines = read_lines(ns.input) if ns.input else sys.stdin.read().splitlines()
-    outputs = [t.text for t in translator.translate(lines, beam=ns.beam, length_penalty=ns.length_penalty)]
+    lines = read_lines(ns.input) if ns.input else split_lines(sys.stdin.read())
+    outputs = [t.text for t in translator.translate(lines, **_search(ns))]
     text = "".join(o + "\n" for o in outputs)
     if ns.output:
         Path(ns.output).write_text(text, encoding="utf-8")
@@ -77,7 +88,7 @@ def evaluate(args: list[str]) -> int:
         raise DataError(f"{ns.src} has {len(sources)} lines but {ns.ref} has {len(references)}: "
                         "they must pair line by line")
     translator = _translator(ns)
-    hyps = [t.text for t in translator.translate(sources, beam=ns.beam, length_penalty=ns.length_penalty)]
+    hyps = [t.text for t in translator.translate(sources, **_search(ns))]
     if ns.output:
         Path(ns.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     scores = corpus_scores(hyps, references)
@@ -106,6 +117,12 @@ def align(args: list[str]) -> int:
     files.add_argument("--src-file", help="source sentences, one a line (.gz accepted)")
     files.add_argument("--ref-file", help="target sentences to force-decode, line-aligned with --src-file "
                        "(default: align the model's own translations)")
+    files.add_argument("--pairs", help="sentence pairs 'source ||| target', one a line (the fast_align / eflomal "
+                       "format of gold sets), instead of --src-file and --ref-file")
+    files.add_argument("--lowercase", action="store_true", help="lower-case the text before the model reads it "
+                       "(for a model trained on lower-cased text); words and their indices do not change")
+    files.add_argument("--unescape-moses", action="store_true", help="turn Moses escapes (&apos; &quot; &amp; ...) "
+                       "back into characters before the model reads the text; words and their indices do not change")
     files.add_argument("--pharaoh", help="write hard word alignments here: one line per pair, i-j with i the source "
                        "and j the target whitespace word")
     files.add_argument("--one-based", action="store_true", help="count words from 1 in --pharaoh")
@@ -128,7 +145,7 @@ def align(args: list[str]) -> int:
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links with grow-diag-final-and")
     ns = _parse(parser, args)
-    if ns.src_file:
+    if ns.src_file or ns.pairs:
         return _align_files(ns)
     if ns.src is None or not ns.out:
         raise MTError("give --src and --out to draw one sentence, or --src-file to align a file")
@@ -140,7 +157,7 @@ def align(args: list[str]) -> int:
     if ns.ref is not None:
         result = translator.force_decode(ns.src, ns.ref)
     else:
-        result = translator.translate([ns.src], beam=ns.beam, length_penalty=ns.length_penalty)[0]
+        result = translator.translate([ns.src], **_search(ns))[0]
     if result.attention is None:
         raise MTError(f"the model in {ns.model_dir} has no attention to draw (it was trained without attention)")
     data = {"source": result.source, "output": result.text, "src_tokens": result.src_pieces,
@@ -165,21 +182,32 @@ def _align_files(ns: argparse.Namespace) -> int:
     from mt.data.corpus import read_lines
     from mt.decoding.aligner import align_pairs
     from mt.decoding.translator import Translator
-    from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
+    from mt.evaluation.alignment import grow_diag_final_and, has_moses_escapes, prepare_text, write_pharaoh
     from mt.visualization.heatmap import plot_attention
 
     if not (ns.pharaoh or ns.jsonl or ns.npz or ns.out_dir):
         raise MTError("nothing to write: give --pharaoh, --jsonl, --npz and/or --out-dir")
     if ns.head is not None and ns.layer is None:
         raise MTError("--head needs --layer (the layer whose head to read)")
-    sources = read_lines(ns.src_file)
-    targets = read_lines(ns.ref_file) if ns.ref_file else None
-    if targets is not None and len(targets) != len(sources):
-        raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(targets)}: "
-                        "they must pair line by line")
+    if ns.pairs:
+        if ns.src_file or ns.ref_file:
+            raise MTError("give either --pairs or --src-file/--ref-file, not both")
+        sources, targets = _read_pairs(ns.pairs)
+    else:
+        sources = read_lines(ns.src_file)
+        targets = read_lines(ns.ref_file) if ns.ref_file else None
+        if targets is not None and len(targets) != len(sources):
+            raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(targets)}: "
+                            "they must pair line by line")
+    if not ns.unescape_moses and has_moses_escapes([*sources, *(targets or [])]):
+        print("note: the text holds Moses escapes (&apos;, &quot;, &amp; ...) and the model reads them as they are; "
+              "add --unescape-moses if it was trained on plain text", file=sys.stderr)
+    if ns.lowercase or ns.unescape_moses:
+        sources = [prepare_text(s, ns.lowercase, ns.unescape_moses) for s in sources]
+        targets = None if targets is None else [prepare_text(t, ns.lowercase, ns.unescape_moses) for t in targets]
     translator = _translator(ns)
     options = {"rule": ns.rule, "threshold": ns.threshold, "shift_att": ns.shift_att, "layer": ns.layer, "head": ns.head}
-    pairs = align_pairs(translator, sources, targets, beam=ns.beam, length_penalty=ns.length_penalty,
+    pairs = align_pairs(translator, sources, targets, **_search(ns),
                         progress=sys.stderr.isatty(), **options)
     if all(p.attention is None for p in pairs) and any(p.source.strip() for p in pairs):
         raise MTError(f"the model in {ns.model_dir} has no attention to align with (it was trained without attention)")
@@ -220,7 +248,36 @@ def _align_files(ns: argparse.Namespace) -> int:
     written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]
                                                                   if ns.out_dir else [])
     print(f"aligned {len(pairs)} sentence pairs: {', '.join(written)}")
+    unknown = _unknown_words(pairs)
+    if unknown:
+        print(f"note: {unknown[0]:,} of {unknown[1]:,} source words and {unknown[2]:,} of {unknown[3]:,} target words "
+              "hold pieces outside the model's vocabulary (<unk>); their links are guesses", file=sys.stderr)
     return 0
+
+
+def _read_pairs(path: str) -> tuple[list[str], list[str]]:
+    """Source and target lines of a 'source ||| target' file; an empty line is an empty pair."""
+    from mt.data.corpus import read_lines
+
+    sources, targets = [], []
+    for n, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            sources.append("")
+            targets.append("")
+            continue
+        parts = line.split(" ||| ") if " ||| " in line else line.split("|||")
+        if len(parts) != 2:
+            raise DataError(f"{path}:{n}: expected 'source ||| target', found {len(parts) - 1} separators")
+        sources.append(parts[0].strip())
+        targets.append(parts[1].strip())
+    return sources, targets
+
+
+def _unknown_words(pairs: list) -> tuple[int, int, int, int] | None:
+    """(unknown source words, source words, unknown target words, target words), or None if all known."""
+    counts = (sum(p.unknown_src for p in pairs), sum(len(p.src_words) for p in pairs),
+              sum(p.unknown_tgt for p in pairs), sum(len(p.tgt_words) for p in pairs))
+    return counts if counts[0] or counts[2] else None
 
 
 def aer(args: list[str]) -> int:

@@ -44,6 +44,12 @@ def read_lines(path: str | Path) -> list[str]:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataError(f"{path}, line {line}: invalid UTF-8; convert the file to UTF-8 (e.g. with iconv)") from err
+    return split_lines(text)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines on ``\n`` only (str.splitlines also splits on U+2028, U+0085, form feeds ...,
+    which would give more output lines than input lines); a final newline ends the last line."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

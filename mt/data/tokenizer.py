@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,11 @@ class Tokenizer:
         return self.sp.encode(self.normalize(text), out_type=str)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        return [self.sp.decode([i for i in seq if i > EOS]) for seq in ids]
+        """Text of each id sequence; PAD, BOS and EOS dropped, UNK shown as ⁇ (as
+        SentencePiece writes it), so a reader sees where the vocabulary failed."""
+        texts = [self.sp.decode([i for i in seq if i > EOS or i == UNK]) for seq in ids]
+        # SentencePiece writes UNK as " ⁇ ", doubling the space of a following word piece.
+        return [re.sub(" {2,}", " ", t).strip() if "\u2047" in t else t for t in texts]
 
     def id_to_piece(self, ids: Sequence[int]) -> list[str]:
         return [self.sp.id_to_piece(int(i)) for i in ids]

@@ -32,15 +32,25 @@ def _log_probs(logits: Tensor) -> Tensor:
     return torch.log_softmax(logits.float().index_fill(1, never, float("-inf")), dim=-1)
 
 
-def default_max_len(src_mask: Tensor) -> int:
-    return int(src_mask.sum(dim=1).max().item() * 2 + 10)
+MAX_LEN_A, MAX_LEN_B = 2.0, 10  # a sentence of n source pieces gets at most a * n + b output steps
 
 
-def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_lens: Tensor) -> list[Hypothesis]:
-    """tokens: [n, steps]; attention: [n, steps, src_len]; scores: [n]."""
+def length_limits(src_mask: Tensor, max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B,
+                  max_len: int | None = None) -> Tensor:
+    """Each sentence's own limit on output steps (fairseq's ``a * src_len + b``; ``max_len``
+    caps it), so a translation never depends on the other sentences of its batch. [batch]"""
+    limits = (src_mask.sum(dim=1).float() * max_len_a + max_len_b).floor().long().clamp(min=1)
+    return limits.clamp(max=max_len) if max_len is not None else limits
+
+
+def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_lens: Tensor,
+                limits: Tensor | None = None) -> list[Hypothesis]:
+    """tokens: [n, steps]; attention: [n, steps, src_len]; scores: [n]; limits: [n] steps each may use."""
     out = []
     for row in range(tokens.size(0)):
         ids = tokens[row].tolist()
+        if limits is not None:
+            ids = ids[: int(limits[row])]
         length = ids.index(EOS) if EOS in ids else len(ids)
         kept = min(length + 1, len(ids))  # attention rows: tokens and the EOS step
         attn = attention[row, :kept, : int(src_lens[row])].float().cpu() if attention is not None else None
@@ -49,8 +59,10 @@ def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_le
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int | None = None) -> list[Hypothesis]:
-    max_len = max_len or default_max_len(src_mask)
+def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int | None = None,
+                  max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B) -> list[Hypothesis]:
+    """``Hypothesis.score``: the sum of the chosen tokens' log-probabilities (EOS included)."""
+    limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
     batch = src.size(0)
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
@@ -58,36 +70,37 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     scores = torch.zeros(batch, device=src.device)
     tokens, attns = [], []
-    for _ in range(max_len):
+    for step in range(1, int(limits.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev)
         best, nxt = _log_probs(logits).max(dim=-1)
         nxt = nxt.masked_fill(finished, PAD)
         scores += best.masked_fill(finished, 0.0)
         tokens.append(nxt)
         attns.append(attn)
-        finished |= nxt == EOS
+        finished |= (nxt == EOS) | (limits <= step)  # a sentence at its own limit stops there
         prev = nxt
         if finished.all():
             break
     attention = torch.stack(attns, 1) if attns[0] is not None else None
-    return _hypotheses(torch.stack(tokens, 1), attention, scores, src_mask.sum(1))
+    return _hypotheses(torch.stack(tokens, 1), attention, scores, src_mask.sum(1), limits)
 
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int,
-                max_len: int | None = None, length_penalty: float = 1.0) -> list[Hypothesis]:
+                max_len: int | None = None, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
+                max_len_b: int = MAX_LEN_B) -> list[Hypothesis]:
     """Batched beam search; the final choice divides each score by length ** length_penalty.
     With ``beam_size=1`` it gives greedy's output (the tests check this), only slower.
 
     A sentence leaves the batch as soon as all its hypotheses have ended (or it reached its
-    length limit: ``max_len``, else twice its source length plus 10), so the decoder only
+    length limit: ``max_len_a`` x its source length + ``max_len_b``, capped by ``max_len``), so the decoder only
     runs on sentences still searching and a batch's longest sentence no longer holds the
     others. A sentence's result never depends on the batch it is in.
     """
     batch, k = src.size(0), beam_size
     device = src.device
     src_lens = src_mask.sum(1)
-    limits = src_lens * 2 + 10 if max_len is None else torch.full_like(src_lens, max_len)
+    limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
     results: list[Hypothesis | None] = [None] * batch
     alive = torch.arange(batch, device=device)                               # sentences still searching
     memory = select_rows(model.encode(src, src_mask), alive.repeat_interleave(k))

@@ -7,6 +7,7 @@ Output order is input order; an empty input line gives an empty output line.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,12 +16,13 @@ import torch
 
 from mt.data.batching import collate, token_batches
 from mt.data.tokenizer import PAD, Tokenizer
-from mt.decoding.search import Hypothesis, beam_search, greedy_search
+from mt.decoding.search import MAX_LEN_A, MAX_LEN_B, Hypothesis, beam_search, greedy_search
 from mt.errors import MTError
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
 
+log = logging.getLogger("mt.translate")
 
 @dataclass
 class Translation:
@@ -63,9 +65,21 @@ class Translator:
 
     @torch.no_grad()
     def translate(self, lines: Sequence[str], beam: int = 1, max_tokens: int = 6000,
-                  length_penalty: float = 1.0) -> list[Translation]:
+                  length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
+                  max_len_b: int = MAX_LEN_B) -> list[Translation]:
+        """One translation per line, in order. A sentence of n source pieces gets at most
+        ``max_len_a * n + max_len_b`` output pieces whatever it is batched with. A line longer
+        than the model can read (``model.max_positions``) is cut to that length with a warning
+        naming the line; the others are translated as usual."""
         self.model.eval()
         ids = self.src_tokenizer.encode(lines)
+        limit = self.model.max_positions
+        if limit is not None:
+            for i, seq in enumerate(ids):
+                if len(seq) > limit:
+                    log.warning("line %d: %d source pieces, more than the model reads (model.max_positions=%d); "
+                                "translating its first %d", i + 1, len(seq), limit, limit)
+                    ids[i] = seq[:limit]
         results: list[Translation | None] = [None] * len(lines)
         todo = [i for i, seq in enumerate(ids) if seq]
         for i, seq in enumerate(ids):
@@ -77,9 +91,10 @@ class Translator:
             batch = collate([ids[r] for r in rows]).to(self.device)
             with self.precision.autocast():
                 if beam == 1:
-                    hyps = greedy_search(self.model, batch.src, batch.src_mask)
+                    hyps = greedy_search(self.model, batch.src, batch.src_mask, limit, max_len_a, max_len_b)
                 else:
-                    hyps = beam_search(self.model, batch.src, batch.src_mask, beam, length_penalty=length_penalty)
+                    hyps = beam_search(self.model, batch.src, batch.src_mask, beam, limit, length_penalty,
+                                       max_len_a, max_len_b)
             for r, hyp in zip(rows, hyps):
                 results[r] = self._translation(lines[r], ids[r], hyp)
         return [r for r in results if r is not None]
@@ -106,6 +121,12 @@ class Translator:
         self.model.eval()
         out: list[tuple[float, np.ndarray | None]] = [(0.0, None)] * len(src_ids)
         todo = [i for i in range(len(src_ids)) if src_ids[i] and tgt_ids[i]]
+        limit = self.model.max_positions
+        if limit is not None:
+            for i in [i for i in todo if len(src_ids[i]) > limit or len(tgt_ids[i]) + 1 > limit]:
+                log.warning("pair %d: longer than the model reads (model.max_positions=%d); left unaligned",
+                            i + 1, limit)
+            todo = [i for i in todo if len(src_ids[i]) <= limit and len(tgt_ids[i]) + 1 <= limit]
         for batch_idx in token_batches([len(src_ids[i]) for i in todo], [len(tgt_ids[i]) + 1 for i in todo],
                                        max_tokens):
             rows = [todo[j] for j in batch_idx]

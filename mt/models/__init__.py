@@ -5,7 +5,7 @@ from __future__ import annotations
 from mt.config import Arch, AttentionConfig, AttentionType, ModelConfig, Positions
 from mt.models.attention import Attention
 from mt.models.interface import Seq2SeqModel, TensorDict, select_rows
-from mt.models.rnn import RNNDecoder, RNNEncoder, RNNSeq2Seq
+from mt.models.rnn import Placement, RNNDecoder, RNNEncoder, RNNSeq2Seq
 from mt.models.transformer import TransformerSeq2Seq
 
 __all__ = ["Seq2SeqModel", "TensorDict", "build_model", "select_rows"]
@@ -23,7 +23,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         encoder = RNNEncoder(src_vocab_size, cfg.emb_dim, cfg.enc_hidden_dim or cfg.hidden_dim, cfg.enc_layers,
                              cfg.bidirectional, cfg.cell.value, cfg.dropout)
         attention = build_attention(cfg.attention, cfg.hidden_dim, encoder.out_dim)
-        placement = {AttentionType.none: "none", AttentionType.bahdanau: "bahdanau"}.get(cfg.attention.type, "luong")
+        placement = Placement.of(cfg.attention.type)
         decoder = RNNDecoder(tgt_vocab_size, cfg.emb_dim, cfg.hidden_dim, cfg.dec_layers, cfg.cell.value,
                              cfg.dropout, encoder.out_dim, attention, placement, cfg.attention.input_feeding)
         return RNNSeq2Seq(encoder, decoder, src_vocab_size, tgt_vocab_size)

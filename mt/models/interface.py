@@ -33,6 +33,7 @@ class Seq2SeqModel(nn.Module, ABC):
 
     src_vocab_size: int
     tgt_vocab_size: int
+    max_positions: int | None = None  # longest source or target it can read (None: no limit)
 
     @abstractmethod
     def encode(self, src: Tensor, src_mask: Tensor) -> TensorDict:

@@ -8,10 +8,13 @@ fresh context vector per step, a weighted mean of all encoder states (Bahdanau e
 
 from __future__ import annotations
 
+from enum import Enum
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from mt.config import AttentionType
 from mt.data.tokenizer import PAD
 from mt.models.attention import Attention
 from mt.models.interface import Seq2SeqModel, TensorDict
@@ -50,6 +53,22 @@ class RNNEncoder(nn.Module):
         return states, summary
 
 
+class Placement(Enum):
+    """Where the decoder reads its context: not at all, before its RNN step (Bahdanau) or after it (Luong)."""
+    none = "none"
+    bahdanau = "bahdanau"
+    luong = "luong"
+
+    @classmethod
+    def of(cls, attention: AttentionType) -> Placement:
+        """The placement of an attention type; a type this table does not name is an error, not Luong."""
+        table = {AttentionType.none: cls.none, AttentionType.bahdanau: cls.bahdanau,
+                 AttentionType.luong: cls.luong, AttentionType.luong_local: cls.luong}
+        if attention not in table:
+            raise ValueError(f"no decoder placement for attention type {attention!r}: add it to Placement.of")
+        return table[attention]
+
+
 class RNNDecoder(nn.Module):
     """A GRU/LSTM decoder in one of three shapes:
 
@@ -62,20 +81,22 @@ class RNNDecoder(nn.Module):
     """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, layers: int, cell: str,
-                 dropout: float, memory_dim: int, attention: Attention | None, placement: str = "bahdanau",
+                 dropout: float, memory_dim: int, attention: Attention | None,
+                 placement: Placement = Placement.bahdanau,
                  input_feeding: bool = True) -> None:
         super().__init__()
-        if placement not in ("none", "bahdanau", "luong"):
-            raise ValueError(f"unknown attention placement {placement!r}")
-        self.placement = "none" if attention is None else placement
-        self.input_feeding = input_feeding and self.placement == "luong"
+        if not isinstance(placement, Placement):
+            raise TypeError(f"placement must be a Placement, got {placement!r}")
+        self.placement = Placement.none if attention is None else placement
+        self.input_feeding = input_feeding and self.placement is Placement.luong
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
-        extra = {"none": memory_dim, "bahdanau": memory_dim, "luong": hidden_dim if self.input_feeding else 0}
+        extra = {Placement.none: memory_dim, Placement.bahdanau: memory_dim,
+                 Placement.luong: hidden_dim if self.input_feeding else 0}
         self.rnn = _CELLS[cell](emb_dim + extra[self.placement], hidden_dim, layers, batch_first=True,
                                 dropout=dropout if layers > 1 else 0.0)
         self.bridge = nn.Linear(memory_dim, layers * hidden_dim)
-        if self.placement == "luong":
+        if self.placement is Placement.luong:
             self.combine = nn.Linear(memory_dim + hidden_dim, hidden_dim, bias=False)  # W_c
         else:
             self.readout = nn.Linear(hidden_dim + memory_dim + emb_dim, hidden_dim)
@@ -129,7 +150,7 @@ class RNNDecoder(nn.Module):
                       memory: TensorDict) -> tuple[Tensor, Tensor, TensorDict, Tensor | None]:
         """One step with the context fed to the RNN (fixed, or Bahdanau attention on the
         previous state): RNN output [batch, hidden], context, next state, weights."""
-        if self.placement == "bahdanau":
+        if self.placement is Placement.bahdanau:
             context, weights = self._attend(state["hidden"][:, -1], memory)   # previous top-layer state
         else:
             context, weights = memory["summary"], None
@@ -138,7 +159,7 @@ class RNNDecoder(nn.Module):
 
     def step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
         emb = self.dropout(self.embed(prev))                                     # [batch, emb]
-        if self.placement == "luong":
+        if self.placement is Placement.luong:
             features, state, weights = self._luong_step(emb, state, memory)
             return self.output(self.dropout(features)), state, weights
         out, context, state, weights = self._context_step(emb, state, memory)
@@ -152,16 +173,16 @@ class RNNDecoder(nn.Module):
         of them (one large matrix product)."""
         emb = self.dropout(self.embed(tgt_in))                                   # [batch, tgt_len, emb]
         steps = tgt_in.size(1)
-        if self.placement == "none":
+        if self.placement is Placement.none:
             context = memory["summary"].unsqueeze(1).expand(-1, steps, -1)
             out, _ = self._rnn(torch.cat([emb, context], dim=-1), state)
             return self.output(self.dropout(self._readout(out, context, emb))), None
-        if self.placement == "luong" and not self.input_feeding:
+        if self.placement is Placement.luong and not self.input_feeding:
             out, _ = self._rnn(emb, state)
             context, weights = self._attend(out, memory)
             features = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
             return self.output(self.dropout(features)), weights
-        if self.placement == "luong":
+        if self.placement is Placement.luong:
             features, weights = [], []
             for t in range(steps):
                 feat, state, step_weights = self._luong_step(emb[:, t], state, memory)

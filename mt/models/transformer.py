@@ -42,6 +42,8 @@ class Embedding(nn.Module):
         self.tokens = tokens if tokens is not None else nn.Embedding(vocab_size, dim, padding_idx=PAD)
         if tokens is None:
             nn.init.normal_(self.tokens.weight, std=dim ** -0.5)
+            with torch.no_grad():
+                self.tokens.weight[PAD].zero_()  # as fairseq: with a tied output, PAD gets logit 0
         self.learned = nn.Embedding(max_positions, dim) if learned else None
         if not learned:
             self.register_buffer("table", sinusoidal_positions(max_positions, dim), persistent=False)
@@ -143,6 +145,7 @@ class TransformerSeq2Seq(Seq2SeqModel):
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError("shared embeddings need one vocabulary for both sides")
         self.src_vocab_size, self.tgt_vocab_size = src_vocab_size, tgt_vocab_size
+        self.max_positions = max_positions
         self.src_embed = Embedding(src_vocab_size, dim, max_positions, learned_positions, dropout)
         self.tgt_embed = Embedding(tgt_vocab_size, dim, max_positions, learned_positions, dropout,
                                    tokens=self.src_embed.tokens if share_embeddings else None)

@@ -41,6 +41,11 @@ from mt.training.checkpoint import Progress
 log = logging.getLogger("mt.train")
 
 
+def first_of_every(count: int, every: int) -> bool:
+    """True for counts 1, every + 1, 2 * every + 1, ... (so ``every=1`` is every count)."""
+    return (count - 1) % every == 0
+
+
 class TrainingDiverged(MTError):
     pass
 
@@ -230,7 +235,7 @@ class Trainer:
             total_tokens += batch.n_tgt_tokens
             bar.update(1)
             now = time.perf_counter()
-            if p.batch % self.cfg.log_every == 1:
+            if first_of_every(p.batch, self.cfg.log_every):
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}", tok_s=f"{total_tokens / (now - start):.0f}")
             if lines and now - last_line >= self.cfg.log_seconds:  # the speed since the last line
                 self._progress_line(len(batches), total_loss / total_tokens,
