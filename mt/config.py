@@ -77,7 +77,7 @@ class Optimizer(Enum):
 class Schedule(Enum):
     constant = "constant"  # after the warm-up
     noam = "noam"          # inverse square root of the step after the warm-up (Vaswani et al., 2017)
-    plateau = "plateau"    # halve the rate whenever validation BLEU does not improve
+    plateau = "plateau"    # multiply the rate by plateau_factor after plateau_patience validations without a better metric
 
 
 class Metric(Enum):
@@ -216,6 +216,7 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int = 0           # stop after this many updates (0: no limit)
     max_tokens: int = 4096       # source-or-target tokens per batch, padding included
+    accumulate: int = 1          # batches per update: the update sees accumulate x max_tokens tokens
     optimizer: Optimizer = Optimizer.adam
     weight_decay: float = 0.0
     lr: float = 2e-3             # the RNN presets' rate; conf/model/transformer.yaml sets 1e-3
@@ -232,6 +233,9 @@ class TrainConfig:
     keep_checkpoints: int = 0    # keep the model of the last N validations in checkpoints/ (for mt average)
     metric: Metric = Metric.bleu  # picks the best model and drives early stopping and the plateau schedule
     patience: int = 0            # stop after this many validations without a better metric (0: never)
+    plateau_patience: int = 2    # schedule=plateau: lower the rate after this many validations without a better metric
+    plateau_factor: float = 0.5  # schedule=plateau: ... multiplying it by this
+    min_lr: float = 1e-5         # schedule=plateau: ... never below this
     checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
     resume: str = ""             # a run directory to continue from its last checkpoint
     max_seconds: float = 0       # stop training after this many seconds, then validate and save (0: no limit)
@@ -245,6 +249,7 @@ class TrainConfig:
         _check(self.log_every >= 1 and self.log_seconds > 0,
                f"train.log_every and train.log_seconds must be positive, got {self.log_every}, {self.log_seconds}")
         _check(self.max_tokens >= 16, f"train.max_tokens must be at least 16, got {self.max_tokens}")
+        _check(self.accumulate >= 1, f"train.accumulate must be at least 1, got {self.accumulate}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
         _check(self.warmup_steps >= 0, f"train.warmup_steps must be 0 or positive, got {self.warmup_steps}")
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
@@ -253,6 +258,9 @@ class TrainConfig:
         _check(min(self.patience, self.checkpoint_every, self.valid_every, self.keep_checkpoints) >= 0
                and self.weight_decay >= 0, "train.patience, train.checkpoint_every, train.valid_every, "
                "train.keep_checkpoints and train.weight_decay must be 0 or positive")
+        _check(self.plateau_patience >= 1 and 0 < self.plateau_factor < 1 and 0 <= self.min_lr <= self.lr,
+               f"train.plateau_patience must be at least 1, train.plateau_factor in (0, 1) and train.min_lr in "
+               f"[0, train.lr]; got {self.plateau_patience}, {self.plateau_factor}, {self.min_lr}")
         _check(self.schedule is not Schedule.noam or self.warmup_steps > 0,
                "train.schedule=noam needs train.warmup_steps > 0")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

@@ -112,3 +112,15 @@ def test_collate_pads_and_adds_bos_eos():
 def test_encode_pairs_skips_empty_and_long_pairs():
     kept = encode_pairs([[5], [], [5] * 10, [6]], [[7], [8], [9], []], max_len=5)
     assert kept.src == [[5]] and kept.skipped_empty == 2 and kept.skipped_long == 1
+
+
+def test_tokenizer_samples_a_large_sorted_corpus_instead_of_reading_its_first_lines(tmp_path: Path):
+    from mt.data.tokenizer import train_tokenizer
+
+    # Sorted: 300 lines of one vocabulary, then 300 of words that appear nowhere before.
+    head = [f"alpha beta gamma delta {i % 7}" for i in range(300)]
+    tail = ["zebra quokka xylophone wombat"] * 300
+    path = train_tokenizer(head + tail, tmp_path / "a.model", 60, TokenizerType.bpe, max_sentences=200)
+    assert UNK not in Tokenizer(path).encode(["zebra quokka"])[0]
+    again = train_tokenizer(head + tail, tmp_path / "b.model", 60, TokenizerType.bpe, max_sentences=200)
+    assert again.read_bytes() == path.read_bytes()  # seeded: the same sample every time

@@ -231,3 +231,103 @@ def test_each_default_is_written_once_in_the_schema_not_again_in_the_yaml():
     assert set(primary) <= {"defaults", "hydra"}, "conf/config.yaml repeats schema defaults"
     composed = compose([])
     assert composed.train.lr == TrainConfig().lr and composed.cache_dir == ExperimentConfig().cache_dir
+
+
+def test_plateau_schedule_waits_its_patience_and_stops_at_the_floor():
+    from mt.config import Schedule, TrainConfig
+    from mt.errors import ConfigError
+
+    cfg = TrainConfig(schedule=Schedule.plateau, lr=1e-3, plateau_patience=2, plateau_factor=0.5, min_lr=2e-4)
+    scale, seen = 1.0, []
+    for bad in range(1, 9):
+        scale = trainer_module.plateau_scale(scale, bad, cfg)
+        seen.append(round(scale, 6))
+    assert seen == [1.0, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+    with pytest.raises(ConfigError, match="train.plateau_factor"):
+        TrainConfig(plateau_factor=1.5)
+
+
+def test_curves_say_which_loss_is_label_smoothed(monkeypatch, tmp_path):
+    from mt.visualization import curves
+
+    seen = {}
+    monkeypatch.setattr(curves, "save_figure", lambda fig, path: seen.setdefault("fig", fig) and Path(path))
+    history = [{"epoch": e, "train_loss": 3.0 - e / 10, "valid_loss": 2.5 - e / 10, "valid_bleu": 10.0 * e}
+               for e in (1, 2)]
+    curves.plot_training_curves(history, tmp_path / "c.png", label_smoothing=0.1)
+    legend = [t.get_text() for t in seen["fig"].axes[0].get_legend().get_texts()]
+    assert legend == ["train (label-smoothed 0.1)", "validation (no smoothing)"]
+
+
+def test_resume_restores_the_cuda_generators_too(monkeypatch):
+    calls = {}
+    cuda_states = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.setdefault("cuda", states))
+    cpu = torch.get_rng_state()
+    torch.rand(3)
+    trainer_module.restore_rng({"torch_rng": cpu, "cuda_rng": cuda_states})
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert [torch.equal(a, b) for a, b in zip(calls["cuda"], cuda_states)] == [True, True]
+    # A checkpoint from another number of GPUs: warned, not applied.
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    trainer_module.restore_rng({"torch_rng": cpu, "cuda_rng": cuda_states})
+    assert "cuda" not in calls
+
+
+def test_resume_extends_a_run_and_refuses_to_change_what_it_trains(corpus_dir, tmp_path):
+    first = run_mt("train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
+                   f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    progress = tmp_path / "a" / "checkpoints" / "last" / "progress.json"
+    assert json.loads(progress.read_text())["step"] == 4
+    more = run_mt("train", f"train.resume={tmp_path / 'a'}", "train.max_steps=7", "train.epochs=3",
+                  f"hydra.run.dir={tmp_path / 'a2'}", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert json.loads(progress.read_text())["step"] == 7
+    assert "max_steps: 7" in (tmp_path / "a" / "checkpoints" / "last" / "config.yaml").read_text()
+    refused = run_mt("train", f"train.resume={tmp_path / 'a'}", "model.hidden_dim=32",
+                     f"hydra.run.dir={tmp_path / 'a3'}", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "model.hidden_dim cannot change when resuming" in refused.stderr and "train.epochs" in refused.stderr
+
+
+def test_resume_overrides_name_the_keys_a_resume_may_change():
+    from mt.cli.train import resume_overrides
+    from mt.errors import ConfigError
+
+    assert resume_overrides(["train.resume=runs/x", "train.epochs=20", "hydra.run.dir=y", "train.patience=3"]) == [
+        "train.epochs", "train.patience"]
+    for key in ("model=transformer", "data.dir=z", "train.lr=0.1", "data.tokenizer.src_vocab_size=9"):
+        with pytest.raises(ConfigError, match=key.split("=")[0]):
+            resume_overrides(["train.resume=runs/x", key])
+
+
+def test_accumulating_two_batches_is_one_update_on_both(corpus_dir, tmp_path, monkeypatch):
+    """The same sentences as one batch, or as two accumulated: the same weights after an update."""
+    real = trainer_module.token_batches
+    splits = {}
+
+    def fixed(src_lens, tgt_lens, max_tokens, **kw):
+        batches = real(src_lens, tgt_lens, max_tokens, **kw)
+        if "seed" not in kw:  # validation
+            return batches
+        first = batches[0][:8]
+        return [first[:4], first[4:]] if splits["two"] else [first]
+
+    monkeypatch.setattr(trainer_module, "token_batches", fixed)
+    weights = {}
+    for two in (False, True):
+        splits["two"] = two
+        cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "model.dropout=0",
+                       "train.max_steps=1", f"train.accumulate={2 if two else 1}", "train.clip_norm=0"])
+        run_training(cfg, tmp_path / f"run{two}", progress="off")
+        weights[two] = load_file(str(tmp_path / f"run{two}" / "checkpoints" / "last" / "model.safetensors"))
+        progress = json.loads((tmp_path / f"run{two}" / "checkpoints" / "last" / "progress.json").read_text())
+        assert progress["step"] == 1  # one update, whether on one batch or two
+    for key, value in weights[False].items():
+        torch.testing.assert_close(weights[True][key], value, atol=2e-5, rtol=1e-4)
+    with pytest.raises(Exception, match="train.accumulate"):
+        compose(["train.accumulate=0"])

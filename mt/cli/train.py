@@ -25,11 +25,13 @@ def _train_app(cfg: DictConfig) -> float:
     try:
         config = to_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        changed: list[str] = []
         if config.train.resume:
             log.info("this session's log: %s; the run continues in %s", run_dir, config.train.resume)
+            changed = resume_overrides(list(HydraConfig.get().overrides.task))
         else:
             log.info("run directory: %s", run_dir)
-        result = run_training(config, run_dir)
+        result = run_training(config, run_dir, resume_changes=changed)
     except MTError as err:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
@@ -42,6 +44,28 @@ REMOVED_KEYS = {
     "train.bf16": "train.bf16 was replaced by train.precision=auto|fp32|bf16|fp16 "
                   "(auto, the default, uses bf16 only where the hardware computes it natively)",
 }
+
+
+# What a resumed run may change: how long and how it is watched, never what it trains.
+RESUMABLE_KEYS = {"train.epochs", "train.max_steps", "train.max_seconds", "train.patience", "train.valid_every",
+                  "train.log_every", "train.log_seconds", "train.checkpoint_every", "train.keep_checkpoints",
+                  "train.threads"}
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """The keys a ``train.resume`` command line sets besides the resume itself; a key that would
+    change the model, data, tokenizer or optimisation is refused, naming it."""
+    keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "train.resume" or key.startswith("hydra."):
+            continue
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(f"{key} cannot change when resuming (the run keeps its model, data, tokenizer and "
+                              f"optimisation); a resume may change only {', '.join(sorted(RESUMABLE_KEYS))}. "
+                              "Start a new run to change it")
+        keys.append(key)
+    return keys
 
 
 def check_removed_keys(overrides: list[str]) -> None:

@@ -65,12 +65,16 @@ def train_tokenizer(
     vocab_size: int,
     model_type: TokenizerType,
     character_coverage: float = 1.0,
+    max_sentences: int = 2_000_000,
 ) -> Path:
-    """Trains a SentencePiece model on ``texts`` and writes it to ``out_path``."""
+    """Trains a SentencePiece model on ``texts`` and writes it to ``out_path``. A corpus of
+    more than ``max_sentences`` lines is sampled (SentencePiece's own reservoir sampling,
+    seeded), never cut at its first lines: a sorted corpus would give a skewed vocabulary."""
     sentences = [Tokenizer.normalize(t) for t in texts if t.strip()]
     if not sentences:
         raise DataError("cannot train a tokenizer on an empty training split")
     model = io.BytesIO()
+    spm.set_random_generator_seed(1)  # the same sample, so the same model, every time
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -79,7 +83,7 @@ def train_tokenizer(
         character_coverage=character_coverage,
         hard_vocab_limit=False,  # small corpora may have fewer pieces than asked for
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
-        input_sentence_size=2_000_000, shuffle_input_sentence=False,
+        input_sentence_size=max_sentences, shuffle_input_sentence=True,
         num_threads=2, minloglevel=2,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +102,7 @@ def cached_tokenizer(
 ) -> Tokenizer:
     """The tokenizer for ``texts`` and settings, trained once and then reused."""
     digest = hashlib.sha256()
-    digest.update(f"{vocab_size}|{model_type.value}|{character_coverage}|v1\n".encode())
+    digest.update(f"{vocab_size}|{model_type.value}|{character_coverage}|v2\n".encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\n")

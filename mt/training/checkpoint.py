@@ -36,8 +36,8 @@ class Progress:
     batch: int = 0               # batches of that epoch already trained on
     step: int = 0                # updates so far
     best_score: float = -math.inf  # best validation metric so far (higher is better)
-    bad_epochs: int = 0          # validations since the best (early stopping)
-    lr_scale: float = 1.0        # schedule=plateau: halved at each validation without a better BLEU
+    bad_validations: int = 0     # validations since the best (early stopping, plateau schedule)
+    lr_scale: float = 1.0        # schedule=plateau: lowered by plateau_factor every plateau_patience bad validations
     history: list[dict] = field(default_factory=list)
 
 
@@ -46,7 +46,9 @@ def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, s
     tmp = fresh_temp_dir(path)
     write_model_files(tmp, model, config, src_tok, tgt_tok)
     torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / OPTIMIZER)
+                "torch_rng": torch.get_rng_state(),
+                # every GPU's generator too, so a resumed run on CUDA draws the same dropout masks
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)
     (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
     return replace_dir(tmp, path)
 
@@ -65,7 +67,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoin
     loaded = load_model_dir(found, device)
     try:
         state = torch.load(found / OPTIMIZER, map_location=device, weights_only=True)
-        progress = Progress(**json.loads((found / PROGRESS).read_text()))
+        saved = json.loads((found / PROGRESS).read_text())
+        if "bad_epochs" in saved:  # checkpoints written before the rename
+            saved["bad_validations"] = saved.pop("bad_epochs")
+        progress = Progress(**saved)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError) as err:
         raise MTError(f"{found} holds an unreadable or unsafe training state ({type(err).__name__}: "
                       f"{str(err).splitlines()[0][:200] if str(err) else ''}); it is not loaded") from err

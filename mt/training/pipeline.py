@@ -3,7 +3,9 @@ encoded data, model, trainer. Shared by ``mt train`` and the demo."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +60,14 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
     return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
 
 
-def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "") -> TrainResult:
+def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
+                 resume_changes: Sequence[str] = ()) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
 
     With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
-    with the configuration and tokenizers it was started with, and writes there.
+    with the configuration and tokenizers it was started with, and writes there;
+    ``resume_changes`` names the ``train.*`` keys (mt.cli.train.RESUMABLE_KEYS) whose new
+    values in ``cfg`` replace the checkpoint's, e.g. ``train.epochs`` to extend the run.
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     """
     device = resolve_device(cfg.train.device)
@@ -70,7 +75,13 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     if cfg.train.resume:
         run_dir = Path(cfg.train.resume)
         checkpoint = load_checkpoint(run_dir / "checkpoints" / "last", device)
+        new = cfg
         cfg = checkpoint.loaded.config
+        fields = {key.split(".", 1)[1]: getattr(new.train, key.split(".", 1)[1]) for key in resume_changes}
+        if fields:
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
+            log.info("%sresume changes %s", f"[{name}] " if name else "",
+                     ", ".join(f"train.{k}={v}" for k, v in fields.items()))
         log.info("%sresuming %s at epoch %d, step %d (its own configuration)", f"[{name}] " if name else "",
                  run_dir, checkpoint.progress.epoch, checkpoint.progress.step)
         resume = (checkpoint.training_state, checkpoint.progress)
@@ -104,7 +115,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
                       resume_from=resume, precision=precision)
     result = trainer.fit()
     if result.history:
-        plot_training_curves(result.history, run_dir / "curves.png")
+        plot_training_curves(result.history, run_dir / "curves.png", cfg.train.label_smoothing)
     log.info("%sbest validation %s %.2f; model directory: %s", f"[{name}] " if name else "", cfg.train.metric.value,
              abs(result.best_score), result.best_dir)
     return result

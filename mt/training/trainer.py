@@ -107,6 +107,28 @@ def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float) -> f
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
 
 
+def restore_rng(state: dict) -> None:
+    """The CPU generator and, where the checkpoint has them and this machine has the same
+    number of GPUs, every CUDA generator."""
+    torch.set_rng_state(state["torch_rng"].cpu())
+    cuda = state.get("cuda_rng") or []
+    if cuda and torch.cuda.is_available():
+        if len(cuda) != torch.cuda.device_count():
+            log.warning("the checkpoint has %d CUDA generator states but this machine %d GPUs: dropout will differ "
+                        "from an uninterrupted run", len(cuda), torch.cuda.device_count())
+        else:
+            torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
+
+
+def plateau_scale(scale: float, bad_validations: int, cfg: TrainConfig) -> float:
+    """The plateau schedule's next multiplier of train.lr: lowered by ``plateau_factor`` once
+    every ``plateau_patience`` validations in a row without a better metric, never below
+    ``min_lr``."""
+    if bad_validations % cfg.plateau_patience:
+        return scale
+    return max(scale * cfg.plateau_factor, cfg.min_lr / cfg.lr)
+
+
 def open_tensorboard(path: Path):
     """A TensorBoard writer when tensorboard is installed; metrics.jsonl is written anyway."""
     try:
@@ -161,7 +183,7 @@ class Trainer:
             state, self.progress = resume_from
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
-            torch.set_rng_state(state["torch_rng"].cpu())
+            restore_rng(state)
 
     def _prefix(self) -> str:
         return f"[{self.name}] " if self.name else ""
@@ -184,15 +206,17 @@ class Trainer:
         log.info("%sepoch %d  batch %d/%d  step %d  loss %.3f  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch,
                  p.batch, batches, p.step, loss, tok_s, time.perf_counter() - self.started, budget)
 
-    def _update(self, loss: torch.Tensor, n_tokens: int) -> None:
-        """Backward pass, clipping and the optimizer step (through the gradient scaler for fp16)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        scaled = loss / n_tokens
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Adds this loss's gradients (through the gradient scaler for fp16)."""
         if self.scaler is not None:
-            self.scaler.scale(scaled).backward()
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.scale(loss).backward()
         else:
-            scaled.backward()
+            loss.backward()
+
+    def _step(self) -> None:
+        """Clipping, the optimizer step and the schedule, on the gradients gathered since the last."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         if self.scaler is not None:
@@ -217,25 +241,32 @@ class Trainer:
                    disable=self.progress_mode != "bar" or self.rank != 0, leave=False, dynamic_ncols=True)
         lines = self.progress_mode == "lines" and self.rank == 0
         last_line, tokens_at_line = start, 0.0
-        for idx in batches[p.batch:]:
+        group_size = self.cfg.accumulate  # batches per update
+        for first in range(p.batch, len(batches), group_size):
             if self._done() or self.stop:
                 break
-            batch = collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx]).to(self.device)
-            loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.precision)
-            loss_value = loss.item()  # the one host sync of the step
+            group = [collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx])
+                     .to(self.device) for idx in batches[first:first + group_size]]
+            n_tokens = sum(batch.n_tgt_tokens for batch in group)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_value = 0.0
+            for batch in group:  # the loss of the update is normalised by all its target tokens
+                loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.precision)
+                self._backward(loss / n_tokens)
+                loss_value += loss.item()  # the one host sync of each batch
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
-            self._update(loss, batch.n_tgt_tokens)
+            self._step()
             self._check_time()
             p.step += 1
-            p.batch += 1
+            p.batch += len(group)
             total_loss += loss_value
-            total_tokens += batch.n_tgt_tokens
-            bar.update(1)
+            total_tokens += n_tokens
+            bar.update(len(group))
             now = time.perf_counter()
-            if first_of_every(p.batch, self.cfg.log_every):
+            if first_of_every(p.step, self.cfg.log_every):
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}", tok_s=f"{total_tokens / (now - start):.0f}")
             if lines and now - last_line >= self.cfg.log_seconds:  # the speed since the last line
                 self._progress_line(len(batches), total_loss / total_tokens,
@@ -277,13 +308,13 @@ class Trainer:
         score = {"bleu": bleu, "chrf": chrf, "loss": -valid_loss}[self.cfg.metric.value]  # higher is better
         best = score > p.best_score
         if best:
-            p.best_score, p.bad_epochs = score, 0
+            p.best_score, p.bad_validations = score, 0
             if self.rank == 0:
                 self.save_model(self.run_dir / "model")
         else:
-            p.bad_epochs += 1
+            p.bad_validations += 1
             if self.cfg.schedule is Schedule.plateau:
-                p.lr_scale *= 0.5
+                p.lr_scale = plateau_scale(p.lr_scale, p.bad_validations, self.cfg)
         record = ValidationRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
                              round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
                              self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best,
@@ -301,7 +332,7 @@ class Trainer:
                      record.valid_ppl, bleu, chrf, record.lr, tok_s, seconds, "  (best, saved)" if best else "")
             if self.cfg.keep_checkpoints:
                 self._snapshot()
-        if self.cfg.patience and p.bad_epochs >= self.cfg.patience:
+        if self.cfg.patience and p.bad_validations >= self.cfg.patience:
             log.info("%sstopping early: no better validation %s in %d validations", self._prefix(),
                      self.cfg.metric.value, self.cfg.patience)
             self.stop = True

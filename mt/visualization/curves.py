@@ -26,12 +26,17 @@ def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[floa
     return save_figure(fig, path)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Training and validation loss, and validation BLEU, by epoch (records of metrics.jsonl)."""
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path,
+                         label_smoothing: float = 0.0) -> Path:
+    """Training and validation loss, and validation BLEU, by epoch (records of metrics.jsonl).
+    The training loss is the one optimised, label smoothing included; the validation loss is
+    plain cross-entropy: the legend says so, so a gap from smoothing is not read as overfitting."""
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
-    left.plot(epochs, [r["valid_loss"] for r in history], marker="o", label="validation")
+    train_label = f"train (label-smoothed {label_smoothing:g})" if label_smoothing else "train"
+    left.plot(epochs, [r["train_loss"] for r in history], marker="o", label=train_label)
+    left.plot(epochs, [r["valid_loss"] for r in history], marker="o",
+              label="validation (no smoothing)" if label_smoothing else "validation")
     left.set_xlabel("epoch")
     left.set_ylabel("loss per token")
     left.legend()
