@@ -403,7 +403,7 @@ def run_joey_training(cmd: list[str], env: dict, log: Path, seconds: float | Non
         # A job started in the background by a non-interactive shell inherits SIGINT ignored,
         # and Python then installs no KeyboardInterrupt handler: restore the default first.
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 (no threads here)
         started = None
         while proc.poll() is None:
             time.sleep(0.5)
