@@ -22,12 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mt.cli.train import compose  # noqa: E402
-from mt.data.batching import collate, token_batches  # noqa: E402
-from mt.models import build_model  # noqa: E402
-from mt.precision import resolve_precision  # noqa: E402
-from mt.training.pipeline import prepare_data  # noqa: E402
-from mt.training.trainer import sequence_loss  # noqa: E402
+from mt.cli.train import compose
+from mt.data.batching import collate, token_batches
+from mt.models import build_model
+from mt.precision import resolve_precision
+from mt.training.pipeline import prepare_data
+from mt.training.trainer import sequence_loss
 
 
 def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int) -> float:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mt.cli.demo import evaluate_models  # noqa: E402
-from mt.config import ExperimentConfig, load_yaml  # noqa: E402
-from mt.data.corpus import load_parallel_files  # noqa: E402
+from mt.cli.demo import evaluate_models
+from mt.config import ExperimentConfig, load_yaml
+from mt.data.corpus import load_parallel_files
 
 
 def main() -> None:

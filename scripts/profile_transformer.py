@@ -24,11 +24,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mt.cli.train import compose  # noqa: E402
-from mt.data.batching import collate, token_batches  # noqa: E402
-from mt.models import build_model  # noqa: E402
-from mt.training.pipeline import prepare_data  # noqa: E402
-from mt.training.trainer import sequence_loss  # noqa: E402
+from mt.cli.train import compose
+from mt.data.batching import collate, token_batches
+from mt.models import build_model
+from mt.training.pipeline import prepare_data
+from mt.training.trainer import sequence_loss
 
 
 def peak_mib() -> int:

@@ -48,18 +48,18 @@ def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", score: str
 
 # Every RNN variant a user can configure, as tiny_model_config arguments.
 RNN_VARIANTS = {
-    "noattn-gru": dict(attention="none"),
-    "bahdanau-gru": dict(attention="bahdanau"),
-    "bahdanau-lstm": dict(attention="bahdanau", cell="lstm"),
-    "bahdanau-sparsemax": dict(attention="bahdanau", normalizer="sparsemax"),
-    "luong-dot": dict(attention="luong", score="dot"),
-    "luong-general": dict(attention="luong", score="general"),
-    "luong-concat": dict(attention="luong", score="concat"),
-    "luong-scaled_dot": dict(attention="luong", score="scaled_dot"),
-    "luong-cosine-lstm": dict(attention="luong", score="cosine", cell="lstm"),
-    "luong-general-no-feeding": dict(attention="luong", score="general", input_feeding=False),
-    "luong-dot-sparsemax": dict(attention="luong", score="dot", normalizer="sparsemax"),
-    "luong-local": dict(attention="luong_local", score="general", window=2),
+    "noattn-gru": {"attention": "none"},
+    "bahdanau-gru": {"attention": "bahdanau"},
+    "bahdanau-lstm": {"attention": "bahdanau", "cell": "lstm"},
+    "bahdanau-sparsemax": {"attention": "bahdanau", "normalizer": "sparsemax"},
+    "luong-dot": {"attention": "luong", "score": "dot"},
+    "luong-general": {"attention": "luong", "score": "general"},
+    "luong-concat": {"attention": "luong", "score": "concat"},
+    "luong-scaled_dot": {"attention": "luong", "score": "scaled_dot"},
+    "luong-cosine-lstm": {"attention": "luong", "score": "cosine", "cell": "lstm"},
+    "luong-general-no-feeding": {"attention": "luong", "score": "general", "input_feeding": False},
+    "luong-dot-sparsemax": {"attention": "luong", "score": "dot", "normalizer": "sparsemax"},
+    "luong-local": {"attention": "luong_local", "score": "general", "window": 2},
 }
 
 
@@ -78,16 +78,16 @@ def tokenizers(corpus_dir, tmp_path_factory):
 
 
 def tiny_transformer_config(**kw) -> ModelConfig:
-    settings = dict(name="test_transformer", arch=Arch.transformer, hidden_dim=24, heads=4, ff_dim=32,
-                    enc_layers=2, dec_layers=2, dropout=0.0, max_positions=64)
+    settings = {"name": "test_transformer", "arch": Arch.transformer, "hidden_dim": 24, "heads": 4, "ff_dim": 32,
+                    "enc_layers": 2, "dec_layers": 2, "dropout": 0.0, "max_positions": 64}
     settings.update(kw)
     return ModelConfig(**settings)
 
 
 TRANSFORMER_VARIANTS = {
-    "transformer": dict(),
-    "transformer-learned-all-layers-untied": dict(positions=Positions.learned, tie_output=False,
-                                                  attention_reduction=AttentionReduction.all_layers),
+    "transformer": {},
+    "transformer-learned-all-layers-untied": {"positions": Positions.learned, "tie_output": False,
+                                                  "attention_reduction": AttentionReduction.all_layers},
 }
 
 
@@ -110,7 +110,7 @@ def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) 
     """Runs the ``mt`` command as a user would, in a subprocess."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
     return subprocess.run([sys.executable, "-m", "mt.cli.main", *args], cwd=cwd, input=stdin, text=True,
-                          capture_output=True, timeout=timeout, env=env)
+                          capture_output=True, timeout=timeout, env=env, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,30 @@ def test_translate_keeps_every_line_in_order_and_empty_lines_empty(trained_model
     assert len(stdin.stdout.split("\n")) == len(odd) + 1
 
 
+def test_translate_nbest_writes_ranked_hypotheses_per_line(trained_model_dir, tmp_path, capsys):
+    lines = ["The dog sleeps.", "", "The old man has seen the cat."]
+    src = tmp_path / "in.en"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "nbest.txt"
+    assert main(["translate", str(trained_model_dir), "--input", str(src), "--output", str(out), "--nbest", "3",
+                 "--length-penalty-type", "gnmt", "--length-penalty", "0.6", "--no-repeat-ngram", "3"]) == 0
+    rows = [line.split(" ||| ") for line in out.read_text().splitlines()]
+    assert all(len(r) == 4 for r in rows)
+    assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 2, 2, 2]  # an empty line has one empty hypothesis
+    for i in (0, 2):
+        mine = [r for r in rows if int(r[0]) == i]
+        ranking = [float(r[3]) for r in mine]
+        assert ranking == sorted(ranking, reverse=True) and len({r[1] for r in mine}) == 3
+        assert all(float(r[2]) <= 0 for r in mine)
+    # The first of each n-best list is what a beam of the same width translates.
+    one = tmp_path / "one.txt"
+    assert main(["translate", str(trained_model_dir), "--input", str(src), "--output", str(one), "--beam", "3",
+                 "--length-penalty-type", "gnmt", "--length-penalty", "0.6", "--no-repeat-ngram", "3"]) == 0
+    assert one.read_text().split("\n")[:3] == [rows[0][1], "", rows[4][1]]
+    assert main(["translate", str(trained_model_dir), "--input", str(src), "--nbest", "4", "--beam", "2"]) == 2
+    assert "--nbest 4 needs a beam at least as wide" in capsys.readouterr().err
+
+
 def test_evaluate_prints_bleu_chrf_with_signature(trained_model_dir, corpus_dir, tmp_path, capsys):
     scores = tmp_path / "scores.json"
     assert main(["evaluate", str(trained_model_dir), "--src", str(corpus_dir / "test.en"),

@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 from mt.data.demo_corpus import ensure_demo_corpus, generate_pairs, write_demo_corpus
@@ -40,7 +41,7 @@ def test_alignments_show_reordering_and_one_to_many():
             sources_of.setdefault(j, []).append(i)
         one_to_many += any(len(js) > 1 and max(js) - min(js) > 1 for js in targets_of.values())
         many_to_one += any(len(is_) > 1 for is_ in sources_of.values())
-        crossing += any(j2 < j1 for (i1, j1), (i2, j2) in zip(links, links[1:]) if i2 > i1)
+        crossing += any(j2 < j1 for (i1, j1), (i2, j2) in itertools.pairwise(links) if i2 > i1)
     assert crossing > 500 and one_to_many > 100 and many_to_one > 100
 
 
@@ -62,3 +63,20 @@ def test_ensure_reuses_a_complete_corpus_and_regenerates_on_new_settings(tmp_pat
     assert (tmp_path / "train.en").stat().st_mtime_ns == stamp
     ensure_demo_corpus(tmp_path, (60, 5, 5), 1)
     assert len((tmp_path / "train.en").read_text().splitlines()) == 60
+
+
+def test_relative_pronoun_follows_animacy_in_singular_and_plural():
+    from mt.data.demo_corpus import ANIMATE, NOUNS
+
+    people = {pl for sg, pl, *_ in NOUNS if sg in ANIMATE} | ANIMATE
+    things = {form.split()[-1] for sg, pl, *_ in NOUNS if sg not in ANIMATE for form in (sg, pl)}  # "birthday cake"
+    seen = {"who": set(), "which": set()}
+    for p in generate_pairs(3000, seed=4):
+        words = p.src.rstrip(".?!").replace(",", "").split()
+        for before, pronoun in itertools.pairwise(words):
+            if pronoun in seen:
+                seen[pronoun].add(before)
+    assert seen["who"] and seen["which"]
+    assert seen["who"] <= people, seen["who"] - people     # "the children who", never "which"
+    assert seen["which"] <= things, seen["which"] - things
+    assert {"children", "men", "women"} & seen["who"]

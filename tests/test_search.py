@@ -100,3 +100,147 @@ def test_a_sentence_translation_does_not_depend_on_its_batch(variant):
         # fairseq's a * src_len + b, per sentence.
         custom = search(collate([short, long]), max_len_a=1.5, max_len_b=3)
         assert [len(h.tokens) for h in custom] == [6, 33]
+
+
+# A model whose next-token distribution depends only on the previous token: small enough
+# to enumerate every output, so beam search can be checked against the exact answer.
+class MarkovModel(torch.nn.Module):
+    max_positions = None
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.table = table  # [vocab, vocab] logits of the next token given the previous one
+
+    def encode(self, src, src_mask):
+        return {"mask": src_mask}
+
+    def init_state(self, memory):
+        return {"steps": torch.zeros(memory["mask"].size(0), 1)}
+
+    def decode_step(self, memory, state, prev):
+        attn = memory["mask"].float() / memory["mask"].sum(1, keepdim=True)
+        return self.table[prev], {"steps": state["steps"] + 1}, attn
+
+
+REAL = [3, 4, 5, 6]  # EOS, A, B, C (UNK is never likely)
+
+
+def _markov(seed: int) -> MarkovModel:
+    g = torch.Generator().manual_seed(seed)
+    table = torch.randn(7, 7, generator=g) * 2.0
+    table[:, [0, 1, 2]] = float("-inf")  # PAD, UNK, BOS
+    return MarkovModel(table)
+
+
+def _exhaustive(model: MarkovModel, limit: int, alpha: float, penalty) -> list[tuple[float, list[int]]]:
+    """Every output up to the limit with its normalised score, best first."""
+    import itertools
+
+    from mt.decoding.search import _log_probs
+
+    logp = _log_probs(model.table)
+    outputs = []
+    for length in range(limit + 1):
+        for seq in itertools.product(REAL[1:], repeat=length):
+            path = [2, *seq] + ([3] if length < limit else [])
+            raw = sum(float(logp[a, b]) for a, b in itertools.pairwise(path))
+            outputs.append((raw / float(penalty(len(path) - 1, alpha)), list(seq)))
+    return sorted(outputs, key=lambda o: -o[0])
+
+
+@pytest.mark.parametrize("penalty,alpha", [("plain", 0.0), ("plain", 1.0), ("plain", 2.0), ("gnmt", 0.6),
+                                           ("plain", -0.5)])
+def test_a_wide_beam_finds_the_exact_best_outputs(penalty, alpha):
+    """With a beam wider than every prefix, the early stop (no live hypothesis can beat the
+    best finished) must never lose the true best: checked against exhaustive search."""
+    from mt.decoding.search import LengthPenalty, beam_search_nbest
+
+    lp = LengthPenalty(penalty)
+    for seed in range(6):
+        model = _markov(seed)
+        batch = collate([[5, 6]])
+        hyps = beam_search_nbest(model, batch.src, batch.src_mask, beam_size=128, nbest=3, max_len_a=0,
+                                 max_len_b=4, length_penalty=alpha, penalty=lp)[0]
+        exact = _exhaustive(model, 4, alpha, lp)[:3]
+        assert [h.normalized for h in hyps] == pytest.approx([e[0] for e in exact], abs=1e-5)
+        assert hyps[0].tokens == exact[0][1]
+
+
+def test_finished_hypotheses_leave_the_beam_to_the_live_ones():
+    """k=2: after step 1 the best is to stop (p 0.4); A (0.35) leads nowhere and B (0.25)
+    ends surely next step, the best by mean log-probability. A beam where the stopped one
+    keeps its slot never reaches B; a beam of two live hypotheses does."""
+    from mt.decoding.search import beam_search_nbest
+
+    table = torch.full((7, 7), float("-inf"))
+    table[2, [3, 4, 5]] = torch.tensor([0.4, 0.35, 0.25]).log()      # after BOS: EOS, A, B
+    table[4, [3, 4, 5, 6]] = torch.tensor([0.3, 0.25, 0.25, 0.2]).log()  # after A: unsure
+    table[5, [3, 6]] = torch.tensor([0.99, 0.01]).log()                # after B: stop
+    table[6, [3, 6]] = torch.tensor([0.5, 0.5]).log()
+    model = MarkovModel(table)
+    batch = collate([[5, 6]])
+    best, second = beam_search_nbest(model, batch.src, batch.src_mask, beam_size=2, nbest=2, length_penalty=1.0)[0]
+    assert best.tokens == [5] and best.finished
+    assert best.score == pytest.approx(float(torch.tensor(0.25 * 0.99).log()), abs=1e-5)
+    assert best.normalized == pytest.approx(best.score / 2, abs=1e-6)
+    assert second.tokens == [] and second.normalized == pytest.approx(float(torch.tensor(0.4).log()), abs=1e-5)
+
+
+def test_gnmt_length_penalty():
+    from mt.decoding.search import LengthPenalty, beam_search, greedy_search
+
+    model = _markov(1)
+    batch = collate([[5, 6, 7]])
+    for hyp in (beam_search(model, batch.src, batch.src_mask, 3, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0],
+                greedy_search(model, batch.src, batch.src_mask, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0]):
+        steps = len(hyp.tokens) + hyp.finished
+        assert hyp.normalized == pytest.approx(hyp.score / ((5 + steps) / 6) ** 0.6, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram(n):
+    from mt.decoding.search import beam_search, greedy_search
+
+    table = torch.full((7, 7), -5.0)
+    table[:, [0, 1, 2]] = float("-inf")
+    table[:, 3] = -8.0         # almost never stops
+    table[4, 5] = table[5, 4] = 3.0  # A B A B A B ...
+    table[2, 4] = 3.0
+    model = MarkovModel(table)
+    batch = collate([[5, 6, 7, 8]])
+    free = greedy_search(model, batch.src, batch.src_mask)[0].tokens
+    assert free[:4] == [4, 5, 4, 5]  # repeats without the rule
+    for hyp in (greedy_search(model, batch.src, batch.src_mask, no_repeat_ngram=n)[0],
+                beam_search(model, batch.src, batch.src_mask, 3, no_repeat_ngram=n)[0]):
+        grams = [tuple(hyp.tokens[i:i + n]) for i in range(len(hyp.tokens) - n + 1)]
+        assert len(grams) == len(set(grams)) and len(hyp.tokens) >= n
+
+
+def test_nbest_is_sorted_distinct_and_bounded_by_the_beam():
+    from mt.decoding.search import beam_search_nbest
+
+    model = _trained_ish("bahdanau-gru")
+    batch = collate(SRC)
+    for hyps in beam_search_nbest(model, batch.src, batch.src_mask, beam_size=5, nbest=4, max_len=12):
+        assert len(hyps) == 4
+        assert [h.normalized for h in hyps] == sorted((h.normalized for h in hyps), reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == 4
+    with pytest.raises(ValueError, match="nbest"):
+        beam_search_nbest(model, batch.src, batch.src_mask, beam_size=2, nbest=3)
+
+
+@pytest.mark.parametrize("variant", ["bahdanau-gru", "transformer"])
+def test_score_is_the_log_probability_for_greedy_and_beam(variant):
+    from mt.decoding.search import _log_probs  # search never writes PAD or BOS
+
+    model = _trained_ish(variant)
+    batch = collate(SRC)
+    for hyps in (greedy_search(model, batch.src, batch.src_mask, max_len=12),
+                 beam_search(model, batch.src, batch.src_mask, beam_size=4, max_len=12)):
+        for src, hyp in zip(SRC, hyps):
+            if not hyp.finished:
+                continue
+            forced = collate([src], [hyp.tokens])
+            logits, _ = model(forced.src, forced.src_mask, forced.tgt_in)
+            logp = _log_probs(logits[0]).gather(-1, forced.tgt_out[0].unsqueeze(-1)).sum().item()
+            assert hyp.score == pytest.approx(logp, abs=1e-4)

@@ -64,6 +64,8 @@ NOUNS = [
 ]
 ANIMATE = {"man", "woman", "child", "dog", "cat", "horse", "teacher", "doctor", "student",
            "girl", "boy", "friend", "neighbour", "cook", "farmer", "bird"}
+# Every English form of those nouns, so "the children who ..." is as right as "the child who".
+ANIMATE_FORMS = {form for sg, pl, *_ in NOUNS if sg in ANIMATE for form in (sg, pl)}
 
 # Places for prepositional phrases: english, german, gender (dative after "in").
 PLACES = [
@@ -368,7 +370,7 @@ def _relative_clause(b: _Builder, head: NounPhrase, depth: int) -> tuple[list[To
     pi = 1 if head.person == "3sg" else 2
     rel_id = b.link()
     verb_id = b.link()
-    animate = head.en[-1][0] in ANIMATE or head.en[-1][0].rstrip("s") in ANIMATE
+    animate = head.en[-1][0] in ANIMATE_FORMS
     en: list[Token] = [("who" if animate else "which", rel_id)]
     en += [(w, verb_id) for w in verb.en[0 if pi == 1 else 1].split()]
     de: list[Token] = [(RELATIVE[head.gender], rel_id)]
@@ -511,7 +513,7 @@ def ensure_demo_corpus(out_dir: str | Path, sizes: tuple[int, int, int], seed: i
     """Generates the corpus unless a complete one with the same settings is there."""
     out = Path(out_dir)
     stamp = out / "SETTINGS"
-    settings = f"sizes={sizes} seed={seed} version=2\n"
+    settings = f"sizes={sizes} seed={seed} version=3\n"
     if stamp.exists() and stamp.read_text() == settings and all(
         (out / f"{s}.{x}").exists() for s in SPLITS for x in ("en", "de", "align")
     ):

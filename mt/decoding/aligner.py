@@ -60,7 +60,7 @@ def piece_word_index(tokenizer: Tokenizer, text: str, ids: Sequence[int]) -> lis
 
 def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,
                 beam: int = 1, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                max_len_b: int = MAX_LEN_B, rule: str = "argmax", threshold: float = 0.5,
+                max_len_b: int = MAX_LEN_B, penalty: str = "plain", no_repeat_ngram: int = 0, rule: str = "argmax", threshold: float = 0.5,
                 shift_att: bool = False, layer: int | None = None, head: int | None = None,
                 max_tokens: int = 6000, chunk: int = 512, progress: bool = False) -> list[AlignedPair]:
     """One ``AlignedPair`` per source line, in order. Without ``targets`` the model's own
@@ -77,7 +77,8 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
         src_ids = src_tok.encode(src_lines)
         if targets is None:
             translations = translator.translate(src_lines, beam=beam, length_penalty=length_penalty,
-                                                max_tokens=max_tokens, max_len_a=max_len_a, max_len_b=max_len_b)
+                                                max_tokens=max_tokens, max_len_a=max_len_a, max_len_b=max_len_b,
+                                                penalty=penalty, no_repeat_ngram=no_repeat_ngram)
             tgt_lines = [t.text for t in translations]
             tgt_ids = [t.tgt_ids for t in translations]
         else:

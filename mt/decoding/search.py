@@ -2,14 +2,19 @@
 
 Both return, for each sentence, the chosen token ids and the attention of the chosen
 hypothesis (one row per output token, the final EOS included), so alignments can be
-drawn for beam output too. Beam search keeps hypotheses that ended: their score is
-frozen and they stay in the beam, competing with live ones, so ``beam_size=1`` is
-exactly greedy decoding.
+drawn for beam output too.
+
+Beam search keeps ``beam_size`` live hypotheses and the finished ones apart, as fairseq
+and JoeyNMT do: a hypothesis that ends leaves the beam for a list of finished ones, and
+the beam is refilled from the next-best continuations, so it never shrinks. Finished
+hypotheses are ranked by their length-penalised score; ``beam_size=1`` is exactly greedy.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor
@@ -20,16 +25,51 @@ from mt.models.interface import Seq2SeqModel, select_rows
 
 @dataclass
 class Hypothesis:
+    """One output. ``score`` means the same for greedy and beam search: the sum of the
+    log-probabilities of the output tokens, the EOS included when it ended. ``normalized`` is
+    that score divided by the length penalty, what beam search ranks hypotheses by."""
+
     tokens: list[int]        # output ids, without BOS and EOS
-    score: float             # sum of log-probabilities (beam: divided by length ** length_penalty)
+    score: float             # log-probability of tokens (+ EOS)
     attention: Tensor | None  # [len(tokens) + finished, src_len]: rows for the tokens (and EOS)
     finished: bool = True     # False when the search hit its length limit before EOS
+    normalized: float = 0.0   # score / length penalty of len(tokens) + finished steps
+
+
+class LengthPenalty(str, Enum):
+    """How a score is divided by its length ``n`` (output steps, EOS included) before
+    hypotheses of different lengths are compared; ``alpha`` sets the strength (0: none)."""
+
+    plain = "plain"  # n ** alpha (plain length normalisation; alpha=1 is the mean log-probability)
+    gnmt = "gnmt"    # ((5 + n) / 6) ** alpha (Wu et al. 2016)
+
+    def __call__(self, length: float | Tensor, alpha: float) -> float | Tensor:
+        base = length if self is LengthPenalty.plain else (5.0 + length) / 6.0
+        return base ** alpha
 
 
 def _log_probs(logits: Tensor) -> Tensor:
     """Log-probabilities of the next token; PAD and BOS are never generated."""
     never = torch.tensor([PAD, BOS], device=logits.device)
     return torch.log_softmax(logits.float().index_fill(1, never, float("-inf")), dim=-1)
+
+
+def _block_repeats(logp: Tensor, tokens: Tensor, n: int) -> Tensor:
+    """Forbid any token that would repeat an n-gram the hypothesis already holds (fairseq's
+    ``--no-repeat-ngram-size``). tokens: [rows, steps] output so far; logp: [rows, vocab]."""
+    if n <= 0 or tokens.size(1) < n - 1 or tokens.size(1) == 0:
+        return logp
+    banned_rows, banned_ids = [], []
+    for row, seq in enumerate(tokens.tolist()):
+        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+        for j in range(len(seq) - n + 1):
+            if tuple(seq[j:j + n - 1]) == prefix:
+                banned_rows.append(row)
+                banned_ids.append(seq[j + n - 1])
+    if banned_rows:
+        logp = logp.clone()
+        logp[torch.tensor(banned_rows, device=logp.device), torch.tensor(banned_ids, device=logp.device)] = float("-inf")
+    return logp
 
 
 MAX_LEN_A, MAX_LEN_B = 2.0, 10  # a sentence of n source pieces gets at most a * n + b output steps
@@ -43,25 +83,12 @@ def length_limits(src_mask: Tensor, max_len_a: float = MAX_LEN_A, max_len_b: int
     return limits.clamp(max=max_len) if max_len is not None else limits
 
 
-def _hypotheses(tokens: Tensor, attention: Tensor | None, scores: Tensor, src_lens: Tensor,
-                limits: Tensor | None = None) -> list[Hypothesis]:
-    """tokens: [n, steps]; attention: [n, steps, src_len]; scores: [n]; limits: [n] steps each may use."""
-    out = []
-    for row in range(tokens.size(0)):
-        ids = tokens[row].tolist()
-        if limits is not None:
-            ids = ids[: int(limits[row])]
-        length = ids.index(EOS) if EOS in ids else len(ids)
-        kept = min(length + 1, len(ids))  # attention rows: tokens and the EOS step
-        attn = attention[row, :kept, : int(src_lens[row])].float().cpu() if attention is not None else None
-        out.append(Hypothesis(ids[:length], float(scores[row]), attn, EOS in ids))
-    return out
-
-
 @torch.no_grad()
 def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int | None = None,
-                  max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B) -> list[Hypothesis]:
-    """``Hypothesis.score``: the sum of the chosen tokens' log-probabilities (EOS included)."""
+                  max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B, length_penalty: float = 1.0,
+                  penalty: LengthPenalty = LengthPenalty.plain, no_repeat_ngram: int = 0) -> list[Hypothesis]:
+    """The most probable token at each step. ``length_penalty``/``penalty`` only set
+    ``Hypothesis.normalized``, so greedy and beam output can be compared."""
     limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
     batch = src.size(0)
     memory = model.encode(src, src_mask)
@@ -69,88 +96,142 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
     prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
     scores = torch.zeros(batch, device=src.device)
-    tokens, attns = [], []
+    tokens = torch.zeros((batch, 0), dtype=torch.long, device=src.device)
+    attns = []
     for step in range(1, int(limits.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev)
-        best, nxt = _log_probs(logits).max(dim=-1)
+        best, nxt = _block_repeats(_log_probs(logits), tokens, no_repeat_ngram).max(dim=-1)
         nxt = nxt.masked_fill(finished, PAD)
         scores += best.masked_fill(finished, 0.0)
-        tokens.append(nxt)
+        tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
         attns.append(attn)
         finished |= (nxt == EOS) | (limits <= step)  # a sentence at its own limit stops there
         prev = nxt
         if finished.all():
             break
     attention = torch.stack(attns, 1) if attns[0] is not None else None
-    return _hypotheses(torch.stack(tokens, 1), attention, scores, src_mask.sum(1), limits)
+    out = []
+    for row, ids in enumerate(tokens.tolist()):
+        ids = ids[: int(limits[row])]
+        ended = EOS in ids
+        length = ids.index(EOS) if ended else len(ids)
+        steps = length + ended  # attention rows: tokens and the EOS step
+        attn = attention[row, :steps, : int(src_mask[row].sum())].float().cpu() if attention is not None else None
+        score = float(scores[row])
+        out.append(Hypothesis(ids[:length], score, attn, ended, score / float(penalty(max(steps, 1), length_penalty))))
+    return out
 
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int,
                 max_len: int | None = None, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                max_len_b: int = MAX_LEN_B) -> list[Hypothesis]:
-    """Batched beam search; the final choice divides each score by length ** length_penalty.
-    With ``beam_size=1`` it gives greedy's output (the tests check this), only slower.
+                max_len_b: int = MAX_LEN_B, penalty: LengthPenalty = LengthPenalty.plain,
+                no_repeat_ngram: int = 0) -> list[Hypothesis]:
+    """The best hypothesis of each sentence (see ``beam_search_nbest``)."""
+    return [hyps[0] for hyps in beam_search_nbest(model, src, src_mask, beam_size, 1, max_len, length_penalty,
+                                                  max_len_a, max_len_b, penalty, no_repeat_ngram)]
 
-    A sentence leaves the batch as soon as all its hypotheses have ended (or it reached its
-    length limit: ``max_len_a`` x its source length + ``max_len_b``, capped by ``max_len``), so the decoder only
-    runs on sentences still searching and a batch's longest sentence no longer holds the
-    others. A sentence's result never depends on the batch it is in.
+
+@torch.no_grad()
+def beam_search_nbest(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int, nbest: int = 1,
+                      max_len: int | None = None, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
+                      max_len_b: int = MAX_LEN_B, penalty: LengthPenalty = LengthPenalty.plain,
+                      no_repeat_ngram: int = 0) -> list[list[Hypothesis]]:
+    """Batched beam search: for each sentence its ``nbest`` best hypotheses (``nbest`` at most
+    ``beam_size``), best first by ``Hypothesis.normalized``.
+
+    Each step ranks the 2k best continuations of the k live hypotheses: those that end with
+    EOS among the first k are finished, and the first k that do not are the new beam. A
+    sentence stops when no live hypothesis can still beat its ``nbest``-th finished one (its
+    score can only fall, and the penalty grows at most to that of the length limit), when k
+    hypotheses have finished (fairseq's rule), or at its length limit (``max_len_a`` x its
+    source length + ``max_len_b``, capped by ``max_len``), where the live ones are kept
+    unfinished. It then leaves the batch, so the decoder only runs on sentences still
+    searching, and its result never depends on the batch it is in.
     """
+    if not 1 <= nbest <= beam_size:
+        raise ValueError(f"nbest must be between 1 and the beam size {beam_size}, got {nbest}")
     batch, k = src.size(0), beam_size
     device = src.device
-    src_lens = src_mask.sum(1)
+    src_lens = src_mask.sum(1).tolist()
     limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
-    results: list[Hypothesis | None] = [None] * batch
-    alive = torch.arange(batch, device=device)                               # sentences still searching
+    finals: list[list[Hypothesis]] = [[] for _ in range(batch)]          # finished, per sentence
+    results: list[list[Hypothesis] | None] = [None] * batch
+    alive = torch.arange(batch, device=device)                           # sentences still searching
     memory = select_rows(model.encode(src, src_mask), alive.repeat_interleave(k))
     state = model.init_state(memory)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
     prev = torch.full((batch * k,), BOS, dtype=torch.long, device=device)
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
     tokens = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
-    attention: Tensor | None = None
-    beam = torch.arange(k, device=device)
+    attention: Tensor | None = None                                      # [rows, steps, src_len]
+    threshold = torch.full((batch,), float("-inf"), device=device)       # nbest-th finished score
+    count = torch.zeros(batch, dtype=torch.long, device=device)          # finished hypotheses
+    rank = torch.arange(2 * k, device=device)
+
+    def finish(sentence: int, row_tokens: list[int], raw: float, attn_rows: Tensor | None, ended: bool) -> None:
+        steps = len(row_tokens) + ended
+        attn = attn_rows[:steps, : src_lens[sentence]].float().cpu() if attn_rows is not None else None
+        finals[sentence].append(Hypothesis(row_tokens, raw, attn, ended,
+                                           raw / float(penalty(max(steps, 1), length_penalty))))
+
     for step in range(1, int(limits.max()) + 1):
         n = alive.numel()
-        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)          # [n, 1]
+        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)      # [n, 1]
         logits, state, attn = model.decode_step(memory, state, prev)
-        logp = _log_probs(logits)                                           # [n * k, vocab]
+        logp = _block_repeats(_log_probs(logits), tokens, no_repeat_ngram)  # [n * k, vocab]
         vocab = logp.size(-1)
-        # An ended hypothesis may only continue with PAD, at no cost.
-        logp = logp.masked_fill(finished.unsqueeze(1), float("-inf"))
-        logp[:, PAD] = torch.where(finished, 0.0, logp[:, PAD])
-        candidates = (scores.view(-1, 1) + logp).view(n, k * vocab)
-        scores, flat = candidates.topk(k, dim=-1)                           # [n, k]
-        origin = (offsets + flat // vocab).view(-1)                         # [n * k]
-        nxt = (flat % vocab).view(-1)
-        state = select_rows(state, origin)
-        tokens = torch.cat([tokens[origin], nxt.unsqueeze(1)], dim=1)
+        top, flat = (scores.view(-1, 1) + logp).view(n, k * vocab).topk(2 * k, dim=-1)  # [n, 2k]
+        origin, word = flat // vocab, flat % vocab
+        ends = word == EOS
+        # Ended continuations among the first k are finished hypotheses.
+        touched = set()
+        for i, c in (ends & (rank < k) & torch.isfinite(top)).nonzero().tolist():
+            row = i * k + int(origin[i, c])
+            with_eos = None
+            if attn is not None:
+                with_eos = torch.cat([attention[row], attn[row].unsqueeze(0)]) if attention is not None \
+                    else attn[row].unsqueeze(0)
+            finish(int(alive[i]), tokens[row].tolist(), float(top[i, c]), with_eos, True)
+            touched.add(i)
+        for i in touched:
+            ranked = sorted((h.normalized for h in finals[int(alive[i])]), reverse=True)
+            count[i] = len(ranked)
+            threshold[i] = ranked[nbest - 1] if len(ranked) >= nbest else float("-inf")
+        # The first k continuations that go on are the new beam.
+        keep = (ends.long() * 2 * k + rank).argsort(dim=-1)[:, :k]      # [n, k]
+        scores = top.gather(1, keep)
+        rows = (offsets + origin.gather(1, keep)).view(-1)               # [n * k]
+        prev = word.gather(1, keep).view(-1)
+        state = select_rows(state, rows)
+        tokens = torch.cat([tokens[rows], prev.unsqueeze(1)], dim=1)
         if attn is not None:
-            new = attn[origin].unsqueeze(1)
-            attention = new if attention is None else torch.cat([attention[origin], new], dim=1)
-        finished = finished[origin] | (nxt == EOS)
-        prev = nxt
-        done = finished.view(n, k).all(dim=1) | (limits[alive] <= step)     # [n]
+            new = attn[rows].unsqueeze(1)
+            attention = new if attention is None else torch.cat([attention[rows], new], dim=1)
+        at_limit = limits[alive] <= step
+        reach = torch.maximum(penalty(torch.full_like(scores[:, 0], step + 1), length_penalty),
+                              penalty(limits[alive].float(), length_penalty))
+        best_live = scores.max(dim=1).values / reach                     # the most a live one can reach
+        done = at_limit | (count >= k) | ((count >= nbest) & (threshold >= best_live))
         if not bool(done.any()):
             continue
-        lengths = ((tokens != PAD) & (tokens != EOS)).sum(1).float() + 1.0  # tokens and EOS
-        normalised = (scores.view(-1) / lengths.pow(length_penalty)).view(n, k)
         idx = done.nonzero().squeeze(1)
-        best = offsets.view(-1)[idx] + normalised[idx].argmax(dim=-1)
-        sentences = alive[idx]
-        hyps = _hypotheses(tokens[best], attention[best] if attention is not None else None,
-                           normalised.view(-1)[best], src_lens[sentences])
-        for sentence, hyp in zip(sentences.tolist(), hyps):
-            results[sentence] = hyp
+        for i in idx.tolist():
+            s = int(alive[i])
+            if bool(at_limit[i]):
+                for b in range(k):
+                    row = i * k + b
+                    if math.isfinite(float(scores[i, b])):
+                        finish(s, tokens[row].tolist(), float(scores[i, b]),
+                               attention[row] if attention is not None else None, False)
+            results[s] = sorted(finals[s], key=lambda h: -h.normalized)[:nbest]
         if bool(done.all()):
             break
-        keep = (~done).nonzero().squeeze(1)
-        rows = (keep.unsqueeze(1) * k + beam).view(-1)                      # [kept * k]
-        alive, scores = alive[keep], scores[keep]
+        left = (~done).nonzero().squeeze(1)
+        rows = (left.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)  # [left * k]
+        alive, scores, threshold, count = alive[left], scores[left], threshold[left], count[left]
         memory, state = select_rows(memory, rows), select_rows(state, rows)
-        prev, finished, tokens = prev[rows], finished[rows], tokens[rows]
+        prev, tokens = prev[rows], tokens[rows]
         attention = attention[rows] if attention is not None else None
-    assert all(r is not None for r in results)
+    assert all(r for r in results)
     return results  # type: ignore[return-value]

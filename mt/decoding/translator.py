@@ -16,7 +16,7 @@ import torch
 
 from mt.data.batching import collate, token_batches
 from mt.data.tokenizer import PAD, Tokenizer
-from mt.decoding.search import MAX_LEN_A, MAX_LEN_B, Hypothesis, beam_search, greedy_search
+from mt.decoding.search import MAX_LEN_A, MAX_LEN_B, Hypothesis, LengthPenalty, beam_search_nbest, greedy_search
 from mt.errors import MTError
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
@@ -32,7 +32,8 @@ class Translation:
     tgt_pieces: list[str]        # subwords it wrote, then "</s>" if it ended
     tgt_ids: list[int]           # the ids of those subwords (without "</s>")
     attention: np.ndarray | None  # [len(tgt_pieces), len(src_pieces)]
-    score: float
+    score: float                 # log-probability of the output (EOS included), greedy or beam
+    normalized_score: float = 0.0  # score / length penalty: what beam search ranks by
 
 
 class Translator:
@@ -61,16 +62,34 @@ class Translator:
             tgt_ids=list(hyp.tokens),
             attention=attention,
             score=hyp.score,
+            normalized_score=hyp.normalized,
         )
 
-    @torch.no_grad()
     def translate(self, lines: Sequence[str], beam: int = 1, max_tokens: int = 6000,
                   length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                  max_len_b: int = MAX_LEN_B) -> list[Translation]:
+                  max_len_b: int = MAX_LEN_B, penalty: str | LengthPenalty = LengthPenalty.plain,
+                  no_repeat_ngram: int = 0) -> list[Translation]:
         """One translation per line, in order. A sentence of n source pieces gets at most
         ``max_len_a * n + max_len_b`` output pieces whatever it is batched with. A line longer
         than the model can read (``model.max_positions``) is cut to that length with a warning
-        naming the line; the others are translated as usual."""
+        naming the line; the others are translated as usual. ``length_penalty`` (alpha) and
+        ``penalty`` (plain: length ** alpha; gnmt: ((5 + length) / 6) ** alpha) rank beam
+        hypotheses; ``no_repeat_ngram=N`` forbids repeating any N-gram."""
+        return [hyps[0] for hyps in self.translate_nbest(lines, 1, beam, max_tokens, length_penalty, max_len_a,
+                                                        max_len_b, penalty, no_repeat_ngram)]
+
+    @torch.no_grad()
+    def translate_nbest(self, lines: Sequence[str], nbest: int, beam: int | None = None, max_tokens: int = 6000,
+                        length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B,
+                        penalty: str | LengthPenalty = LengthPenalty.plain,
+                        no_repeat_ngram: int = 0) -> list[list[Translation]]:
+        """The ``nbest`` best translations of each line, best first by ``normalized_score``;
+        the beam is ``nbest`` wide unless ``beam`` says wider. An empty line gives one empty
+        translation."""
+        beam = nbest if beam is None else beam
+        if not 1 <= nbest <= beam:
+            raise MTError(f"--nbest {nbest} needs a beam at least as wide: use --beam {nbest} or more")
+        penalty = LengthPenalty(penalty)
         self.model.eval()
         ids = self.src_tokenizer.encode(lines)
         limit = self.model.max_positions
@@ -80,23 +99,24 @@ class Translator:
                     log.warning("line %d: %d source pieces, more than the model reads (model.max_positions=%d); "
                                 "translating its first %d", i + 1, len(seq), limit, limit)
                     ids[i] = seq[:limit]
-        results: list[Translation | None] = [None] * len(lines)
+        results: list[list[Translation] | None] = [None] * len(lines)
         todo = [i for i, seq in enumerate(ids) if seq]
         for i, seq in enumerate(ids):
             if not seq:
-                results[i] = Translation(lines[i], "", [], ["</s>"], [], None, 0.0)
+                results[i] = [Translation(lines[i], "", [], ["</s>"], [], None, 0.0)]
         # Beam search multiplies the rows, so batches shrink with the beam.
         for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
             rows = [todo[j] for j in batch_idx]
             batch = collate([ids[r] for r in rows]).to(self.device)
             with self.precision.autocast():
                 if beam == 1:
-                    hyps = greedy_search(self.model, batch.src, batch.src_mask, limit, max_len_a, max_len_b)
+                    hyps = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, limit, max_len_a,
+                                                       max_len_b, length_penalty, penalty, no_repeat_ngram)]
                 else:
-                    hyps = beam_search(self.model, batch.src, batch.src_mask, beam, limit, length_penalty,
-                                       max_len_a, max_len_b)
+                    hyps = beam_search_nbest(self.model, batch.src, batch.src_mask, beam, nbest, limit,
+                                             length_penalty, max_len_a, max_len_b, penalty, no_repeat_ngram)
             for r, hyp in zip(rows, hyps):
-                results[r] = self._translation(lines[r], ids[r], hyp)
+                results[r] = [self._translation(lines[r], ids[r], h) for h in hyp]
         return [r for r in results if r is not None]
 
     @torch.no_grad()
