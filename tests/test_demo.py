@@ -76,9 +76,13 @@ def test_a_tiny_demo_runs_end_to_end_with_progress_and_no_leaked_semaphores(tmp_
     assert "leaked semaphore" not in out and "resource_tracker" not in out
     assert (tmp_path / "out" / "bleu_by_length.csv").is_file()
     # AER of the attention model against the corpus's gold alignments, beside BLEU; none without attention.
-    scores = (tmp_path / "out" / "scores.csv").read_text().splitlines()
-    assert scores[0] == "model,BLEU,chrF,AER"
-    assert scores[1].startswith("rnn_noattn,") and scores[1].endswith(",-")
-    assert 0 <= float(scores[2].split(",")[3]) <= 100
+    # The files are mt compare's: the no-attention model is the baseline of the bootstrap.
+    import csv
+
+    rows = {r["model"]: r for r in csv.DictReader((tmp_path / "out" / "scores.csv").open())}
+    assert list(rows) == ["rnn_noattn", "rnn_bahdanau"]
+    assert rows["rnn_noattn"]["aer"] == "" and 0 <= float(rows["rnn_bahdanau"]["aer"]) <= 100
+    assert 0 < float(rows["rnn_bahdanau"]["p_value_vs_baseline"]) <= 1
+    assert (tmp_path / "out" / "attention_side_by_side.png").is_file()
     assert "AER: alignment error rate of the attention" in out
     assert (tmp_path / "out" / "rnn_bahdanau" / "model" / "model.safetensors").is_file()

@@ -11,18 +11,26 @@ from pathlib import Path
 from mt.errors import DataError, MTError
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"mt {prog}", description=description)
-    parser.add_argument("model_dir", help="a model directory written by mt train (its 'model' folder)")
+def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
-    parser.add_argument("--length-penalty", type=float, default=1.0,
-                        help="beam scores are divided by length ** this")
+    parser.add_argument("--length-penalty", type=float, default=1.0, metavar="ALPHA",
+                        help="beam hypotheses are ranked by score / penalty(length, ALPHA) (default 1; 0: raw score)")
+    parser.add_argument("--length-penalty-type", default="plain", choices=["plain", "gnmt"],
+                        help="plain: length ** ALPHA (default); gnmt: ((5 + length) / 6) ** ALPHA (Wu et al. 2016)")
+    parser.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+                        help="never repeat an N-gram in one output (default 0: allowed)")
     parser.add_argument("--max-len-a", type=float, default=2.0,
                         help="a sentence of n source pieces gets at most a * n + b output pieces (default a=2)")
     parser.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a (default b=10)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="auto (default): bf16 where the hardware computes it natively, else fp32")
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"mt {prog}", description=description)
+    parser.add_argument("model_dir", help="a model directory written by mt train (its 'model' folder)")
+    _add_search_options(parser)
     return parser
 
 
@@ -30,6 +38,8 @@ def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespa
     ns = parser.parse_args(args)
     if ns.beam < 1:
         raise MTError(f"--beam must be at least 1, got {ns.beam}")
+    if ns.no_repeat_ngram < 0:
+        raise MTError(f"--no-repeat-ngram must be 0 (off) or more, got {ns.no_repeat_ngram}")
     if ns.max_len_a < 0 or ns.max_len_b < 0 or ns.max_len_a == ns.max_len_b == 0:
         raise MTError(f"--max-len-a {ns.max_len_a} --max-len-b {ns.max_len_b} allow no output: make them positive")
     return ns
@@ -38,7 +48,7 @@ def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespa
 def _search(ns: argparse.Namespace) -> dict:
     """The search settings of the command line, as Translator.translate takes them."""
     return {"beam": ns.beam, "length_penalty": ns.length_penalty, "max_len_a": ns.max_len_a,
-            "max_len_b": ns.max_len_b}
+            "max_len_b": ns.max_len_b, "penalty": ns.length_penalty_type, "no_repeat_ngram": ns.no_repeat_ngram}
 
 
 def _translator(ns: argparse.Namespace):
@@ -47,24 +57,42 @@ def _translator(ns: argparse.Namespace):
     return Translator.from_dir(ns.model_dir, ns.device, ns.precision)
 
 
+def _nbest_lines(translations: list[list], first: int = 0) -> str:
+    """Moses/fairseq-style n-best list: ``i ||| hypothesis ||| log-probability ||| ranking score``."""
+    return "".join(f"{first + i} ||| {t.text} ||| {t.score:.4f} ||| {t.normalized_score:.4f}\n"
+                   for i, hyps in enumerate(translations) for t in hyps)
+
+
 def translate(args: list[str]) -> int:
     parser = _parser("translate", "Translate one sentence a line, in order; an empty line stays empty.")
     parser.add_argument("--input", "-i", help="source file (default: stdin)")
     parser.add_argument("--output", "-o", help="output file (default: stdout)")
+    parser.add_argument("--nbest", type=int, default=1, metavar="N",
+                        help="write the N best translations of each line as 'i ||| text ||| log-probability ||| "
+                             "ranking score' (i counts lines from 0; the beam is at least N wide)")
     ns = _parse(parser, args)
     from mt.data.corpus import read_lines, split_lines
 
+    if ns.nbest < 1:
+        raise MTError(f"--nbest must be at least 1, got {ns.nbest}")
+    search = _search(ns)
+    if ns.nbest > 1 and ns.beam == 1:
+        search["beam"] = ns.nbest
     translator = _translator(ns)
+
+    def run(lines: list[str], first: int = 0) -> str:
+        if ns.nbest > 1:
+            return _nbest_lines(translator.translate_nbest(lines, ns.nbest, **search), first)
+        return "".join(t.text + "\n" for t in translator.translate(lines, **search))
+
     if ns.input is None and sys.stdin.isatty():
         # Interactive: answer each line as it is typed.
         print("Type a sentence and press Enter (Ctrl-D to end).", file=sys.stderr)
-        for line in sys.stdin:
-            print(translator.translate([line.rstrip("\n")], **_search(ns))[0].text,
-                  flush=True)
+        for i, line in enumerate(sys.stdin):
+            sys.stdout.write(run([line.rstrip("\n")], i))
+            sys.stdout.flush()
         return 0
-    lines = read_lines(ns.input) if ns.input else split_lines(sys.stdin.read())
-    outputs = [t.text for t in translator.translate(lines, **_search(ns))]
-    text = "".join(o + "\n" for o in outputs)
+    text = run(read_lines(ns.input) if ns.input else split_lines(sys.stdin.read()))
     if ns.output:
         Path(ns.output).write_text(text, encoding="utf-8")
     else:
@@ -326,4 +354,94 @@ def average(args: list[str]) -> int:
         dirs = dirs[-ns.last:]
     out = average_models(dirs, Path(ns.out))
     print(f"averaged {len(dirs)} models: {', '.join(str(d) for d in dirs)}\nmodel directory: {out}")
+    return 0
+
+
+def _buckets(text: str) -> list[tuple[int, int]]:
+    """'10,20,30,40' -> (1-10), (11-20), (21-30), (31-40), (41+)."""
+    try:
+        edges = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        edges = []
+    if not edges or edges != sorted(set(edges)) or edges[0] < 1:
+        raise MTError(f"--buckets {text!r}: give increasing upper bounds in words, e.g. --buckets 10,20,30,40")
+    lows = [1] + [e + 1 for e in edges]
+    return [*zip(lows, edges), (lows[-1], 10_000)]
+
+
+def compare(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mt compare", description="Translate one test set with several models and compare them: BLEU and "
+        "chrF with sacrebleu's paired bootstrap against a baseline, BLEU by source length, attention entropy and "
+        "AER, and the same sentence's attention from every model side by side.")
+    parser.add_argument("models", nargs="+", help="model directories (runs/NAME/model), run directories, or a "
+                        "Hydra multirun directory (every model below it)")
+    parser.add_argument("--src", help="source file, one sentence a line (.gz accepted)")
+    parser.add_argument("--ref", help="reference file, line-aligned with --src")
+    parser.add_argument("--split", choices=["valid", "test"],
+                        help="instead of --src/--ref: this split of the corpus the models were trained on")
+    parser.add_argument("--out", required=True, help="folder for the tables, plots and translations")
+    parser.add_argument("--baseline", help="the model the others are tested against (default: the first without "
+                        "attention, else the first given)")
+    parser.add_argument("--gold", help="gold word alignments of the test pairs (Pharaoh i-j / ipj, 0-based) for AER")
+    parser.add_argument("--buckets", default="10,20,30,40",
+                        help="upper bounds of the source-length buckets in words (default 10,20,30,40)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the resampling (default 12345)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_search_options(parser)
+    ns = _parse(parser, args)
+    from mt.data.corpus import read_lines
+    from mt.evaluation.compare import (
+        check_languages,
+        compare_models,
+        describe_models,
+        find_model_dirs,
+        format_by_length,
+        format_scores,
+        write_comparison,
+    )
+
+    if (ns.src is None) != (ns.ref is None):
+        raise MTError("give both --src and --ref, or --split")
+    if ns.split and ns.src:
+        raise MTError("give --src and --ref, or --split, not both")
+    if not ns.split and not ns.src:
+        raise MTError("no test set: give --src SRC --ref REF, or --split test")
+    if ns.bootstrap < 1:
+        raise MTError(f"--bootstrap must be at least 1, got {ns.bootstrap}")
+    buckets = _buckets(ns.buckets)
+    entries = describe_models(find_model_dirs(ns.models))
+    check_languages(entries, ns.src, ns.ref)
+    if ns.split:
+        from mt.config import ExperimentConfig, load_yaml
+        from mt.data.corpus import load_corpus
+
+        data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
+        test = load_corpus(data)["validation" if ns.split == "valid" else "test"]
+        sources, references = list(test["src"]), list(test["tgt"])
+        where = f"the {ns.split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
+    else:
+        sources, references = read_lines(ns.src), read_lines(ns.ref)
+        if len(sources) != len(references):
+            raise DataError(f"{ns.src} has {len(sources)} lines but {ns.ref} has {len(references)}: "
+                            "they must pair line by line")
+        where = f"{ns.src} -> {ns.ref}"
+    gold = None
+    if ns.gold:
+        from mt.evaluation.alignment import read_pharaoh
+
+        gold = read_pharaoh(ns.gold)
+    search = _search(ns)
+    comparison = compare_models(entries, sources, references, baseline=ns.baseline, buckets=buckets, gold=gold,
+                                samples=ns.bootstrap, seed=ns.seed, search=search, device=ns.device,
+                                precision=ns.precision, progress=not ns.no_progress)
+    files = write_comparison(comparison, ns.out)
+    print(f"{len(entries)} models on {where}: {len(sources)} sentences, beam {ns.beam}; baseline "
+          f"{comparison.baseline}; paired bootstrap {ns.bootstrap} resamples, seed {ns.seed}\n")
+    print(format_scores(comparison))
+    print(f"\n{next(iter(comparison.scores.values())).bleu_signature}")
+    print("\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])")
+    print(format_by_length(comparison))
+    print(f"\nwritten to {ns.out}: {', '.join(sorted(files))}")
     return 0

@@ -13,7 +13,6 @@ seconds as the budget leaves, and says which.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -122,7 +121,7 @@ def demo_main(args: list[str]) -> int:
           f"  scores:        {out / 'scores.csv'}, {out / 'bleu_by_length.csv'}, {out / 'results.json'}\n"
           f"  plot:          {out / 'bleu_by_length.png'}\n"
           f"  translations:  {out / 'translations.txt'}\n"
-          f"  heatmaps:      {out / 'alignments'}/\n"
+          f"  heatmaps:      {out / 'alignments'}/, {out / 'attention_side_by_side.png'}\n"
           f"Try: mt translate {model_dirs[-1]} --beam 4   (type a sentence)\n"
           f"     mt align {model_dirs[-1]} --src \"The old man has seen the dog.\" --out heatmap.png")
     return 0
@@ -140,72 +139,46 @@ def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8),
 
 
 def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int, gold: Path | None = None) -> str:
-    """Scores, length table, example translations and heatmaps; returns the printed report.
+    """Compares the models with ``mt.evaluation.compare`` (what ``mt compare`` writes, into
+    ``out``) and returns the demo's report: scores, the gap by length, example translations.
     With ``gold`` (Pharaoh links of the test pairs), each attention model's alignment error
     rate too: argmax of its attention while it reads the reference, merged to words."""
-    from mt.decoding.aligner import align_pairs
-    from mt.decoding.translator import Translator
-    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
-    from mt.evaluation.metrics import corpus_scores, scores_by_length
-    from mt.evaluation.report import format_table, write_csv
-    from mt.visualization.curves import plot_bleu_by_length
+    from mt.evaluation.alignment import read_pharaoh
+    from mt.evaluation.compare import compare_models, describe_models, write_comparison
+    from mt.evaluation.report import format_table
     from mt.visualization.heatmap import plot_attention
 
     sources, references = list(test["src"]), list(test["tgt"])
     gold_links = read_pharaoh(gold) if gold is not None and gold.is_file() else None
     if gold_links is not None and len(gold_links) != len(sources):
         gold_links = None  # not this test set's alignments
-    translations, scores, buckets, aer = {}, {}, {}, {}
-    for name, model_dir in model_dirs.items():
-        translator = Translator.from_dir(model_dir)
-        translations[name] = translator.translate(sources, beam=beam)
-        hyps = [t.text for t in translations[name]]
-        scores[name] = corpus_scores(hyps, references)
-        buckets[name] = scores_by_length(sources, hyps, references)
-        if gold_links is not None and translations[name] and any(t.attention is not None for t in translations[name]):
-            aer[name] = alignment_error_rate(gold_links, [p.links for p in align_pairs(translator, sources, references)])
-    names = list(model_dirs)
-    score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}",
-                   f"{aer[n].aer:.2f}" if n in aer else "-"] for n in names]
-    labels = [b.bucket for b in buckets[names[0]]]
+    entries = describe_models([Path(d) for d in model_dirs.values()])
+    for entry, name in zip(entries, model_dirs):
+        entry.name = name
+    comparison = compare_models(entries, sources, references, beam=beam, gold=gold_links, progress=False)
+    write_comparison(comparison, out)
+    names, scores, aer = list(model_dirs), comparison.scores, comparison.aer
+    score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}", f"{aer[n]:.2f}" if n in aer else "-",
+                   f"{comparison.significance[n].p_value:.4f}" if n != comparison.baseline else "-"] for n in names]
     two = len(names) == 2  # a gap column only for a pair: the second minus the first
-    length_rows = [[label, buckets[names[0]][i].sentences, *(f"{buckets[n][i].bleu:.2f}" for n in names),
-                    *([f"{buckets[names[1]][i].bleu - buckets[names[0]][i].bleu:+.2f}"] if two else [])]
-                   for i, label in enumerate(labels)]
+    length_rows = [[b.bucket, b.sentences, *(f"{b.bleu[n]:.2f}" for n in names),
+                    *([f"{b.bleu[names[1]] - b.bleu[names[0]]:+.2f}"] if two else [])]
+                   for b in comparison.buckets]
     length_header = ["source words", "sentences", *names, *(["gap"] if two else [])]
-    write_csv(out / "scores.csv", ["model", "BLEU", "chrF", "AER"], score_rows)
-    write_csv(out / "bleu_by_length.csv", length_header, length_rows)
-    plot_bleu_by_length(labels, {n: [b.bleu for b in buckets[n]] for n in names}, out / "bleu_by_length.png")
-
     lines = [f"\nTest set: {len(sources)} sentences, beam {beam}  ({scores[names[0]].bleu_signature})",
-             format_table(["model", "BLEU", "chrF", "AER"], score_rows),
+             format_table(["model", "BLEU", "chrF", "AER", f"p vs {comparison.baseline}"], score_rows),
              *([("(AER: alignment error rate of the attention, argmax while reading the reference, against "
                 "the corpus's gold word alignments; lower is better)")] if aer else []),
              "\nBLEU by source length" + (f" (gap: {names[1]} minus {names[0]})" if two else ""),
              format_table(length_header, length_rows), "\nExamples"]
-    heatmaps = []
     (out / "alignments").mkdir(exist_ok=True)
     for k, i in enumerate(_examples(sources)):
         lines.append(f"  source     {sources[i]}\n  reference  {references[i]}")
         for n in names:
-            lines.append(f"  {n:<10} {translations[n][i].text}")
-            t = translations[n][i]
+            t = comparison.translations[n][i]
+            lines.append(f"  {n:<10} {t.text}")
             if t.attention is not None:
-                path = plot_attention(t.attention, t.src_pieces, t.tgt_pieces,
-                                      out / "alignments" / f"{n}_{k + 1}.png", title=f"{n}: {t.text}")
-                heatmaps.append(str(path))
+                plot_attention(t.attention, t.src_pieces, t.tgt_pieces, out / "alignments" / f"{n}_{k + 1}.png",
+                               title=f"{n}: {t.text}")
         lines.append("")
-    with (out / "translations.txt").open("w", encoding="utf-8") as handle:
-        for i, s in enumerate(sources):
-            handle.write(f"source     {s}\nreference  {references[i]}\n")
-            for n in names:
-                handle.write(f"{n:<10} {translations[n][i].text}\n")
-            handle.write("\n")
-    (out / "results.json").write_text(json.dumps({
-        "beam": beam, "model_dirs": model_dirs,
-        "scores": {n: scores[n].as_dict() for n in names},
-        "aer": {n: aer[n].as_dict() for n in aer},
-        "bleu_by_length": {n: [b.__dict__ for b in buckets[n]] for n in names},
-        "heatmaps": heatmaps,
-    }, indent=2))
     return "\n".join(lines)

@@ -15,6 +15,7 @@ commands:
   train       train a model (Hydra overrides, e.g. model=rnn_noattn; -m for sweeps)
   translate   translate sentences from stdin or --input with a model directory
   evaluate    BLEU and chrF of a model directory on a source/reference file pair
+  compare     several models on one test set: BLEU with significance, by length, attention
   align       draw the attention heatmap of one sentence pair
   aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align", "aer", "average"}:
+        if command in {"translate", "evaluate", "align", "aer", "average", "compare"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

@@ -66,3 +66,23 @@ def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: S
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
     return save_figure(fig, path)
+
+
+def plot_attention_row(panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
+                       path: str | Path, title: str = "") -> Path:
+    """The same sentence's attention from several models side by side: panels of
+    (name, weights [tgt, src], src_tokens, tgt_tokens), each with its own output tokens."""
+    longest = max(max(len(p[2]), len(p[3])) for p in panels)
+    cell = max(3.0, 0.22 * longest + 1.5)
+    fig, axes = plt.subplots(1, len(panels), figsize=(cell * len(panels) + 0.5, cell + 0.8), squeeze=False)
+    for ax, (name, weights, src_tokens, tgt_tokens) in zip(axes[0], panels):
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (len(tgt_tokens), len(src_tokens)):
+            raise ValueError(f"{name}: weights {weights.shape} do not match {len(tgt_tokens)} x {len(src_tokens)}")
+        ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(src_tokens)), _labels(src_tokens), rotation=90, fontsize=7)
+        ax.set_yticks(range(len(tgt_tokens)), _labels(tgt_tokens), fontsize=7)
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)

@@ -1,0 +1,457 @@
+"""Several models on one test set: what attention buys, with its uncertainty.
+
+``mt compare``, ``mt demo`` and ``scripts/compare_runs.py`` all go through here. Every
+model translates the same sentences with the same search settings; scores are sacrebleu's,
+and each model is compared with a baseline by sacrebleu's paired bootstrap resampling
+(seeded), overall and within each source-length bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mt.errors import DataError, MTError
+from mt.evaluation.metrics import DEFAULT_BUCKETS, Scores, corpus_scores
+
+MODEL_FILES = ("config.yaml", "model.safetensors")
+
+
+@dataclass
+class ModelEntry:
+    """A model directory and what its run recorded about it."""
+
+    name: str                 # unique among the compared models
+    model_dir: str
+    variant: str              # e.g. "gru, bahdanau additive" or "transformer 3+3, d 256"
+    attention: bool
+    parameters: int           # filled in when the model is loaded to translate
+    src_lang: str
+    tgt_lang: str
+    seed: int
+    train_seconds: float | None = None
+    tokens_per_s: float | None = None
+    valid_bleu: float | None = None   # the best validation BLEU in the run's metrics.jsonl
+
+
+def _is_model_dir(path: Path) -> bool:
+    return all((path / f).is_file() for f in MODEL_FILES)
+
+
+def find_model_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """Model directories from what a user passes: a model directory, a run directory (its
+    ``model/``), or any folder above them (a Hydra multirun directory), searched in order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise MTError(f"{path} does not exist: pass model directories (runs/NAME/model), run directories "
+                          "or a multirun directory")
+        if _is_model_dir(path):
+            found.append(path)
+        elif _is_model_dir(path / "model"):
+            found.append(path / "model")
+        else:
+            below = sorted({p.parent for p in path.rglob("model.safetensors") if _is_model_dir(p.parent)
+                            and p.parent.name == "model"})
+            if not below:
+                raise MTError(f"{path} holds no model directory (config.yaml and model.safetensors): "
+                              "train one with mt train, or pass its runs/NAME/model folder")
+            found.extend(below)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique
+
+
+def _variant(cfg) -> str:
+    m = cfg.model
+    if m.arch.value == "transformer":
+        return f"transformer {m.enc_layers}+{m.dec_layers}, d {m.hidden_dim}, {m.heads} heads"
+    att = m.attention
+    if att.type.value == "none":
+        kind = "no attention"
+    else:
+        kind = f"{att.type.value} {att.score.value}" + ("" if att.normalizer.value == "softmax" else
+                                                         f" {att.normalizer.value}")
+    return f"{m.cell.value} {m.hidden_dim}, {kind}"
+
+
+def _run_record(run_dir: Path) -> dict:
+    """Training time, speed and best validation BLEU from the run's metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    rows = [r for r in rows if "valid_bleu" in r]
+    if not rows:
+        return {}
+    speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
+    return {"train_seconds": max(r.get("seconds", 0.0) for r in rows) or None,
+            "tokens_per_s": float(np.median(speeds)) if speeds else None,
+            "valid_bleu": max(r["valid_bleu"] for r in rows)}
+
+
+def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:
+    """Entries named by their preset and, where two share one, by what tells them apart."""
+    from mt.config import ExperimentConfig, load_yaml
+
+    entries = []
+    for d in model_dirs:
+        cfg = load_yaml(d / "config.yaml", ExperimentConfig)
+        entries.append(ModelEntry(
+            name=cfg.model.name, model_dir=str(d), variant=_variant(cfg),
+            attention=cfg.model.arch.value == "transformer" or cfg.model.attention.type.value != "none",
+            parameters=0, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
+            seed=cfg.train.seed, **_run_record(d.parent)))
+    _unique_names(entries)
+    return entries
+
+
+def _unique_names(entries: list[ModelEntry]) -> None:
+    """Two runs of one preset never share a name (nor an output file): add what differs."""
+    for name in {e.name for e in entries}:
+        same = [e for e in entries if e.name == name]
+        if len(same) < 2:
+            continue
+        if len({e.variant for e in same}) == len(same):
+            for e in same:
+                e.name = f"{name} ({e.variant})"
+        elif len({e.seed for e in same}) == len(same):
+            for e in same:
+                e.name = f"{name} seed {e.seed}"
+        else:
+            for e in same:
+                e.name = f"{name} [{Path(e.model_dir).parent.name}]"
+    seen: dict[str, int] = {}
+    for e in entries:  # still equal (same run folder names): number them
+        seen[e.name] = seen.get(e.name, 0) + 1
+        if seen[e.name] > 1:
+            e.name = f"{e.name} #{seen[e.name]}"
+
+
+def check_languages(entries: Sequence[ModelEntry], src_path: str | None = None, ref_path: str | None = None) -> None:
+    """One language pair for all models, and the test files' suffixes (test.en, test.de.gz)
+    must not say otherwise."""
+    pairs = {(e.src_lang, e.tgt_lang) for e in entries}
+    if len(pairs) > 1:
+        listed = ", ".join(f"{e.name}: {e.src_lang}-{e.tgt_lang}" for e in entries)
+        raise MTError(f"the models translate different language pairs ({listed}): compare models of one pair")
+    src_lang, tgt_lang = pairs.pop()
+    for path, lang, side in ((src_path, src_lang, "source"), (ref_path, tgt_lang, "reference")):
+        if path is None:
+            continue
+        suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
+        code = suffixes[-1] if suffixes else ""
+        if len(code) == 2 and code.isalpha() and code != lang:
+            raise MTError(f"{path} looks like '{code}' text but the models' {side} language is '{lang}' "
+                          f"({src_lang}-{tgt_lang}): pass the {lang} file")
+
+
+@dataclass
+class Significance:
+    """A model against the baseline: sacrebleu's paired bootstrap (p-value: how often a
+    resample shows no gain) and the 95% interval of the model's BLEU (mean +- ci)."""
+
+    p_value: float | None
+    bleu_mean: float
+    bleu_ci: float
+    chrf_p_value: float | None = None
+
+
+@dataclass
+class BucketResult:
+    bucket: str
+    sentences: int
+    bleu: dict[str, float]                     # model -> BLEU
+    gap: dict[str, float] = field(default_factory=dict)       # model -> BLEU minus the baseline's
+    gap_low: dict[str, float] = field(default_factory=dict)   # 95% interval of the gap (paired bootstrap)
+    gap_high: dict[str, float] = field(default_factory=dict)
+    p_value: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    entries: list[ModelEntry]
+    baseline: str
+    beam: int
+    sentences: int
+    scores: dict[str, Scores]
+    significance: dict[str, Significance]
+    buckets: list[BucketResult]
+    sentences_per_s: dict[str, float]
+    entropy: dict[str, float]                  # mean entropy (nats) of attention rows
+    aer: dict[str, float]
+    translations: dict[str, list]              # model -> Translation per sentence
+    sources: list[str]
+    references: list[str]
+    bootstrap_samples: int
+    seed: int
+
+    def rows(self) -> list[dict]:
+        """One dict per model: the scores table as data."""
+        out = []
+        for e in self.entries:
+            s, sig = self.scores[e.name], self.significance.get(e.name)
+            out.append({
+                "model": e.name, "variant": e.variant, "parameters": e.parameters, "seed": e.seed,
+                "train_seconds": e.train_seconds, "tokens_per_s": e.tokens_per_s, "valid_bleu": e.valid_bleu,
+                "test_bleu": s.bleu, "test_chrf": s.chrf,
+                "bleu_95ci": f"{sig.bleu_mean:.2f} +- {sig.bleu_ci:.2f}" if sig else None,
+                "p_value_vs_baseline": sig.p_value if sig else None,
+                "sentences_per_s": round(self.sentences_per_s[e.name], 2),
+                "attention_entropy": round(self.entropy[e.name], 3) if e.name in self.entropy else None,
+                "aer": round(self.aer[e.name], 2) if e.name in self.aer else None,
+                "model_dir": e.model_dir,
+            })
+        return out
+
+
+@contextmanager
+def _sacrebleu_seed(seed: int):
+    """sacrebleu's resampling reads its seed from SACREBLEU_SEED."""
+    old = os.environ.get("SACREBLEU_SEED")
+    os.environ["SACREBLEU_SEED"] = str(seed)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("SACREBLEU_SEED", None)
+        else:
+            os.environ["SACREBLEU_SEED"] = old
+
+
+def paired_bootstrap(systems: dict[str, list[str]], references: list[str], baseline: str,
+                     samples: int = 1000, seed: int = 12345) -> dict[str, Significance]:
+    """sacrebleu's paired bootstrap of every system against ``baseline`` (BLEU and chrF)."""
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    named = [(baseline, systems[baseline])] + [(n, h) for n, h in systems.items() if n != baseline]
+    with _sacrebleu_seed(seed):
+        test = PairedTest(named, {"BLEU": BLEU(), "chrF": CHRF()}, [references], test_type="bs", n_samples=samples)
+        _, results = test()
+    out = {}
+    for i, name in enumerate(results["System"]):
+        bleu, chrf = results["BLEU"][i], next(v for k, v in results.items() if k.startswith("chrF"))[i]
+        out[name] = Significance(bleu.p_value, round(bleu.mean, 2), round(bleu.ci, 2), chrf.p_value)
+    return out
+
+
+def _gap_interval(hyps: list[str], base: list[str], references: list[str], samples: int,
+                  seed: int) -> tuple[float, float, float]:
+    """95% interval of BLEU(hyps) - BLEU(base) over paired resamples of the sentences, and the
+    share of resamples where the gap is not positive (a one-sided p-value). Uses sacrebleu's
+    sentence statistics so one resample costs a sum, not a re-tokenization."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    stats = np.array(metric._extract_corpus_statistics(hyps, [references]), dtype=np.float64)
+    base_stats = np.array(metric._extract_corpus_statistics(base, [references]), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(hyps), size=(samples, len(hyps)))
+    gaps = np.array([metric._compute_score_from_stats(list(stats[i].sum(0))).score
+                     - metric._compute_score_from_stats(list(base_stats[i].sum(0))).score for i in idx])
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return float(low), float(high), float((gaps <= 0).mean())
+
+
+def attention_entropy(translations: Sequence) -> float | None:
+    """Mean entropy (nats) of the attention rows of the model's own translations: low when
+    each output word looks at few source words, log(source length) when it looks at all."""
+    total, rows = 0.0, 0
+    for t in translations:
+        if t.attention is None or t.attention.size == 0:
+            continue
+        p = np.clip(np.asarray(t.attention, dtype=np.float64), 1e-12, 1.0)
+        total += float(-(p * np.log(p)).sum(axis=1).sum())
+        rows += p.shape[0]
+    return total / rows if rows else None
+
+
+def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], references: Sequence[str], *,
+                   beam: int = 1, baseline: str | None = None, buckets: Sequence[tuple[int, int]] = DEFAULT_BUCKETS,
+                   gold: Sequence | None = None, samples: int = 1000, seed: int = 12345,
+                   search: dict | None = None, device: str = "cpu", precision: str = "auto",
+                   progress: bool = True) -> Comparison:
+    """Translate with every model, score, test against the baseline (by default the first
+    model without attention, else the first), and measure the attention."""
+    from tqdm import tqdm
+
+    from mt.decoding.aligner import align_pairs
+    from mt.decoding.translator import Translator
+    from mt.evaluation.alignment import alignment_error_rate
+
+    sources, references = list(sources), list(references)
+    if len(sources) != len(references):
+        raise DataError(f"{len(sources)} source lines but {len(references)} references: they must pair line by line")
+    if not sources:
+        raise DataError("the test set is empty: pass files with one sentence a line")
+    if gold is not None and len(gold) != len(sources):
+        raise DataError(f"{len(gold)} gold alignments for {len(sources)} sentences: pass the test set's own")
+    names = [e.name for e in entries]
+    if baseline is None:
+        baseline = next((e.name for e in entries if not e.attention), names[0])
+    elif baseline not in names:
+        raise MTError(f"--baseline '{baseline}' is none of the models: {', '.join(names)}")
+    search = dict(search or {})
+    search.setdefault("beam", beam)
+    translations, scores, speed, entropy, aer = {}, {}, {}, {}, {}
+    bar = tqdm(total=len(entries) * len(sources), unit="sent", disable=not progress, desc="translating")
+    for e in entries:
+        translator = Translator.from_dir(e.model_dir, device, precision)
+        e.parameters = translator.model.num_parameters()
+        start = time.perf_counter()
+        out = []
+        for i in range(0, len(sources), 500):
+            out += translator.translate(sources[i:i + 500], **search)
+            bar.update(len(sources[i:i + 500]))
+        speed[e.name] = len(sources) / max(time.perf_counter() - start, 1e-9)
+        translations[e.name] = out
+        scores[e.name] = corpus_scores([t.text for t in out], references)
+        h = attention_entropy(out)
+        if h is not None:
+            entropy[e.name] = h
+            if gold is not None:
+                pairs = align_pairs(translator, sources, references)
+                aer[e.name] = alignment_error_rate(gold, [p.links for p in pairs]).aer
+        bar.set_postfix_str(f"{e.name}: BLEU {scores[e.name].bleu:.2f}")
+    bar.close()
+    texts = {n: [t.text for t in translations[n]] for n in names}
+    significance = paired_bootstrap(texts, references, baseline, samples, seed) if len(names) > 1 else {}
+    results = []
+    for low, high in buckets:
+        idx = [i for i, s in enumerate(sources) if low <= len(s.split()) <= high]
+        if not idx:
+            continue
+        refs = [references[i] for i in idx]
+        bucket = BucketResult(f"{low}-{high}" if high < 10_000 else f"{low}+", len(idx),
+                              {n: corpus_scores([texts[n][i] for i in idx], refs).bleu for n in names})
+        for n in names:
+            if n == baseline:
+                continue
+            bucket.gap[n] = round(bucket.bleu[n] - bucket.bleu[baseline], 2)
+            lo, hi, p = _gap_interval([texts[n][i] for i in idx], [texts[baseline][i] for i in idx], refs,
+                                      samples, seed)
+            bucket.gap_low[n], bucket.gap_high[n], bucket.p_value[n] = round(lo, 2), round(hi, 2), round(p, 4)
+        results.append(bucket)
+    return Comparison(list(entries), baseline, int(search["beam"]), len(sources), scores, significance, results,
+                      speed, entropy, aer, translations, sources, references, samples, seed)
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+SCORE_COLUMNS = ["model", "variant", "parameters", "train_seconds", "tokens_per_s", "valid_bleu", "test_bleu",
+                 "test_chrf", "bleu_95ci", "p_value_vs_baseline", "sentences_per_s", "attention_entropy", "aer"]
+
+
+def format_scores(comparison: Comparison) -> str:
+    from mt.evaluation.report import format_table
+
+    rows = comparison.rows()
+    return format_table(SCORE_COLUMNS, [[_fmt(r[c], 4 if c == "p_value_vs_baseline" else 2) for c in SCORE_COLUMNS]
+                                        for r in rows])
+
+
+def format_by_length(comparison: Comparison) -> str:
+    from mt.evaluation.report import format_table
+
+    names = [e.name for e in comparison.entries]
+    others = [n for n in names if n != comparison.baseline]
+    header = ["source words", "sentences", *names, *(f"{n} - {comparison.baseline}" for n in others)]
+    rows = [[b.bucket, b.sentences, *(f"{b.bleu[n]:.2f}" for n in names),
+             *(f"{b.gap[n]:+.2f} [{b.gap_low[n]:+.2f}, {b.gap_high[n]:+.2f}]" for n in others)]
+            for b in comparison.buckets]
+    return format_table(header, rows)
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pick_example(comparison: Comparison, low: int = 12, high: int = 25) -> int:
+    """A test sentence of middling length that every attention model translated."""
+    for i, s in enumerate(comparison.sources):
+        if low <= len(s.split()) <= high:
+            return i
+    return max(range(len(comparison.sources)), key=lambda i: len(comparison.sources[i].split()))
+
+
+def write_comparison(comparison: Comparison, out: str | Path, example: int | None = None) -> dict[str, Path]:
+    """Every table as CSV, Markdown and JSON, the length plot as PNG and SVG, and one figure
+    with the same sentence's attention from every model side by side."""
+    from mt.evaluation.report import write_csv
+    from mt.visualization.curves import plot_bleu_by_length
+    from mt.visualization.heatmap import plot_attention_row
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    rows = comparison.rows()
+    files["scores.csv"] = write_csv(out / "scores.csv", SCORE_COLUMNS + ["model_dir"],
+                                    [[r[c] for c in SCORE_COLUMNS + ["model_dir"]] for r in rows])
+    sig = next(iter(comparison.scores.values())).bleu_signature
+    md = (f"Test set: {comparison.sentences} sentences, beam {comparison.beam}; baseline "
+          f"**{comparison.baseline}**; paired bootstrap: {comparison.bootstrap_samples} resamples, seed "
+          f"{comparison.seed}; {sig}\n\n")
+    md += _markdown(SCORE_COLUMNS, [[_fmt(r[c], 4 if c == "p_value_vs_baseline" else 2) for c in SCORE_COLUMNS]
+                                    for r in rows])
+    files["scores.md"] = out / "scores.md"
+    files["scores.md"].write_text(md, encoding="utf-8")
+    names = [e.name for e in comparison.entries]
+    others = [n for n in names if n != comparison.baseline]
+    header = ["bucket", "sentences", *names]
+    for n in others:
+        header += [f"gap {n}", f"gap_low {n}", f"gap_high {n}", f"p {n}"]
+    files["bleu_by_length.csv"] = write_csv(out / "bleu_by_length.csv", header, [
+        [b.bucket, b.sentences, *(b.bleu[n] for n in names),
+         *(v for n in others for v in (b.gap[n], b.gap_low[n], b.gap_high[n], b.p_value[n]))]
+        for b in comparison.buckets])
+    labels = [f"{b.bucket}\n({b.sentences})" for b in comparison.buckets]
+    series = {n: [b.bleu[n] for b in comparison.buckets] for n in names}
+    for ext in ("png", "svg"):
+        files[f"bleu_by_length.{ext}"] = plot_bleu_by_length(labels, series, out / f"bleu_by_length.{ext}")
+    attn = [(e.name, comparison.translations[e.name]) for e in comparison.entries if e.name in comparison.entropy]
+    if attn:
+        i = pick_example(comparison) if example is None else example
+        panels = [(name, t[i].attention, t[i].src_pieces, t[i].tgt_pieces) for name, t in attn
+                  if t[i].attention is not None]
+        if panels:
+            for ext in ("png", "svg"):
+                files[f"attention_side_by_side.{ext}"] = plot_attention_row(
+                    panels, out / f"attention_side_by_side.{ext}", title=f"source: {comparison.sources[i]}")
+    with (out / "translations.txt").open("w", encoding="utf-8") as handle:
+        for i, s in enumerate(comparison.sources):
+            handle.write(f"source     {s}\nreference  {comparison.references[i]}\n")
+            for n in names:
+                handle.write(f"{n}  {comparison.translations[n][i].text}\n")
+            handle.write("\n")
+    files["translations.txt"] = out / "translations.txt"
+    files["results.json"] = out / "results.json"
+    files["results.json"].write_text(json.dumps({
+        "sentences": comparison.sentences, "beam": comparison.beam, "baseline": comparison.baseline,
+        "bootstrap_samples": comparison.bootstrap_samples, "seed": comparison.seed,
+        "models": [asdict(e) for e in comparison.entries], "scores": rows,
+        "signatures": {n: {"bleu": s.bleu_signature, "chrf": s.chrf_signature} for n, s in comparison.scores.items()},
+        "by_length": [asdict(b) for b in comparison.buckets],
+    }, indent=2), encoding="utf-8")
+    return files

@@ -1,0 +1,131 @@
+"""mt compare: several models on one test set, with significance, by length, side by side."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mt.cli.main import main
+from mt.errors import MTError
+
+from .conftest import TINY_TRAIN, run_mt
+
+
+@pytest.fixture(scope="module")
+def noattn_model_dir(tmp_path_factory, corpus_dir) -> Path:
+    work = tmp_path_factory.mktemp("noattn")
+    result = run_mt("train", *TINY_TRAIN, "model=rnn_noattn", f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
+                    f"hydra.run.dir={work / 'run'}", cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return work / "run" / "model"
+
+
+def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_model_dir, corpus_dir, tmp_path,
+                                                      capsys):
+    out = tmp_path / "cmp"
+    # The attention model first: the baseline is still the one without attention.
+    assert main(["compare", str(trained_model_dir.parent), str(noattn_model_dir), "--src", str(corpus_dir / "test.en"),
+                 "--ref", str(corpus_dir / "test.de"), "--out", str(out), "--bootstrap", "50", "--beam", "2",
+                 "--gold", str(corpus_dir / "test.align"), "--buckets", "5,10", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline rnn_noattn" in printed and "BLEU by source length" in printed
+    for name in ("scores.csv", "scores.md", "bleu_by_length.csv", "bleu_by_length.png", "bleu_by_length.svg",
+                 "attention_side_by_side.png", "attention_side_by_side.svg", "translations.txt", "results.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 100, name
+    assert (out / "attention_side_by_side.svg").read_text().lstrip().startswith("<?xml")
+    rows = {r["model"]: r for r in csv.DictReader((out / "scores.csv").open())}
+    assert set(rows) == {"rnn_bahdanau", "rnn_noattn"}
+    attn = rows["rnn_bahdanau"]
+    base = rows["rnn_noattn"]
+    assert 0 <= float(attn["p_value_vs_baseline"]) <= 1 and base["p_value_vs_baseline"] == ""
+    assert float(attn["attention_entropy"]) > 0 and base["attention_entropy"] == ""
+    assert 0 <= float(attn["aer"]) <= 100 and base["aer"] == ""
+    assert int(attn["parameters"]) > int(base["parameters"]) > 0
+    assert float(attn["train_seconds"]) > 0 and float(attn["tokens_per_s"]) > 0
+    assert float(attn["sentences_per_s"]) > 0 and "+-" in attn["bleu_95ci"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["baseline"] == "rnn_noattn" and results["sentences"] == 20 and results["beam"] == 2
+    by_length = list(csv.DictReader((out / "bleu_by_length.csv").open()))
+    assert {r["bucket"] for r in by_length} <= {"1-5", "6-10", "11+"} and by_length[-1]["bucket"] == "11+"
+    assert sum(int(r["sentences"]) for r in by_length) == 20
+    for r in by_length:
+        gap = next(k for k in r if k.startswith("gap "))
+        low, high = float(r[gap.replace("gap ", "gap_low ")]), float(r[gap.replace("gap ", "gap_high ")])
+        assert low <= high
+    assert "| model |" in (out / "scores.md").read_text()
+
+
+def test_compare_finds_models_below_a_folder_and_keeps_names_apart(trained_model_dir, corpus_dir, tmp_path, capsys):
+    sweep = tmp_path / "multirun"
+    for run in ("0", "1"):  # two runs of one preset, as a sweep writes them
+        shutil.copytree(trained_model_dir.parent, sweep / run, ignore=shutil.ignore_patterns("checkpoints"))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(sweep), "--src", str(corpus_dir / "test.en"), "--ref", str(corpus_dir / "test.de"),
+                 "--out", str(out), "--bootstrap", "20", "--no-progress"]) == 0
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == 2 and len({r["model"] for r in rows}) == 2
+    assert {Path(r["model_dir"]).parent.name for r in rows} == {"0", "1"}
+    # Same weights, same search: the same translations, so every bucket's gap is exactly 0
+    # and no resample shows a gain (sacrebleu's own p-value follows MultEval, which never
+    # calls a zero difference chance, so it is not asserted here).
+    assert rows[0]["test_bleu"] == rows[1]["test_bleu"]
+    for r in csv.DictReader((out / "bleu_by_length.csv").open()):
+        gaps = [float(v) for k, v in r.items() if k.startswith(("gap", "gap_low", "gap_high"))]
+        assert gaps == [0.0] * 3 and float(next(v for k, v in r.items() if k.startswith("p "))) == 1.0
+
+
+def test_compare_on_the_models_own_test_split(trained_model_dir, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", str(trained_model_dir), "--split", "test", "--out", str(out), "--no-progress",
+                 "--bootstrap", "10"]) == 0
+    assert "the test split" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["sentences"] == 20
+
+
+def test_compare_errors_name_the_problem(trained_model_dir, corpus_dir, tmp_path, capsys):
+    src, ref = str(corpus_dir / "test.en"), str(corpus_dir / "test.de")
+    cases = [
+        (["compare", str(tmp_path / "nowhere"), "--src", src, "--ref", ref, "--out", str(tmp_path)], "does not exist"),
+        (["compare", str(tmp_path), "--src", src, "--ref", ref, "--out", str(tmp_path / "o")], "holds no model"),
+        (["compare", str(trained_model_dir), "--src", ref, "--ref", src, "--out", str(tmp_path / "o")],
+         "looks like 'de' text"),
+        (["compare", str(trained_model_dir), "--src", src, "--ref", str(corpus_dir / "train.de"),
+          "--out", str(tmp_path / "o")], "must pair line by line"),
+        (["compare", str(trained_model_dir), "--src", src, "--ref", ref, "--out", str(tmp_path / "o"),
+          "--baseline", "nope", "--no-progress"], "--baseline 'nope' is none of the models"),
+        (["compare", str(trained_model_dir), "--src", src, "--out", str(tmp_path / "o")], "give both --src and --ref"),
+        (["compare", str(trained_model_dir), "--src", src, "--ref", ref, "--out", str(tmp_path / "o"),
+          "--buckets", "20,10"], "--buckets"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_paired_bootstrap_is_seeded_and_finds_a_real_gain():
+    from mt.evaluation.compare import _gap_interval, paired_bootstrap
+
+    refs = [f"the cat number {i} sat on the mat today" for i in range(60)]
+    good = list(refs)
+    bad = [f"a dog {i} stood" for i in range(60)]
+    first = paired_bootstrap({"bad": bad, "good": good}, refs, "bad", samples=200, seed=3)
+    again = paired_bootstrap({"bad": bad, "good": good}, refs, "bad", samples=200, seed=3)
+    assert first == again
+    assert first["good"].p_value < 0.01 and first["bad"].p_value is None
+    low, high, p = _gap_interval(good, bad, refs, 200, 3)
+    assert 0 < low <= high and p == 0.0
+    # No difference: the interval straddles zero.
+    low, high, p = _gap_interval(good[:30] + bad[30:], bad[:30] + good[30:], refs, 200, 3)
+    assert low < 0 < high
+
+
+def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
+    from mt.evaluation.compare import find_model_dirs
+
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "config.yaml").write_text("x: 1\n")
+    with pytest.raises(MTError, match="holds no model"):
+        find_model_dirs([tmp_path / "run"])
