@@ -22,7 +22,8 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len-a", type=float, default=2.0,
                         help="a sentence of n source pieces gets at most a * n + b output pieces (default a=2)")
     parser.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a (default b=10)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (default: the GPU when there is one), cpu, cuda or "
+                        "cuda:N")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                         help="auto (default): bf16 where the hardware computes it natively, else fp32")
 
@@ -444,4 +445,62 @@ def compare(args: list[str]) -> int:
     print("\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])")
     print(format_by_length(comparison))
     print(f"\nwritten to {ns.out}: {', '.join(sorted(files))}")
+    return 0
+
+
+def explore(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mt explore", description="Write one self-contained HTML page to browse the attention of one or more "
+        "models on many sentences: a searchable, sortable sentence list, each model's translation and heatmap, "
+        "a Transformer's layers and heads, gold links, subword or word view and a threshold slider. No server, "
+        "no network: open the file in any browser.")
+    parser.add_argument("models", nargs="+", help="model directories (runs/NAME/model), run directories or a "
+                        "multirun directory")
+    parser.add_argument("--src-file", required=True, help="source sentences, one a line (.gz accepted)")
+    parser.add_argument("--ref-file", help="references, line-aligned: sentence BLEU, and the attention while each "
+                        "model reads the reference")
+    parser.add_argument("--gold", help="gold word alignments of the source-reference pairs (Pharaoh, 0-based) to "
+                        "draw over the maps and sort by AER")
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    parser.add_argument("--max-sentences", type=int, default=500,
+                        help="explore the first N lines (default 500; 0: all)")
+    parser.add_argument("--title", default="", help="the page's title")
+    _add_search_options(parser)
+    ns = _parse(parser, args)
+    from mt.data.corpus import read_lines
+    from mt.decoding.translator import Translator
+    from mt.evaluation.compare import check_languages, describe_models, find_model_dirs
+    from mt.visualization.explorer import build_explorer_data, write_explorer
+
+    if ns.max_sentences < 0:
+        raise MTError(f"--max-sentences must be 0 (all) or more, got {ns.max_sentences}")
+    if not ns.out.endswith((".html", ".htm")):
+        raise MTError(f"--out {ns.out}: the page is HTML; name it e.g. explore.html")
+    entries = describe_models(find_model_dirs(ns.models))
+    check_languages(entries, ns.src_file, ns.ref_file)
+    sources = read_lines(ns.src_file)
+    references = read_lines(ns.ref_file) if ns.ref_file else None
+    if references is not None and len(references) != len(sources):
+        raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(references)}: "
+                        "they must pair line by line")
+    gold = None
+    if ns.gold:
+        from mt.evaluation.alignment import read_pharaoh
+
+        if references is None:
+            raise MTError("--gold aligns the source with the reference: give --ref-file too")
+        gold = read_pharaoh(ns.gold)
+        if len(gold) != len(sources):
+            raise DataError(f"{ns.gold} has {len(gold)} alignment lines for {len(sources)} sentences")
+    if ns.max_sentences:
+        sources = sources[: ns.max_sentences]
+        references = references[: ns.max_sentences] if references is not None else None
+        gold = gold[: ns.max_sentences] if gold is not None else None
+    search = _search(ns)
+    models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries]
+    data = build_explorer_data(models, sources, references, gold, search=search, progress=True)
+    title = ns.title or f"mt explore: {', '.join(e.name for e in entries)} on {Path(ns.src_file).name}"
+    path = write_explorer(data, ns.out, title)
+    size = path.stat().st_size / 1e6
+    print(f"wrote {path} ({size:.1f} MB): {len(sources)} sentences, {len(models)} models; open it in a browser")
     return 0

@@ -16,7 +16,8 @@ commands:
   translate   translate sentences from stdin or --input with a model directory
   evaluate    BLEU and chrF of a model directory on a source/reference file pair
   compare     several models on one test set: BLEU with significance, by length, attention
-  align       draw the attention heatmap of one sentence pair
+  align       draw the attention heatmap of one sentence pair, or align whole files
+  explore     one HTML page to browse every sentence, model and head in a browser
   aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run
   demo        train with and without attention on the demo corpus and compare
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align", "aer", "average", "compare"}:
+        if command in {"translate", "evaluate", "align", "aer", "average", "compare", "explore"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

@@ -20,11 +20,17 @@ log = logging.getLogger("mt.train")
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _train_app(cfg: DictConfig) -> float:
+    from mt.training import distributed
     from mt.training.pipeline import run_training
 
     try:
         config = to_config(cfg)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        world = distributed.init_from_env(config.train.device)
+        # Under torchrun every rank composes its own Hydra run directory; they all use rank 0's.
+        run_dir = Path(distributed.broadcast_object(HydraConfig.get().runtime.output_dir))
+        if world.size > 1:
+            log.info("torchrun: %d processes (%s backend); rank 0 writes to %s", world.size,
+                     distributed.dist.get_backend(), run_dir)
         changed: list[str] = []
         if config.train.resume:
             log.info("this session's log: %s; the run continues in %s", run_dir, config.train.resume)
@@ -35,7 +41,9 @@ def _train_app(cfg: DictConfig) -> float:
     except MTError as err:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
+        distributed.shutdown()
         sys.exit(2)
+    distributed.shutdown()
     log.info("done: model directory %s", result.best_dir)
     return result.best_score  # what a Hydra sweeper would maximise
 
@@ -101,11 +109,44 @@ def compose(overrides: list[str]):
         raise ConfigError(f"invalid configuration {overrides}: {detail}") from err
 
 
+def launch_ddp(args: list[str]) -> int | None:
+    """``mt train train.ddp=N ...``: the same training on N processes, started by torchrun
+    (``python -m torch.distributed.run --standalone``) with one run directory fixed for all.
+    None when there is nothing to launch (no train.ddp, N=1, or already under torchrun)."""
+    import os
+    import subprocess
+    import time
+
+    wanted = [a for a in args if a.split("=", 1)[0].lstrip("+") == "train.ddp"]
+    if not wanted:
+        return None
+    rest = [a for a in args if a not in wanted]
+    value = wanted[-1].split("=", 1)[1]
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"train.ddp must be a number of processes (1 or more), got '{value}'")
+    procs = int(value)
+    if procs == 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return train_main(rest)
+    if "-m" in rest or "--multirun" in rest:
+        raise ConfigError("train.ddp does not combine with a -m sweep: run each job with train.ddp, or torchrun")
+    if not any(a.startswith("hydra.run.dir=") for a in rest):
+        name = compose([a for a in rest if not a.startswith("hydra.")]).model.name
+        rest.append(f"hydra.run.dir=runs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_{name}_ddp{procs}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+               "-m", "mt", "train", *rest]
+    log.info("launching: %s", " ".join(command))
+    print("torchrun: " + " ".join(command[1:]), file=sys.stderr, flush=True)
+    return subprocess.run(command, check=False).returncode
+
+
 def train_main(args: list[str]) -> int:
     if not CONF_DIR.is_dir():
         raise MTError(f"config directory {CONF_DIR} not found: install mt from its repository with 'pip install -e .'")
     register_configs()
     check_removed_keys(args)
+    launched = launch_ddp(args)
+    if launched is not None:
+        return launched
     saved = sys.argv
     sys.argv = ["mt train", *args]
     try:

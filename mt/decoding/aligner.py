@@ -38,6 +38,9 @@ class AlignedPair:
     links: set[Link] = field(default_factory=set)  # (source word, target word), 0-based
     unknown_src: int = 0  # words with a piece outside the model's vocabulary (<unk>)
     unknown_tgt: int = 0
+    src_word_index: list[int] = field(default_factory=list)  # the word of each source piece
+    tgt_word_index: list[int] = field(default_factory=list)  # the word of each target piece
+    tgt_ids: list[int] = field(default_factory=list)         # the target pieces' ids
 
     def as_dict(self) -> dict:
         return {"source": self.source, "target": self.target, "src_tokens": self.src_pieces,
@@ -100,6 +103,7 @@ def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_
                        Tokenizer.normalize(source).split(), Tokenizer.normalize(target).split())
     src_words = piece_word_index(src_tok, source, src_ids)
     tgt_words = piece_word_index(tgt_tok, target, tgt_ids)
+    pair.src_word_index, pair.tgt_word_index, pair.tgt_ids = src_words, tgt_words, list(tgt_ids)
     pair.unknown_src = len({w for w, i in zip(src_words, src_ids) if i == UNK})
     pair.unknown_tgt = len({w for w, i in zip(tgt_words, tgt_ids) if i == UNK})
     if attention is None or not src_ids or not tgt_ids:

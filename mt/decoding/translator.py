@@ -46,8 +46,13 @@ class Translator:
         self.precision = precision
 
     @classmethod
-    def from_dir(cls, path: str, device: str = "cpu", precision: str = "auto") -> Translator:
-        """``precision``: auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
+    def from_dir(cls, path: str, device: str = "auto", precision: str = "auto") -> Translator:
+        """``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
+        where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise MTError(f"--device {device} but no CUDA device is visible: use --device cpu")
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
                    resolve_precision(precision, device))

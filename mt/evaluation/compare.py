@@ -283,7 +283,7 @@ def attention_entropy(translations: Sequence) -> float | None:
 def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], references: Sequence[str], *,
                    beam: int = 1, baseline: str | None = None, buckets: Sequence[tuple[int, int]] = DEFAULT_BUCKETS,
                    gold: Sequence | None = None, samples: int = 1000, seed: int = 12345,
-                   search: dict | None = None, device: str = "cpu", precision: str = "auto",
+                   search: dict | None = None, device: str = "auto", precision: str = "auto",
                    progress: bool = True) -> Comparison:
     """Translate with every model, score, test against the baseline (by default the first
     model without attention, else the first), and measure the attention."""

@@ -2,7 +2,8 @@
 
     checkpoints/last/
         model.safetensors, config.yaml, src.model, tgt.model   (a model directory)
-        optimizer.pt     optimizer and schedule state, torch RNG: tensors and numbers only,
+        optimizer.pt     optimizer and schedule state, torch RNG (every rank's, and the number
+                         of ranks, for a torchrun run): tensors and numbers only,
                          read back with torch.load(weights_only=True), which refuses pickled code
         progress.json    epoch, batch position in the epoch, step, best score, history
 
@@ -42,10 +43,13 @@ class Progress:
 
 
 def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, src_tok: Tokenizer,
-                    tgt_tok: Tokenizer, optimizer: torch.optim.Optimizer, schedule: Any, progress: Progress) -> Path:
+                    tgt_tok: Tokenizer, optimizer: torch.optim.Optimizer, schedule: Any, progress: Progress,
+                    extra: dict | None = None) -> Path:
+    """``extra``: more tensors and numbers for the training state (a multi-process run's world
+    size and every rank's random state)."""
     tmp = fresh_temp_dir(path)
     write_model_files(tmp, model, config, src_tok, tgt_tok)
-    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+    torch.save({**(extra or {}), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 # every GPU's generator too, so a resumed run on CUDA draws the same dropout masks
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)

@@ -20,6 +20,7 @@ from mt.decoding.translator import Translator
 from mt.model_dir import save_model_dir
 from mt.models import build_model
 from mt.precision import resolve_precision
+from mt.training import distributed
 from mt.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from mt.training.trainer import Trainer, TrainResult, resolve_device
 from mt.visualization.curves import plot_training_curves
@@ -70,7 +71,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     values in ``cfg`` replace the checkpoint's, e.g. ``train.epochs`` to extend the run.
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     """
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
     resume = None
     if cfg.train.resume:
         run_dir = Path(cfg.train.resume)
@@ -95,7 +96,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
         data = prepare_data(cfg, (loaded.src_tokenizer, loaded.tgt_tokenizer))
         model = loaded.model
     else:
-        data = prepare_data(cfg)
+        with distributed.main_first():  # under torchrun, rank 0 writes the corpus and tokenizer caches
+            data = prepare_data(cfg)
         model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
     precision = resolve_precision(cfg.train.precision.value, device)
     log.info("%smodel %s: %s parameters, device %s, %s", f"[{name}] " if name else "", cfg.model.name,
@@ -105,16 +107,16 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     def save_model(path: Path) -> Path:
         return save_model_dir(path, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
 
-    def checkpoint_fn(optimizer: torch.optim.Optimizer, schedule: object, state: Progress) -> Path:
+    def checkpoint_fn(optimizer: torch.optim.Optimizer, schedule: object, state: Progress, extra: dict) -> Path:
         return save_checkpoint(run_dir / "checkpoints" / "last", model, cfg, data.src_tokenizer,
-                               data.tgt_tokenizer, optimizer, schedule, state)
+                               data.tgt_tokenizer, optimizer, schedule, state, extra)
 
     valid = data.corpus["validation"]
     trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
                       translator, save_model, checkpoint_fn, run_dir, progress=progress, name=name,
                       resume_from=resume, precision=precision)
     result = trainer.fit()
-    if result.history:
+    if result.history and distributed.world().main:
         plot_training_curves(result.history, run_dir / "curves.png", cfg.train.label_smoothing)
     log.info("%sbest validation %s %.2f; model directory: %s", f"[{name}] " if name else "", cfg.train.metric.value,
              abs(result.best_score), result.best_dir)

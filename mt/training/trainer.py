@@ -8,12 +8,15 @@ written as a model directory; ``checkpoints/last`` is written every
 needs to continue exactly where this one stopped (weights, optimizer, schedule, torch
 RNG, position in the epoch). Validation can also run every ``valid_every`` updates; the
 best model is judged by ``train.metric``. Metrics go to ``metrics.jsonl`` as they are measured.
-Batches are sharded by rank so the same loop serves several processes; only rank 0
-writes.
+Under torchrun (mt/training/distributed.py) each update's batches are dealt to the ranks,
+gradients are all-reduced by DistributedDataParallel and normalised by the update's
+global token count, so an update on N ranks equals one process's update with
+``accumulate`` x N batches; rank 0 alone validates and writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,6 +39,7 @@ from mt.errors import MTError
 from mt.evaluation.metrics import corpus_scores
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
+from mt.training import distributed
 from mt.training.checkpoint import Progress
 
 log = logging.getLogger("mt.train")
@@ -56,12 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MTError(f"train.device={name} but no CUDA device is visible: use train.device=cpu")
     return torch.device(name)
-
-
-def rank_and_world_size() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 @dataclass
@@ -107,10 +105,11 @@ def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float) -> f
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
 
 
-def restore_rng(state: dict) -> None:
-    """The CPU generator and, where the checkpoint has them and this machine has the same
-    number of GPUs, every CUDA generator."""
-    torch.set_rng_state(state["torch_rng"].cpu())
+def restore_rng(state: dict, rank: int = 0) -> None:
+    """The CPU generator (this rank's, for a multi-process run) and, where the checkpoint has
+    them and this machine has the same number of GPUs, every CUDA generator."""
+    ranks = state.get("rank_rng") or [state["torch_rng"]]
+    torch.set_rng_state(ranks[rank].cpu())
     cuda = state.get("cuda_rng") or []
     if cuda and torch.cuda.is_available():
         if len(cuda) != torch.cuda.device_count():
@@ -147,7 +146,7 @@ class Trainer:
     def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, train_data: EncodedCorpus,
                  valid_data: EncodedCorpus, valid_src: list[str], valid_ref: list[str],
                  translator: Translator, save_model: Callable[[Path], Path],
-                 save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress], Path], run_dir: Path,
+                 save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress, dict], Path], run_dir: Path,
                  progress: str = "auto", name: str = "", resume_from: tuple[dict, Progress] | None = None,
                  precision: ResolvedPrecision = FP32) -> None:
         """progress: ``bar`` (tqdm), ``lines`` (a plain line every train.log_seconds, for logs
@@ -171,7 +170,14 @@ class Trainer:
         self.out_of_time = False  # train.max_seconds reached
         self.name = name
         self.device = next(model.parameters()).device
-        self.rank, self.world_size = rank_and_world_size()
+        self.world = distributed.world()
+        self.rank, self.world_size = self.world.rank, self.world.size
+        # What training runs forward through: under torchrun, DDP all-reduces the gradients.
+        self.train_model: torch.nn.Module = model
+        if self.world_size > 1:
+            cuda = self.device.type == "cuda"
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if cuda else None)
         self.optimizer = build_optimizer(model, cfg)
         self.progress = Progress()
         self.validated_at = -1   # the step of the last validation
@@ -183,19 +189,26 @@ class Trainer:
             state, self.progress = resume_from
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
-            restore_rng(state)
+            saved_world = int(state.get("world_size", 1))
+            if saved_world != self.world_size:
+                raise MTError(f"this run was trained by {saved_world} process(es) and is resumed by "
+                              f"{self.world_size}: resume it with torchrun --nproc_per_node={saved_world} "
+                              f"(or train.ddp={saved_world}), so that batches and random states line up")
+            restore_rng(state, self.rank)
 
     def _prefix(self) -> str:
         return f"[{self.name}] " if self.name else ""
 
     def _checkpoint(self) -> None:
+        """Every rank's random state goes in (all ranks call this); rank 0 writes."""
+        rng = distributed.gather_rng_states()
         if self.rank == 0:
-            self.save_checkpoint(self.optimizer, self.schedule, self.progress)
+            self.save_checkpoint(self.optimizer, self.schedule, self.progress,
+                                 {"world_size": self.world_size, "rank_rng": rng})
 
-    def _check_time(self) -> None:
-        """After each update, so that a run always makes one update and one validation."""
-        if self.cfg.max_seconds and time.perf_counter() - self.started >= self.cfg.max_seconds:
-            self.out_of_time = True
+    def _time_is_up(self) -> bool:
+        """Checked after each update, so that a run always makes one update and one validation."""
+        return bool(self.cfg.max_seconds) and time.perf_counter() - self.started >= self.cfg.max_seconds
 
     def _done(self) -> bool:
         return self.out_of_time or (bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps)
@@ -233,38 +246,47 @@ class Trainer:
         self.model.train()
         p = self.progress
         batches = token_batches([len(s) for s in self.train_data.src], [len(t) for t in self.train_data.tgt],
-                                self.cfg.max_tokens, seed=self.cfg.seed * 1000 + p.epoch,
-                                rank=self.rank, world_size=self.world_size)
+                                self.cfg.max_tokens, seed=self.cfg.seed * 1000 + p.epoch)
         total_loss = total_tokens = 0.0
         start = time.perf_counter()
         bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
                    disable=self.progress_mode != "bar" or self.rank != 0, leave=False, dynamic_ncols=True)
         lines = self.progress_mode == "lines" and self.rank == 0
         last_line, tokens_at_line = start, 0.0
-        group_size = self.cfg.accumulate  # batches per update
+        group_size = self.cfg.accumulate * self.world_size  # batches per update, all ranks together
+        tgt = self.train_data.tgt
         for first in range(p.batch, len(batches), group_size):
             if self._done() or self.stop:
                 break
-            group = [collate([self.train_data.src[j] for j in idx], [self.train_data.tgt[j] for j in idx])
-                     .to(self.device) for idx in batches[first:first + group_size]]
-            n_tokens = sum(batch.n_tgt_tokens for batch in group)
+            update = batches[first:first + group_size]
+            sizes = [sum(len(tgt[j]) + 1 for j in idx) for idx in update]  # target tokens (EOS included)
+            n_tokens = sum(sizes)  # of the whole update: the loss is normalised by it on every rank
+            mine = distributed.deal(sizes, self.world_size)[self.rank]
+            # A rank left without a batch (the end of an epoch) still joins the all-reduce, with weight 0.
+            weight = float(self.world_size) if mine else 0.0  # DDP averages over ranks: undo it
             self.optimizer.zero_grad(set_to_none=True)
             loss_value = 0.0
-            for batch in group:  # the loss of the update is normalised by all its target tokens
-                loss = sequence_loss(self.model, batch, self.cfg.label_smoothing, self.precision)
-                self._backward(loss / n_tokens)
-                loss_value += loss.item()  # the one host sync of each batch
+            for k, pos in enumerate(mine or [0]):
+                idx = update[pos]
+                batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx]).to(self.device)
+                last = k == max(len(mine), 1) - 1
+                sync = contextlib.nullcontext() if last or self.world_size == 1 else self.train_model.no_sync()
+                with sync:
+                    loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision)
+                    self._backward(loss * weight / n_tokens)
+                loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
+            loss_value, late = distributed.all_reduce_sum([loss_value, float(self._time_is_up())])
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
             self._step()
-            self._check_time()
+            self.out_of_time = late > 0  # the same on every rank
             p.step += 1
-            p.batch += len(group)
+            p.batch += len(update)
             total_loss += loss_value
             total_tokens += n_tokens
-            bar.update(len(group))
+            bar.update(len(update))
             now = time.perf_counter()
             if first_of_every(p.step, self.cfg.log_every):
                 bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}", tok_s=f"{total_tokens / (now - start):.0f}")
@@ -301,9 +323,13 @@ class Trainer:
         return scores.bleu, scores.chrf
 
     def _validate(self, train_loss: float, tok_s: float, seconds: float) -> ValidationRecord:
+        """Rank 0 measures; every rank takes its numbers, so all agree on the best and on stopping."""
         p = self.progress
-        valid_loss = self._valid_loss()
-        bleu, chrf = self._valid_scores()
+        valid_loss, bleu, chrf = math.nan, math.nan, math.nan
+        if self.rank == 0:
+            valid_loss = self._valid_loss()
+            bleu, chrf = self._valid_scores()
+        valid_loss, bleu, chrf = distributed.broadcast([valid_loss, bleu, chrf])
         self.validated_at = p.step
         score = {"bleu": bleu, "chrf": chrf, "loss": -valid_loss}[self.cfg.metric.value]  # higher is better
         best = score > p.best_score

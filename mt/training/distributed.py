@@ -1,0 +1,145 @@
+"""Several processes, one model: PyTorch distributed, as ``torchrun`` starts it.
+
+``torchrun --nproc_per_node=N -m mt train ...`` starts N copies of ``mt train``, each with
+RANK, WORLD_SIZE and LOCAL_RANK in its environment; ``init_from_env`` joins them into one
+process group (``nccl`` on GPUs, ``gloo`` on CPUs). The trainer wraps the model in
+DistributedDataParallel, so gradients are all-reduced; everything else a rank needs to
+agree on (the training loss, the time budget, validation scores) goes through the small
+helpers here. Without torchrun every helper is a no-op and the world has one rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from mt.errors import MTError
+
+log = logging.getLogger("mt.train")
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def world() -> World:
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return World()
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(device: str = "auto") -> World:
+    """Joins the process group torchrun set up (once); the device decides the backend."""
+    if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
+        return world()
+    if not dist.is_available():
+        raise MTError("this PyTorch build has no torch.distributed: run mt train without torchrun")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not device.startswith("cpu")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    w = world()
+    if not w.main:  # one voice: only rank 0 logs (warnings and errors still come from all)
+        logging.getLogger("mt").setLevel(logging.WARNING)
+    return w
+
+
+def device_for(name: str, w: World) -> str:
+    """Each rank its own GPU: ``auto`` and ``cuda`` become ``cuda:LOCAL_RANK`` under torchrun."""
+    if w.size > 1 and name in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{w.local_rank}"
+    return name
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if world().size > 1:
+        dist.barrier()
+
+
+@contextmanager
+def main_first():
+    """Rank 0 runs the block first (it may write caches: the demo corpus, tokenizers), then
+    the others, which find what it wrote."""
+    w = world()
+    if w.size > 1 and not w.main:
+        dist.barrier()
+    yield
+    if w.size > 1 and w.main:
+        dist.barrier()
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """The sum over ranks of each value (float64)."""
+    if world().size == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast(values: list[float], src: int = 0) -> list[float]:
+    """Rank ``src``'s values on every rank."""
+    if world().size == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
+    dist.broadcast(t, src)
+    return t.tolist()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    if world().size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src)
+    return box[0]
+
+
+def gather_rng_states() -> list[torch.Tensor]:
+    """Every rank's CPU generator state, in rank order (on every rank)."""
+    state = torch.get_rng_state()
+    if world().size == 1:
+        return [state]
+    out: list[object] = [None] * world().size
+    dist.all_gather_object(out, state)
+    return out  # type: ignore[return-value]
+
+
+def deal(sizes: list[int], ranks: int) -> list[list[int]]:
+    """Positions of an update's batches for each rank, largest first to the rank with the
+    fewest tokens so far, each rank getting the same number of batches (the last update
+    of an epoch may leave some ranks fewer). ``sizes``: target tokens per batch."""
+    per_rank = -(-len(sizes) // ranks)
+    shares: list[list[int]] = [[] for _ in range(ranks)]
+    load = [0] * ranks
+    for pos in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        open_ranks = [r for r in range(ranks) if len(shares[r]) < per_rank]
+        r = min(open_ranks, key=lambda r: (load[r], r))
+        shares[r].append(pos)
+        load[r] += sizes[pos]
+    return [sorted(s) for s in shares]
