@@ -28,7 +28,8 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     # The attention model first: the baseline is still the one without attention.
     assert main(["compare", str(trained_model_dir.parent), str(noattn_model_dir), "--src", str(corpus_dir / "test.en"),
                  "--ref", str(corpus_dir / "test.de"), "--out", str(out), "--bootstrap", "50", "--beam", "2",
-                 "--gold", str(corpus_dir / "test.align"), "--buckets", "5,10", "--no-progress"]) == 0
+                 "--gold", str(corpus_dir / "test.align"), "--buckets", "5,10", "--no-progress",
+                 "--explore", str(out / "explore.html")]) == 0
     printed = capsys.readouterr().out
     assert "baseline rnn_noattn" in printed and "BLEU by source length" in printed
     for name in ("scores.csv", "scores.md", "bleu_by_length.csv", "bleu_by_length.png", "bleu_by_length.svg",
@@ -55,6 +56,27 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
         low, high = float(r[gap.replace("gap ", "gap_low ")]), float(r[gap.replace("gap ", "gap_high ")])
         assert low <= high
     assert "| model |" in (out / "scores.md").read_text()
+    data = _page_data(out / "explore.html")  # the mt explore page of the same models and sentences
+    assert [m["name"] for m in data["models"]] == ["rnn_bahdanau", "rnn_noattn"] and len(data["sentences"]) == 20
+    assert data["has_gold"] and data["sentences"][0]["gold"]
+
+
+def _page_data(path: Path) -> dict:
+    html = path.read_text()
+    start = html.index('<script id="mt-data" type="application/json">') + len('<script id="mt-data" type="application/json">')
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+def test_align_files_can_write_the_explorer_page(trained_model_dir, corpus_dir, tmp_path):
+    page = tmp_path / "align.html"
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"), "--ref-file",
+                 str(corpus_dir / "test.de"), "--explore", str(page)]) == 0
+    data = _page_data(page)
+    assert len(data["models"]) == 1 and data["has_ref"] and not data["has_gold"]
+    sentence = data["sentences"][0]
+    assert sentence["models"][0]["forced"]["tgt"] == (corpus_dir / "test.de").read_text().splitlines()[0]
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                 "--explore", str(tmp_path / "page.png")]) == 2
 
 
 def test_compare_finds_models_below_a_folder_and_keeps_names_apart(trained_model_dir, corpus_dir, tmp_path, capsys):

@@ -171,6 +171,8 @@ def align(args: list[str]) -> int:
     files.add_argument("--layer", type=int, help="use this layer's cross-attention (Transformer; -1: the last) "
                        "instead of the model's summary map")
     files.add_argument("--head", type=int, help="with --layer: this head only (default: the mean of the heads)")
+    files.add_argument("--explore", metavar="PAGE.html", help="also write the mt explore page of these pairs "
+                       "(the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links with grow-diag-final-and")
     ns = _parse(parser, args)
@@ -205,6 +207,25 @@ def align(args: list[str]) -> int:
     return 0
 
 
+EXPLORE_SENTENCES = 500
+
+
+def _explore_page(path: str, models: list, sources: list[str], references: list[str] | None, gold: list | None,
+                  search: dict, title: str) -> Path:
+    """``--explore PAGE.html`` of mt align and mt compare: the mt explore page for the same
+    models and sentences (the first 500)."""
+    from mt.visualization.explorer import build_explorer_data, write_explorer
+
+    if not path.endswith((".html", ".htm")):
+        raise MTError(f"--explore {path}: the page is HTML; name it e.g. explore.html")
+    n = EXPLORE_SENTENCES
+    data = build_explorer_data(models, sources[:n], None if references is None else references[:n],
+                               None if gold is None else gold[:n], search=search, progress=sys.stderr.isatty())
+    written = write_explorer(data, path, title)
+    print(f"explorer page: {written} ({min(n, len(sources))} sentences; open it in a browser)")
+    return written
+
+
 def _align_files(ns: argparse.Namespace) -> int:
     import numpy as np
 
@@ -214,8 +235,8 @@ def _align_files(ns: argparse.Namespace) -> int:
     from mt.evaluation.alignment import grow_diag_final_and, has_moses_escapes, prepare_text, write_pharaoh
     from mt.visualization.heatmap import plot_attention
 
-    if not (ns.pharaoh or ns.jsonl or ns.npz or ns.out_dir):
-        raise MTError("nothing to write: give --pharaoh, --jsonl, --npz and/or --out-dir")
+    if not (ns.pharaoh or ns.jsonl or ns.npz or ns.out_dir or ns.explore):
+        raise MTError("nothing to write: give --pharaoh, --jsonl, --npz, --out-dir and/or --explore")
     if ns.head is not None and ns.layer is None:
         raise MTError("--head needs --layer (the layer whose head to read)")
     if ns.pairs:
@@ -246,6 +267,9 @@ def _align_files(ns: argparse.Namespace) -> int:
                               progress=sys.stderr.isatty(), **options)
         for pair, rev in zip(pairs, reverse):
             pair.links = grow_diag_final_and(pair.links, {(i, j) for j, i in rev.links})
+    if ns.explore:
+        _explore_page(ns.explore, [(Path(ns.model_dir).parent.name or "model", translator)], sources, targets, None,
+                      _search(ns), f"mt align: {ns.model_dir}")
     if ns.pharaoh:
         write_pharaoh(ns.pharaoh, [p.links for p in pairs], one_based=ns.one_based)
     if ns.jsonl:
@@ -390,6 +414,8 @@ def compare(args: list[str]) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the resampling (default 12345)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--explore", metavar="PAGE.html", help="also write the mt explore page of these models "
+                        "on the first 500 sentences")
     _add_search_options(parser)
     ns = _parse(parser, args)
     from mt.data.corpus import read_lines
@@ -445,6 +471,11 @@ def compare(args: list[str]) -> int:
     print("\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])")
     print(format_by_length(comparison))
     print(f"\nwritten to {ns.out}: {', '.join(sorted(files))}")
+    if ns.explore:
+        from mt.decoding.translator import Translator
+
+        models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries]
+        _explore_page(ns.explore, models, sources, references, gold, search, f"mt compare: {where}")
     return 0
 
 
