@@ -93,6 +93,10 @@ def test_compare_finds_models_below_a_folder_and_keeps_names_apart(trained_model
     # and no resample shows a gain (sacrebleu's own p-value follows MultEval, which never
     # calls a zero difference chance, so it is not asserted here).
     assert rows[0]["test_bleu"] == rows[1]["test_bleu"]
+    # Runs of one setting make one row of the variant table: mean and spread over them.
+    (variant,) = list(csv.DictReader((out / "scores_by_variant.csv").open()))
+    assert variant["seeds"] == "2" and float(variant["bleu_std"]) == 0.0
+    assert float(variant["bleu_mean"]) == float(rows[0]["test_bleu"])
     for r in csv.DictReader((out / "bleu_by_length.csv").open()):
         gaps = [float(v) for k, v in r.items() if k.startswith(("gap", "gap_low", "gap_high"))]
         assert gaps == [0.0] * 3 and float(next(v for k, v in r.items() if k.startswith("p "))) == 1.0

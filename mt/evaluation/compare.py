@@ -350,6 +350,30 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                       speed, entropy, aer, translations, sources, references, samples, seed)
 
 
+def by_variant(comparison: Comparison) -> list[dict]:
+    """Models that differ only by seed, as one row: mean and standard deviation of test BLEU
+    and chrF over the seeds, and which seed is the median (the one to bootstrap)."""
+    groups: dict[tuple[str, str], list[ModelEntry]] = {}
+    for e in comparison.entries:
+        preset = e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
+        groups.setdefault((preset, e.variant), []).append(e)
+    rows = []
+    for (preset, variant), members in groups.items():
+        bleu = np.array([comparison.scores[e.name].bleu for e in members])
+        chrf = np.array([comparison.scores[e.name].chrf for e in members])
+        median = members[int(np.argsort(bleu)[(len(bleu) - 1) // 2])]
+        rows.append({"model": preset, "variant": variant, "seeds": len(members),
+                     "parameters": members[0].parameters,
+                     "bleu_mean": round(float(bleu.mean()), 2), "bleu_std": round(float(bleu.std(ddof=1)), 2)
+                     if len(bleu) > 1 else 0.0,
+                     "chrf_mean": round(float(chrf.mean()), 2), "chrf_std": round(float(chrf.std(ddof=1)), 2)
+                     if len(chrf) > 1 else 0.0,
+                     "median_seed_model": median.name,
+                     "valid_bleu_mean": round(float(np.mean([e.valid_bleu for e in members if e.valid_bleu is not None]
+                                                            or [np.nan])), 2)})
+    return rows
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -439,6 +463,14 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
             for ext in ("png", "svg"):
                 files[f"attention_side_by_side.{ext}"] = plot_attention_row(
                     panels, out / f"attention_side_by_side.{ext}", title=f"source: {comparison.sources[i]}")
+    variants = by_variant(comparison)
+    if any(v["seeds"] > 1 for v in variants):
+        columns = list(variants[0])
+        files["scores_by_variant.csv"] = write_csv(out / "scores_by_variant.csv", columns,
+                                                   [[v[c] for c in columns] for v in variants])
+        with files["scores.md"].open("a", encoding="utf-8") as handle:
+            handle.write("\nBy variant (mean and standard deviation over seeds):\n\n")
+            handle.write(_markdown(columns, [[v[c] for c in columns] for v in variants]))
     with (out / "translations.txt").open("w", encoding="utf-8") as handle:
         for i, s in enumerate(comparison.sources):
             handle.write(f"source     {s}\nreference  {comparison.references[i]}\n")
@@ -452,6 +484,6 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
         "bootstrap_samples": comparison.bootstrap_samples, "seed": comparison.seed,
         "models": [asdict(e) for e in comparison.entries], "scores": rows,
         "signatures": {n: {"bleu": s.bleu_signature, "chrf": s.chrf_signature} for n, s in comparison.scores.items()},
-        "by_length": [asdict(b) for b in comparison.buckets],
+        "by_length": [asdict(b) for b in comparison.buckets], "by_variant": variants,
     }, indent=2), encoding="utf-8")
     return files
