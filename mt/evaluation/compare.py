@@ -9,6 +9,7 @@ and each model is compared with a baseline by sacrebleu's paired bootstrap resam
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -239,9 +240,16 @@ def paired_bootstrap(systems: dict[str, list[str]], references: list[str], basel
     from sacrebleu.significance import PairedTest
 
     named = [(baseline, systems[baseline])] + [(n, h) for n, h in systems.items() if n != baseline]
-    with _sacrebleu_seed(seed):
-        test = PairedTest(named, {"BLEU": BLEU(), "chrF": CHRF()}, [references], test_type="bs", n_samples=samples)
-        _, results = test()
+    quiet = logging.getLogger("sacrebleu")  # it narrates each step at INFO
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        with _sacrebleu_seed(seed):
+            test = PairedTest(named, {"BLEU": BLEU(), "chrF": CHRF()}, [references], test_type="bs",
+                              n_samples=samples)
+            _, results = test()
+    finally:
+        quiet.setLevel(level)
     out = {}
     for i, name in enumerate(results["System"]):
         bleu, chrf = results["BLEU"][i], next(v for k, v in results.items() if k.startswith("chrF"))[i]
