@@ -78,6 +78,7 @@ class Schedule(Enum):
     constant = "constant"  # after the warm-up
     noam = "noam"          # inverse square root of the step after the warm-up (Vaswani et al., 2017)
     plateau = "plateau"    # multiply the rate by plateau_factor after plateau_patience validations without a better metric
+    linear = "linear"      # fall linearly to min_lr at the end of the run: train.epochs, max_steps or max_seconds, whichever ends it first
 
 
 class Metric(Enum):
@@ -235,7 +236,7 @@ class TrainConfig:
     patience: int = 0            # stop after this many validations without a better metric (0: never)
     plateau_patience: int = 2    # schedule=plateau: lower the rate after this many validations without a better metric
     plateau_factor: float = 0.5  # schedule=plateau: ... multiplying it by this
-    min_lr: float = 1e-5         # schedule=plateau: ... never below this
+    min_lr: float = 1e-5         # schedule=plateau: ... never below this; schedule=linear: the rate at the end
     checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
     resume: str = ""             # a run directory to continue from its last checkpoint
     max_seconds: float = 0       # stop training after this many seconds, then validate and save (0: no limit)

@@ -155,3 +155,21 @@ def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
     (tmp_path / "run" / "model" / "config.yaml").write_text("x: 1\n")
     with pytest.raises(MTError, match="holds no model"):
         find_model_dirs([tmp_path / "run"])
+
+
+def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_validations(tmp_path):
+    from mt.evaluation.compare import _run_record
+
+    run = tmp_path / "run"
+    run.mkdir()
+    old = [  # written before `elapsed` existed: two validations in epoch 1, then epoch 2
+        {"epoch": 1, "seconds": 40.0, "valid_bleu": 1.0, "tokens_per_s": 100.0},
+        {"epoch": 1, "seconds": 90.0, "valid_bleu": 2.0, "tokens_per_s": 100.0},
+        {"epoch": 2, "seconds": 80.0, "valid_bleu": 3.0, "tokens_per_s": 300.0},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    record = _run_record(run)
+    assert record["train_seconds"] == 170.0 and record["valid_bleu"] == 3.0 and record["tokens_per_s"] == 100.0
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"epoch": 3, "seconds": 10.0, "elapsed": 400.0, "valid_bleu": 2.5}) + "\n")
+    assert _run_record(run)["train_seconds"] == 400.0

@@ -61,6 +61,10 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(corpus_d
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "b" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "b" / "curves.png").is_file()
+    # The run's training time adds the killed session's part to the resumed one's.
+    assert killed_at.elapsed > 0
+    last_row = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last_row["elapsed"] > killed_at.elapsed
 
 
 def test_same_seed_same_losses_and_another_seed_differs(corpus_dir, tmp_path):
@@ -122,6 +126,19 @@ def test_schedules_warm_up_decay_and_halve_on_plateau():
     plateau = TrainConfig(schedule=Schedule.plateau)
     assert trainer_module.learning_rate_factor(10, plateau, 0.25) == 0.25
     assert trainer_module.learning_rate_factor(10, TrainConfig(), 0.25) == 1.0
+    linear = TrainConfig(schedule=Schedule.linear, lr=1e-3, min_lr=1e-4, warmup_steps=2)
+    assert trainer_module.learning_rate_factor(0, linear, 1.0, 0.0) == 0.5  # warm-up first
+    assert trainer_module.learning_rate_factor(5, linear, 1.0, 0.0) == 1.0
+    assert trainer_module.learning_rate_factor(5, linear, 1.0, 0.5) == pytest.approx(0.55)
+    assert trainer_module.learning_rate_factor(5, linear, 1.0, 1.0) == pytest.approx(0.1)
+    assert trainer_module.learning_rate_factor(5, linear, 1.0, 3.0) == pytest.approx(0.1)  # never below min_lr
+
+
+def test_linear_schedule_ends_the_run_at_min_lr(corpus_dir, tmp_path):
+    cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.max_steps=8",
+                   "train.schedule=linear", "train.lr=1e-3", "train.min_lr=1e-5"])
+    trainer = run_training(cfg, tmp_path / "run", progress="off")
+    assert trainer.history[-1]["lr"] == pytest.approx(1e-5, rel=0.05)
 
 
 def test_validation_every_n_steps_keeps_snapshots_that_mt_average_combines(corpus_dir, tmp_path, capsys):

@@ -99,9 +99,20 @@ def _run_record(run_dir: Path) -> dict:
     if not rows:
         return {}
     speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
-    return {"train_seconds": max(r.get("seconds", 0.0) for r in rows) or None,
+    return {"train_seconds": _train_seconds(rows),
             "tokens_per_s": float(np.median(speeds)) if speeds else None,
             "valid_bleu": max(r["valid_bleu"] for r in rows)}
+
+
+def _train_seconds(rows: list[dict]) -> float | None:
+    """The run's wall time: ``elapsed`` of its last row (summed over resumed sessions); for runs
+    written before ``elapsed`` existed, the longest ``seconds`` of each epoch, summed."""
+    if rows[-1].get("elapsed"):
+        return float(rows[-1]["elapsed"])
+    per_epoch: dict[int, float] = {}
+    for r in rows:
+        per_epoch[r.get("epoch", 0)] = max(per_epoch.get(r.get("epoch", 0), 0.0), r.get("seconds", 0.0))
+    return sum(per_epoch.values()) or None
 
 
 def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:

@@ -39,6 +39,7 @@ class Progress:
     best_score: float = -math.inf  # best validation metric so far (higher is better)
     bad_validations: int = 0     # validations since the best (early stopping, plateau schedule)
     lr_scale: float = 1.0        # schedule=plateau: lowered by plateau_factor every plateau_patience bad validations
+    elapsed: float = 0.0         # wall seconds of training up to this checkpoint, summed over resumed sessions
     history: list[dict] = field(default_factory=list)
 
 

@@ -73,9 +73,10 @@ class ValidationRecord:
     valid_chrf: float
     lr: float
     tokens_per_s: float
-    seconds: float
+    seconds: float               # since this epoch (or this resumed session's part of it) began
     best: bool
     precision: str = "fp32"
+    elapsed: float = 0.0         # wall seconds since the run began, summed over resumed sessions
 
 
 @dataclass
@@ -95,13 +96,17 @@ def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float,
                            ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
 
 
-def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float) -> float:
-    """Multiplier of train.lr after ``step`` updates."""
+def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float, run_fraction: float = 0.0) -> float:
+    """Multiplier of train.lr after ``step`` updates; ``run_fraction`` (0 to 1) is how much of
+    the run is done, for schedule=linear."""
     warmup = cfg.warmup_steps
     step = step + 1
     if cfg.schedule is Schedule.noam:
         return min(step / warmup, math.sqrt(warmup / step))
     factor = min(1.0, step / warmup) if warmup else 1.0
+    if cfg.schedule is Schedule.linear:  # a time or step budget is best spent decaying to its end (Li et al., 2020)
+        end = cfg.min_lr / cfg.lr
+        return factor * (1.0 - (1.0 - end) * min(max(run_fraction, 0.0), 1.0))
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
 
 
@@ -167,6 +172,9 @@ class Trainer:
         self.precision = precision
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
         self.started = 0.0        # set when fit() starts: train.max_seconds counts from there
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of a resumed run
+        self.time_fraction = 0.0   # of train.max_seconds used, the same on every rank (schedule=linear)
+        self.epoch_batches = 0     # batches in the epoch in progress
         self.out_of_time = False  # train.max_seconds reached
         self.name = name
         self.device = next(model.parameters()).device
@@ -184,7 +192,7 @@ class Trainer:
         self.stop = False        # early stopping decided
         self.tensorboard = open_tensorboard(run_dir / "tensorboard") if self.rank == 0 else None
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale))
+            self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale, self._run_fraction()))
         if resume_from is not None:
             state, self.progress = resume_from
             self.optimizer.load_state_dict(state["optimizer"])
@@ -202,9 +210,22 @@ class Trainer:
     def _checkpoint(self) -> None:
         """Every rank's random state goes in (all ranks call this); rank 0 writes."""
         rng = distributed.gather_rng_states()
+        self.progress.elapsed = self._elapsed()
         if self.rank == 0:
             self.save_checkpoint(self.optimizer, self.schedule, self.progress,
                                  {"world_size": self.world_size, "rank_rng": rng})
+
+    def _elapsed(self) -> float:
+        """Wall seconds of the whole run: what earlier sessions checkpointed plus this one's."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _run_fraction(self) -> float:
+        """How much of the run is done: the largest share of train.epochs, max_steps and max_seconds."""
+        p = self.progress
+        shares = [self.time_fraction, (p.epoch - 1 + p.batch / max(self.epoch_batches, 1)) / self.cfg.epochs]
+        if self.cfg.max_steps:
+            shares.append(p.step / self.cfg.max_steps)
+        return min(max(shares), 1.0)
 
     def _time_is_up(self) -> bool:
         """Checked after each update, so that a run always makes one update and one validation."""
@@ -247,6 +268,7 @@ class Trainer:
         p = self.progress
         batches = token_batches([len(s) for s in self.train_data.src], [len(t) for t in self.train_data.tgt],
                                 self.cfg.max_tokens, seed=self.cfg.seed * 1000 + p.epoch)
+        self.epoch_batches = len(batches)
         total_loss = total_tokens = 0.0
         start = time.perf_counter()
         bar = tqdm(total=len(batches), initial=p.batch, desc=f"{self.name} epoch {p.epoch}".strip(),
@@ -275,15 +297,18 @@ class Trainer:
                     loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision)
                     self._backward(loss * weight / n_tokens)
                 loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
-            loss_value, late = distributed.all_reduce_sum([loss_value, float(self._time_is_up())])
+            loss_value, late, elapsed = distributed.all_reduce_sum(
+                [loss_value, float(self._time_is_up()), self._elapsed()])
+            if self.cfg.max_seconds:  # every rank's learning rate must follow the same clock
+                self.time_fraction = elapsed / self.world_size / self.cfg.max_seconds
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
-            self._step()
-            self.out_of_time = late > 0  # the same on every rank
             p.step += 1
             p.batch += len(update)
+            self._step()  # after counting the update: schedule=linear reads the run's progress
+            self.out_of_time = late > 0  # the same on every rank
             total_loss += loss_value
             total_tokens += n_tokens
             bar.update(len(update))
@@ -344,7 +369,7 @@ class Trainer:
         record = ValidationRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
                              round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
                              self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best,
-                             self.precision.name)
+                             self.precision.name, round(self._elapsed(), 1))
         p.history.append(asdict(record))
         if self.rank == 0:
             with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
@@ -374,6 +399,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         p = self.progress
         self.started = time.perf_counter()  # train.max_seconds counts from here
+        self.elapsed_before = p.elapsed
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
