@@ -201,6 +201,9 @@ class DataConfig:
     demo_seed: int = 1234
     max_len: int = 128     # training pairs longer than this (in subwords) are skipped
     max_ratio: float = 3.0  # ... and pairs whose longer side is this many times the shorter (0: keep all)
+    # Word alignments of the training pairs (Pharaoh "i-j", 0-based source-target, a line per
+    # pair, e.g. from eflomal) for train.alignment_loss; empty: {dir}/{train}.align if it exists.
+    train_alignments: str = ""
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
@@ -225,6 +228,7 @@ class TrainConfig:
     warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
+    alignment_loss: float = 0.0  # weight of attention supervised by word alignments (Garg et al., 2019); 0: off
     precision: Precision = Precision.auto  # auto: bf16 only where the hardware computes it natively
     device: str = "auto"         # auto, cpu, cuda, cuda:N
     threads: int = 0             # torch intra-op threads (0: torch's default)
@@ -255,6 +259,7 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, f"train.warmup_steps must be 0 or positive, got {self.warmup_steps}")
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
         _check(0.0 <= self.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _check(self.alignment_loss >= 0, f"train.alignment_loss must be 0 (off) or positive, got {self.alignment_loss}")
         _check(self.valid_beam >= 1, f"train.valid_beam must be at least 1, got {self.valid_beam}")
         _check(min(self.patience, self.checkpoint_every, self.valid_every, self.keep_checkpoints) >= 0
                and self.weight_decay >= 0, "train.patience, train.checkpoint_every, train.valid_every, "
@@ -278,6 +283,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         _check(not self.model.share_embeddings or self.data.tokenizer.joint,
                "model.share_embeddings=true needs one vocabulary for both sides: set data.tokenizer.joint=true")
+        _check(not self.train.alignment_loss or self.model.arch is Arch.transformer
+               or self.model.attention.type is not AttentionType.none,
+               f"train.alignment_loss={self.train.alignment_loss} supervises attention, which model "
+               f"{self.model.name} does not have: pick an attention model or set train.alignment_loss=0")
 
 
 def register_configs() -> None:

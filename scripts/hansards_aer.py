@@ -17,7 +17,8 @@ Steps (each reuses what the previous wrote under ``.bench/hansards``):
 - ``train``: trains every attention variant English->French on the prepared Multi30k with
   ``mt train`` for the same wall-clock budget (``--seconds`` each; the Transformer
   ``--transformer-seconds``), and the models named by ``--backward`` French->English for
-  symmetrisation.
+  symmetrisation. ``bahdanau_supervised`` learns its attention from eflomal's links of the
+  training pairs (``train.alignment_loss``; it needs the eflomal step first).
 - ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
   Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and with the
@@ -58,6 +59,10 @@ VARIANTS = {
     "luong_scaled_dot": ["model=rnn_luong_dot", "model.attention.score=scaled_dot"],
     "luong_cosine": ["model=rnn_luong_dot", "model.attention.score=cosine"],
     "luong_local": ["model=rnn_luong_local"],
+    # Bahdanau with its attention supervised by eflomal's grow-diag-final-and links of the
+    # Multi30k training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
+    "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0",
+                            f"data.train_alignments={WORK / 'eflomal' / 'train.gdfa'}"],
     "transformer": ["model=transformer"],
 }
 
@@ -135,6 +140,7 @@ def eflomal(ns) -> dict:
                     str(work / "text.fr"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
                     "--model", "3", "--overwrite"], check=True)
     seconds = time.perf_counter() - start
+    training_alignments()
     fwd = [g.sure for g in read_pharaoh(work / "all.fwd")][-n:]
     rev = [g.sure for g in read_pharaoh(work / "all.rev")][-n:]
     files = {"forward": fwd, "reverse": rev, "intersection": [f & r for f, r in zip(fwd, rev)],
@@ -148,9 +154,31 @@ def eflomal(ns) -> dict:
     return result
 
 
+def training_alignments() -> Path:
+    """eflomal's grow-diag-final-and links of the Multi30k training pairs (the first lines of
+    what it aligned), for the alignment-supervised variant."""
+    sys.path.insert(0, str(REPO))
+    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+
+    work = WORK / "eflomal"
+    out = work / "train.gdfa"
+    if not (work / "all.fwd").is_file():
+        raise SystemExit("no eflomal alignments yet: run the eflomal step first")
+    n = len((WORK / "data" / "train.en").read_text(encoding="utf-8").splitlines())
+    fwd = [g.sure for g in read_pharaoh(work / "all.fwd")[:n]]
+    rev = [g.sure for g in read_pharaoh(work / "all.rev")[:n]]
+    write_pharaoh(out, [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)])
+    return out
+
+
 def train(ns) -> None:
+    if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
+            and not (WORK / "eflomal" / "train.gdfa").is_file():
+        training_alignments()
     data = WORK / "data"
-    runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
+    supervised = {name for name in VARIANTS if "alignment_loss" in " ".join(VARIANTS[name])}
+    runs = [(name, "en", "fr") for name in ns.variants] + \
+        [(name, "fr", "en") for name in ns.backward if name not in supervised]  # its links are en-fr
     for name, src, tgt in runs:
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
@@ -212,6 +240,7 @@ def align(ns, corpus: str = "hansards") -> dict:
 
 def demo(ns) -> dict:
     """Every variant trained ``--demo-seconds`` on the demo corpus, then every rule against its gold."""
+    ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])]  # Multi30k's links
     for name in ns.variants:
         run_dir = WORK / "demo_runs" / f"{name}.en-de"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:

@@ -173,3 +173,21 @@ def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_valida
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"epoch": 3, "seconds": 10.0, "elapsed": 400.0, "valid_bleu": 2.5}) + "\n")
     assert _run_record(run)["train_seconds"] == 400.0
+
+
+def test_the_median_seed_stands_for_a_variant():
+    from mt.evaluation.compare import ModelEntry, median_seed, seed_groups
+    from mt.evaluation.metrics import Scores
+
+    def entry(name: str, variant: str = "gru 128, no attention") -> ModelEntry:
+        return ModelEntry(name, "/x", variant, False, 1, "en", "de", 1)
+
+    entries = [entry("rnn_noattn seed 1"), entry("rnn_noattn seed 2"), entry("rnn_noattn seed 3"),
+               entry("rnn_bahdanau seed 1", "gru 128, bahdanau additive")]
+    bleu = {"rnn_noattn seed 1": 15.8, "rnn_noattn seed 2": 11.4, "rnn_noattn seed 3": 15.1,
+            "rnn_bahdanau seed 1": 27.0}
+    scores = {n: Scores(b, 0.0, 10, "", "") for n, b in bleu.items()}
+    groups = seed_groups(entries)
+    assert [len(m) for m in groups.values()] == [3, 1]
+    assert median_seed(groups[("rnn_noattn", "gru 128, no attention")], scores).name == "rnn_noattn seed 3"
+    assert median_seed(entries[:2], scores).name == "rnn_noattn seed 2"  # even count: the lower middle

@@ -407,7 +407,7 @@ def compare(args: list[str]) -> int:
                         help="instead of --src/--ref: this split of the corpus the models were trained on")
     parser.add_argument("--out", required=True, help="folder for the tables, plots and translations")
     parser.add_argument("--baseline", help="the model the others are tested against (default: the first without "
-                        "attention, else the first given)")
+                        "attention, else the first given; of several seeds of it, the one of median BLEU)")
     parser.add_argument("--gold", help="gold word alignments of the test pairs (Pharaoh i-j / ipj, 0-based) for AER")
     parser.add_argument("--buckets", default="10,20,30,40",
                         help="upper bounds of the source-length buckets in words (default 10,20,30,40)")

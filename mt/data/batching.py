@@ -9,7 +9,7 @@ multi-process training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ class EncodedCorpus:
     skipped_empty: int = 0
     skipped_long: int = 0
     skipped_ratio: int = 0
+    kept: list[int] = field(default_factory=list)  # the index in the input of each kept pair
+    links: list | None = None  # train.alignment_loss: each pair's (target piece, source piece) links
 
     def __len__(self) -> int:
         return len(self.src)
@@ -37,9 +39,9 @@ def encode_pairs(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: in
     """Keeps pairs that have both sides non-empty, at most ``max_len`` subwords, and
     (``max_ratio`` > 0) lengths within that ratio of each other (counted with one added,
     so very short pairs are not dropped for a ratio of 1 to 3)."""
-    keep_src, keep_tgt = [], []
+    keep_src, keep_tgt, kept = [], [], []
     empty = long = ratio = 0
-    for s, t in zip(src_ids, tgt_ids):
+    for n, (s, t) in enumerate(zip(src_ids, tgt_ids)):
         if not s or not t:
             empty += 1
         elif max_len is not None and (len(s) > max_len or len(t) + 1 > max_len):
@@ -49,7 +51,8 @@ def encode_pairs(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len: in
         else:
             keep_src.append(s)
             keep_tgt.append(t)
-    return EncodedCorpus(keep_src, keep_tgt, empty, long, ratio)
+            kept.append(n)
+    return EncodedCorpus(keep_src, keep_tgt, empty, long, ratio, kept)
 
 
 @dataclass
@@ -59,10 +62,12 @@ class Batch:
     tgt_in: Tensor    # [batch, tgt_len] BOS y1 .. yn
     tgt_out: Tensor   # [batch, tgt_len] y1 .. yn EOS
     n_tgt_tokens: int
+    align: Tensor | None = None  # [batch, tgt_len, src_len] gold attention rows (train.alignment_loss)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.src.to(device), self.src_mask.to(device), self.tgt_in.to(device),
-                     self.tgt_out.to(device), self.n_tgt_tokens)
+                     self.tgt_out.to(device), self.n_tgt_tokens,
+                     None if self.align is None else self.align.to(device))
 
 
 def pad(seqs: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: Sequence[int] = ()) -> Tensor:
@@ -75,15 +80,29 @@ def pad(seqs: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: Seque
     return out
 
 
-def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None) -> Batch:
-    """A padded batch; without ``tgt`` only the source side is filled."""
+def gold_attention(links: Sequence[np.ndarray], tgt_len: int, src_len: int) -> Tensor:
+    """[batch, tgt_len, src_len] target distributions: each supervised row sums to one, the
+    others are zero."""
+    gold = torch.zeros(len(links), tgt_len, src_len)
+    for row, pairs in enumerate(links):
+        if len(pairs):
+            index = torch.from_numpy(pairs.astype(np.int64))
+            gold[row, index[:, 0], index[:, 1]] = 1.0
+    return gold / gold.sum(-1, keepdim=True).clamp(min=1.0)
+
+
+def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None,
+            links: Sequence | None = None) -> Batch:
+    """A padded batch; without ``tgt`` only the source side is filled; ``links`` (piece
+    links of each pair) add the gold attention for alignment supervision."""
     src_t = pad(src)
     if tgt is None:
         empty = torch.zeros((len(src), 0), dtype=torch.long)
         return Batch(src_t, src_t != PAD, empty, empty, 0)
     tgt_in = pad(tgt, prefix=(BOS,))
     tgt_out = pad(tgt, suffix=(EOS,))
-    return Batch(src_t, src_t != PAD, tgt_in, tgt_out, int((tgt_out != PAD).sum()))
+    align = None if links is None else gold_attention(links, tgt_out.size(1), src_t.size(1))
+    return Batch(src_t, src_t != PAD, tgt_in, tgt_out, int((tgt_out != PAD).sum()), align)
 
 
 def token_batches(

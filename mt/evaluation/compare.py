@@ -304,8 +304,9 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                    gold: Sequence | None = None, samples: int = 1000, seed: int = 12345,
                    search: dict | None = None, device: str = "auto", precision: str = "auto",
                    progress: bool = True) -> Comparison:
-    """Translate with every model, score, test against the baseline (by default the first
-    model without attention, else the first), and measure the attention."""
+    """Translate with every model, score, test against the baseline, and measure the attention.
+    The default baseline is the first model without attention (else the first model); where
+    it has siblings that differ only by seed, the one of median test BLEU among them."""
     from tqdm import tqdm
 
     from mt.decoding.aligner import align_pairs
@@ -320,6 +321,7 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
     if gold is not None and len(gold) != len(sources):
         raise DataError(f"{len(gold)} gold alignments for {len(sources)} sentences: pass the test set's own")
     names = [e.name for e in entries]
+    chosen = baseline is not None
     if baseline is None:
         baseline = next((e.name for e in entries if not e.attention), names[0])
     elif baseline not in names:
@@ -347,6 +349,9 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                 aer[e.name] = alignment_error_rate(gold, [p.links for p in pairs]).aer
         bar.set_postfix_str(f"{e.name}: BLEU {scores[e.name].bleu:.2f}")
     bar.close()
+    if not chosen:  # the median seed of the baseline's variant stands for it
+        siblings = next(m for m in seed_groups(entries).values() if baseline in [e.name for e in m])
+        baseline = median_seed(siblings, scores).name
     texts = {n: [t.text for t in translations[n]] for n in names}
     significance = paired_bootstrap(texts, references, baseline, samples, seed) if len(names) > 1 else {}
     results = []
@@ -369,18 +374,29 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                       speed, entropy, aer, translations, sources, references, samples, seed)
 
 
+def seed_groups(entries: Sequence[ModelEntry]) -> dict[tuple[str, str], list[ModelEntry]]:
+    """Models that differ only by seed, keyed by (preset, variant settings)."""
+    groups: dict[tuple[str, str], list[ModelEntry]] = {}
+    for e in entries:
+        preset = e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
+        groups.setdefault((preset, e.variant), []).append(e)
+    return groups
+
+
+def median_seed(members: Sequence[ModelEntry], scores: dict[str, Scores]) -> ModelEntry:
+    """The member of median test BLEU (the lower middle one for an even count)."""
+    bleu = np.array([scores[e.name].bleu for e in members])
+    return members[int(np.argsort(bleu, kind="stable")[(len(bleu) - 1) // 2])]
+
+
 def by_variant(comparison: Comparison) -> list[dict]:
     """Models that differ only by seed, as one row: mean and standard deviation of test BLEU
     and chrF over the seeds, and which seed is the median (the one to bootstrap)."""
-    groups: dict[tuple[str, str], list[ModelEntry]] = {}
-    for e in comparison.entries:
-        preset = e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
-        groups.setdefault((preset, e.variant), []).append(e)
     rows = []
-    for (preset, variant), members in groups.items():
+    for (preset, variant), members in seed_groups(comparison.entries).items():
         bleu = np.array([comparison.scores[e.name].bleu for e in members])
         chrf = np.array([comparison.scores[e.name].chrf for e in members])
-        median = members[int(np.argsort(bleu)[(len(bleu) - 1) // 2])]
+        median = median_seed(members, comparison.scores)
         rows.append({"model": preset, "variant": variant, "seeds": len(members),
                      "parameters": members[0].parameters,
                      "bleu_mean": round(float(bleu.mean()), 2), "bleu_std": round(float(bleu.std(ddof=1)), 2)

@@ -14,9 +14,10 @@ import torch
 
 from mt.config import ExperimentConfig
 from mt.data.batching import EncodedCorpus, encode_pairs
-from mt.data.corpus import load_corpus
+from mt.data.corpus import load_corpus, read_lines
 from mt.data.tokenizer import Tokenizer, cached_tokenizer
 from mt.decoding.translator import Translator
+from mt.errors import DataError
 from mt.model_dir import save_model_dir
 from mt.models import build_model
 from mt.precision import resolve_precision
@@ -52,6 +53,8 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
         tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
     encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len,
                            cfg.data.max_ratio)
+    if cfg.train.alignment_loss:
+        encoded.links = _training_links(cfg, train, encoded, src_tok, tgt_tok)
     valid = corpus["validation"]
     valid_enc = encode_pairs(src_tok.encode(valid["src"]), tgt_tok.encode(valid["tgt"]))
     log.info("data: %d training pairs kept; skipped %d empty, %d longer than %d subwords, %d with a length "
@@ -59,6 +62,32 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
              encoded.skipped_empty, encoded.skipped_long, cfg.data.max_len, encoded.skipped_ratio,
              cfg.data.max_ratio, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
     return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
+
+
+def _training_links(cfg: ExperimentConfig, train: datasets.Dataset, encoded: EncodedCorpus,
+                    src_tok: Tokenizer, tgt_tok: Tokenizer) -> list:
+    """Piece links of the kept training pairs, from data.train_alignments or the corpus's own
+    ``{train}.align``."""
+    from mt.training.alignment_supervision import training_links
+
+    if cfg.data.train_alignments:
+        origin = cfg.data.train_alignments
+        lines = read_lines(origin)
+    elif "align" in train.column_names:
+        origin, lines = f"{cfg.data.dir}/{cfg.data.train}.align", list(train["align"])
+    else:
+        raise DataError(f"train.alignment_loss={cfg.train.alignment_loss} needs word alignments of the training "
+                        "pairs: set data.train_alignments=FILE (Pharaoh i-j, a line per pair, e.g. from eflomal)")
+    if len(lines) != len(train):
+        raise DataError(f"{origin} has {len(lines)} lines but the training corpus has {len(train)} pairs: "
+                        "it must align the training pairs, a line each, in their order")
+    src, tgt = train["src"], train["tgt"]
+    keep = encoded.kept
+    links = training_links([src[i] for i in keep], [tgt[i] for i in keep], [lines[i] for i in keep],
+                           encoded.src, encoded.tgt, src_tok, tgt_tok, origin, [i + 1 for i in keep])
+    log.info("alignment supervision: %d training pairs, %d piece links (%s)", len(links),
+             sum(len(x) for x in links), origin)
+    return links
 
 
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",

@@ -40,6 +40,7 @@ from mt.evaluation.metrics import corpus_scores
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
+from mt.training.alignment_supervision import alignment_loss
 from mt.training.checkpoint import Progress
 
 log = logging.getLogger("mt.train")
@@ -88,12 +89,18 @@ class TrainResult:
 
 
 def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float,
-                  precision: ResolvedPrecision = FP32) -> torch.Tensor:
-    """Summed token cross-entropy of a batch (PAD excluded), in fp32 whatever the precision."""
+                  precision: ResolvedPrecision = FP32, alignment_weight: float = 0.0) -> torch.Tensor:
+    """Summed token cross-entropy of a batch (PAD excluded), in fp32 whatever the precision;
+    with ``alignment_weight`` and gold rows in the batch, plus that weight times the
+    attention's cross-entropy against them (train.alignment_loss)."""
+    supervised = alignment_weight > 0 and batch.align is not None
     with precision.autocast():
-        logits, _ = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=False)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
+        logits, attention = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=supervised)
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
                            ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
+    if supervised and attention is not None:
+        loss = loss + alignment_weight * alignment_loss(attention, batch.align)
+    return loss
 
 
 def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float, run_fraction: float = 0.0) -> float:
@@ -277,6 +284,7 @@ class Trainer:
         last_line, tokens_at_line = start, 0.0
         group_size = self.cfg.accumulate * self.world_size  # batches per update, all ranks together
         tgt = self.train_data.tgt
+        supervised = bool(self.cfg.alignment_loss) and self.train_data.links is not None
         for first in range(p.batch, len(batches), group_size):
             if self._done() or self.stop:
                 break
@@ -290,11 +298,13 @@ class Trainer:
             loss_value = 0.0
             for k, pos in enumerate(mine or [0]):
                 idx = update[pos]
-                batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx]).to(self.device)
+                links = [self.train_data.links[j] for j in idx] if supervised else None
+                batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx], links).to(self.device)
                 last = k == max(len(mine), 1) - 1
                 sync = contextlib.nullcontext() if last or self.world_size == 1 else self.train_model.no_sync()
                 with sync:
-                    loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision)
+                    loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision,
+                                         self.cfg.alignment_loss)
                     self._backward(loss * weight / n_tokens)
                 loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
             loss_value, late, elapsed = distributed.all_reduce_sum(
