@@ -1,41 +1,65 @@
 #!/usr/bin/env bash
-# What attention buys on real data (issue 9): RNN variants on Multi30k English-German, the
-# same size and training settings, 3 seeds each, each trained until validation BLEU stops
-# improving (train.patience validations, at most train.epochs epochs), then one mt compare
-# on test 2016 with the no-attention model as the bootstrap baseline.
+# What attention buys on real data (issue 9): the attention variants on Multi30k
+# English-German, the same size and training settings, 3 seeds each, each trained until
+# validation BLEU stops improving (PATIENCE validations without a better one, at most EPOCHS
+# epochs), then one mt compare on test 2016, bootstrapped against the median seed of the
+# no-attention model.
 #
-#   scripts/multi30k_attention_study.sh OUT_DIR [MODELS] [SEEDS] [EXTRA OVERRIDES...]
+#   scripts/multi30k_attention_study.sh OUT_DIR [VARIANTS|all] [SEEDS] [EXTRA OVERRIDES...]
 #   scripts/multi30k_attention_study.sh runs/m30k_study "rnn_noattn rnn_bahdanau" "1 2 3"
+#   scripts/multi30k_attention_study.sh runs/m30k_study all "1 2 3"
+#
+# Variants (names of the run folders): rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax
+# rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine
+# rnn_luong_local transformer. The RNNs share SIZE, so their parameter counts stay within a
+# few percent; the Transformer keeps its preset's training settings at SIZE's width.
 #
 # Jobs run two at a time with one thread each (both cores of a 2-core machine); set JOBS
 # and THREADS for a bigger one. SIZE holds the model and vocabulary settings shared by all
-# variants (here a half-width RNN with 4,000-piece vocabularies, so that six models fit in
-# about an hour on 2 CPU cores; drop it for the presets' full size).
+# variants (here a half-width RNN with 4,000-piece vocabularies, so that a model trains in
+# about 20-40 minutes on one core; drop it for the presets' full size). Finished runs (a
+# `done` marker) are skipped, so the command can be rerun to add variants or seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: $0 OUT_DIR [MODELS] [SEEDS] [OVERRIDES...]}
-models=${2:-"rnn_noattn rnn_bahdanau"}
+out=${1:?usage: $0 OUT_DIR [VARIANTS|all] [SEEDS] [OVERRIDES...]}
+variants=${2:-"rnn_noattn rnn_bahdanau"}
 seeds=${3:-"1 2 3"}
 shift $(( $# < 3 ? $# : 3 ))
 data=${MULTI30K:-../shared/data/multi30k}
 jobs=${JOBS:-2}
 threads=${THREADS:-1}
 SIZE=${SIZE:-"model.emb_dim=128 model.hidden_dim=128 model.enc_hidden_dim=64 model.attention.dim=128 data.tokenizer.src_vocab_size=4000 data.tokenizer.tgt_vocab_size=4000"}
-common="data=multi30k data.dir=$data train.epochs=${EPOCHS:-12} train.patience=${PATIENCE:-2} train.threads=$threads $SIZE $*"
+common="data=multi30k data.dir=$data train.epochs=${EPOCHS:-30} train.patience=${PATIENCE:-4} train.threads=$threads $SIZE $*"
+
+overrides() {  # variant -> its mt train overrides
+  case $1 in
+    rnn_noattn|rnn_bahdanau|rnn_luong_dot|rnn_luong_general|rnn_luong_concat|rnn_luong_local|transformer)
+      echo "model=$1" ;;
+    rnn_bahdanau_sparsemax) echo "model=rnn_bahdanau model.attention.normalizer=sparsemax" ;;
+    rnn_luong_scaled_dot) echo "model=rnn_luong_dot model.attention.score=scaled_dot" ;;
+    rnn_luong_cosine) echo "model=rnn_luong_dot model.attention.score=cosine" ;;
+    *) echo "unknown variant '$1'" >&2; return 1 ;;
+  esac
+}
+[ "$variants" = all ] && variants="rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine rnn_luong_local transformer"
+for v in $variants; do overrides "$v" > /dev/null; done  # fail before training anything
+
 mkdir -p "$out"
 # One tokenizer for all: train it once before the jobs start in parallel.
 .venv/bin/mt train $common model=rnn_noattn train.max_steps=1 hydra.run.dir="$out/.tokenizer" > "$out/tokenizer.log" 2>&1
 rm -rf "$out/.tokenizer"
-run() {  # model seed
-  local dir="$out/$1_seed$2"
+run() {  # variant seed overrides...
+  local name=$1 seed=$2 dir="$out/$1_seed$2"
+  shift 2
   if [ -f "$dir/model/model.safetensors" ] && [ -f "$dir/done" ]; then echo "skip $dir (done)"; return; fi
   echo "$(date +%T) start $dir"
-  .venv/bin/mt train $common model=$1 train.seed=$2 hydra.run.dir="$dir" > "$out/$1_seed$2.log" 2>&1 && touch "$dir/done"
+  .venv/bin/mt train $common "$@" train.seed="$seed" hydra.run.dir="$dir" > "$out/${name}_seed$seed.log" 2>&1 \
+    && touch "$dir/done"
   echo "$(date +%T) end   $dir: $(tail -n 2 "$dir/metrics.jsonl" | head -n 1 | cut -c1-160)"
 }
 export -f run
 export out common
-for seed in $seeds; do for model in $models; do echo "$model $seed"; done; done \
-  | xargs -P "$jobs" -L 1 bash -c 'run "$0" "$1"'
+for seed in $seeds; do for v in $variants; do echo "$v $seed $(overrides "$v")"; done; done \
+  | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
 .venv/bin/mt compare "$out" --split test --beam 5 --out "$out/compare" --no-progress --explore "$out/compare/explore.html" \
   | tee "$out/compare.txt"
