@@ -8,6 +8,7 @@
 #   scripts/multi30k_attention_study.sh OUT_DIR [VARIANTS|all] [SEEDS] [EXTRA OVERRIDES...]
 #   scripts/multi30k_attention_study.sh runs/m30k_study "rnn_noattn rnn_bahdanau" "1 2 3"
 #   scripts/multi30k_attention_study.sh runs/m30k_study all "1 2 3"
+#   scripts/multi30k_attention_study.sh --params all       # parameter counts only, nothing trained
 #
 # Variants (names of the run folders): rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax
 # rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine
@@ -43,6 +44,19 @@ overrides() {  # variant -> its mt train overrides
 }
 [ "$variants" = all ] && variants="rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine rnn_luong_local transformer"
 for v in $variants; do overrides "$v" > /dev/null; done  # fail before training anything
+if [ "$out" = --params ]; then  # each variant's size at SIZE (4,000-piece vocabularies), no training
+  for v in $variants; do
+    .venv/bin/python - "$v" $(overrides "$v") $SIZE <<'PY'
+import sys
+from mt.cli.train import compose
+from mt.models import build_model
+cfg = compose(["data=multi30k", *sys.argv[2:]])
+model = build_model(cfg.model, cfg.data.tokenizer.src_vocab_size, cfg.data.tokenizer.tgt_vocab_size)
+print(f"{sys.argv[1]:24s} {model.num_parameters():>10,d}")
+PY
+  done
+  exit 0
+fi
 
 mkdir -p "$out"
 # One tokenizer for all: train it once before the jobs start in parallel.

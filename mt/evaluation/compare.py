@@ -321,10 +321,7 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
     if gold is not None and len(gold) != len(sources):
         raise DataError(f"{len(gold)} gold alignments for {len(sources)} sentences: pass the test set's own")
     names = [e.name for e in entries]
-    chosen = baseline is not None
-    if baseline is None:
-        baseline = next((e.name for e in entries if not e.attention), names[0])
-    elif baseline not in names:
+    if baseline is not None and baseline not in names:
         raise MTError(f"--baseline '{baseline}' is none of the models: {', '.join(names)}")
     search = dict(search or {})
     search.setdefault("beam", beam)
@@ -349,8 +346,9 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                 aer[e.name] = alignment_error_rate(gold, [p.links for p in pairs]).aer
         bar.set_postfix_str(f"{e.name}: BLEU {scores[e.name].bleu:.2f}")
     bar.close()
-    if not chosen:  # the median seed of the baseline's variant stands for it
-        siblings = next(m for m in seed_groups(entries).values() if baseline in [e.name for e in m])
+    if baseline is None:  # the first model without attention, or rather its median seed
+        first = next((e for e in entries if not e.attention), entries[0])
+        siblings = next(m for m in seed_groups(entries).values() if first in m)
         baseline = median_seed(siblings, scores).name
     texts = {n: [t.text for t in translations[n]] for n in names}
     significance = paired_bootstrap(texts, references, baseline, samples, seed) if len(names) > 1 else {}

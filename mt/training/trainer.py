@@ -179,7 +179,7 @@ class Trainer:
         self.precision = precision
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
         self.started = 0.0        # set when fit() starts: train.max_seconds counts from there
-        self.elapsed_before = 0.0  # training seconds of earlier sessions of a resumed run
+        self.run_started = 0.0    # self.started less the training seconds of a resumed run's earlier sessions
         self.time_fraction = 0.0   # of train.max_seconds used, the same on every rank (schedule=linear)
         self.epoch_batches = 0     # batches in the epoch in progress
         self.out_of_time = False  # train.max_seconds reached
@@ -224,7 +224,7 @@ class Trainer:
 
     def _elapsed(self) -> float:
         """Wall seconds of the whole run: what earlier sessions checkpointed plus this one's."""
-        return self.elapsed_before + time.perf_counter() - self.started
+        return time.perf_counter() - self.run_started
 
     def _run_fraction(self) -> float:
         """How much of the run is done: the largest share of train.epochs, max_steps and max_seconds."""
@@ -307,10 +307,11 @@ class Trainer:
                                          self.cfg.alignment_loss)
                     self._backward(loss * weight / n_tokens)
                 loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
-            loss_value, late, elapsed = distributed.all_reduce_sum(
-                [loss_value, float(self._time_is_up()), self._elapsed()])
-            if self.cfg.max_seconds:  # every rank's learning rate must follow the same clock
-                self.time_fraction = elapsed / self.world_size / self.cfg.max_seconds
+            # The clock of train.max_seconds (this session's), averaged so every rank's learning rate agrees.
+            loss_value, late, seconds = distributed.all_reduce_sum(
+                [loss_value, float(self._time_is_up()), time.perf_counter() - self.started])
+            if self.cfg.max_seconds:
+                self.time_fraction = seconds / self.world_size / self.cfg.max_seconds
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(
                     f"the training loss became {loss_value} at step {p.step + 1}; the last good checkpoint is "
@@ -409,7 +410,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         p = self.progress
         self.started = time.perf_counter()  # train.max_seconds counts from here
-        self.elapsed_before = p.elapsed
+        self.run_started = self.started - p.elapsed
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
