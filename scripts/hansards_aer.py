@@ -167,26 +167,30 @@ def training_alignments() -> Path:
     n = len((WORK / "data" / "train.en").read_text(encoding="utf-8").splitlines())
     fwd = [g.sure for g in read_pharaoh(work / "all.fwd")[:n]]
     rev = [g.sure for g in read_pharaoh(work / "all.rev")[:n]]
-    write_pharaoh(out, [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)])
+    links = [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]
+    write_pharaoh(out, links)
+    write_pharaoh(work / "train.gdfa.rev", [{(j, i) for i, j in pair} for pair in links])  # for fr->en
     return out
 
 
 def train(ns) -> None:
     if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
-            and not (WORK / "eflomal" / "train.gdfa").is_file():
+            and not (WORK / "eflomal" / "train.gdfa.rev").is_file():
         training_alignments()
     data = WORK / "data"
-    supervised = {name for name in VARIANTS if "alignment_loss" in " ".join(VARIANTS[name])}
-    runs = [(name, "en", "fr") for name in ns.variants] + \
-        [(name, "fr", "en") for name in ns.backward if name not in supervised]  # its links are en-fr
+    runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
     for name, src, tgt in runs:
+        overrides = VARIANTS[name]
+        if src == "fr":  # a supervised French->English model learns the same links, swapped
+            overrides = [o.replace("train.gdfa", "train.gdfa.rev") if o.startswith("data.train_alignments=") else o
+                         for o in overrides]
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
             continue
         seconds = ns.transformer_seconds if name == "transformer" else ns.seconds
         cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
-               f"data.tgt_lang={tgt}", *VARIANTS[name], "train.epochs=1000", f"train.max_seconds={seconds}",
+               f"data.tgt_lang={tgt}", *overrides, "train.epochs=1000", f"train.max_seconds={seconds}",
                f"train.seed={ns.seed}", f"train.threads={ns.threads}", "train.log_seconds=60",
                f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]
         print(f"== {name} {src}->{tgt}: {' '.join(cmd[2:])}", flush=True)
@@ -318,7 +322,11 @@ def main() -> None:
         print(table(report))
     if ns.json:
         previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}
-        previous.update(report)
+        for key, value in report.items():  # a step run for some variants keeps the others' figures
+            if key in ("attention", "demo") and isinstance(previous.get(key), dict):
+                previous[key].update(value)
+            else:
+                previous[key] = value
         previous.update({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "threads": ns.threads,
                          "seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds,
                          "demo_seconds": ns.demo_seconds, "seed": ns.seed,
