@@ -23,7 +23,9 @@ Steps (each reuses what the previous wrote under ``.bench/hansards``):
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
   Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and with the
   backward model. Prints a table (Markdown) and with ``--json`` writes every figure, the
-  machine, the date and the versions.
+  machine, the date and the versions. Beside the gold, an in-domain check: each model's links
+  of 500 Multi30k validation pairs scored against eflomal's links of them (agreement with
+  eflomal, not accuracy), which separates bad attention from a domain the model cannot read.
 - ``demo``: the same table on the synthetic demo corpus (``data/demo``, its gold
   ``test.align``): every variant trained ``--demo-seconds`` on it, every rule.
 
@@ -209,6 +211,30 @@ def rules_for(name: str) -> dict[str, list[str]]:
     return rules
 
 
+IN_DOMAIN = 500  # Multi30k validation pairs of the in-domain check
+
+
+def in_domain_reference() -> tuple[list[str], list[str]]:
+    """The first IN_DOMAIN Multi30k validation pairs as --pairs input, and eflomal's
+    grow-diag-final-and links of them (written by the eflomal step) as --gold arguments: how
+    closely a model's attention follows a statistical aligner on the text it was trained for.
+    Agreement with eflomal, not accuracy: there is no human gold for Multi30k."""
+    sys.path.insert(0, str(REPO))
+    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+
+    work = WORK / "in_domain"
+    work.mkdir(parents=True, exist_ok=True)
+    data, flo = WORK / "data", WORK / "eflomal"
+    start = len((data / "train.en").read_text(encoding="utf-8").splitlines())  # eflomal read train, valid, ...
+    src = (data / "valid.en").read_text(encoding="utf-8").splitlines()[:IN_DOMAIN]
+    tgt = (data / "valid.fr").read_text(encoding="utf-8").splitlines()[:IN_DOMAIN]
+    (work / "valid.pairs").write_text("".join(f"{a} ||| {b}\n" for a, b in zip(src, tgt)), encoding="utf-8")
+    fwd = [g.sure for g in read_pharaoh(flo / "all.fwd")[start:start + IN_DOMAIN]]
+    rev = [g.sure for g in read_pharaoh(flo / "all.rev")[start:start + IN_DOMAIN]]
+    write_pharaoh(work / "eflomal.gdfa", [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)])
+    return ["--pairs", str(work / "valid.pairs")], ["--gold", str(work / "eflomal.gdfa")]
+
+
 def align(ns, corpus: str = "hansards") -> dict:
     """AER of every trained model and rule on one gold set."""
     results: dict = {}
@@ -220,6 +246,7 @@ def align(ns, corpus: str = "hansards") -> dict:
     else:
         inputs = ["--src-file", str(ns.demo / "test.en"), "--ref-file", str(ns.demo / "test.de")]
         gold = ["--gold", str(ns.demo / "test.align")]
+    in_domain = in_domain_reference() if corpus == "hansards" and (WORK / "eflomal" / "all.fwd").is_file() else None
     for name in ns.variants:
         model = runs / f"{name}.{forward}" / "model"
         if not model.is_dir():
@@ -239,6 +266,14 @@ def align(ns, corpus: str = "hansards") -> dict:
                             *extra], check=True, capture_output=True)
             results[name]["rules"][rule] = aer_of(out, gold)
             print(f"{name:20s} {rule:45s} {results[name]['rules'][rule]}", flush=True)
+        if in_domain:  # the model's usual rule on its own domain, against eflomal's links there
+            best = "argmax, Shift-Att" if name == "transformer" else "argmax"
+            out = WORK / "in_domain" / f"{name}.pharaoh"
+            subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), *in_domain[0], "--pharaoh",
+                            str(out), *rules[best]], check=True, capture_output=True)
+            results[name]["in_domain_vs_eflomal"] = {"rule": best, **aer_of(out, in_domain[1])}
+            print(f"{name:20s} {'Multi30k valid, against eflomal (' + best + ')':45s} "
+                  f"{results[name]['in_domain_vs_eflomal']}", flush=True)
     return results
 
 
