@@ -27,7 +27,9 @@ Steps (each reuses what the previous wrote under ``.bench/hansards``):
   of 500 Multi30k validation pairs scored against eflomal's links of them (agreement with
   eflomal, not accuracy), which separates bad attention from a domain the model cannot read.
 - ``demo``: the same table on the synthetic demo corpus (``data/demo``, its gold
-  ``test.align``): every variant trained ``--demo-seconds`` on it, every rule.
+  ``test.align``), eflomal beside: every variant at the demo's size (``mt demo``'s widths, the
+  Transformer at d_model 128) trained until validation BLEU stops improving (``--demo-patience``
+  validations, at most ``--demo-epochs`` epochs; ``--jobs`` at once), every rule.
 
 The gold set is read for evaluation only; nothing here trains on its links or copies it into
 the repository.
@@ -47,9 +49,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # mt, imported where needed (it brings torch)
 WORK = REPO / ".bench" / "hansards"
 EFLOMAL_VENV = REPO / ".bench" / "eflomal-venv"
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+SUPERVISION = WORK / "eflomal" / "train.gdfa"  # eflomal's links of the training pairs, en-fr
+SUPERVISION_REVERSED = WORK / "eflomal" / "train.gdfa.rev"  # the same links fr-en
 
 # Every attention variant, English->French, as `mt train` overrides.
 VARIANTS = {
@@ -64,7 +69,7 @@ VARIANTS = {
     # Bahdanau with its attention supervised by eflomal's grow-diag-final-and links of the
     # Multi30k training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
     "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0",
-                            f"data.train_alignments={WORK / 'eflomal' / 'train.gdfa'}"],
+                            f"data.train_alignments={SUPERVISION}"],
     "transformer": ["model=transformer"],
 }
 
@@ -119,15 +124,18 @@ def aer_of(links_file: Path, gold: list[str]) -> dict:
     return {k: round(scores[k], 2) for k in ("aer", "precision", "recall")}
 
 
-def eflomal(ns) -> dict:
-    sys.path.insert(0, str(REPO))
-    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+def eflomal_links(lines: slice, work: Path = WORK / "eflomal") -> tuple[list[set], list[set]]:
+    """eflomal's forward and reverse links of some of the lines it aligned (for Multi30k:
+    train, valid, test, then the gold pairs)."""
+    from mt.evaluation.alignment import read_pharaoh
 
-    python = EFLOMAL_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(EFLOMAL_VENV)], check=True)
-        subprocess.run([str(EFLOMAL_VENV / "bin" / "pip"), "install", "-q", f"eflomal=={ns.eflomal_version}"],
-                       check=True)
+    return ([g.sure for g in read_pharaoh(work / "all.fwd")[lines]],
+            [g.sure for g in read_pharaoh(work / "all.rev")[lines]])
+
+
+def eflomal(ns) -> dict:
+
+    eflomal_venv(ns)
     work = WORK / "eflomal"
     work.mkdir(parents=True, exist_ok=True)
     data = WORK / "data"
@@ -143,15 +151,30 @@ def eflomal(ns) -> dict:
                     "--model", "3", "--overwrite"], check=True)
     seconds = time.perf_counter() - start
     training_alignments()
-    fwd = [g.sure for g in read_pharaoh(work / "all.fwd")][-n:]
-    rev = [g.sure for g in read_pharaoh(work / "all.rev")][-n:]
+    fwd, rev = eflomal_links(slice(-n, None))
+    return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"],
+                         {"seconds": round(seconds, 1), "sentences": len(src) + n})
+
+
+def eflomal_venv(ns) -> None:
+    """eflomal from PyPI in its own virtual environment (its numpy and Cython stay out of mt's)."""
+    if not (EFLOMAL_VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(EFLOMAL_VENV)], check=True)
+        subprocess.run([str(EFLOMAL_VENV / "bin" / "pip"), "install", "-q", f"eflomal=={ns.eflomal_version}"],
+                       check=True)
+
+
+def score_eflomal(ns, work: Path, fwd: list[set], rev: list[set], gold: list[str], result: dict) -> dict:
+    """AER of eflomal's forward, reverse, intersected and symmetrised links of the gold pairs."""
+    from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
+
     files = {"forward": fwd, "reverse": rev, "intersection": [f & r for f, r in zip(fwd, rev)],
              "grow-diag-final-and": [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]}
-    result = {"seconds": round(seconds, 1), "sentences": len(src) + n, "version": ns.eflomal_version}
+    result["version"] = ns.eflomal_version
     for name, links in files.items():
         path = work / f"{name}.pharaoh"
         write_pharaoh(path, links)
-        result[name] = aer_of(path, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"])
+        result[name] = aer_of(path, gold)
         print(f"eflomal {name}: {result[name]}", flush=True)
     return result
 
@@ -159,33 +182,30 @@ def eflomal(ns) -> dict:
 def training_alignments() -> Path:
     """eflomal's grow-diag-final-and links of the Multi30k training pairs (the first lines of
     what it aligned), for the alignment-supervised variant."""
-    sys.path.insert(0, str(REPO))
-    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+    from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
 
     work = WORK / "eflomal"
-    out = work / "train.gdfa"
+    out = SUPERVISION
     if not (work / "all.fwd").is_file():
         raise SystemExit("no eflomal alignments yet: run the eflomal step first")
     n = len((WORK / "data" / "train.en").read_text(encoding="utf-8").splitlines())
-    fwd = [g.sure for g in read_pharaoh(work / "all.fwd")[:n]]
-    rev = [g.sure for g in read_pharaoh(work / "all.rev")[:n]]
-    links = [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]
+    links = [grow_diag_final_and(f, r) for f, r in zip(*eflomal_links(slice(n)))]
     write_pharaoh(out, links)
-    write_pharaoh(work / "train.gdfa.rev", [{(j, i) for i, j in pair} for pair in links])  # for fr->en
+    write_pharaoh(SUPERVISION_REVERSED, [{(j, i) for i, j in pair} for pair in links])  # for fr->en
     return out
 
 
 def train(ns) -> None:
     if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
-            and not (WORK / "eflomal" / "train.gdfa.rev").is_file():
+            and not SUPERVISION_REVERSED.is_file():
         training_alignments()
     data = WORK / "data"
     runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
     for name, src, tgt in runs:
         overrides = VARIANTS[name]
         if src == "fr":  # a supervised French->English model learns the same links, swapped
-            overrides = [o.replace("train.gdfa", "train.gdfa.rev") if o.startswith("data.train_alignments=") else o
-                         for o in overrides]
+            overrides = [f"data.train_alignments={SUPERVISION_REVERSED}" if o.startswith("data.train_alignments=")
+                         else o for o in overrides]
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
@@ -219,19 +239,17 @@ def in_domain_reference() -> tuple[list[str], list[str]]:
     grow-diag-final-and links of them (written by the eflomal step) as --gold arguments: how
     closely a model's attention follows a statistical aligner on the text it was trained for.
     Agreement with eflomal, not accuracy: there is no human gold for Multi30k."""
-    sys.path.insert(0, str(REPO))
-    from mt.evaluation.alignment import grow_diag_final_and, read_pharaoh, write_pharaoh
+    from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
 
     work = WORK / "in_domain"
     work.mkdir(parents=True, exist_ok=True)
-    data, flo = WORK / "data", WORK / "eflomal"
+    data = WORK / "data"
     start = len((data / "train.en").read_text(encoding="utf-8").splitlines())  # eflomal read train, valid, ...
     src = (data / "valid.en").read_text(encoding="utf-8").splitlines()[:IN_DOMAIN]
     tgt = (data / "valid.fr").read_text(encoding="utf-8").splitlines()[:IN_DOMAIN]
     (work / "valid.pairs").write_text("".join(f"{a} ||| {b}\n" for a, b in zip(src, tgt)), encoding="utf-8")
-    fwd = [g.sure for g in read_pharaoh(flo / "all.fwd")[start:start + IN_DOMAIN]]
-    rev = [g.sure for g in read_pharaoh(flo / "all.rev")[start:start + IN_DOMAIN]]
-    write_pharaoh(work / "eflomal.gdfa", [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)])
+    links = [grow_diag_final_and(f, r) for f, r in zip(*eflomal_links(slice(start, start + IN_DOMAIN)))]
+    write_pharaoh(work / "eflomal.gdfa", links)
     return ["--pairs", str(work / "valid.pairs")], ["--gold", str(work / "eflomal.gdfa")]
 
 
@@ -256,8 +274,8 @@ def align(ns, corpus: str = "hansards") -> dict:
         results[name] = {"valid_bleu": metrics.get("valid_bleu"), "steps": metrics.get("step"), "rules": {}}
         backward = runs / f"{name}.{backward_dir}" / "model"
         rules = rules_for(name)
+        best = "argmax, Shift-Att" if name == "transformer" else "argmax"  # the rule each is meant for
         if backward.is_dir():
-            best = "argmax, Shift-Att" if name == "transformer" else "argmax"
             rules[f"{best}, grow-diag-final-and"] = [*rules[best], "--backward-model", str(backward)]
         for rule, extra in rules.items():
             out = WORK / f"align_{corpus}" / f"{name}.{re.sub(r'[^a-z0-9]+', '_', rule.lower())}.pharaoh"
@@ -266,8 +284,7 @@ def align(ns, corpus: str = "hansards") -> dict:
                             *extra], check=True, capture_output=True)
             results[name]["rules"][rule] = aer_of(out, gold)
             print(f"{name:20s} {rule:45s} {results[name]['rules'][rule]}", flush=True)
-        if in_domain:  # the model's usual rule on its own domain, against eflomal's links there
-            best = "argmax, Shift-Att" if name == "transformer" else "argmax"
+        if in_domain:  # the same rule on the model's own domain, against eflomal's links there
             out = WORK / "in_domain" / f"{name}.pharaoh"
             subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), *in_domain[0], "--pharaoh",
                             str(out), *rules[best]], check=True, capture_output=True)
@@ -277,20 +294,67 @@ def align(ns, corpus: str = "hansards") -> dict:
     return results
 
 
+def demo_size(name: str) -> list[str]:
+    """The demo's model size and training settings (``mt demo``'s, which reach their best BLEU
+    on this corpus in minutes); the Transformer at the same d_model as the RNN decoders."""
+    from mt.cli.demo import DEMO_MODEL, DEMO_TRAIN
+
+    train = [o for o in DEMO_TRAIN if not o.startswith(("train.threads=", "train.valid_max_sentences="))]
+    if name == "transformer":  # its preset's rate and warm-up: 0.003 is the RNNs'
+        return ["model.hidden_dim=128", "model.ff_dim=512",
+                *[o for o in train if not o.startswith("train.lr=")]]
+    return [*DEMO_MODEL, *train]
+
+
 def demo(ns) -> dict:
-    """Every variant trained ``--demo-seconds`` on the demo corpus, then every rule against its gold."""
+    """Every variant trained on the demo corpus until validation stops improving, ``--jobs`` at
+    a time (small models use two one-thread processes better than one two-thread one), then
+    every rule against its gold."""
     ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])]  # Multi30k's links
+    pending = []
     for name in ns.variants:
         run_dir = WORK / "demo_runs" / f"{name}.en-de"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             continue
-        cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=demo", f"data.dir={ns.demo}", *VARIANTS[name],
-               "train.epochs=1000", f"train.max_seconds={ns.demo_seconds}", f"train.seed={ns.seed}",
-               f"train.threads={ns.threads}", "train.log_seconds=60", f"hydra.run.dir={run_dir}",
-               f"cache_dir={WORK / 'cache'}"]
-        print(f"== demo {name}: {' '.join(cmd[2:])}", flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        pending.append([str(REPO / ".venv" / "bin" / "mt"), "train", "data=demo", f"data.dir={ns.demo}",
+                        *VARIANTS[name], *demo_size(name), f"train.epochs={ns.demo_epochs}",
+                        f"train.patience={ns.demo_patience}", f"train.max_seconds={ns.demo_seconds}",
+                        f"train.seed={ns.seed}", f"train.threads={max(1, ns.threads // ns.jobs)}",
+                        f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"])
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < ns.jobs:
+            cmd = pending.pop(0)
+            print(f"== demo: {' '.join(cmd[2:])}", flush=True)
+            running.append(subprocess.Popen(cmd, cwd=REPO))
+        time.sleep(1)
+        for process in [p for p in running if p.poll() is not None]:
+            running.remove(process)
+            if process.returncode:
+                raise SystemExit(f"training failed ({process.returncode}): {' '.join(process.args[2:])}")
     return align(ns, "demo")
+
+
+def demo_eflomal(ns) -> dict:
+    """eflomal on the demo corpus (training and test pairs, whitespace words as the gold
+    counts them), scored against the test pairs' gold."""
+    eflomal_venv(ns)
+    work = WORK / "eflomal_demo"
+    work.mkdir(parents=True, exist_ok=True)
+    text = {lang: [line for split in ("train", "test")
+                   for line in (ns.demo / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()]
+            for lang in ("en", "de")}
+    for lang, lines in text.items():
+        (work / f"text.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+    start = time.perf_counter()
+    subprocess.run([str(EFLOMAL_VENV / "bin" / "eflomal-align"), "-s", str(work / "text.en"), "-t",
+                    str(work / "text.de"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
+                    "--model", "3", "--overwrite"], check=True)
+    seconds = time.perf_counter() - start
+    n = len((ns.demo / "test.en").read_text(encoding="utf-8").splitlines())
+    fwd, rev = eflomal_links(slice(-n, None), work)
+    return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.demo / "test.align")],
+                         {"seconds": round(seconds, 1), "sentences": len(text["en"])})
 
 
 def _last_valid(path: Path) -> dict:
@@ -303,11 +367,11 @@ def table(report: dict) -> str:
     """Markdown tables: Hansards (eflomal first), then the demo corpus."""
     out = []
     for key, title in (("attention", "Hansards en-fr"), ("demo", "demo corpus en-de")):
-        if key not in report and not (key == "attention" and "eflomal" in report):
+        if key not in report and not (key == "attention" and "eflomal" in report):  # a demo table needs its models
             continue
         lines = [f"{title}", "", "| aligner | valid BLEU | rule | AER | precision | recall |",
                  "| --- | ---: | --- | ---: | ---: | ---: |"]
-        flo = report.get("eflomal") if key == "attention" else None
+        flo = report.get("eflomal" if key == "attention" else "demo_eflomal")
         if flo:
             for rule in ("forward", "reverse", "intersection", "grow-diag-final-and"):
                 s = flo[rule]
@@ -317,6 +381,17 @@ def table(report: dict) -> str:
             for rule, s in res["rules"].items():
                 lines.append(f"| {name} | {res['valid_bleu']} | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
                              f"{s['recall']:.1f} |")
+        out.append("\n".join(lines))
+    checks = {n: r for n, r in report.get("attention", {}).items() if "in_domain_vs_eflomal" in r}
+    if checks:
+        title = (f"In-domain check ({IN_DOMAIN} Multi30k validation pairs, against eflomal's grow-diag-final-and "
+                 "links of them; agreement, not accuracy)")
+        header = "| model | rule | AER against eflomal | precision | recall | Hansards gold AER, same rule |"
+        lines = [title, "", header, "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for name, res in checks.items():
+            s = res["in_domain_vs_eflomal"]
+            lines.append(f"| {name} | {s['rule']} | {s['aer']:.1f} | {s['precision']:.1f} | {s['recall']:.1f} | "
+                         f"{res['rules'][s['rule']]['aer']:.1f} |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
 
@@ -333,13 +408,18 @@ def main() -> None:
     parser.add_argument("--transformer-seconds", type=float, default=1200)
     parser.add_argument("--demo", type=Path, default=REPO / "data" / "demo", help="the demo corpus (mt train "
                         "data=demo writes it)")
-    parser.add_argument("--demo-seconds", type=float, default=90, help="training budget of each demo model")
+    parser.add_argument("--jobs", type=int, default=2, help="demo models trained at once (threads shared)")
+    parser.add_argument("--demo-epochs", type=int, default=8, help="most epochs of each demo model")
+    parser.add_argument("--demo-patience", type=int, default=2, help="validations without a better BLEU "
+                        "before a demo model stops")
+    parser.add_argument("--demo-seconds", type=float, default=0, help="a time limit on each demo model (0: none)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--retrain", action="store_true", help="train again models that exist")
     parser.add_argument("--eflomal-version", default="2.0.0")
     parser.add_argument("--json", type=Path, help="write every figure here")
     ns = parser.parse_args()
+    ns.jobs = max(1, min(ns.jobs, ns.threads))
     if not (ns.gold / "enfr.gold").is_file():
         raise SystemExit(f"missing {ns.gold / 'enfr.gold'}: pass --gold DIR (the en-fr-hansards folder)")
     report: dict = {}
@@ -352,20 +432,25 @@ def main() -> None:
     if ns.step in ("align", "all"):
         report["attention"] = align(ns)
     if ns.step in ("demo", "all"):
+        report["demo_eflomal"] = demo_eflomal(ns)
         report["demo"] = demo(ns)
     if report:
         print(table(report))
-    if ns.json:
+    if ns.json:  # merged into what the file holds, each step's settings kept beside its figures
         previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}
         for key, value in report.items():  # a step run for some variants keeps the others' figures
             if key in ("attention", "demo") and isinstance(previous.get(key), dict):
                 previous[key].update(value)
             else:
                 previous[key] = value
-        previous.update({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "threads": ns.threads,
-                         "seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds,
-                         "demo_seconds": ns.demo_seconds, "seed": ns.seed,
-                         "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]])})
+        settings = {"train": {"seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds},
+                    "demo": {"demo_epochs": ns.demo_epochs, "demo_patience": ns.demo_patience,
+                             "demo_seconds": ns.demo_seconds, "jobs": ns.jobs}}
+        previous.setdefault("steps", {})[ns.step] = {
+            "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
+            "threads": ns.threads, "seed": ns.seed, **settings.get(ns.step, {}),
+            **(settings["train"] | settings["demo"] if ns.step == "all" else {})}
+        previous["machine"] = machine()
         ns.json.write_text(json.dumps(previous, indent=2))
 
 
