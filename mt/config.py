@@ -229,6 +229,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
     alignment_loss: float = 0.0  # weight of attention supervised by word alignments (Garg et al., 2019); 0: off
+    activation_checkpointing: bool = False  # Transformer: keep only each layer's input, recompute the rest in backward (less memory, slower)
     precision: Precision = Precision.auto  # auto: bf16 only where the hardware computes it natively
     device: str = "auto"         # auto, cpu, cuda, cuda:N
     threads: int = 0             # torch intra-op threads (0: torch's default)
@@ -287,6 +288,9 @@ class ExperimentConfig:
                or self.model.attention.type is not AttentionType.none,
                f"train.alignment_loss={self.train.alignment_loss} supervises attention, which model "
                f"{self.model.name} does not have: pick an attention model or set train.alignment_loss=0")
+        _check(not self.train.activation_checkpointing or self.model.arch is Arch.transformer,
+               f"train.activation_checkpointing is for the Transformer's layers; model {self.model.name} is an "
+               "RNN: set train.activation_checkpointing=false (or lower train.max_tokens to save memory)")
 
 
 def register_configs() -> None:

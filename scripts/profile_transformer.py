@@ -3,6 +3,8 @@
     .venv/bin/python scripts/profile_transformer.py eager            # tokens/s and peak RSS
     .venv/bin/python scripts/profile_transformer.py profile          # plus torch.profiler's table
     .venv/bin/python scripts/profile_transformer.py compile          # through torch.compile(dynamic=True)
+    .venv/bin/python scripts/profile_transformer.py eager --unfused  # output layer and loss apart
+    .venv/bin/python scripts/profile_transformer.py eager --checkpointing  # train.activation_checkpointing
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python scripts/profile_transformer.py eager
 
 The same shape as scripts/bench_vs_joeynmt.py (3+3 layers, d 256, 4 heads, ff 1024,
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("mode", choices=["eager", "profile", "compile"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--unfused", action="store_true", help="the output layer and the loss apart (full "
+                        "logits), as before mt.training.fused_loss: for the before/after comparison")
+    parser.add_argument("--checkpointing", action="store_true", help="train.activation_checkpointing=true")
     parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
     ns = parser.parse_args()
     logging.disable(logging.INFO)
@@ -51,6 +56,9 @@ def main() -> None:
     print(f"after loading the data: peak {peak_mib()} MiB")
     torch.manual_seed(0)
     model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
+    if ns.unfused:  # sequence_loss falls back to logits + F.cross_entropy without an output_layer
+        type(model).output_layer = property(lambda self: None)
+    model.set_activation_checkpointing(ns.checkpointing)
     forward = torch.compile(model, dynamic=True) if ns.mode == "compile" else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], 4096, seed=0)

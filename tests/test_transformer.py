@@ -104,3 +104,31 @@ def test_a_line_longer_than_max_positions_is_cut_with_a_warning_and_the_rest_tra
     # Forced decoding (mt align) leaves a pair it cannot read unaligned instead of failing.
     forced = translator.force_decode_ids(src_tok.encode(lines), tgt_tok.encode(["Der Hund schläft."] * 3))
     assert forced[1] == (0.0, None) and forced[0][1] is not None
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients_and_keeps_less():
+    """Recomputed layers reuse the first pass's dropout masks: same numbers, fewer saved tensors."""
+    from mt.training.trainer import sequence_loss
+
+    batch = collate(SRC, TGT)
+    results = []
+    for on in (False, True):
+        model = _model(dropout=0.3).train()
+        model.set_activation_checkpointing(on)
+        torch.manual_seed(5)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            loss = sequence_loss(model, batch, 0.1)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()], sum(saved)))
+    (loss_off, grads_off, saved_off), (loss_on, grads_on, saved_on) = results
+    torch.testing.assert_close(loss_on, loss_off)
+    for on, off in zip(grads_on, grads_off):
+        torch.testing.assert_close(on, off, rtol=1e-5, atol=1e-6)
+    assert saved_on < saved_off / 2
+
+
+def test_activation_checkpointing_is_for_the_transformer_only():
+    with pytest.raises(ConfigError, match="train.activation_checkpointing is for the Transformer"):
+        compose(["model=rnn_bahdanau", "train.activation_checkpointing=true"])
+    assert compose(["model=transformer", "train.activation_checkpointing=true"]).train.activation_checkpointing

@@ -50,14 +50,25 @@ class Seq2SeqModel(nn.Module, ABC):
         Returns logits [batch, vocab], the next state, attention [batch, src_len] or None.
         """
 
+    @property
+    def output_layer(self) -> nn.Linear | None:
+        """The last layer (features -> logits), if the model can stop before it:
+        ``forward(..., features=True)`` then returns its input, so training can run that
+        layer fused with the loss a slice at a time (``mt.training.fused_loss``)."""
+        return None
+
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
-                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+                return_attention: bool = True, features: bool = False) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len].
 
         ``return_attention=False`` lets a model skip work that only the weights need
-        (training). The default runs ``decode_step`` over the target; models override it
-        with a faster path that must give the same numbers (the tests check this).
+        (training). ``features=True`` (where ``output_layer`` is not None) gives the output
+        layer's input [batch, tgt_len, dim] in place of the logits. The default runs
+        ``decode_step`` over the target; models override it with a faster path that must
+        give the same numbers (the tests check this).
         """
+        if features:
+            raise NotImplementedError(f"{type(self).__name__} has no output_layer to stop before")
         memory = self.encode(src, src_mask)
         state = self.init_state(memory)
         logits, attn = [], []

@@ -165,8 +165,15 @@ class RNNDecoder(nn.Module):
         out, context, state, weights = self._context_step(emb, state, memory)
         return self.output(self.dropout(self._readout(out, context, emb))), state, weights
 
-    def forward(self, memory: TensorDict, state: TensorDict, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced logits [batch, tgt_len, vocab] and attention [batch, tgt_len, src_len].
+    def forward(self, memory: TensorDict, state: TensorDict, tgt_in: Tensor,
+                features: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits [batch, tgt_len, vocab] (with ``features``, the output
+        layer's input) and attention [batch, tgt_len, src_len]."""
+        x, weights = self._features(memory, state, tgt_in)
+        return x if features else self.output(x), weights
+
+    def _features(self, memory: TensorDict, state: TensorDict, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The output layer's input [batch, tgt_len, dim], dropout applied, and the attention.
 
         Where no step depends on an earlier one's attention, the whole target runs in one
         RNN call; otherwise the steps loop, and the output layer still runs once over all
@@ -176,19 +183,19 @@ class RNNDecoder(nn.Module):
         if self.placement is Placement.none:
             context = memory["summary"].unsqueeze(1).expand(-1, steps, -1)
             out, _ = self._rnn(torch.cat([emb, context], dim=-1), state)
-            return self.output(self.dropout(self._readout(out, context, emb))), None
+            return self.dropout(self._readout(out, context, emb)), None
         if self.placement is Placement.luong and not self.input_feeding:
             out, _ = self._rnn(emb, state)
             context, weights = self._attend(out, memory)
             features = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))
-            return self.output(self.dropout(features)), weights
+            return self.dropout(features), weights
         if self.placement is Placement.luong:
             features, weights = [], []
             for t in range(steps):
                 feat, state, step_weights = self._luong_step(emb[:, t], state, memory)
                 features.append(feat)
                 weights.append(step_weights)
-            return self.output(self.dropout(torch.stack(features, 1))), torch.stack(weights, 1)
+            return self.dropout(torch.stack(features, 1)), torch.stack(weights, 1)
         outputs, contexts, weights = [], [], []
         for t in range(steps):
             out, context, state, step_weights = self._context_step(emb[:, t], state, memory)
@@ -196,7 +203,7 @@ class RNNDecoder(nn.Module):
             contexts.append(context)
             weights.append(step_weights)
         features = self._readout(torch.stack(outputs, 1), torch.stack(contexts, 1), emb)
-        return self.output(self.dropout(features)), torch.stack(weights, 1)
+        return self.dropout(features), torch.stack(weights, 1)
 
 
 class RNNSeq2Seq(Seq2SeqModel):
@@ -222,8 +229,12 @@ class RNNSeq2Seq(Seq2SeqModel):
     def decode_step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor | None]:
         return self.decoder.step(memory, state, prev)
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.decoder.output
+
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
-                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+                return_attention: bool = True, features: bool = False) -> tuple[Tensor, Tensor | None]:
         memory = self.encode(src, src_mask)
-        logits, attention = self.decoder(memory, self.init_state(memory), tgt_in)  # attention comes for free
-        return logits, attention if return_attention else None
+        out, attention = self.decoder(memory, self.init_state(memory), tgt_in, features)  # attention comes free
+        return out, attention if return_attention else None

@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from mt.data.tokenizer import PAD
 from mt.models.interface import Seq2SeqModel, TensorDict
@@ -156,6 +157,25 @@ class TransformerSeq2Seq(Seq2SeqModel):
         if tie_output:
             self.output.weight = self.tgt_embed.tokens.weight
         self.reduction = reduction
+        self.checkpointing = False  # set_activation_checkpointing
+
+    def set_activation_checkpointing(self, on: bool) -> None:
+        """Training keeps only each layer's input and recomputes the layer in the backward
+        pass (with the same dropout masks): activation memory falls to a layer's worth, at
+        the price of a second forward pass through the layers."""
+        self.checkpointing = on
+
+    def _run(self, block, *args):
+        """``block(*args)``, through activation checkpointing when it is on and gradients flow."""
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    @staticmethod
+    def _decoder_block(layer: DecoderLayer, x: Tensor, cross_k: Tensor, cross_v: Tensor, src_mask: Tensor,
+                       wanted: bool) -> tuple[Tensor, Tensor | None]:
+        k, v = layer.self_attn.keys_values(layer.norm1(x))
+        return layer(x, k, v, cross_k, cross_v, src_mask, True, wanted)
 
     # -- helpers ---------------------------------------------------------------------
     def _weights_needed(self, layer: int) -> bool:
@@ -166,24 +186,25 @@ class TransformerSeq2Seq(Seq2SeqModel):
         return torch.stack(maps, 1).mean(dim=(1, 2))
 
     def _decode(self, memory: TensorDict, tgt_in: Tensor, need: str) -> tuple[Tensor, list[Tensor]]:
-        """Teacher-forced decoder; ``need``: 'none', 'reduced' (layers the reduction uses) or 'all'."""
+        """Teacher-forced decoder: the output layer's input [batch, tgt_len, dim] and the
+        attention maps ``need`` asks for: 'none', 'reduced' (layers the reduction uses) or 'all'."""
         x = self.tgt_embed(tgt_in)
         src_mask = memory["mask"][:, None, None, :]
         maps = []
         for i, layer in enumerate(self.decoder):
             wanted = need == "all" or (need == "reduced" and self._weights_needed(i))
-            k, v = layer.self_attn.keys_values(layer.norm1(x))
-            x, w = layer(x, k, v, memory[f"cross_k{i}"], memory[f"cross_v{i}"], src_mask, True, wanted)
+            x, w = self._run(self._decoder_block, layer, x, memory[f"cross_k{i}"], memory[f"cross_v{i}"],
+                             src_mask, wanted)
             if w is not None:
                 maps.append(w)
-        return self.output(self.decoder_norm(x)), maps
+        return self.decoder_norm(x), maps
 
     # -- the model interface ---------------------------------------------------------
     def encode(self, src: Tensor, src_mask: Tensor) -> TensorDict:
         x = self.src_embed(src)
         mask = src_mask[:, None, None, :]                              # [batch, 1, 1, src_len]
         for layer in self.encoder:
-            x = layer(x, mask)
+            x = self._run(layer, x, mask)
         states = self.encoder_norm(x)
         memory = {"states": states, "mask": src_mask}
         for i, layer in enumerate(self.decoder):                       # cross-attention keys/values, once
@@ -212,11 +233,15 @@ class TransformerSeq2Seq(Seq2SeqModel):
         logits = self.output(self.decoder_norm(x))[:, 0]
         return logits, new_state, self._reduce(maps)[:, 0]
 
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.output
+
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor,
-                return_attention: bool = True) -> tuple[Tensor, Tensor | None]:
+                return_attention: bool = True, features: bool = False) -> tuple[Tensor, Tensor | None]:
         memory = self.encode(src, src_mask)
-        logits, maps = self._decode(memory, tgt_in, "reduced" if return_attention else "none")
-        return logits, self._reduce(maps) if return_attention else None
+        x, maps = self._decode(memory, tgt_in, "reduced" if return_attention else "none")
+        return x if features else self.output(x), self._reduce(maps) if return_attention else None
 
     def attention_maps(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         """Every layer's and head's cross-attention: [batch, layers, heads, tgt_len, src_len]."""

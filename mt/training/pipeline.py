@@ -128,6 +128,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
         with distributed.main_first():  # under torchrun, rank 0 writes the corpus and tokenizer caches
             data = prepare_data(cfg)
         model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
+    if cfg.train.activation_checkpointing:  # the config allows it for the Transformer only
+        model.set_activation_checkpointing(True)
     precision = resolve_precision(cfg.train.precision.value, device)
     log.info("%smodel %s: %s parameters, device %s, %s", f"[{name}] " if name else "", cfg.model.name,
              f"{model.num_parameters():,}", device, precision.describe())

@@ -42,6 +42,7 @@ from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
 from mt.training.alignment_supervision import alignment_loss
 from mt.training.checkpoint import Progress
+from mt.training.fused_loss import linear_cross_entropy
 
 log = logging.getLogger("mt.train")
 
@@ -94,10 +95,15 @@ def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float,
     with ``alignment_weight`` and gold rows in the batch, plus that weight times the
     attention's cross-entropy against them (train.alignment_loss)."""
     supervised = alignment_weight > 0 and batch.align is not None
+    output = getattr(model, "module", model).output_layer  # through a DistributedDataParallel wrapper
     with precision.autocast():
-        logits, attention = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=supervised)
-    loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch.tgt_out.reshape(-1),
-                           ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
+        out, attention = model(batch.src, batch.src_mask, batch.tgt_in, return_attention=supervised,
+                               features=output is not None)
+        if output is not None:  # the output layer and the loss a slice at a time: no full logits
+            loss = linear_cross_entropy(out, output.weight, output.bias, batch.tgt_out, PAD, label_smoothing)
+    if output is None:
+        loss = F.cross_entropy(out.float().reshape(-1, out.size(-1)), batch.tgt_out.reshape(-1),
+                               ignore_index=PAD, label_smoothing=label_smoothing, reduction="sum")
     if supervised and attention is not None:
         loss = loss + alignment_weight * alignment_loss(attention, batch.align)
     return loss
