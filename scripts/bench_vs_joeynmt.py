@@ -145,9 +145,11 @@ def joeynmt_config(model: str, data: Path, spm_model: Path, vocab: Path, out: Pa
         "training": {
             "model_dir": str(out), "overwrite": True, "optimizer": "adam",
             # mt's presets: the Transformer warms up over 100 updates to 1e-3 (JoeyNMT then decays it
-            # by inverse square root; its plateau schedule fails on torch 2.13), the RNN keeps 2e-3.
+            # by inverse square root; its plateau schedule fails on torch 2.13), the RNN keeps 2e-3
+            # (JoeyNMT 2.3 refuses a config without a scheduler: exponential decay by 1.0 is constant).
             **({"learning_rate": 0.001, "scheduling": "warmupinversesquareroot", "learning_rate_warmup": 100}
-               if model == "transformer" else {"learning_rate": 0.002}),
+               if model == "transformer" else {"learning_rate": 0.002, "scheduling": "exponential",
+                                               "decrease_factor": 1.0}),
             "batch_size": 4096, "batch_type": "token", "epochs": 100, "logging_freq": 2,
             "validation_freq": 10 ** 9, "use_cuda": False, "fp16": False, "random_seed": 1, "shuffle": True,
             "label_smoothing": 0.1 if model == "transformer" else 0.0, "num_workers": 0, "print_valid_sents": [],
@@ -553,6 +555,10 @@ def main() -> None:
                     # JoeyNMT logs from its first update; keep the lines of the first ns.seconds only.
                     text = text[: _cut_after_seconds(text, ns.seconds)]
                 rates = [float(x) for x in pattern.findall(text)]
+                if not rates:  # a run that never trained is a failure to show, not a blank in the table
+                    tail = text.strip().splitlines()[-1:] or ["(no output)"]
+                    raise SystemExit(f"{system} {model} logged no throughput; its log {out.with_suffix('.log')} "
+                                     f"ends: {tail[0]}")
                 found = params.search(text)
                 run = {"median_tok_s": median_after_warmup(rates, ns.warmup_lines), "lines": len(rates),
                        "peak_rss_mib": round(peak), "parameters": found.group(1) if found else None,
