@@ -145,15 +145,21 @@ def eflomal(ns) -> dict:
     n = len(gold_src)
     (work / "text.en").write_text("".join(x + "\n" for x in [*src, *(s.lower() for s in gold_src)]), encoding="utf-8")
     (work / "text.fr").write_text("".join(x + "\n" for x in [*tgt, *(t.lower() for t in gold_tgt)]), encoding="utf-8")
-    start = time.perf_counter()
-    subprocess.run([str(EFLOMAL_VENV / "bin" / "eflomal-align"), "-s", str(work / "text.en"), "-t",
-                    str(work / "text.fr"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
-                    "--model", "3", "--overwrite"], check=True)
-    seconds = time.perf_counter() - start
+    seconds = run_eflomal(work, "fr")
     training_alignments()
     fwd, rev = eflomal_links(slice(-n, None))
     return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"],
                          {"seconds": round(seconds, 1), "sentences": len(src) + n})
+
+
+def run_eflomal(work: Path, tgt_lang: str) -> float:
+    """eflomal on ``work``/text.en and text.TGT_LANG, both directions into all.fwd / all.rev;
+    returns its seconds."""
+    start = time.perf_counter()
+    subprocess.run([str(EFLOMAL_VENV / "bin" / "eflomal-align"), "-s", str(work / "text.en"), "-t",
+                    str(work / f"text.{tgt_lang}"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
+                    "--model", "3", "--overwrite"], check=True)
+    return time.perf_counter() - start
 
 
 def eflomal_venv(ns) -> None:
@@ -308,8 +314,9 @@ def demo_size(name: str) -> list[str]:
 
 def demo(ns) -> dict:
     """Every variant trained on the demo corpus until validation stops improving, ``--jobs`` at
-    a time (small models use two one-thread processes better than one two-thread one), then
-    every rule against its gold."""
+    a time, threads shared (seen once in the progress lines of the 2026-11-23 run: two
+    one-thread Bahdanau trainings at 4.8k + 4.5k tokens/s against 6.8k for one on two
+    threads), then every rule against its gold."""
     ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])]  # Multi30k's links
     pending = []
     for name in ns.variants:
@@ -346,11 +353,7 @@ def demo_eflomal(ns) -> dict:
             for lang in ("en", "de")}
     for lang, lines in text.items():
         (work / f"text.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    start = time.perf_counter()
-    subprocess.run([str(EFLOMAL_VENV / "bin" / "eflomal-align"), "-s", str(work / "text.en"), "-t",
-                    str(work / "text.de"), "-f", str(work / "all.fwd"), "-r", str(work / "all.rev"),
-                    "--model", "3", "--overwrite"], check=True)
-    seconds = time.perf_counter() - start
+    seconds = run_eflomal(work, "de")
     n = len((ns.demo / "test.en").read_text(encoding="utf-8").splitlines())
     fwd, rev = eflomal_links(slice(-n, None), work)
     return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.demo / "test.align")],
@@ -446,10 +449,10 @@ def main() -> None:
         settings = {"train": {"seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds},
                     "demo": {"demo_epochs": ns.demo_epochs, "demo_patience": ns.demo_patience,
                              "demo_seconds": ns.demo_seconds, "jobs": ns.jobs}}
+        own = settings["train"] | settings["demo"] if ns.step == "all" else settings.get(ns.step, {})
         previous.setdefault("steps", {})[ns.step] = {
             "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
-            "threads": ns.threads, "seed": ns.seed, **settings.get(ns.step, {}),
-            **(settings["train"] | settings["demo"] if ns.step == "all" else {})}
+            "threads": ns.threads, "seed": ns.seed, **own}
         previous["machine"] = machine()
         ns.json.write_text(json.dumps(previous, indent=2))
 

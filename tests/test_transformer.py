@@ -117,7 +117,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients_and_keeps_le
         model.set_activation_checkpointing(on)
         torch.manual_seed(5)
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, saved=saved: saved.append(t.numel()) or t, lambda t: t):
             loss = sequence_loss(model, batch, 0.1)
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters()], sum(saved)))

@@ -68,7 +68,8 @@ class Seq2SeqModel(nn.Module, ABC):
         give the same numbers (the tests check this).
         """
         if features:
-            raise NotImplementedError(f"{type(self).__name__} has no output_layer to stop before")
+            raise ValueError(f"forward(features=True) needs a model with an output_layer; "
+                             f"{type(self).__name__} has none (ask for the logits instead)")
         memory = self.encode(src, src_mask)
         state = self.init_state(memory)
         logits, attn = [], []

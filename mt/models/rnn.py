@@ -176,8 +176,8 @@ class RNNDecoder(nn.Module):
         """The output layer's input [batch, tgt_len, dim], dropout applied, and the attention.
 
         Where no step depends on an earlier one's attention, the whole target runs in one
-        RNN call; otherwise the steps loop, and the output layer still runs once over all
-        of them (one large matrix product)."""
+        RNN call; otherwise the steps loop, and ``forward`` still runs the output layer once
+        over all of them (one large matrix product)."""
         emb = self.dropout(self.embed(tgt_in))                                   # [batch, tgt_len, emb]
         steps = tgt_in.size(1)
         if self.placement is Placement.none:

@@ -39,8 +39,14 @@ def _slice_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> tuple
     return nll.sum(), lse
 
 
-def _logits(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+def _slices(x: Tensor, target: Tensor, weight: Tensor, bias: Tensor | None):
+    """(first row, rows of x, their targets, their fp32 logits [rows, vocab]) slice by slice;
+    x, weight and bias already in the compute dtype."""
+    step = _slice_rows(weight.size(0))
+    for start in range(0, x.size(0), step):
+        xs = x[start:start + step]
+        logits = torch.addmm(bias, xs, weight.t()) if bias is not None else xs @ weight.t()
+        yield start, xs, target[start:start + step], logits.float()
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -55,10 +61,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device) if bias is not None else None
         total = torch.zeros((), dtype=torch.float32, device=x.device)
-        step = _slice_rows(vocab)
-        for start in range(0, x.size(0), step):
-            xs, ts = x[start:start + step].to(dtype), target[start:start + step]
-            logits = _logits(xs, w, b).float()                                 # [rows, vocab]
+        for start, xs, ts, logits in _slices(x.to(dtype), target, w, b):
             loss, lse = _slice_loss(logits, ts, label_smoothing)
             total += loss
             # d loss / d logits = softmax - (1 - e) * one_hot - e / vocab, built in the logits' memory
@@ -69,7 +72,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if grad_b is not None:
                 grad_b += grad.sum(0)
             grad = grad.to(dtype)
-            grad_x[start:start + step] = grad @ w
+            grad_x[start:start + xs.size(0)] = grad @ w
             grad_w += (grad.t() @ xs).float()
         ctx.save_for_backward(grad_x, grad_w, grad_b)
         ctx.dtypes = (x.dtype, weight.dtype, bias.dtype if bias is not None else None)
@@ -98,8 +101,7 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor | None, 
     with torch.autocast(features.device.type, enabled=False):
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
             return _LinearCrossEntropy.apply(x, weight, bias, t, float(label_smoothing), dtype)
-        w, b = weight.to(dtype), bias.to(dtype) if bias is not None else None
-        step = _slice_rows(weight.size(0))
-        return sum((_slice_loss(_logits(x[i:i + step].to(dtype), w, b).float(), t[i:i + step],
-                                label_smoothing)[0] for i in range(0, x.size(0), step)),
+        b = bias.to(dtype) if bias is not None else None
+        return sum((_slice_loss(logits, ts, label_smoothing)[0]
+                    for _, _, ts, logits in _slices(x.to(dtype), t, weight.to(dtype), b)),
                    torch.zeros((), dtype=torch.float32, device=x.device))
