@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-SLICE_ELEMENTS = 1 << 23  # logits per slice: 32 MiB in fp32
+SLICE_ELEMENTS = 1 << 21  # logits per slice: 8 MiB in fp32 (262 rows of an 8k vocabulary), so that the
+# element-wise passes over a slice (max, subtract, exp, sum, scale) run in cache and the allocator reuses the
+# block (glibc maps blocks of 32 MiB and more from the kernel afresh each time: page faults on every slice)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -30,13 +32,26 @@ def _slice_rows(vocab: int) -> int:
     return max(1, SLICE_ELEMENTS // max(vocab, 1))
 
 
-def _slice_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor]:
-    """Summed smoothed cross-entropy of fp32 logits [rows, vocab], and their log-sum-exp."""
-    lse = torch.logsumexp(logits, dim=-1)                                  # [rows]
-    nll = lse - logits.gather(1, target[:, None])[:, 0]
+def _slice_loss(logits: Tensor, target: Tensor, label_smoothing: float, *, softmax: bool = False) -> Tensor:
+    """Summed smoothed cross-entropy of fp32 logits [rows, vocab]. With ``softmax`` the logits
+    are overwritten by their softmax (the gradient's main term), at the cost of one exp pass:
+    ``torch.logsumexp`` would allocate a second [rows, vocab] tensor and a later softmax would
+    exponentiate again."""
+    picked = logits.gather(1, target[:, None])[:, 0]                        # [rows]
+    mean = logits.mean(dim=-1) if label_smoothing else None
+    top = logits.amax(dim=-1, keepdim=True)                                 # [rows, 1]
+    if softmax:
+        exp = logits.sub_(top).exp_()
+    else:
+        exp = (logits - top).exp_()
+    total = exp.sum(dim=-1, keepdim=True)                                   # [rows, 1]
+    lse = (total.log() + top)[:, 0]
+    if softmax:
+        exp.div_(total)
+    nll = lse - picked
     if label_smoothing:  # as F.cross_entropy: (1 - e) * nll + e * mean over the vocabulary of -log p
-        nll = (1 - label_smoothing) * nll + label_smoothing * (lse - logits.mean(dim=-1))
-    return nll.sum(), lse
+        nll = (1 - label_smoothing) * nll + label_smoothing * (lse - mean)
+    return nll.sum()
 
 
 def _slices(x: Tensor, target: Tensor, weight: Tensor, bias: Tensor | None):
@@ -62,10 +77,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device) if bias is not None else None
         total = torch.zeros((), dtype=torch.float32, device=x.device)
         for start, xs, ts, logits in _slices(x.to(dtype), target, w, b):
-            loss, lse = _slice_loss(logits, ts, label_smoothing)
-            total += loss
+            total += _slice_loss(logits, ts, label_smoothing, softmax=True)
             # d loss / d logits = softmax - (1 - e) * one_hot - e / vocab, built in the logits' memory
-            grad = logits.sub_(lse[:, None]).exp_()
+            grad = logits
             grad.scatter_add_(1, ts[:, None], grad.new_full((ts.size(0), 1), label_smoothing - 1))
             if label_smoothing:
                 grad.sub_(label_smoothing / vocab)
@@ -73,7 +87,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_b += grad.sum(0)
             grad = grad.to(dtype)
             grad_x[start:start + xs.size(0)] = grad @ w
-            grad_w += (grad.t() @ xs).float()
+            if grad.dtype == grad_w.dtype:  # accumulate inside the product: no [vocab, dim] temporary
+                grad_w.addmm_(grad.t(), xs)
+            else:
+                grad_w += (grad.t() @ xs).float()
         ctx.save_for_backward(grad_x, grad_w, grad_b)
         ctx.dtypes = (x.dtype, weight.dtype, bias.dtype if bias is not None else None)
         return total
@@ -102,6 +119,6 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor | None, 
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
             return _LinearCrossEntropy.apply(x, weight, bias, t, float(label_smoothing), dtype)
         b = bias.to(dtype) if bias is not None else None
-        return sum((_slice_loss(logits, ts, label_smoothing)[0]
+        return sum((_slice_loss(logits, ts, label_smoothing, softmax=True)
                     for _, _, ts, logits in _slices(x.to(dtype), t, weight.to(dtype), b)),
                    torch.zeros((), dtype=torch.float32, device=x.device))
