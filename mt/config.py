@@ -333,13 +333,15 @@ def upgrade_saved_config(cfg: Any) -> Any:
     return cfg
 
 
-def load_yaml(path: Path, schema: type) -> Any:
-    """Reads a YAML file written by ``to_yaml`` back into ``schema``, validated."""
+def load_yaml(path: Path, schema: type, text: str | None = None) -> Any:
+    """Reads a YAML file written by ``to_yaml`` back into ``schema``, validated. ``text``: the
+    file's content, given instead of reading ``path`` (which then only names it in errors)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), upgrade_saved_config(OmegaConf.load(path)))
+        raw = OmegaConf.load(path) if text is None else OmegaConf.create(text)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), upgrade_saved_config(raw))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{path} does not fit the {schema.__name__} schema: {str(err).splitlines()[0]}") from err

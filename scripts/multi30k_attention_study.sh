@@ -9,6 +9,7 @@
 #   scripts/multi30k_attention_study.sh runs/m30k_study "rnn_noattn rnn_bahdanau" "1 2 3"
 #   scripts/multi30k_attention_study.sh runs/m30k_study all "1 2 3"
 #   scripts/multi30k_attention_study.sh --params all       # parameter counts only, nothing trained
+#   scripts/multi30k_attention_study.sh --compare runs/m30k_study   # only the last step, on the runs done so far
 #
 # Variants (names of the run folders): rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax
 # rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine
@@ -20,6 +21,14 @@
 # variants (here a half-width RNN with 4,000-piece vocabularies, so that a model trains in
 # about 20-40 minutes on one core; drop it for the presets' full size). Finished runs (a
 # `done` marker) are skipped, so the command can be rerun to add variants or seeds.
+#
+# The whole study takes longer than one session on a 2-core machine, and its models do not
+# belong in the repository, so it keeps what the comparison needs of each finished model as a
+# record in RECORDS (default docs/bench/m30k_study: translations of test 2016 with beam 5, run
+# record, attention statistics; `mt compare --save-systems`). A run whose record is there is not
+# trained again, and the final `mt compare` sets the records beside the models trained now
+# (`--systems`). So a later session (a fresh checkout) goes on where the last one stopped, and
+# `--compare OUT` at any point compares what is finished and writes the new records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: $0 OUT_DIR [VARIANTS|all] [SEEDS] [OVERRIDES...]}
@@ -28,9 +37,24 @@ seeds=${3:-"1 2 3"}
 shift $(( $# < 3 ? $# : 3 ))
 data=${MULTI30K:-../shared/data/multi30k}
 jobs=${JOBS:-2}
+records=${RECORDS:-docs/bench/m30k_study}
 threads=${THREADS:-1}
 SIZE=${SIZE:-"model.emb_dim=128 model.hidden_dim=128 model.enc_hidden_dim=64 model.attention.dim=128 data.tokenizer.src_vocab_size=4000 data.tokenizer.tgt_vocab_size=4000"}
 common="data=multi30k data.dir=$data train.epochs=${EPOCHS:-30} train.patience=${PATIENCE:-4} train.threads=$threads $SIZE $*"
+
+compare() {  # the finished runs of $out beside the records, new records written
+  local done_runs=() systems=()
+  for marker in "$out"/*/done; do [ -e "$marker" ] && done_runs+=("$(dirname "$marker")"); done
+  compgen -G "$records/*.system.json.gz" > /dev/null && systems=(--systems "$records")
+  if [ ${#done_runs[@]} -eq 0 ] && [ ${#systems[@]} -eq 0 ]; then echo "nothing finished to compare yet" >&2; return 1; fi
+  .venv/bin/mt compare "${done_runs[@]}" "${systems[@]}" --save-systems "$records" --split test --beam 5 \
+    --out "$out/compare" --no-progress --explore "$out/compare/explore.html" | tee "$out/compare.txt"
+}
+if [ "$out" = --compare ]; then
+  out=${2:?usage: $0 --compare OUT_DIR}
+  compare
+  exit
+fi
 
 overrides() {  # variant -> its mt train overrides
   case $1 in
@@ -66,14 +90,14 @@ run() {  # variant seed overrides...
   local name=$1 seed=$2 dir="$out/$1_seed$2"
   shift 2
   if [ -f "$dir/model/model.safetensors" ] && [ -f "$dir/done" ]; then echo "skip $dir (done)"; return; fi
+  if [ -f "$records/${name}_seed$seed.system.json.gz" ]; then echo "skip $dir (its record is in $records)"; return; fi
   echo "$(date +%T) start $dir"
   .venv/bin/mt train $common "$@" train.seed="$seed" hydra.run.dir="$dir" > "$out/${name}_seed$seed.log" 2>&1 \
     && touch "$dir/done"
   echo "$(date +%T) end   $dir: $(tail -n 2 "$dir/metrics.jsonl" | head -n 1 | cut -c1-160)"
 }
 export -f run
-export out common
+export out common records
 for seed in $seeds; do for v in $variants; do echo "$v $seed $(overrides "$v")"; done; done \
   | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
-.venv/bin/mt compare "$out" --split test --beam 5 --out "$out/compare" --no-progress --explore "$out/compare/explore.html" \
-  | tee "$out/compare.txt"
+compare

@@ -1,6 +1,7 @@
 """mt compare: several models on one test set, with significance, by length, side by side."""
 
 import csv
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -191,3 +192,97 @@ def test_the_median_seed_stands_for_a_variant():
     assert [len(m) for m in groups.values()] == [3, 1]
     assert median_seed(groups[("rnn_noattn", "gru 128, no attention")], scores).name == "rnn_noattn seed 3"
     assert median_seed(entries[:2], scores).name == "rnn_noattn seed 2"  # even count: the lower middle
+
+
+def _scores(out: Path) -> dict[str, dict]:
+    return {r["model"]: r for r in csv.DictReader((out / "scores.csv").open())}
+
+
+def test_saved_systems_stand_in_for_models_that_are_gone(trained_model_dir, noattn_model_dir, corpus_dir, tmp_path,
+                                                         capsys):
+    """A study longer than a session keeps each model's translations as a record; a later
+    mt compare over records and models gives the figures one over the models would."""
+    src, ref = str(corpus_dir / "test.en"), str(corpus_dir / "test.de")
+    common = ["--src", src, "--ref", ref, "--bootstrap", "50", "--beam", "2", "--no-progress"]
+    records = tmp_path / "records"
+    assert main(["compare", str(trained_model_dir), str(noattn_model_dir), *common, "--out", str(tmp_path / "both"),
+                 "--save-systems", str(records)]) == 0
+    files = sorted(p.name for p in records.iterdir())
+    assert len(files) == 2 and all(f.endswith(".system.json.gz") for f in files)  # both run folders are "run"
+    # The attention model now only as its record, beside the no-attention model translated again.
+    attn_record = next(p for p in records.iterdir()
+                       if json.loads(gzip.decompress(p.read_bytes()))["entry"]["preset"] == "rnn_bahdanau")
+    capsys.readouterr()
+    assert main(["compare", str(noattn_model_dir), *common, "--systems", str(attn_record),
+                 "--out", str(tmp_path / "mixed")]) == 0
+    assert "read from --systems records" in capsys.readouterr().out
+    both, mixed = _scores(tmp_path / "both"), _scores(tmp_path / "mixed")
+    assert set(both) == set(mixed) == {"rnn_bahdanau", "rnn_noattn"}
+    for name in both:
+        for column in ("test_bleu", "test_chrf", "p_value_vs_baseline", "bleu_95ci", "parameters", "attention_entropy",
+                       "valid_bleu", "train_seconds"):
+            assert both[name][column] == mixed[name][column], (name, column)
+    by_length = [list(csv.DictReader((tmp_path / d / "bleu_by_length.csv").open())) for d in ("both", "mixed")]
+    assert by_length[0] == by_length[1] and len(by_length[0]) >= 2
+    # The side-by-side figure still has the attention model's panel: its record keeps that sentence.
+    assert (tmp_path / "mixed" / "attention_side_by_side.png").is_file()
+    assert json.loads((tmp_path / "mixed" / "results.json").read_text())["from_records"] == {
+        "rnn_bahdanau": str(attn_record.resolve())}
+    # Records alone, on the models' own test split (the record carries the model's config).
+    assert main(["compare", "--systems", str(records), "--split", "test", "--bootstrap", "50", "--beam", "2",
+                 "--no-progress", "--out", str(tmp_path / "records_only")]) == 0
+    only = _scores(tmp_path / "records_only")
+    assert {n: r["test_bleu"] for n, r in only.items()} == {n: r["test_bleu"] for n, r in both.items()}
+    # A record of a model that is given too is not counted twice.
+    capsys.readouterr()
+    assert main(["compare", str(trained_model_dir), str(noattn_model_dir), *common, "--systems", str(records),
+                 "--out", str(tmp_path / "again")]) == 0
+    assert "translated again" in capsys.readouterr().err
+    assert set(_scores(tmp_path / "again")) == {"rnn_bahdanau", "rnn_noattn"}
+
+
+def test_saved_systems_are_refused_where_they_do_not_fit(trained_model_dir, corpus_dir, tmp_path, capsys):
+    src, ref = str(corpus_dir / "test.en"), str(corpus_dir / "test.de")
+    records = tmp_path / "records"
+    assert main(["compare", str(trained_model_dir), "--src", src, "--ref", ref, "--bootstrap", "10", "--no-progress",
+                 "--out", str(tmp_path / "o"), "--save-systems", str(records)]) == 0
+    (record,) = records.iterdir()
+    shorter = tmp_path / "short.en"
+    shorter.write_text("".join((corpus_dir / "test.en").read_text().splitlines(keepends=True)[:10]))
+    shorter_ref = tmp_path / "short.de"
+    shorter_ref.write_text("".join((corpus_dir / "test.de").read_text().splitlines(keepends=True)[:10]))
+    corrupt = tmp_path / "bad" / "x.system.json.gz"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"not gzip")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--systems", str(record), "--src", str(shorter), "--ref", str(shorter_ref)], "another test set"),
+        (["--systems", str(record), "--src", src, "--ref", ref, "--beam", "3"], "other search settings (beam=1 there, 3"),
+        (["--systems", str(corrupt), "--src", src, "--ref", ref], "is not a record written by mt compare"),
+        (["--systems", str(empty), "--src", src, "--ref", ref], "holds no .system.json.gz file"),
+        (["--systems", str(tmp_path / "nowhere"), "--src", src, "--ref", ref], "does not exist"),
+        (["--src", src, "--ref", ref], "no models"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(["compare", *args, "--out", str(tmp_path / "o2"), "--no-progress"]) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_record_never_replaces_another_models_record(tmp_path):
+    from mt.evaluation.compare import ModelEntry
+    from mt.evaluation.saved_systems import SavedSystem, load_systems, save_systems
+
+    def system(model_dir: str, seed: int) -> SavedSystem:
+        entry = ModelEntry("rnn_noattn", model_dir, "gru 8, no attention", False, 10, "en", "de", seed,
+                           preset="rnn_noattn")
+        return SavedSystem(entry, "", "f" * 64, {"beam": 1}, ["a b"], 1.0, None, None, None, "")
+
+    first = save_systems([system("/a/run/model", 1)], tmp_path)
+    second = save_systems([system("/b/run/model", 2)], tmp_path)  # same run folder name, another model
+    again = save_systems([system("/a/run/model", 1)], tmp_path)   # the same model: its record is replaced
+    assert first == again and first != second and len(list(tmp_path.iterdir())) == 2
+    loaded = load_systems([tmp_path])
+    assert sorted(s.entry.seed for s in loaded) == [1, 2] and all(s.hypotheses == ["a b"] for s in loaded)

@@ -399,8 +399,13 @@ def compare(args: list[str]) -> int:
         prog="mt compare", description="Translate one test set with several models and compare them: BLEU and "
         "chrF with sacrebleu's paired bootstrap against a baseline, BLEU by source length, attention entropy and "
         "AER, and the same sentence's attention from every model side by side.")
-    parser.add_argument("models", nargs="+", help="model directories (runs/NAME/model), run directories, or a "
+    parser.add_argument("models", nargs="*", help="model directories (runs/NAME/model), run directories, or a "
                         "Hydra multirun directory (every model below it)")
+    parser.add_argument("--systems", nargs="+", action="extend", metavar="PATH",
+                        help="records of models translated before (folders or *.system.json.gz files written by "
+                        "--save-systems): compared as if translated now, on the same test set and search settings")
+    parser.add_argument("--save-systems", metavar="DIR", help="write each model's translations, run record and "
+                        "attention statistics here, one *.system.json.gz per model, for a later --systems")
     parser.add_argument("--src", help="source file, one sentence a line (.gz accepted)")
     parser.add_argument("--ref", help="reference file, line-aligned with --src")
     parser.add_argument("--split", choices=["valid", "test"],
@@ -426,8 +431,10 @@ def compare(args: list[str]) -> int:
         find_model_dirs,
         format_by_length,
         format_scores,
+        systems_to_save,
         write_comparison,
     )
+    from mt.evaluation.saved_systems import load_systems, save_systems
 
     if (ns.src is None) != (ns.ref is None):
         raise MTError("give both --src and --ref, or --split")
@@ -438,13 +445,26 @@ def compare(args: list[str]) -> int:
     if ns.bootstrap < 1:
         raise MTError(f"--bootstrap must be at least 1, got {ns.bootstrap}")
     buckets = _buckets(ns.buckets)
-    entries = describe_models(find_model_dirs(ns.models))
-    check_languages(entries, ns.src, ns.ref)
+    if not ns.models and not ns.systems:
+        raise MTError("no models: pass model directories (runs/NAME/model), run directories or a multirun "
+                      "directory, and/or --systems records")
+    entries = describe_models(find_model_dirs(ns.models)) if ns.models else []
+    saved = load_systems(ns.systems) if ns.systems else []
+    given = {str(Path(e.model_dir).resolve()) for e in entries}
+    again = [s for s in saved if str(Path(s.entry.model_dir).resolve()) in given]
+    if again:  # the model is at hand: translate it now rather than trust its older record
+        print(f"note: {len(again)} record(s) under --systems are of models given too; those are translated again",
+              file=sys.stderr)
+        saved = [s for s in saved if s not in again]
+    check_languages(entries + [s.entry for s in saved], ns.src, ns.ref)
     if ns.split:
         from mt.config import ExperimentConfig, load_yaml
         from mt.data.corpus import load_corpus
 
-        data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
+        if entries:
+            data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
+        else:
+            data = load_yaml(Path(saved[0].path), ExperimentConfig, text=saved[0].config).data
         test = load_corpus(data)["validation" if ns.split == "valid" else "test"]
         sources, references = list(test["src"]), list(test["tgt"])
         where = f"the {ns.split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
@@ -462,8 +482,14 @@ def compare(args: list[str]) -> int:
     search = _search(ns)
     comparison = compare_models(entries, sources, references, baseline=ns.baseline, buckets=buckets, gold=gold,
                                 samples=ns.bootstrap, seed=ns.seed, search=search, device=ns.device,
-                                precision=ns.precision, progress=not ns.no_progress)
+                                precision=ns.precision, progress=not ns.no_progress, saved=saved)
     files = write_comparison(comparison, ns.out)
+    if ns.save_systems:
+        written = save_systems(systems_to_save(comparison), ns.save_systems)
+        print(f"records of {len(written)} translated model(s) written to {ns.save_systems}")
+    entries = comparison.entries
+    if saved:
+        print(f"{len(saved)} of the models read from --systems records (translated before, not now)")
     print(f"{len(entries)} models on {where}: {len(sources)} sentences, beam {ns.beam}; baseline "
           f"{comparison.baseline}; paired bootstrap {ns.bootstrap} resamples, seed {ns.seed}\n")
     print(format_scores(comparison))
@@ -474,8 +500,13 @@ def compare(args: list[str]) -> int:
     if ns.explore:
         from mt.decoding.translator import Translator
 
-        models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries]
-        _explore_page(ns.explore, models, sources, references, gold, search, f"mt compare: {where}")
+        models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries
+                  if e.name not in comparison.saved]
+        if len(models) < len(entries):
+            print(f"note: the explorer page shows the {len(models)} models at hand; records hold no model to explore",
+                  file=sys.stderr)
+        if models:
+            _explore_page(ns.explore, models, sources, references, gold, search, f"mt compare: {where}")
     return 0
 
 

@@ -22,6 +22,13 @@ import numpy as np
 
 from mt.errors import DataError, MTError
 from mt.evaluation.metrics import DEFAULT_BUCKETS, Scores, corpus_scores
+from mt.evaluation.saved_systems import (
+    SavedSystem,
+    check_fits,
+    example_of,
+    test_set_fingerprint,
+    translations_of,
+)
 
 MODEL_FILES = ("config.yaml", "model.safetensors")
 
@@ -41,6 +48,7 @@ class ModelEntry:
     train_seconds: float | None = None
     tokens_per_s: float | None = None
     valid_bleu: float | None = None   # the best validation BLEU in the run's metrics.jsonl
+    preset: str = ""          # the model preset's name, before _unique_names tells runs of it apart
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -123,7 +131,7 @@ def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:
     for d in model_dirs:
         cfg = load_yaml(d / "config.yaml", ExperimentConfig)
         entries.append(ModelEntry(
-            name=cfg.model.name, model_dir=str(d), variant=_variant(cfg),
+            name=cfg.model.name, preset=cfg.model.name, model_dir=str(d), variant=_variant(cfg),
             attention=cfg.model.arch.value == "transformer" or cfg.model.attention.type.value != "none",
             parameters=0, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
             seed=cfg.train.seed, **_run_record(d.parent)))
@@ -133,6 +141,8 @@ def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:
 
 def _unique_names(entries: list[ModelEntry]) -> None:
     """Two runs of one preset never share a name (nor an output file): add what differs."""
+    for e in entries:
+        e.name = e.preset or e.name
     for name in {e.name for e in entries}:
         same = [e for e in entries if e.name == name]
         if len(same) < 2:
@@ -210,6 +220,8 @@ class Comparison:
     references: list[str]
     bootstrap_samples: int
     seed: int
+    search: dict = field(default_factory=dict)
+    saved: dict[str, str] = field(default_factory=dict)   # model -> the record it was read from (not translated now)
 
     def rows(self) -> list[dict]:
         """One dict per model: the scores table as data."""
@@ -303,10 +315,11 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                    beam: int = 1, baseline: str | None = None, buckets: Sequence[tuple[int, int]] = DEFAULT_BUCKETS,
                    gold: Sequence | None = None, samples: int = 1000, seed: int = 12345,
                    search: dict | None = None, device: str = "auto", precision: str = "auto",
-                   progress: bool = True) -> Comparison:
+                   progress: bool = True, saved: Sequence[SavedSystem] = ()) -> Comparison:
     """Translate with every model, score, test against the baseline, and measure the attention.
-    The default baseline is the first model without attention (else the first model); where
-    it has siblings that differ only by seed, the one of median test BLEU among them."""
+    ``saved``: records of models translated before (``mt.evaluation.saved_systems``), set beside
+    them after them. The default baseline is the first model without attention (else the first
+    model); where it has siblings that differ only by seed, the one of median test BLEU among them."""
     from tqdm import tqdm
 
     from mt.decoding.aligner import align_pairs
@@ -320,14 +333,23 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
         raise DataError("the test set is empty: pass files with one sentence a line")
     if gold is not None and len(gold) != len(sources):
         raise DataError(f"{len(gold)} gold alignments for {len(sources)} sentences: pass the test set's own")
+    search = dict(search or {})
+    search.setdefault("beam", beam)
+    fingerprint = test_set_fingerprint(sources, references)
+    for system in saved:
+        check_fits(system, fingerprint, len(sources), search)
+    to_translate = list(entries)
+    entries = to_translate + [system.entry for system in saved]
+    if saved:
+        _unique_names(entries)
+    if not entries:
+        raise MTError("no models to compare: pass model directories or --systems records")
     names = [e.name for e in entries]
     if baseline is not None and baseline not in names:
         raise MTError(f"--baseline '{baseline}' is none of the models: {', '.join(names)}")
-    search = dict(search or {})
-    search.setdefault("beam", beam)
     translations, scores, speed, entropy, aer = {}, {}, {}, {}, {}
-    bar = tqdm(total=len(entries) * len(sources), unit="sent", disable=not progress, desc="translating")
-    for e in entries:
+    bar = tqdm(total=len(to_translate) * len(sources), unit="sent", disable=not progress, desc="translating")
+    for e in to_translate:
         translator = Translator.from_dir(e.model_dir, device, precision)
         e.parameters = translator.model.num_parameters()
         start = time.perf_counter()
@@ -346,6 +368,15 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
                 aer[e.name] = alignment_error_rate(gold, [p.links for p in pairs]).aer
         bar.set_postfix_str(f"{e.name}: BLEU {scores[e.name].bleu:.2f}")
     bar.close()
+    for system in saved:
+        name = system.entry.name
+        translations[name] = translations_of(system, sources)
+        scores[name] = corpus_scores(system.hypotheses, references)
+        speed[name] = system.sentences_per_s
+        if system.entropy is not None:
+            entropy[name] = system.entropy
+        if system.aer is not None:
+            aer[name] = system.aer
     if baseline is None:  # the first model without attention, or rather its median seed
         first = next((e for e in entries if not e.attention), entries[0])
         siblings = next(m for m in seed_groups(entries).values() if first in m)
@@ -369,14 +400,32 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
             bucket.gap_low[n], bucket.gap_high[n], bucket.p_value[n] = round(lo, 2), round(hi, 2), round(p, 4)
         results.append(bucket)
     return Comparison(list(entries), baseline, int(search["beam"]), len(sources), scores, significance, results,
-                      speed, entropy, aer, translations, sources, references, samples, seed)
+                      speed, entropy, aer, translations, sources, references, samples, seed, search,
+                      {s.entry.name: s.path for s in saved})
+
+
+def systems_to_save(comparison: Comparison, example: int | None = None) -> list[SavedSystem]:
+    """Records of the models this comparison translated (not those it read from records)."""
+    index = pick_example(comparison) if example is None else example
+    fingerprint = test_set_fingerprint(comparison.sources, comparison.references)
+    out = []
+    for e in comparison.entries:
+        if e.name in comparison.saved:
+            continue
+        config = Path(e.model_dir) / "config.yaml"
+        translations = comparison.translations[e.name]
+        out.append(SavedSystem(e, "", fingerprint, dict(comparison.search), [t.text for t in translations],
+                               round(comparison.sentences_per_s[e.name], 2), comparison.entropy.get(e.name),
+                               comparison.aer.get(e.name), example_of(translations, index),
+                               config.read_text(encoding="utf-8") if config.is_file() else ""))
+    return out
 
 
 def seed_groups(entries: Sequence[ModelEntry]) -> dict[tuple[str, str], list[ModelEntry]]:
     """Models that differ only by seed, keyed by (preset, variant settings)."""
     groups: dict[tuple[str, str], list[ModelEntry]] = {}
     for e in entries:
-        preset = e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
+        preset = e.preset or e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
         groups.setdefault((preset, e.variant), []).append(e)
     return groups
 
@@ -517,6 +566,7 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
         "bootstrap_samples": comparison.bootstrap_samples, "seed": comparison.seed,
         "models": [asdict(e) for e in comparison.entries], "scores": rows,
         "signatures": {n: {"bleu": s.bleu_signature, "chrf": s.chrf_signature} for n, s in comparison.scores.items()},
-        "by_length": [asdict(b) for b in comparison.buckets], "by_variant": variants,
+        "by_length": [asdict(b) for b in comparison.buckets], "by_variant": variants, "search": comparison.search,
+        "from_records": comparison.saved,
     }, indent=2), encoding="utf-8")
     return files
