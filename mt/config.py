@@ -230,6 +230,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     alignment_loss: float = 0.0  # weight of attention supervised by word alignments (Garg et al., 2019); 0: off
     activation_checkpointing: bool = False  # Transformer: keep only each layer's input, recompute the rest in backward (less memory, slower)
+    mmap_threshold_mb: float = 0.0  # CPU with glibc: blocks this large are mapped and freed at once, so the resident memory follows the live tensors (0: glibc's default)
     precision: Precision = Precision.auto  # auto: bf16 only where the hardware computes it natively
     device: str = "auto"         # auto, cpu, cuda, cuda:N
     threads: int = 0             # torch intra-op threads (0: torch's default)
@@ -272,6 +273,9 @@ class TrainConfig:
                "train.schedule=noam needs train.warmup_steps > 0")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                f"train.device must be auto, cpu or cuda[:N], got '{self.device}'")
+        _check(self.mmap_threshold_mb >= 0 and self.mmap_threshold_mb * 2**20 < 2**31,
+               f"train.mmap_threshold_mb must be 0 (glibc's default) or a size in MiB below 2048, "
+               f"got {self.mmap_threshold_mb}")
 
 
 @dataclass

@@ -45,9 +45,15 @@ def main() -> None:
     parser.add_argument("--unfused", action="store_true", help="the output layer and the loss apart (full "
                         "logits), as before mt.training.fused_loss: for the before/after comparison")
     parser.add_argument("--checkpointing", action="store_true", help="train.activation_checkpointing=true")
+    parser.add_argument("--mmap-threshold", type=float, default=0, metavar="MIB",
+                        help="fix glibc's mmap threshold at MIB (mt.training.allocator; 0: glibc's default)")
     parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
     ns = parser.parse_args()
     logging.disable(logging.INFO)
+    if ns.mmap_threshold:
+        from mt.training.allocator import map_large_blocks
+
+        print(map_large_blocks(int(ns.mmap_threshold * 2**20)) or "allocator setting not applied")
     torch.set_num_threads(ns.threads)
     cfg = compose(["data=multi30k", f"data.dir={ns.multi30k}", "data.tokenizer.joint=true",
                    "data.tokenizer.src_vocab_size=8000", "model=transformer", "model.share_embeddings=true",

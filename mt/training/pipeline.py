@@ -22,6 +22,7 @@ from mt.model_dir import save_model_dir
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
+from mt.training.allocator import map_large_blocks
 from mt.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from mt.training.trainer import Trainer, TrainResult, resolve_device
 from mt.visualization.curves import plot_training_curves
@@ -119,6 +120,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu" and cfg.train.mmap_threshold_mb:
+        said = map_large_blocks(int(cfg.train.mmap_threshold_mb * 2**20))
+        if said:
+            log.info("%smemory: %s (train.mmap_threshold_mb=0: glibc's default)", f"[{name}] " if name else "", said)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
         loaded = checkpoint.loaded
