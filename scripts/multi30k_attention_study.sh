@@ -34,6 +34,7 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: $0 OUT_DIR [VARIANTS|all] [SEEDS] [OVERRIDES...]}
 variants=${2:-"rnn_noattn rnn_bahdanau"}
 seeds=${3:-"1 2 3"}
+compare_dir=${2:-}  # of --compare OUT_DIR
 shift $(( $# < 3 ? $# : 3 ))
 data=${MULTI30K:-../shared/data/multi30k}
 jobs=${JOBS:-2}
@@ -51,7 +52,7 @@ compare() {  # the finished runs of $out beside the records, new records written
     --out "$out/compare" --no-progress --explore "$out/compare/explore.html" | tee "$out/compare.txt"
 }
 if [ "$out" = --compare ]; then
-  out=${2:?usage: $0 --compare OUT_DIR}
+  out=${compare_dir:?usage: $0 --compare OUT_DIR}
   compare
   exit
 fi
