@@ -1,6 +1,7 @@
 """Training throughput (target tokens per second) of model variants on the demo corpus.
 
     .venv/bin/python scripts/bench_train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3 --precision fp32 bf16
+    .venv/bin/python scripts/bench_train_speed.py --set data=multi30k data.dir=../shared/data/multi30k  # real data
 
 Each repeat builds the model afresh with the same seed, runs ``--warmup`` updates
 untimed, then times ``--steps`` updates (forward, backward, clip, Adam) on real
@@ -30,8 +31,9 @@ from mt.training.pipeline import prepare_data
 from mt.training.trainer import sequence_loss
 
 
-def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int) -> float:
-    cfg = compose([f"model={model_name}"])
+def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int,
+            overrides: list[str]) -> float:
+    cfg = compose([*overrides, f"model={model_name}"])
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -61,15 +63,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=4096)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="mt train overrides for the data and models (default: the demo corpus)")
     parser.add_argument("--json", help="write the results here")
     ns = parser.parse_args()
     if ns.threads:
         torch.set_num_threads(ns.threads)
-    data = prepare_data(compose([]))
+    data = prepare_data(compose(ns.set))
     results = []
     for name in ns.models:
         for precision in ns.precision:
-            runs = [measure(name, precision, ns.steps, ns.warmup, ns.max_tokens, data, seed=r) for r in range(ns.repeats)]
+            runs = [measure(name, precision, ns.steps, ns.warmup, ns.max_tokens, data, seed=r, overrides=ns.set)
+                    for r in range(ns.repeats)]
             row = {"model": name, "precision": resolve_precision(precision, "cpu").name, "median_tok_s": round(statistics.median(runs)),
                    "runs": [round(r) for r in runs]}
             results.append(row)
@@ -77,6 +82,7 @@ def main() -> None:
     if ns.json:
         Path(ns.json).write_text(json.dumps({
             "results": results, "threads": torch.get_num_threads(), "steps": ns.steps, "max_tokens": ns.max_tokens,
+            "overrides": ns.set,
             "torch": torch.__version__, "python": platform.python_version(), "machine": platform.processor() or
             platform.machine(), "date": time.strftime("%Y-%m-%d")}, indent=2))
 
