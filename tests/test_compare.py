@@ -286,3 +286,19 @@ def test_a_record_never_replaces_another_models_record(tmp_path):
     assert first == again and first != second and len(list(tmp_path.iterdir())) == 2
     loaded = load_systems([tmp_path])
     assert sorted(s.entry.seed for s in loaded) == [1, 2] and all(s.hypotheses == ["a b"] for s in loaded)
+
+
+def test_runs_of_one_preset_are_named_by_setting_and_seed():
+    from mt.evaluation.compare import ModelEntry, _unique_names, seed_groups
+
+    def entry(variant: str, seed: int, folder: str) -> ModelEntry:
+        return ModelEntry("x", f"runs/{folder}/model", variant, True, 1, "en", "de", seed, preset="rnn_bahdanau")
+
+    entries = [entry(v, seed, f"{v}_{seed}") for v in ("softmax", "sparsemax") for seed in (1, 2)]
+    _unique_names(entries)
+    assert [e.name for e in entries] == ["rnn_bahdanau (softmax) seed 1", "rnn_bahdanau (softmax) seed 2",
+                                         "rnn_bahdanau (sparsemax) seed 1", "rnn_bahdanau (sparsemax) seed 2"]
+    assert [len(m) for m in seed_groups(entries).values()] == [2, 2]
+    twins = [entry("softmax", 1, "a"), entry("softmax", 1, "b")]  # nothing tells them apart but the folder
+    _unique_names(twins)
+    assert [e.name for e in twins] == ["rnn_bahdanau [a]", "rnn_bahdanau [b]"]

@@ -153,6 +153,9 @@ def _unique_names(entries: list[ModelEntry]) -> None:
         elif len({e.seed for e in same}) == len(same):
             for e in same:
                 e.name = f"{name} seed {e.seed}"
+        elif len({(e.variant, e.seed) for e in same}) == len(same):  # several settings, several seeds each
+            for e in same:
+                e.name = f"{name} ({e.variant}) seed {e.seed}"
         else:
             for e in same:
                 e.name = f"{name} [{Path(e.model_dir).parent.name}]"
