@@ -62,3 +62,16 @@ def test_the_threshold_is_validated():
     with pytest.raises(ConfigError, match="train.mmap_threshold_mb"):
         compose(["train.mmap_threshold_mb=-1"])
     assert compose(["train.mmap_threshold_mb=0"]).train.mmap_threshold_mb == 0
+
+
+@pytest.mark.skipif(not allocator.glibc_malloc(), reason="the setting is for glibc's malloc")
+def test_training_applies_the_threshold_and_says_so(corpus_dir, tmp_path):
+    from .conftest import TINY_TRAIN, run_mt
+
+    common = [*TINY_TRAIN, "model=rnn_noattn", "train.max_steps=1", f"data.dir={corpus_dir}",
+              f"cache_dir={tmp_path / 'cache'}"]
+    result = run_mt("train", *common, "train.mmap_threshold_mb=2", f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "maps blocks of 2 MiB and more" in result.stdout + result.stderr
+    default = run_mt("train", *common, f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)
+    assert default.returncode == 0 and "maps blocks" not in default.stdout + default.stderr

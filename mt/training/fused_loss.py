@@ -32,22 +32,17 @@ def _slice_rows(vocab: int) -> int:
     return max(1, SLICE_ELEMENTS // max(vocab, 1))
 
 
-def _slice_loss(logits: Tensor, target: Tensor, label_smoothing: float, *, softmax: bool = False) -> Tensor:
-    """Summed smoothed cross-entropy of fp32 logits [rows, vocab]. With ``softmax`` the logits
-    are overwritten by their softmax (the gradient's main term), at the cost of one exp pass:
-    ``torch.logsumexp`` would allocate a second [rows, vocab] tensor and a later softmax would
-    exponentiate again."""
+def _slice_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> Tensor:
+    """Summed smoothed cross-entropy of fp32 logits [rows, vocab], which are overwritten by
+    their softmax (the gradient's main term) in one exp pass: ``torch.logsumexp`` would
+    allocate a second [rows, vocab] tensor and a later softmax would exponentiate again."""
     picked = logits.gather(1, target[:, None])[:, 0]                        # [rows]
     mean = logits.mean(dim=-1) if label_smoothing else None
     top = logits.amax(dim=-1, keepdim=True)                                 # [rows, 1]
-    if softmax:
-        exp = logits.sub_(top).exp_()
-    else:
-        exp = (logits - top).exp_()
+    exp = logits.sub_(top).exp_()
     total = exp.sum(dim=-1, keepdim=True)                                   # [rows, 1]
     lse = (total.log() + top)[:, 0]
-    if softmax:
-        exp.div_(total)
+    exp.div_(total)
     nll = lse - picked
     if label_smoothing:  # as F.cross_entropy: (1 - e) * nll + e * mean over the vocabulary of -log p
         nll = (1 - label_smoothing) * nll + label_smoothing * (lse - mean)
@@ -77,7 +72,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_b = torch.zeros(vocab, dtype=torch.float32, device=x.device) if bias is not None else None
         total = torch.zeros((), dtype=torch.float32, device=x.device)
         for start, xs, ts, logits in _slices(x.to(dtype), target, w, b):
-            total += _slice_loss(logits, ts, label_smoothing, softmax=True)
+            total += _slice_loss(logits, ts, label_smoothing)  # logits now hold their softmax
             # d loss / d logits = softmax - (1 - e) * one_hot - e / vocab, built in the logits' memory
             grad = logits
             grad.scatter_add_(1, ts[:, None], grad.new_full((ts.size(0), 1), label_smoothing - 1))
@@ -119,6 +114,6 @@ def linear_cross_entropy(features: Tensor, weight: Tensor, bias: Tensor | None, 
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
             return _LinearCrossEntropy.apply(x, weight, bias, t, float(label_smoothing), dtype)
         b = bias.to(dtype) if bias is not None else None
-        return sum((_slice_loss(logits, ts, label_smoothing, softmax=True)
+        return sum((_slice_loss(logits, ts, label_smoothing)
                     for _, _, ts, logits in _slices(x.to(dtype), t, weight.to(dtype), b)),
                    torch.zeros((), dtype=torch.float32, device=x.device))

@@ -124,6 +124,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
         said = map_large_blocks(int(cfg.train.mmap_threshold_mb * 2**20))
         if said:
             log.info("%smemory: %s (train.mmap_threshold_mb=0: glibc's default)", f"[{name}] " if name else "", said)
+        else:
+            log.warning("%strain.mmap_threshold_mb=%g not applied: malloc is not glibc's, or MALLOC_* / "
+                        "GLIBC_TUNABLES are set, which take precedence", f"[{name}] " if name else "",
+                        cfg.train.mmap_threshold_mb)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
         loaded = checkpoint.loaded
