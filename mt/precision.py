@@ -126,3 +126,26 @@ def fp32_region(tensor: torch.Tensor) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def machine() -> dict:
+    """The CPU and software a figure was measured with, for JSON written beside it (bench
+    scripts, mt compare records): cores, CPU model and family, its vector flags, torch."""
+    import os
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    info = {"cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        field = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in cpuinfo.split("\n\n")[0].splitlines())}
+        info["cpu"] = f"{field['model name']} (family {field['cpu family']})" if "cpu family" in field \
+            else field["model name"]
+        info["flags"] = sorted(f for f in field.get("flags", "").split() if f.startswith(("avx", "amx", "fma")))
+    except (OSError, KeyError):
+        info["cpu"] = platform.processor() or platform.machine()
+    info.update(torch=torch.__version__, threads=torch.get_num_threads(),
+                torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
+    return info

@@ -47,7 +47,6 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -515,6 +514,8 @@ def main() -> None:
         if not Path(JEMALLOC).is_file():
             sys.exit(f"{JEMALLOC} not found: apt-get install libjemalloc2")
         env["LD_PRELOAD"] = JEMALLOC
+    from mt.precision import machine
+
     common = {"threads": ns.threads, "rounds": ns.rounds, "allocator": "jemalloc" if ns.jemalloc else "glibc",
               "machine": machine(), "date": time.strftime("%Y-%m-%d"), "versions": versions(joey_python)}
     if ns.translate or ns.quality_seconds:
@@ -594,21 +595,6 @@ def _cut_after_seconds(text: str, seconds: float) -> int:
     if first is None:
         return len(text)
     return next((pos for pos, t in stamps if t - first > seconds), len(text))
-
-
-def machine() -> dict:
-    info = {"cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
-        flags = set(re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split())
-        info["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except (OSError, AttributeError):
-        pass
-    import torch
-
-    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    return info
 
 
 def versions(joey_python: Path) -> dict:

@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -453,23 +451,10 @@ def main() -> None:
         previous.setdefault("steps", {})[ns.step] = {
             "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
             "threads": ns.threads, "seed": ns.seed, **own}
+        from mt.precision import machine
+
         previous["machine"] = machine()
         ns.json.write_text(json.dumps(previous, indent=2))
-
-
-def machine() -> dict:
-    info = {"cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
-        flags = set(re.search(r"flags\s*:\s*(.*)", cpuinfo).group(1).split())
-        info["flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-    except (OSError, AttributeError):
-        pass
-    import torch
-
-    info["torch"] = torch.__version__
-    return info
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mt.errors import MTError
+from mt.precision import machine
 
 SUFFIX = ".system.json.gz"
 FORMAT = 1
@@ -69,7 +70,7 @@ def save_systems(systems: Sequence[SavedSystem], folder: str | Path) -> list[Pat
         while path.exists() and _read(path).get("entry", {}).get("model_dir") != system.entry.model_dir:
             n += 1
             path = folder / f"{stem}-{n}{SUFFIX}"
-        data = {"format": FORMAT, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine(),
+        data = {"format": FORMAT, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                 **{f.name: getattr(system, f.name) for f in fields(SavedSystem) if f.name not in ("entry", "path")},
                 "entry": asdict(system.entry)}
         tmp = path.with_name(path.name + ".tmp")
@@ -79,23 +80,6 @@ def save_systems(systems: Sequence[SavedSystem], folder: str | Path) -> list[Pat
         system.path = str(path)
         written.append(path)
     return written
-
-
-def _machine() -> dict:
-    """Where the record was made: its sentences/s are only comparable on the same machine."""
-    import platform
-
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        family = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("cpu family"))
-        cpu += f" (family {family})"
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def _read(path: Path) -> dict:
