@@ -20,7 +20,8 @@
 # and THREADS for a bigger one. SIZE holds the model and vocabulary settings shared by all
 # variants (here a half-width RNN with 4,000-piece vocabularies, so that a model trains in
 # about 20-40 minutes on one core; drop it for the presets' full size). Finished runs (a
-# `done` marker) are skipped, so the command can be rerun to add variants or seeds.
+# `done` marker) are skipped, so the command can be rerun to add variants or seeds; a run
+# stopped part-way continues from its last checkpoint (`train.resume`).
 #
 # The whole study takes longer than one session on a 2-core machine, and its models do not
 # belong in the repository, so it keeps what the comparison needs of each finished model as a
@@ -92,13 +93,19 @@ run() {  # variant seed overrides...
   shift 2
   if [ -f "$dir/model/model.safetensors" ] && [ -f "$dir/done" ]; then echo "skip $dir (done)"; return; fi
   if [ -f "$records/${name}_seed$seed.system.json.gz" ]; then echo "skip $dir (its record is in $records)"; return; fi
-  echo "$(date +%T) start $dir"
-  .venv/bin/mt train $common "$@" train.seed="$seed" hydra.run.dir="$dir" > "$out/${name}_seed$seed.log" 2>&1 \
-    && touch "$dir/done"
+  if [ -d "$dir/checkpoints/last" ]; then  # stopped part-way (a kill, the end of a session): continue it
+    echo "$(date +%T) resume $dir"
+    .venv/bin/mt train train.resume="$dir" train.threads="$threads" hydra.run.dir="$out/.resume/${name}_seed$seed" \
+      >> "$out/${name}_seed$seed.log" 2>&1 && touch "$dir/done"
+  else
+    echo "$(date +%T) start $dir"
+    .venv/bin/mt train $common "$@" train.seed="$seed" hydra.run.dir="$dir" > "$out/${name}_seed$seed.log" 2>&1 \
+      && touch "$dir/done"
+  fi
   echo "$(date +%T) end   $dir: $(tail -n 2 "$dir/metrics.jsonl" | head -n 1 | cut -c1-160)"
 }
 export -f run
-export out common records
+export out common records threads
 for seed in $seeds; do for v in $variants; do echo "$v $seed $(overrides "$v")"; done; done \
   | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
 compare
