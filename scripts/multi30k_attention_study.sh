@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What attention buys on real data (issue 9): the attention variants on Multi30k
 # English-German, the same size and training settings, 3 seeds each, each trained until
-# validation BLEU stops improving (PATIENCE validations without a better one, at most EPOCHS
-# epochs), then one mt compare on test 2016, bootstrapped against the median seed of the
-# no-attention model.
+# validation BLEU stops improving (PATIENCE validations without a better one, default 4; at
+# most EPOCHS epochs, default 50, a safety cap that no run should reach), then one mt compare
+# on test 2016, bootstrapped against the median seed of the no-attention model.
 #
 #   scripts/multi30k_attention_study.sh OUT_DIR [VARIANTS|all] [SEEDS] [EXTRA OVERRIDES...]
 #   scripts/multi30k_attention_study.sh runs/m30k_study "rnn_noattn rnn_bahdanau" "1 2 3"
@@ -21,7 +21,8 @@
 # variants (here a half-width RNN with 4,000-piece vocabularies, so that a model trains in
 # about 20-40 minutes on one core; drop it for the presets' full size). Finished runs (a
 # `done` marker) are skipped, so the command can be rerun to add variants or seeds; a run
-# stopped part-way continues from its last checkpoint (`train.resume`).
+# stopped part-way continues from its last checkpoint (`train.resume`, with this EPOCHS and
+# PATIENCE: so a run that reached the cap is continued by deleting its `done` marker and record).
 #
 # The whole study takes longer than one session on a 2-core machine, and its models do not
 # belong in the repository, so it keeps what the comparison needs of each finished model as a
@@ -42,7 +43,9 @@ jobs=${JOBS:-2}
 records=${RECORDS:-docs/bench/m30k_study}
 threads=${THREADS:-1}
 SIZE=${SIZE:-"model.emb_dim=128 model.hidden_dim=128 model.enc_hidden_dim=64 model.attention.dim=128 data.tokenizer.src_vocab_size=4000 data.tokenizer.tgt_vocab_size=4000"}
-common="data=multi30k data.dir=$data train.epochs=${EPOCHS:-30} train.patience=${PATIENCE:-4} train.threads=$threads $SIZE $*"
+epochs=${EPOCHS:-50}
+patience=${PATIENCE:-4}
+common="data=multi30k data.dir=$data train.epochs=$epochs train.patience=$patience train.threads=$threads $SIZE $*"
 
 compare() {  # the finished runs of $out beside the records, new records written
   local done_runs=() systems=()
@@ -95,7 +98,7 @@ run() {  # variant seed overrides...
   if [ -f "$records/${name}_seed$seed.system.json.gz" ]; then echo "skip $dir (its record is in $records)"; return; fi
   if [ -d "$dir/checkpoints/last" ]; then  # stopped part-way (a kill, the end of a session): continue it
     echo "$(date +%T) resume $dir"
-    .venv/bin/mt train train.resume="$dir" train.threads="$threads" hydra.run.dir="$out/.resume/${name}_seed$seed" \
+    .venv/bin/mt train train.resume="$dir" train.threads="$threads" train.epochs="$epochs" train.patience="$patience" hydra.run.dir="$out/.resume/${name}_seed$seed" \
       >> "$out/${name}_seed$seed.log" 2>&1 && touch "$dir/done"
   else
     echo "$(date +%T) start $dir"
@@ -105,7 +108,7 @@ run() {  # variant seed overrides...
   echo "$(date +%T) end   $dir: $(tail -n 2 "$dir/metrics.jsonl" | head -n 1 | cut -c1-160)"
 }
 export -f run
-export out common records threads
+export out common records threads epochs patience
 for seed in $seeds; do for v in $variants; do echo "$v $seed $(overrides "$v")"; done; done \
   | xargs -P "$jobs" -L 1 bash -c 'run "$@"' _
 compare
