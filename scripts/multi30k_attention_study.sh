@@ -98,7 +98,8 @@ run() {  # variant seed overrides...
   if [ -f "$records/${name}_seed$seed.system.json.gz" ]; then echo "skip $dir (its record is in $records)"; return; fi
   if [ -d "$dir/checkpoints/last" ]; then  # stopped part-way (a kill, the end of a session): continue it
     echo "$(date +%T) resume $dir"
-    .venv/bin/mt train train.resume="$dir" train.threads="$threads" train.epochs="$epochs" train.patience="$patience" hydra.run.dir="$out/.resume/${name}_seed$seed" \
+    .venv/bin/mt train train.resume="$dir" train.threads="$threads" train.epochs="$epochs" \
+      train.patience="$patience" hydra.run.dir="$out/.resume/${name}_seed$seed" \
       >> "$out/${name}_seed$seed.log" 2>&1 && touch "$dir/done"
   else
     echo "$(date +%T) start $dir"
