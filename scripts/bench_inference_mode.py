@@ -8,11 +8,13 @@ import json
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from mt.decoding.translator import Translator
+from mt.precision import machine
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
@@ -32,14 +34,12 @@ def main() -> None:
         for mode, runs in speeds.items():
             for beam, out in runs.items():
                 start = time.perf_counter()
-                if mode == "inference_mode":
-                    with torch.inference_mode():
-                        translator.translate(lines, beam=beam)
-                else:
+                with torch.inference_mode() if mode == "inference_mode" else nullcontext():
                     translator.translate(lines, beam=beam)
                 out.append(len(lines) / (time.perf_counter() - start))
-    print(json.dumps({mode: {beam: {"runs": [round(x, 1) for x in v], "median": round(statistics.median(v), 1)}
-                             for beam, v in runs.items()} for mode, runs in speeds.items()}))
+    print(json.dumps({**{mode: {beam: {"runs": [round(x, 1) for x in v], "median": round(statistics.median(v), 1)}
+                                for beam, v in runs.items()} for mode, runs in speeds.items()},
+                      "machine": machine(), "date": time.strftime("%Y-%m-%d")}))
 
 
 if __name__ == "__main__":

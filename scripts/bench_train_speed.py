@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mt.cli.train import compose
 from mt.data.batching import collate, token_batches
 from mt.models import build_model
-from mt.precision import resolve_precision
+from mt.precision import machine, resolve_precision
 from mt.training.pipeline import prepare_data
 from mt.training.trainer import sequence_loss
 
@@ -83,8 +82,7 @@ def main() -> None:
         Path(ns.json).write_text(json.dumps({
             "results": results, "threads": torch.get_num_threads(), "steps": ns.steps, "max_tokens": ns.max_tokens,
             "overrides": ns.set,
-            "torch": torch.__version__, "python": platform.python_version(), "machine": platform.processor() or
-            platform.machine(), "date": time.strftime("%Y-%m-%d")}, indent=2))
+            "machine": machine(), "date": time.strftime("%Y-%m-%d")}, indent=2))
 
 
 if __name__ == "__main__":
