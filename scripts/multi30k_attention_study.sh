@@ -106,7 +106,10 @@ run() {  # variant seed overrides...
     .venv/bin/mt train $common "$@" train.seed="$seed" hydra.run.dir="$dir" > "$out/${name}_seed$seed.log" 2>&1 \
       && touch "$dir/done"
   fi
-  echo "$(date +%T) end   $dir: $(tail -n 2 "$dir/metrics.jsonl" | head -n 1 | cut -c1-160)"
+  local last best  # the last epoch trained, and the epoch and validation BLEU of the model kept
+  last=$(tail -n 1 "$dir/metrics.jsonl" | grep -o '"epoch": [0-9]*' | tr -d '"')
+  best=$(grep '"best": true' "$dir/metrics.jsonl" | tail -n 1 | grep -o '"epoch": [0-9]*\|"valid_bleu": [0-9.]*' | paste -sd' ' | tr -d '"')
+  echo "$(date +%T) end   $dir: stopped at ${last:-?}; best ${best:-?}"
 }
 export -f run
 export out common records threads epochs patience

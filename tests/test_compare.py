@@ -302,3 +302,28 @@ def test_runs_of_one_preset_are_named_by_setting_and_seed():
     twins = [entry("softmax", 1, "a"), entry("softmax", 1, "b")]  # nothing tells them apart but the folder
     _unique_names(twins)
     assert [e.name for e in twins] == ["rnn_bahdanau [a]", "rnn_bahdanau [b]"]
+
+
+def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
+    from types import SimpleNamespace
+
+    from mt.evaluation.compare import BucketResult, ModelEntry, _length_series
+    from mt.visualization.curves import plot_bleu_by_length
+
+    def entry(name: str, variant: str, seed: int) -> ModelEntry:
+        return ModelEntry(name, "/x", variant, variant != "none", 1, "en", "de", seed)
+
+    entries = [entry("rnn_noattn seed 1", "none", 1), entry("rnn_noattn seed 2", "none", 2),
+               entry("rnn_noattn seed 3", "none", 3), entry("rnn_bahdanau", "additive", 1)]
+    buckets = [BucketResult("1-10", 5, {"rnn_noattn seed 1": 20.0, "rnn_noattn seed 2": 26.0,
+                                        "rnn_noattn seed 3": 23.0, "rnn_bahdanau": 35.0}),
+               BucketResult("11+", 3, {"rnn_noattn seed 1": 10.0, "rnn_noattn seed 2": 12.0,
+                                       "rnn_noattn seed 3": 17.0, "rnn_bahdanau": 30.0})]
+    series, spread = _length_series(SimpleNamespace(entries=entries, buckets=buckets))
+    assert series == {"rnn_noattn (3 seeds)": [23.0, 13.0], "rnn_bahdanau": [35.0, 30.0]}
+    assert spread == {"rnn_noattn (3 seeds)": ([20.0, 10.0], [26.0, 17.0])}
+    one_each = SimpleNamespace(entries=entries[2:], buckets=buckets)  # nothing shares a variant: a line per model
+    assert _length_series(one_each) == ({"rnn_noattn seed 3": [23.0, 17.0], "rnn_bahdanau": [35.0, 30.0]}, {})
+    many = {f"model {i}": [30.0 - i, 20.0] for i in range(12)}  # more lines than tab10 has colours
+    path = plot_bleu_by_length(["1-10", "11+"], many, tmp_path / "by_length.svg", {"model 0": ([25.0, 15.0], [31.0, 22.0])})
+    assert path.is_file() and path.read_text().count("model 11") == 1

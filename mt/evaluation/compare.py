@@ -505,6 +505,25 @@ def pick_example(comparison: Comparison, low: int = 12, high: int = 25) -> int:
     return max(range(len(comparison.sources)), key=lambda i: len(comparison.sources[i].split()))
 
 
+def _length_series(comparison: Comparison) -> tuple[dict[str, list[float]], dict[str, tuple[list, list]]]:
+    """BLEU by length to plot: one line per model; where models differ only by seed, one line
+    per variant (the mean over its seeds) with the range of its seeds, so three seeds of ten
+    variants make ten readable lines, not thirty."""
+    groups = list(seed_groups(comparison.entries).values())
+    if all(len(members) == 1 for members in groups):
+        return {e.name: [b.bleu[e.name] for b in comparison.buckets] for e in comparison.entries}, {}
+    series: dict[str, list[float]] = {}
+    spread: dict[str, tuple[list, list]] = {}
+    for members in groups:
+        label = members[0].name.rsplit(" seed ", 1)[0]
+        per_seed = np.array([[b.bleu[e.name] for b in comparison.buckets] for e in members])  # [seeds, buckets]
+        if len(members) > 1:
+            label += f" ({len(members)} seeds)"
+            spread[label] = (per_seed.min(axis=0).tolist(), per_seed.max(axis=0).tolist())
+        series[label] = per_seed.mean(axis=0).round(2).tolist()
+    return series, spread
+
+
 def write_comparison(comparison: Comparison, out: str | Path, example: int | None = None) -> dict[str, Path]:
     """Every table as CSV, Markdown and JSON, the length plot as PNG and SVG, and one figure
     with the same sentence's attention from every model side by side."""
@@ -536,9 +555,9 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
          *(v for n in others for v in (b.gap[n], b.gap_low[n], b.gap_high[n], b.p_value[n]))]
         for b in comparison.buckets])
     labels = [f"{b.bucket}\n({b.sentences})" for b in comparison.buckets]
-    series = {n: [b.bleu[n] for b in comparison.buckets] for n in names}
+    series, spread = _length_series(comparison)
     for ext in ("png", "svg"):
-        files[f"bleu_by_length.{ext}"] = plot_bleu_by_length(labels, series, out / f"bleu_by_length.{ext}")
+        files[f"bleu_by_length.{ext}"] = plot_bleu_by_length(labels, series, out / f"bleu_by_length.{ext}", spread)
     attn = [(e.name, comparison.translations[e.name]) for e in comparison.entries if e.name in comparison.entropy]
     if attn:
         i = pick_example(comparison) if example is None else example

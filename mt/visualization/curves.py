@@ -13,16 +13,31 @@ import matplotlib.pyplot as plt
 from mt.visualization.heatmap import save_figure
 
 
-def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[float]], path: str | Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, values in bleu.items():
-        ax.plot(range(len(buckets)), values, marker="o", label=name)
+def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[float]], path: str | Path,
+                        spread: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
+    """One line per model, or per variant with its seeds' range shaded (``spread``: lowest and
+    highest seed per bucket). The legend sits beside the axes, so ten or more lines stay legible."""
+    spread = spread or {}
+    fig, ax = plt.subplots(figsize=(6 + (3.5 if len(bleu) > 4 else 0), 4))
+    colours = plt.get_cmap("tab10" if len(bleu) <= 10 else "tab20").colors
+    x = range(len(buckets))
+    for i, (name, values) in enumerate(bleu.items()):
+        colour = colours[i % len(colours)]
+        style = "-" if i < len(colours) else "--"
+        ax.plot(x, values, marker="o", linestyle=style, color=colour, label=name)
+        if name in spread:
+            ax.fill_between(x, *spread[name], color=colour, alpha=0.15, linewidth=0)
     ax.set_xticks(range(len(buckets)), buckets)
     ax.set_xlabel("source length (words)")
     ax.set_ylabel("BLEU")
-    ax.set_ylim(0, 100)
+    top = max([v for values in bleu.values() for v in values] + [v for _, high in spread.values() for v in high] + [1])
+    ax.set_ylim(0, min(100.0, top * 1.1 + 2))
     ax.grid(alpha=0.3)
-    ax.legend()
+    if len(bleu) > 4:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    else:
+        ax.legend()
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
