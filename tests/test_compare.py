@@ -320,10 +320,15 @@ def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
                BucketResult("11+", 3, {"rnn_noattn seed 1": 10.0, "rnn_noattn seed 2": 12.0,
                                        "rnn_noattn seed 3": 17.0, "rnn_bahdanau": 30.0})]
     series, spread = _length_series(SimpleNamespace(entries=entries, buckets=buckets))
-    assert series == {"rnn_noattn (3 seeds)": [23.0, 13.0], "rnn_bahdanau": [35.0, 30.0]}
+    assert series == {"rnn_noattn (3 seeds)": [23.0, 13.0], "rnn_bahdanau (1 seed)": [35.0, 30.0]}
     assert spread == {"rnn_noattn (3 seeds)": ([20.0, 10.0], [26.0, 17.0])}
     one_each = SimpleNamespace(entries=entries[2:], buckets=buckets)  # nothing shares a variant: a line per model
     assert _length_series(one_each) == ({"rnn_noattn seed 3": [23.0, 17.0], "rnn_bahdanau": [35.0, 30.0]}, {})
+    same_name = [entry("x seed 1", "a", 1), entry("x seed 2", "a", 2), entry("x seed 3", "b", 3)]
+    for b, bleu in zip(buckets, ([10.0, 12.0, 30.0], [20.0, 22.0, 40.0])):
+        b.bleu.update(zip(("x seed 1", "x seed 2", "x seed 3"), bleu))
+    series, _ = _length_series(SimpleNamespace(entries=same_name, buckets=buckets))
+    assert series == {"x (a) (2 seeds)": [11.0, 21.0], "x (b) (1 seed)": [30.0, 40.0]}  # no line drawn over another
     many = {f"model {i}": [30.0 - i, 20.0] for i in range(12)}  # more lines than tab10 has colours
     path = plot_bleu_by_length(["1-10", "11+"], many, tmp_path / "by_length.svg", {"model 0": ([25.0, 15.0], [31.0, 22.0])})
     assert path.is_file() and path.read_text().count("model 11") == 1

@@ -514,11 +514,12 @@ def _length_series(comparison: Comparison) -> tuple[dict[str, list[float]], dict
         return {e.name: [b.bleu[e.name] for b in comparison.buckets] for e in comparison.entries}, {}
     series: dict[str, list[float]] = {}
     spread: dict[str, tuple[list, list]] = {}
-    for members in groups:
-        label = members[0].name.rsplit(" seed ", 1)[0]
+    bases = [members[0].name.rsplit(" seed ", 1)[0] for members in groups]
+    for base, members in zip(bases, groups):
+        label = base if bases.count(base) == 1 else f"{base} ({members[0].variant})"  # never one line over another
+        label += f" ({len(members)} seed{'s' if len(members) > 1 else ''})"  # a single run is not a mean
         per_seed = np.array([[b.bleu[e.name] for b in comparison.buckets] for e in members])  # [seeds, buckets]
         if len(members) > 1:
-            label += f" ({len(members)} seeds)"
             spread[label] = (per_seed.min(axis=0).tolist(), per_seed.max(axis=0).tolist())
         series[label] = per_seed.mean(axis=0).round(2).tolist()
     return series, spread
