@@ -3,7 +3,6 @@ alternating, greedy and beam 5, on the first N lines of Multi30k test 2016 (issu
 
     .venv/bin/python scripts/bench_inference_mode.py MODEL_DIR [LINES] [ROUNDS]
 """
-import gzip
 import json
 import statistics
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from mt.data.corpus import read_lines
 from mt.decoding.translator import Translator
 from mt.precision import machine
 
@@ -25,8 +25,7 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 250
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     torch.set_num_threads(2)
-    with gzip.open(TEST, "rt") as f:
-        lines = [line.rstrip("\n") for line in f][:n]
+    lines = read_lines(TEST)[:n]
     translator = Translator.from_dir(model_dir, device="cpu")
     translator.translate(lines[:50], beam=5)  # warm-up
     speeds: dict[str, dict[int, list[float]]] = {"no_grad": {1: [], 5: []}, "inference_mode": {1: [], 5: []}}

@@ -27,7 +27,7 @@ def plot_bleu_by_length(buckets: Sequence[str], bleu: Mapping[str, Sequence[floa
         ax.plot(x, values, marker="o", linestyle=style, color=colour, label=name)
         if name in spread:
             ax.fill_between(x, *spread[name], color=colour, alpha=0.15, linewidth=0)
-    ax.set_xticks(range(len(buckets)), buckets)
+    ax.set_xticks(x, buckets)
     ax.set_xlabel("source length (words)")
     ax.set_ylabel("BLEU")
     top = max([v for values in bleu.values() for v in values] + [v for _, high in spread.values() for v in high] + [1])
