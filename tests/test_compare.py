@@ -4,6 +4,8 @@ import csv
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,7 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     assert 0 <= float(attn["aer"]) <= 100 and base["aer"] == ""
     assert int(attn["parameters"]) > int(base["parameters"]) > 0
     assert float(attn["train_seconds"]) > 0 and float(attn["tokens_per_s"]) > 0
+    assert 1 <= int(attn["best_epoch"]) <= int(attn["epochs"]) and attn["seed"] != ""
     assert float(attn["sentences_per_s"]) > 0 and "+-" in attn["bleu_95ci"]
     results = json.loads((out / "results.json").read_text())
     assert results["baseline"] == "rnn_noattn" and results["sentences"] == 20 and results["beam"] == 2
@@ -60,6 +63,15 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     data = _page_data(out / "explore.html")  # the mt explore page of the same models and sentences
     assert [m["name"] for m in data["models"]] == ["rnn_bahdanau", "rnn_noattn"] and len(data["sentences"]) == 20
     assert data["has_gold"] and data["sentences"][0]["gold"]
+    # RESULTS' study tables are made from these CSVs by scripts/m30k_study_tables.py.
+    tables = subprocess.run([sys.executable, "scripts/m30k_study_tables.py", str(out), "--min-sentences", "1"],
+                            capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
+    run_rows = {line.split(" | ")[0].lstrip("| "): line for line in tables.split("BLEU by source length")[0].splitlines()
+                if line.startswith("| ") and "---" not in line}
+    assert set(run_rows) == {"model", "no attention", "Bahdanau"}
+    assert "(baseline)" in run_rows["no attention"] and f"{float(attn['test_bleu']):.2f} (+-" in run_rows["Bahdanau"]
+    length_header = next(line for line in tables.split("BLEU by source length")[1].splitlines() if line.startswith("| model"))
+    assert length_header.count("gap [95%]") == len(by_length)  # every bucket with a sentence
 
 
 def _page_data(path: Path) -> dict:
@@ -173,7 +185,27 @@ def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_valida
     assert record["train_seconds"] == 170.0 and record["valid_bleu"] == 3.0 and record["tokens_per_s"] == 100.0
     with (run / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"epoch": 3, "seconds": 10.0, "elapsed": 400.0, "valid_bleu": 2.5}) + "\n")
-    assert _run_record(run)["train_seconds"] == 400.0
+    record = _run_record(run)
+    assert record["train_seconds"] == 400.0
+    assert record["epochs"] == 3 and record["best_epoch"] == 2  # stopped at 3, the model kept is epoch 2's
+
+
+def test_the_model_kept_is_the_one_the_trainer_marked_best_whatever_its_metric(tmp_path):
+    """A run that kept models by chrF (or loss) reports the kept model's epoch and BLEU, not
+    the epoch of the highest BLEU."""
+    from mt.evaluation.compare import _run_record
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        {"epoch": 1, "valid_bleu": 10.0, "valid_chrf": 30.0, "best": True, "elapsed": 10.0},
+        {"epoch": 2, "valid_bleu": 14.0, "valid_chrf": 35.0, "best": True, "elapsed": 20.0},
+        {"epoch": 3, "valid_bleu": 15.0, "valid_chrf": 34.0, "best": False, "elapsed": 30.0},
+        {"epoch": 4, "valid_bleu": 13.0, "valid_chrf": 33.0, "best": False, "elapsed": 40.0},
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = _run_record(run)
+    assert (record["epochs"], record["best_epoch"], record["valid_bleu"]) == (4, 2, 14.0)
 
 
 def test_the_median_seed_stands_for_a_variant():
@@ -220,7 +252,7 @@ def test_saved_systems_stand_in_for_models_that_are_gone(trained_model_dir, noat
     assert set(both) == set(mixed) == {"rnn_bahdanau", "rnn_noattn"}
     for name in both:
         for column in ("test_bleu", "test_chrf", "p_value_vs_baseline", "bleu_95ci", "parameters", "attention_entropy",
-                       "valid_bleu", "train_seconds"):
+                       "valid_bleu", "train_seconds", "seed", "epochs", "best_epoch"):
             assert both[name][column] == mixed[name][column], (name, column)
     by_length = [list(csv.DictReader((tmp_path / d / "bleu_by_length.csv").open())) for d in ("both", "mixed")]
     assert by_length[0] == by_length[1] and len(by_length[0]) >= 2

@@ -47,7 +47,9 @@ class ModelEntry:
     seed: int
     train_seconds: float | None = None
     tokens_per_s: float | None = None
-    valid_bleu: float | None = None   # the best validation BLEU in the run's metrics.jsonl
+    valid_bleu: float | None = None   # validation BLEU of the model kept (the run's best validation)
+    epochs: int | None = None         # the last epoch trained (where early stopping ended the run)
+    best_epoch: int | None = None     # the epoch of the model kept
     preset: str = ""          # the model preset's name, before _unique_names tells runs of it apart
 
 
@@ -93,7 +95,7 @@ def _variant(cfg) -> str:
 
 
 def _run_record(run_dir: Path) -> dict:
-    """Training time, speed and best validation BLEU from the run's metrics.jsonl."""
+    """Training time, speed, epochs and best validation BLEU from the run's metrics.jsonl."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return {}
@@ -107,9 +109,14 @@ def _run_record(run_dir: Path) -> dict:
     if not rows:
         return {}
     speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
+    # The model kept: the last validation the trainer marked best (its metric may be chrF or loss);
+    # runs written before the mark, the highest BLEU (the first of equals, as a tie is no improvement).
+    marked = [r for r in rows if r.get("best")]
+    best = marked[-1] if marked else max(rows, key=lambda r: r["valid_bleu"])
     return {"train_seconds": _train_seconds(rows),
             "tokens_per_s": float(np.median(speeds)) if speeds else None,
-            "valid_bleu": max(r["valid_bleu"] for r in rows)}
+            "valid_bleu": best["valid_bleu"],
+            "epochs": rows[-1].get("epoch"), "best_epoch": best.get("epoch")}
 
 
 def _train_seconds(rows: list[dict]) -> float | None:
@@ -233,7 +240,8 @@ class Comparison:
             s, sig = self.scores[e.name], self.significance.get(e.name)
             out.append({
                 "model": e.name, "variant": e.variant, "parameters": e.parameters, "seed": e.seed,
-                "train_seconds": e.train_seconds, "tokens_per_s": e.tokens_per_s, "valid_bleu": e.valid_bleu,
+                "epochs": e.epochs, "best_epoch": e.best_epoch, "train_seconds": e.train_seconds,
+                "tokens_per_s": e.tokens_per_s, "valid_bleu": e.valid_bleu,
                 "test_bleu": s.bleu, "test_chrf": s.chrf,
                 "bleu_95ci": f"{sig.bleu_mean:.2f} +- {sig.bleu_ci:.2f}" if sig else None,
                 "p_value_vs_baseline": sig.p_value if sig else None,
@@ -467,8 +475,9 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-SCORE_COLUMNS = ["model", "variant", "parameters", "train_seconds", "tokens_per_s", "valid_bleu", "test_bleu",
-                 "test_chrf", "bleu_95ci", "p_value_vs_baseline", "sentences_per_s", "attention_entropy", "aer"]
+SCORE_COLUMNS = ["model", "variant", "parameters", "seed", "epochs", "best_epoch", "train_seconds", "tokens_per_s",
+                 "valid_bleu", "test_bleu", "test_chrf", "bleu_95ci", "p_value_vs_baseline", "sentences_per_s",
+                 "attention_entropy", "aer"]
 
 
 def format_scores(comparison: Comparison) -> str:

@@ -1,0 +1,145 @@
+"""The Multi30k study's tables in docs/RESULTS.md, from an mt compare output folder.
+
+RESULTS shows the study as one row per run, a row per variant (mean and standard deviation
+over its seeds) and BLEU by length with each run's gap to the baseline; mt compare writes the
+same numbers as CSV (scores.csv, scores_by_variant.csv, bleu_by_length.csv). This turns the
+CSVs into those Markdown tables, so the report is regenerated, not retyped:
+
+    mt compare --systems docs/bench/m30k_study --split test --beam 5 --out cmp/
+    .venv/bin/python scripts/m30k_study_tables.py cmp/
+
+Only formatting happens here; every number is read from the CSVs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import statistics
+import sys
+from pathlib import Path
+
+# The variant strings mt compare writes, in the report's order, with the report's names.
+NAMES = {
+    "no attention": "no attention",
+    "bahdanau additive": "Bahdanau",
+    "bahdanau additive sparsemax": "Bahdanau, sparsemax",
+    "luong dot": "Luong dot",
+    "luong general": "Luong general",
+    "luong concat": "Luong concat",
+    "luong scaled_dot": "Luong scaled dot",
+    "luong cosine": "Luong cosine",
+    "luong_local general": "Luong local-p (general)",
+}
+
+
+def display(variant: str) -> tuple[int, str]:
+    """(order, name) of a variant string such as "gru 128, luong dot"."""
+    if variant.startswith("transformer"):
+        m = re.match(r"transformer (\d+\+\d+), d (\d+)", variant)
+        return len(NAMES), f"Transformer ({m.group(1)}, d {m.group(2)})" if m else variant
+    kind = variant.split(", ", 1)[-1]
+    return (list(NAMES).index(kind), NAMES[kind]) if kind in NAMES else (len(NAMES) + 1, variant)
+
+
+def seed_of(row: dict) -> str:
+    if row.get("seed"):
+        return row["seed"]
+    m = re.search(r" seed (\d+)$", row["model"])
+    return m.group(1) if m else ""
+
+
+def read(path: Path) -> list[dict]:
+    if not path.is_file():
+        sys.exit(f"{path} does not exist: pass the --out folder of an mt compare run")
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def num(value: str, digits: int = 2, thousands: bool = False) -> str:
+    if value in ("", None):
+        return ""
+    x = float(value)
+    return f"{x:,.0f}" if thousands else f"{x:.{digits}f}"
+
+
+def table(header: list[str], align: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def runs_table(scores: list[dict]) -> str:
+    rows = []
+    for r in sorted(scores, key=lambda r: (display(r["variant"]), int(seed_of(r) or 0))):
+        p = r["p_value_vs_baseline"]
+        epochs = f"{r['epochs']} / {r['best_epoch']}" if r.get("epochs") else ""
+        interval = r["bleu_95ci"].split("+-")[-1].strip() if r["bleu_95ci"] else ""
+        rows.append([display(r["variant"])[1], seed_of(r), num(r["parameters"], thousands=True), epochs,
+                     num(r["train_seconds"], thousands=True), num(r["valid_bleu"]),
+                     f"{num(r['test_bleu'])} (+- {interval})" if interval else num(r["test_bleu"]),
+                     num(r["test_chrf"]), f"{float(p):.3f}" if p else "(baseline)",
+                     num(r["attention_entropy"])])
+    return table(["model", "seed", "parameters", "epochs (stop / best)", "train s", "valid BLEU",
+                  "test BLEU (95% interval)", "test chrF", "p vs no attention", "attention entropy (nats)"],
+                 ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"], rows)
+
+
+def variants_table(scores: list[dict], by_variant: list[dict]) -> str:
+    """Mean ± sd per variant, with the median wall clock of its runs."""
+    seconds: dict[str, list[float]] = {}
+    for r in scores:
+        if r["train_seconds"]:
+            seconds.setdefault(r["variant"], []).append(float(r["train_seconds"]))
+    rows = []
+    for v in sorted(by_variant, key=lambda v: display(v["variant"])):
+        sd = int(v["seeds"]) > 1
+        rows.append([display(v["variant"])[1], v["seeds"], num(v["parameters"], thousands=True),
+                     f"{num(v['bleu_mean'])} ± {num(v['bleu_std'])}" if sd else num(v["bleu_mean"]),
+                     f"{num(v['chrf_mean'])} ± {num(v['chrf_std'])}" if sd else num(v["chrf_mean"]),
+                     num(v["valid_bleu_mean"]),
+                     f"{statistics.median(seconds[v['variant']]):,.0f}" if v["variant"] in seconds else ""])
+    return table(["model", "seeds", "parameters", "test BLEU, mean ± sd", "test chrF, mean ± sd",
+                  "valid BLEU, mean", "train s, median"],
+                 ["---", "---:", "---:", "---:", "---:", "---:", "---:"], rows)
+
+
+def length_table(scores: list[dict], by_length: list[dict], min_sentences: int) -> str:
+    buckets = [b for b in by_length if int(b["sentences"]) >= min_sentences]
+    header, align = ["model", "seed"], ["---", "---:"]
+    for b in buckets:
+        header += [f"{b['bucket']} words ({b['sentences']}): BLEU", "gap [95%]"]
+        align += ["---:", "---"]
+    rows = []
+    for r in sorted(scores, key=lambda r: (display(r["variant"]), int(seed_of(r) or 0))):
+        name, row = r["model"], [display(r["variant"])[1], seed_of(r)]
+        for b in buckets:
+            row.append(num(b[name]))
+            if f"gap {name}" in b:
+                row.append(f"{float(b[f'gap {name}']):+.1f} [{float(b[f'gap_low {name}']):+.1f}, "
+                           f"{float(b[f'gap_high {name}']):+.1f}]")
+            else:
+                row.append("(baseline)")
+        rows.append(row)
+    return table(header, align, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("compare_dir", type=Path, help="the --out folder of mt compare")
+    parser.add_argument("--min-sentences", type=int, default=10,
+                        help="length buckets with fewer sentences stay in the CSV only (default 10)")
+    args = parser.parse_args(argv)
+    scores = read(args.compare_dir / "scores.csv")
+    by_length = read(args.compare_dir / "bleu_by_length.csv")
+    print("Per run:\n")
+    print(runs_table(scores))
+    if (args.compare_dir / "scores_by_variant.csv").is_file():
+        print("\nPer variant:\n")
+        print(variants_table(scores, read(args.compare_dir / "scores_by_variant.csv")))
+    print("\nBLEU by source length:\n")
+    print(length_table(scores, by_length, args.min_sentences))
+
+
+if __name__ == "__main__":
+    main()
