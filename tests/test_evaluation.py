@@ -38,3 +38,21 @@ def test_heatmap_checks_shape_and_writes_png(tmp_path):
         plot_attention(np.ones((2, 3)), ["a", "b"], ["x", "y"], tmp_path / "bad.png")
     path = plot_attention(np.eye(3), ["▁a", "▁b", "c"], ["▁x", "▁y", "</s>"], tmp_path / "ok.png", title="t")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_many_models_side_by_side_wrap_onto_rows(tmp_path):
+    """A study of a dozen models gave one strip a dozen panels wide; past four they wrap."""
+    import matplotlib.image
+
+    from mt.visualization.heatmap import plot_attention_row
+
+    panel = ("m", np.eye(3), ["a", "b", "c"], ["x", "y", "z"])
+    shapes = {}
+    for n in (3, 6, 9):
+        path = plot_attention_row([(f"model {i}", *panel[1:]) for i in range(n)], tmp_path / f"{n}.png")
+        shapes[n] = matplotlib.image.imread(path).shape[:2]  # (height, width)
+    assert shapes[3][0] == shapes[6][0] / 2 == shapes[9][0] / 3  # one, two, three rows of panels
+    assert shapes[6][1] == shapes[9][1] > shapes[3][1]  # at most four panels across
+    with pytest.raises(ValueError, match="model 1"):
+        plot_attention_row([panel, ("model 1", np.ones((2, 3)), ["a", "b", "c"], ["x", "y", "z"])],
+                           tmp_path / "bad.png")

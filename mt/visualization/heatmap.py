@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Writes and closes ``fig`` (the format follows the suffix); creates the folder."""
-    fig.tight_layout()
+def save_figure(fig: plt.Figure, path: str | Path, top: float = 1.0) -> Path:
+    """Writes and closes ``fig`` (the format follows the suffix); creates the folder. ``top``
+    (a fraction of the height) keeps the axes below a suptitle, which tight_layout ignores."""
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -69,13 +70,19 @@ def plot_attention(weights: np.ndarray, src_tokens: Sequence[str], tgt_tokens: S
 
 
 def plot_attention_row(panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
-                       path: str | Path, title: str = "") -> Path:
+                       path: str | Path, title: str = "", columns: int = 4) -> Path:
     """The same sentence's attention from several models side by side: panels of
-    (name, weights [tgt, src], src_tokens, tgt_tokens), each with its own output tokens."""
+    (name, weights [tgt, src], src_tokens, tgt_tokens), each with its own output tokens.
+    More than ``columns`` panels wrap onto further rows, so a study of a dozen models stays
+    readable instead of one strip a dozen panels wide."""
     longest = max(max(len(p[2]), len(p[3])) for p in panels)
     cell = max(3.0, 0.22 * longest + 1.5)
-    fig, axes = plt.subplots(1, len(panels), figsize=(cell * len(panels) + 0.5, cell + 0.8), squeeze=False)
-    for ax, (name, weights, src_tokens, tgt_tokens) in zip(axes[0], panels):
+    cols = max(1, min(columns, len(panels)))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 0.5, (cell + 0.8) * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, weights, src_tokens, tgt_tokens) in zip(axes.flat, panels):
         weights = np.asarray(weights, dtype=float)
         if weights.shape != (len(tgt_tokens), len(src_tokens)):
             raise ValueError(f"{name}: weights {weights.shape} do not match {len(tgt_tokens)} x {len(src_tokens)}")
@@ -85,4 +92,4 @@ def plot_attention_row(panels: Sequence[tuple[str, np.ndarray, Sequence[str], Se
         ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+    return save_figure(fig, path, top=1.0 - 0.35 / fig.get_figheight() if title else 1.0)
