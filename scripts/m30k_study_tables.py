@@ -6,9 +6,12 @@ same numbers as CSV (scores.csv, scores_by_variant.csv, bleu_by_length.csv). Thi
 CSVs into those Markdown tables, so the report is regenerated, not retyped:
 
     mt compare --systems docs/bench/m30k_study --split test --beam 5 --out cmp/
-    .venv/bin/python scripts/m30k_study_tables.py cmp/
+    .venv/bin/python scripts/m30k_study_tables.py cmp/                          # print them
+    .venv/bin/python scripts/m30k_study_tables.py cmp/ --write docs/RESULTS.md  # replace them there
 
-Only formatting happens here; every number is read from the CSVs.
+With --write, each table replaces the lines between ``<!-- m30k-study:NAME -->`` and
+``<!-- /m30k-study:NAME -->`` (NAME: runs, variants, length) and the rest of the file is left
+as it is. Only formatting happens here; every number is read from the CSVs.
 """
 
 from __future__ import annotations
@@ -124,21 +127,39 @@ def length_table(scores: list[dict], by_length: list[dict], min_sentences: int) 
     return table(header, align, rows)
 
 
+def write_into(path: Path, tables: dict[str, str]) -> None:
+    """Each table between its markers in ``path``; a missing marker is an error, not a skip."""
+    text = path.read_text(encoding="utf-8")
+    for name, body in tables.items():
+        start, end = f"<!-- m30k-study:{name} -->", f"<!-- /m30k-study:{name} -->"
+        if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+            sys.exit(f"{path} needs one '{start}' line and one '{end}' line after it, around the {name} table")
+        head, rest = text.split(start)
+        text = f"{head}{start}\n{body}\n{end}{rest.split(end, 1)[1]}"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("compare_dir", type=Path, help="the --out folder of mt compare")
     parser.add_argument("--min-sentences", type=int, default=10,
                         help="length buckets with fewer sentences stay in the CSV only (default 10)")
+    parser.add_argument("--write", type=Path, metavar="FILE",
+                        help="replace the tables between their markers in FILE instead of printing them")
     args = parser.parse_args(argv)
     scores = read(args.compare_dir / "scores.csv")
-    by_length = read(args.compare_dir / "bleu_by_length.csv")
-    print("Per run:\n")
-    print(runs_table(scores))
-    if (args.compare_dir / "scores_by_variant.csv").is_file():
-        print("\nPer variant:\n")
-        print(variants_table(scores, read(args.compare_dir / "scores_by_variant.csv")))
-    print("\nBLEU by source length:\n")
-    print(length_table(scores, by_length, args.min_sentences))
+    tables = {"runs": runs_table(scores)}
+    if (args.compare_dir / "scores_by_variant.csv").is_file():  # written once a variant has two seeds
+        tables["variants"] = variants_table(scores, read(args.compare_dir / "scores_by_variant.csv"))
+    tables["length"] = length_table(scores, read(args.compare_dir / "bleu_by_length.csv"), args.min_sentences)
+    if args.write:
+        write_into(args.write, tables)
+        print(f"{', '.join(tables)} tables written into {args.write}")
+        return
+    for name, body in tables.items():
+        print(f"<!-- m30k-study:{name} -->\n{body}\n<!-- /m30k-study:{name} -->\n")
 
 
 if __name__ == "__main__":

@@ -64,14 +64,27 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     assert [m["name"] for m in data["models"]] == ["rnn_bahdanau", "rnn_noattn"] and len(data["sentences"]) == 20
     assert data["has_gold"] and data["sentences"][0]["gold"]
     # RESULTS' study tables are made from these CSVs by scripts/m30k_study_tables.py.
-    tables = subprocess.run([sys.executable, "scripts/m30k_study_tables.py", str(out), "--min-sentences", "1"],
-                            capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
-    run_rows = {line.split(" | ")[0].lstrip("| "): line for line in tables.split("BLEU by source length")[0].splitlines()
+    script = [sys.executable, "scripts/m30k_study_tables.py", str(out), "--min-sentences", "1"]
+    root = Path(__file__).parents[1]
+    tables = subprocess.run(script, capture_output=True, text=True, check=True, cwd=root).stdout
+    runs_part, length_part = tables.split("<!-- m30k-study:length -->")
+    run_rows = {line.split(" | ")[0].lstrip("| "): line for line in runs_part.splitlines()
                 if line.startswith("| ") and "---" not in line}
     assert set(run_rows) == {"model", "no attention", "Bahdanau"}
     assert "(baseline)" in run_rows["no attention"] and f"{float(attn['test_bleu']):.2f} (+-" in run_rows["Bahdanau"]
-    length_header = next(line for line in tables.split("BLEU by source length")[1].splitlines() if line.startswith("| model"))
+    length_header = next(line for line in length_part.splitlines() if line.startswith("| model"))
     assert length_header.count("gap [95%]") == len(by_length)  # every bucket with a sentence
+    # --write replaces the tables between their markers and keeps the prose around them.
+    report = tmp_path / "RESULTS.md"
+    report.write_text("Intro.\n<!-- m30k-study:runs -->\nold\n<!-- /m30k-study:runs -->\nMiddle.\n"
+                      "<!-- m30k-study:length -->\n<!-- /m30k-study:length -->\nEnd.\n")
+    subprocess.run([*script, "--write", str(report)], check=True, cwd=root, capture_output=True)
+    written = report.read_text()
+    assert written.startswith("Intro.\n") and "\nMiddle.\n" in written and written.endswith("End.\n")
+    assert "old" not in written and written.count("| no attention |") == 2  # the runs and the length table
+    report.write_text("no markers\n")
+    failed = subprocess.run([*script, "--write", str(report)], check=False, cwd=root, capture_output=True, text=True)
+    assert failed.returncode != 0 and "m30k-study:runs" in failed.stderr and report.read_text() == "no markers\n"
 
 
 def _page_data(path: Path) -> dict:
