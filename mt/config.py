@@ -297,6 +297,38 @@ class ExperimentConfig:
                "RNN: set train.activation_checkpointing=false (or lower train.max_tokens to save memory)")
 
 
+# How long a run trains and how it is watched: a resume may change these (mt train), and they
+# do not make two runs different models (mt compare).
+RUN_CONTROL_KEYS = frozenset({"train.epochs", "train.max_steps", "train.max_seconds", "train.patience",
+                              "train.valid_every", "train.log_every", "train.log_seconds", "train.checkpoint_every",
+                              "train.keep_checkpoints", "train.threads", "train.device"})
+# Where a run computes and keeps its files, not what it learns.
+PLACEMENT_KEYS = frozenset({"train.mmap_threshold_mb", "train.resume", "cache_dir"})
+
+
+def flat_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """Every setting as ``{"train.lr": 0.002, ...}`` (enums by their value)."""
+    from omegaconf import OmegaConf
+
+    def walk(node: Any, prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(walk(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    return walk(OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True), "")
+
+
+def settings_but_seed(config: ExperimentConfig) -> dict[str, Any]:
+    """The settings that decide what a run learns, but its seed: two runs with equal ones are
+    seeds of one model (the length of the run, where it ran and its files set aside)."""
+    ignored = RUN_CONTROL_KEYS | PLACEMENT_KEYS | {"train.seed"}
+    return {k: v for k, v in flat_settings(config).items() if k not in ignored}
+
+
 def register_configs() -> None:
     """Puts the schema into Hydra's ConfigStore as ``base_config`` (see conf/config.yaml)."""
     from hydra.core.config_store import ConfigStore

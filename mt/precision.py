@@ -7,14 +7,21 @@ on an AVX2-only AMD EPYC, docs/BENCHMARKS.md). So ``auto`` takes bf16 only where
 native and fp32 everywhere else; the run says which and why.
 
 Detection uses PyTorch's own helpers (``torch.cpu._is_avx512_bf16_supported``,
-``torch.cpu._is_amx_tile_supported``, ``torch.cuda.is_bf16_supported``), never CPU names.
-Training, validation and translation all resolve their precision here.
+``torch.cpu._is_amx_tile_supported``, ``torch.cuda.is_bf16_supported``), never CPU names,
+and honours ``ONEDNN_MAX_CPU_ISA``: oneDNN capped below its bf16 instructions emulates bf16
+even on a CPU that has them. Training, validation and translation all resolve their
+precision here.
+
+``MT_PRECISION=fp32|bf16|fp16`` in the environment stands in for ``auto`` wherever auto
+would be resolved, so one switch makes every command compute alike on every machine (the
+test suite sets fp32); an explicit ``train.precision`` / ``--precision`` still wins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +31,18 @@ import torch
 from mt.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_ENV = "MT_PRECISION"
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) below its first bf16 dot-product instructions.
+_ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA oneDNN is capped at by the environment, when the cap rules out native bf16."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            return f"{name}={value}" if value in _ONEDNN_ISAS_WITHOUT_BF16 else None
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,9 +52,14 @@ def cpu_bf16_support() -> tuple[bool, str]:
     amx = getattr(cpu, "_is_amx_tile_supported", None)
     avx512_bf16 = getattr(cpu, "_is_avx512_bf16_supported", None)
     capability = torch.backends.cpu.get_cpu_capability()
-    if amx is not None and amx():
+    has_amx, has_avx512_bf16 = amx is not None and amx(), avx512_bf16 is not None and avx512_bf16()
+    cap = onednn_isa_cap()
+    if cap and (has_amx or has_avx512_bf16):
+        return False, (f"the CPU has {'AMX' if has_amx else 'AVX-512-BF16'} but {cap} keeps oneDNN off it, "
+                       "so bf16 would be emulated")
+    if has_amx:
         return True, "the CPU has AMX"
-    if avx512_bf16 is not None and avx512_bf16():
+    if has_avx512_bf16:
         return True, "the CPU has AVX-512-BF16"
     return False, f"the CPU has neither AMX nor AVX-512-BF16 (best vector unit: {capability}), so bf16 would be emulated"
 
@@ -95,6 +119,10 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
     kind = device.type
     if requested not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{requested}'")
+    if requested == "auto" and os.environ.get(PRECISION_ENV):
+        chosen = resolve_precision(environment_precision(), device)
+        return ResolvedPrecision(chosen.name, f"{PRECISION_ENV}={chosen.name} in the environment ({chosen.reason})",
+                                 chosen.device_type, chosen.native)
     if requested == "fp32":
         return ResolvedPrecision("fp32", "fp32 asked for", kind)
     if requested == "fp16":
@@ -103,6 +131,8 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
                               "use precision auto, fp32 or bf16")
         return ResolvedPrecision("fp16", "fp16 asked for (with a gradient scaler)", kind)
     native, why = bf16_support(device)
+    if kind == "cpu" and (requested == "bf16" or native):
+        bound_kernel_caches()
     if requested == "bf16":
         if native:
             return ResolvedPrecision("bf16", f"bf16 asked for; {why}", kind)
@@ -112,6 +142,32 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
     if native:
         return ResolvedPrecision("bf16", f"auto: {why}", kind)
     return ResolvedPrecision("fp32", f"auto: {why}", kind)
+
+
+# oneDNN keeps the kernels it creates for each tensor shape: in its primitive cache and in
+# ideep's (PyTorch's bridge to it), 1,024 of each by default. In bf16 every new batch shape
+# adds some, so a training process grows by about 1 GB in its first 60 Transformer updates
+# and further after (docs/BENCHMARKS.md); fp32 products go through MKL and keep none. With 64
+# each, bf16's peak falls below fp32's at the same speed.
+KERNEL_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+KERNEL_CACHE_CAPACITY = 64
+
+
+def bound_kernel_caches() -> None:
+    """Caps oneDNN's and ideep's kernel caches for bf16 on the CPU, unless the environment sets
+    them. They are read when the process creates its first kernel, so this must come before
+    (resolving the precision does, before the first bf16 product); worker processes inherit it."""
+    for name in KERNEL_CACHE_ENV:
+        os.environ.setdefault(name, str(KERNEL_CACHE_CAPACITY))
+
+
+def environment_precision() -> str:
+    """``MT_PRECISION``, checked: what ``auto`` means while it is set."""
+    value = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if value not in PRECISIONS[1:]:
+        raise ConfigError(f"{PRECISION_ENV}={os.environ.get(PRECISION_ENV)!r} in the environment: it must be one of "
+                          f"{', '.join(PRECISIONS[1:])} (or unset it, and auto decides by the hardware)")
+    return value
 
 
 @contextlib.contextmanager

@@ -37,6 +37,14 @@ TINY_TRAIN = [
 
 torch.set_num_threads(1)
 
+# Every test computes in fp32 unless it asks for a precision itself: `auto` would pick bf16 on
+# a CPU with AMX or AVX-512-BF16 and fp32 elsewhere, and no test's outcome may depend on the CPU
+# that runs it. Set before anything resolves a precision; subprocesses (run_mt) inherit it.
+# The bf16 path has tests of its own that force train.precision=bf16 (emulated where the CPU
+# lacks it), and the choice `auto` makes is tested with the detection replaced
+# (tests/test_precision.py).
+os.environ["MT_PRECISION"] = "fp32"
+
 
 def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", score: str = "additive",
                       normalizer: str = "softmax", input_feeding: bool = True, window: int = 10) -> ModelConfig:

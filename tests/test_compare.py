@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mt.cli.main import main
+from mt.cli.train import compose
 from mt.errors import MTError
 
 from .conftest import TINY_TRAIN, run_mt
@@ -377,3 +378,69 @@ def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
     many = {f"model {i}": [30.0 - i, 20.0] for i in range(12)}  # more lines than tab10 has colours
     path = plot_bleu_by_length(["1-10", "11+"], many, tmp_path / "by_length.svg", {"model 0": ([25.0, 15.0], [31.0, 22.0])})
     assert path.is_file() and path.read_text().count("model 11") == 1
+
+
+def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed_alone(tmp_path):
+    """Two rnn_bahdanau runs with seed 1 that differ in train.alignment_loss (or input feeding,
+    lr, ...) were named apart but averaged as "2 seeds" in scores_by_variant.csv, the length plot
+    and the median-seed baseline: the variant recorded only cell, size, score and normaliser."""
+    from types import SimpleNamespace
+
+    from mt.config import to_yaml
+    from mt.evaluation.compare import by_variant, describe_models, seed_groups
+    from mt.evaluation.metrics import Scores
+
+    def run(folder: str, *overrides: str) -> Path:
+        model = tmp_path / folder / "model"
+        model.mkdir(parents=True)
+        (model / "config.yaml").write_text(to_yaml(compose(["model=rnn_bahdanau", *overrides])))
+        return model
+
+    dirs = [run("plain", "train.seed=1"), run("supervised", "train.seed=1", "train.alignment_loss=0.5"),
+            run("plain2", "train.seed=2", "train.epochs=30", "train.threads=2"),  # how long and where: still a seed
+            run("lr", "train.seed=3", "train.lr=0.01")]
+    entries = describe_models(dirs)
+    names = [e.name for e in entries]
+    assert len(set(names)) == 4
+    assert "train.alignment_loss=0.5" in names[1] and "train.alignment_loss=0.0" in names[0]
+    assert "train.lr=0.01" in names[3] and "train.epochs" not in " ".join(names)
+    groups = seed_groups(entries)
+    assert sorted(len(m) for m in groups.values()) == [1, 1, 2]
+    assert [e.name for e in next(m for m in groups.values() if len(m) == 2)] == [names[0], names[2]]
+    scores = {n: Scores(20.0 + i, 40.0, 10, "", "") for i, n in enumerate(names)}
+    rows = by_variant(SimpleNamespace(entries=entries, scores=scores))
+    assert sorted(r["seeds"] for r in rows) == [1, 1, 2]
+    assert len({(r["model"], r["variant"]) for r in rows}) == 3  # each row says which setting it is
+
+
+def test_records_without_settings_are_grouped_by_their_configs(trained_model_dir, corpus_dir, tmp_path):
+    """Records written before entries kept their settings carry their config: it decides."""
+    from mt.evaluation.saved_systems import load_systems
+
+    records = tmp_path / "records"
+    assert main(["compare", str(trained_model_dir), "--src", str(corpus_dir / "test.en"), "--ref",
+                 str(corpus_dir / "test.de"), "--bootstrap", "20", "--no-progress", "--out", str(tmp_path / "o"),
+                 "--save-systems", str(records)]) == 0
+    path = next(records.iterdir())
+    data = json.loads(gzip.decompress(path.read_bytes()))
+    settings = data["entry"].pop("settings")
+    assert json.loads(settings)["model.attention.type"] == "bahdanau" and "train.seed" not in json.loads(settings)
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    assert load_systems([records])[0].entry.settings == settings
+
+
+def test_a_resampling_seed_of_zero_is_refused_not_unseeded(trained_model_dir, corpus_dir, tmp_path, capsys):
+    """sacrebleu reads a seed of 0 as no seed: two equal mt compare --seed 0 calls gave p = 0.0398 and 0.0746."""
+    from mt.errors import ConfigError
+    from mt.evaluation.compare import paired_bootstrap
+
+    refs = [f"the cat number {i} sat on the mat" for i in range(30)]
+    systems = {"a": [f"a dog {i}" for i in range(30)], "b": refs[:15] + [f"a dog {i}" for i in range(15)]}
+    with pytest.raises(ConfigError, match="from 1"):
+        paired_bootstrap(systems, refs, "a", samples=50, seed=0)
+    assert paired_bootstrap(systems, refs, "a", samples=50, seed=1) == paired_bootstrap(systems, refs, "a",
+                                                                                          samples=50, seed=1)
+    assert main(["compare", str(trained_model_dir), "--src", str(corpus_dir / "test.en"), "--ref",
+                 str(corpus_dir / "test.de"), "--seed", "0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be 1 or more" in err and len(err.strip().splitlines()) == 1

@@ -19,9 +19,11 @@ from mt.training.distributed import deal
 
 from .conftest import REPO, TINY_TRAIN, run_mt
 
-# dropout 0: the single-process run with accumulation must see the very same computation
+# dropout 0: the single-process run with accumulation must see the very same computation;
+# train.device=cpu: gloo on CPU cores, also on a machine with GPUs
 SETTINGS = [*[a for a in TINY_TRAIN if not a.startswith(("train.max_steps", "train.epochs"))],
-            "train.epochs=5", "train.max_steps=24", "train.valid_every=8", "train.max_tokens=256", "model.dropout=0"]
+            "train.epochs=5", "train.max_steps=24", "train.valid_every=8", "train.max_tokens=256", "model.dropout=0",
+            "train.device=cpu"]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -113,6 +115,46 @@ def test_batches_are_dealt_to_ranks_balanced_by_tokens():
 def test_train_ddp_value_is_checked(tmp_path):
     result = run_mt("train", "train.ddp=two", cwd=tmp_path)
     assert result.returncode == 2 and "train.ddp must be a number of processes" in result.stderr
+
+
+def _one_gpu(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def set_device(index):
+        raise AssertionError(f"torch.cuda.set_device({index}) called: rank {index} would die here")
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+
+
+def test_more_processes_than_gpus_is_refused_before_any_process_starts(monkeypatch, corpus_dir, tmp_path):
+    """train.ddp=2 on a machine with one GPU: rank 1 called torch.cuda.set_device(1) and died."""
+    from mt.cli.train import launch_ddp
+    from mt.errors import ConfigError
+
+    _one_gpu(monkeypatch)
+    launched = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: launched.append(a) or subprocess.CompletedProcess(a, 0))
+    args = [*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path}"]
+    for device in ("auto", "cuda"):
+        with pytest.raises(ConfigError, match=r"2 training processes on this machine but it has 1 GPU\(s\).*"
+                                              r"train.ddp=1.*train.device=cpu"):
+            launch_ddp(["train.ddp=2", f"train.device={device}", *args])
+    assert not launched
+    assert launch_ddp(["train.ddp=2", "train.device=cpu", *args]) == 0  # gloo on the CPU cores: launched
+    assert len(launched) == 1 and "--nproc_per_node=2" in launched[0][0]
+
+
+def test_a_rank_without_a_gpu_of_its_own_stops_with_one_line(monkeypatch):
+    """The same under torchrun started by hand (torchrun --nproc_per_node=2 -m mt train)."""
+    from mt.errors import ConfigError
+    from mt.training import distributed
+
+    _one_gpu(monkeypatch)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="has 1 GPU"):
+        distributed.init_from_env("auto")
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs (nccl); runs on a GPU machine")

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import warnings
 
 import pytest
@@ -25,7 +26,9 @@ CPU = torch.device("cpu")
 
 
 def _pretend(monkeypatch, native: bool) -> None:
-    """Replaces the hardware detection, so both answers are tested on any machine."""
+    """Replaces the hardware detection, so both answers are tested on any machine (and lifts
+    the suite's MT_PRECISION=fp32, so that auto decides)."""
+    monkeypatch.delenv("MT_PRECISION", raising=False)
     monkeypatch.setattr(precision_module, "bf16_support",
                         lambda device: (native, "pretend native bf16" if native else "pretend no native bf16"))
 
@@ -61,8 +64,40 @@ def test_cpu_detection_uses_torch_and_answers_with_a_reason():
     native, reason = cpu_bf16_support()
     assert isinstance(native, bool)
     has_feature = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    assert native == has_feature
+    assert native == (has_feature and precision_module.onednn_isa_cap() is None)
     assert ("AMX" in reason) or ("AVX-512-BF16" in reason)
+
+
+@pytest.mark.parametrize("cap, native", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
+                                         ("AVX512_CORE_AMX", True), ("", True)])
+def test_a_onednn_isa_cap_below_bf16_makes_bf16_emulated(monkeypatch, cap, native):
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a CPU with AVX-512-BF16 runs bf16 products emulated, hundreds
+    of times slower: auto must not pick bf16 there."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    cpu_bf16_support.cache_clear()
+    try:
+        answer, reason = cpu_bf16_support()
+    finally:
+        cpu_bf16_support.cache_clear()
+    assert answer is native
+    assert (f"ONEDNN_MAX_CPU_ISA={cap.upper()}" in reason) is not native
+
+
+def test_mt_precision_in_the_environment_stands_in_for_auto(monkeypatch):
+    _pretend(monkeypatch, native=False)
+    monkeypatch.setenv("MT_PRECISION", "bf16")
+    with pytest.warns(UserWarning, match="many times slower"):
+        chosen = resolve_precision("auto", CPU)
+    assert chosen.name == "bf16" and not chosen.native and "MT_PRECISION=bf16" in chosen.reason
+    assert resolve_precision("fp32", CPU).name == "fp32"  # an explicit choice wins
+    _pretend(monkeypatch, native=True)
+    monkeypatch.setenv("MT_PRECISION", "FP32")
+    assert resolve_precision("auto", CPU).name == "fp32"
+    monkeypatch.setenv("MT_PRECISION", "fast")
+    with pytest.raises(ConfigError, match="MT_PRECISION='fast' in the environment: it must be one of fp32, bf16"):
+        resolve_precision("auto", CPU)
 
 
 def _available_precisions() -> list[str]:
@@ -132,3 +167,19 @@ def test_translation_follows_the_precision(trained_model_dir, monkeypatch):
     assert out[0].attention is not None and out[0].attention.dtype.name == "float32"
     _pretend(monkeypatch, native=False)
     assert Translator.from_dir(str(trained_model_dir)).precision.name == "fp32"
+
+
+def test_bf16_on_the_cpu_bounds_onednn_kernel_caches_unless_the_user_did(monkeypatch):
+    """oneDNN and ideep keep 1,024 kernels each, made per shape: in bf16 a training process grew
+    by 1 GB over fp32 in 60 Transformer updates. bf16 on the CPU caps both at 64."""
+    for name in precision_module.KERNEL_CACHE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    _pretend(monkeypatch, native=False)
+    resolve_precision("auto", CPU)  # fp32 here: nothing to bound
+    assert not any(name in os.environ for name in precision_module.KERNEL_CACHE_ENV)
+    _pretend(monkeypatch, native=True)
+    assert resolve_precision("auto", CPU).name == "bf16"
+    assert [os.environ[n] for n in precision_module.KERNEL_CACHE_ENV] == ["64", "64"]
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    resolve_precision("bf16", CPU)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"  # the user's own value stays

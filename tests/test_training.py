@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -322,10 +323,16 @@ def test_resume_overrides_name_the_keys_a_resume_may_change():
             resume_overrides(["train.resume=runs/x", key])
 
 
-def test_accumulating_two_batches_is_one_update_on_both(corpus_dir, tmp_path, monkeypatch):
-    """The same sentences as one batch, or as two accumulated: the same weights after an update."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_accumulating_two_batches_is_one_update_on_both(corpus_dir, tmp_path, monkeypatch, precision):
+    """The same sentences as one batch, or as two accumulated: the same gradient, and in fp32 the
+    same weights after the update. In bf16 the products round to 8 mantissa bits, so the
+    gradients agree to about 1% of their scale; the weights after one Adam step cannot be
+    compared (Adam moves a weight by about lr whatever its gradient's size, so a gradient near
+    zero that rounds to the other sign moves it by 2 lr)."""
     real = trainer_module.token_batches
-    splits = {}
+    real_step = trainer_module.Trainer._step
+    splits, grads = {}, {}
 
     def fixed(src_lens, tgt_lens, max_tokens, **kw):
         batches = real(src_lens, tgt_lens, max_tokens, **kw)
@@ -334,17 +341,139 @@ def test_accumulating_two_batches_is_one_update_on_both(corpus_dir, tmp_path, mo
         first = batches[0][:8]
         return [first[:4], first[4:]] if splits["two"] else [first]
 
+    def recording_step(self):
+        grads[splits["two"]] = {n: p.grad.detach().clone() for n, p in self.model.named_parameters()}
+        real_step(self)
+
     monkeypatch.setattr(trainer_module, "token_batches", fixed)
+    monkeypatch.setattr(trainer_module.Trainer, "_step", recording_step)
     weights = {}
     for two in (False, True):
         splits["two"] = two
         cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "model.dropout=0",
-                       "train.max_steps=1", f"train.accumulate={2 if two else 1}", "train.clip_norm=0"])
-        run_training(cfg, tmp_path / f"run{two}", progress="off")
+                       "train.max_steps=1", f"train.accumulate={2 if two else 1}", "train.clip_norm=0",
+                       f"train.precision={precision}"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # forced bf16 warns where it is emulated
+            run_training(cfg, tmp_path / f"run{two}", progress="off")
         weights[two] = load_file(str(tmp_path / f"run{two}" / "checkpoints" / "last" / "model.safetensors"))
         progress = json.loads((tmp_path / f"run{two}" / "checkpoints" / "last" / "progress.json").read_text())
         assert progress["step"] == 1  # one update, whether on one batch or two
-    for key, value in weights[False].items():
-        torch.testing.assert_close(weights[True][key], value, atol=2e-5, rtol=1e-4)
+        assert json.loads((tmp_path / f"run{two}" / "metrics.jsonl").read_text().splitlines()[0])["precision"] \
+            == precision
+    scale = max(g.abs().max().item() for g in grads[False].values())
+    for name, grad in grads[False].items():
+        if precision == "fp32":
+            torch.testing.assert_close(grads[True][name], grad, atol=1e-6 * scale, rtol=1e-4)
+        else:
+            torch.testing.assert_close(grads[True][name], grad, atol=1e-2 * scale, rtol=2e-2)
+    if precision == "fp32":
+        for key, value in weights[False].items():
+            torch.testing.assert_close(weights[True][key], value, atol=2e-5, rtol=1e-4)
     with pytest.raises(Exception, match="train.accumulate"):
         compose(["train.accumulate=0"])
+
+
+def test_each_rank_restores_its_own_gpu_generator(monkeypatch):
+    """Under torchrun each rank draws dropout from its own GPU, which rank 0's process never
+    touches: rank 1 must get back rank 1's GPU state, on its own device, not rank 0's."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append(("own", state, device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(("all", states)))
+    torch.manual_seed(5)
+    other = torch.get_rng_state()
+    torch.manual_seed(6)
+    cpu = [torch.get_rng_state(), other]
+    own = [torch.full((16,), 10, dtype=torch.uint8), torch.full((16,), 11, dtype=torch.uint8)]
+    state = {"rank_rng": cpu, "rank_cuda_rng": own, "world_size": 2,
+             "cuda_rng": [torch.zeros(16, dtype=torch.uint8)] * 2}  # rank 0's process's view of both GPUs
+    trainer_module.restore_rng(state, rank=1, device=torch.device("cuda", 1))
+    assert len(calls) == 1 and calls[0][0] == "own"
+    assert torch.equal(calls[0][1], own[1]) and calls[0][2] == torch.device("cuda", 1)
+    assert torch.equal(torch.get_rng_state(), cpu[1])
+
+
+def test_every_rank_saves_its_own_gpu_generator(monkeypatch):
+    from mt.training import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device: torch.full((4,), torch.device(device).index, dtype=torch.uint8))
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(rank=1, size=2, local_rank=1))
+    rank0 = (torch.get_rng_state(), torch.full((4,), 0, dtype=torch.uint8))
+
+    def all_gather_object(out, mine):  # what gloo / nccl would return: rank 0's, then this rank's
+        out[0], out[1] = rank0, mine
+
+    monkeypatch.setattr(distributed.dist, "all_gather_object", all_gather_object)
+    cpu, cuda = distributed.gather_rng_states(torch.device("cuda", 1))
+    assert len(cpu) == 2 and [int(c[0]) for c in cuda] == [0, 1]  # rank 1's entry is its own GPU's state
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World())
+    cpu, cuda = distributed.gather_rng_states(torch.device("cpu"))
+    assert len(cpu) == 1 and cuda[0].numel() == 0  # a CPU run has no GPU state to keep
+
+
+def test_a_resumed_run_computes_on_its_own_device(corpus_dir, tmp_path, caplog):
+    """A run trained with train.device=cpu on a GPU machine resumed on CUDA (the device came
+    from the new command line, whose default is auto). Played here by a resume command line
+    that says cuda while the run was trained on cpu: the run's own device wins unless the
+    resume names train.device."""
+    import logging
+
+    common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"]
+    run_training(compose([*common, "train.device=cpu", "train.max_steps=2"]), tmp_path / "run", progress="off")
+    elsewhere = compose([*common, f"train.resume={tmp_path / 'run'}", "train.device=cuda", "train.max_steps=4"])
+    with caplog.at_level(logging.INFO, logger="mt.train"):
+        result = run_training(elsewhere, tmp_path / "log", progress="off", resume_changes=["train.max_steps"])
+    assert result.history[-1]["step"] == 4 and "device cpu" in caplog.text
+    if not torch.cuda.is_available():  # asked for explicitly, the resume goes there: here there is none
+        with pytest.raises(MTError, match="train.device=cuda but no CUDA device is visible"):
+            run_training(elsewhere, tmp_path / "log2", progress="off",
+                         resume_changes=["train.max_steps", "train.device"])
+
+
+def test_train_device_may_change_on_resume_and_says_what_that_costs(corpus_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from mt.cli.train import resume_overrides
+    from mt.training import pipeline
+
+    assert resume_overrides(["train.resume=runs/x", "train.device=cpu"]) == ["train.device"]
+    first = run_mt("train", *TINY_TRAIN, "train.max_steps=2", f"data.dir={corpus_dir}",
+                   f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # On a GPU machine auto means cuda: there the change moves the run, and the log says what that costs.
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "resolve_device", lambda name: torch.device("cuda" if name == "auto" else name))
+        new = compose([*TINY_TRAIN, f"train.resume={tmp_path / 'a'}", "train.device=cpu"])
+        with caplog.at_level(logging.INFO, logger="mt.train"):
+            assert pipeline.resumed_config(new, ["train.device"]).train.device == "cpu"
+    assert "train.device changes from auto (cuda) to cpu (cpu) on resume" in caplog.text
+    assert "will not end with exactly the weights" in caplog.text
+    moved = run_mt("train", f"train.resume={tmp_path / 'a'}", "train.device=cpu", "train.max_steps=3",
+                   f"hydra.run.dir={tmp_path / 'a2'}", cwd=tmp_path)
+    assert moved.returncode == 0, moved.stderr[-2000:]
+    log = (tmp_path / "a2" / "train.log").read_text()
+    assert "resume changes train.device=cpu, train.max_steps=3" in log
+    assert "will not end with exactly" not in log  # auto is the CPU here: nothing moved
+
+
+def test_a_resumed_time_budget_counts_the_time_already_trained(corpus_dir, tmp_path):
+    """train.max_seconds with schedule=linear: a resumed run measured the time from its own
+    start, so its rate jumped back to the peak and it trained a second full budget."""
+    common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=3",
+              "train.schedule=linear", "train.lr=1e-3", "train.min_lr=1e-5", "train.max_seconds=1000"]
+    run_training(compose([*common, "train.max_steps=3"]), tmp_path / "run", progress="off")
+    progress = tmp_path / "run" / "checkpoints" / "last" / "progress.json"
+    saved = json.loads(progress.read_text())
+    assert saved["step"] == 3 and 0 < saved["elapsed"] < 1000
+    saved["elapsed"] = 999.99  # as if the earlier sessions had trained all but the last moment
+    progress.write_text(json.dumps(saved))
+    resume = compose([*common, f"train.resume={tmp_path / 'run'}", "train.max_steps=0"])
+    result = run_training(resume, tmp_path / "log", progress="off", resume_changes=["train.max_steps"])
+    last = result.history[-1]
+    assert last["step"] == 4  # one update (a run always makes one), then the budget is spent
+    assert last["lr"] == pytest.approx(1e-5, rel=1e-3)  # the end of the linear decay, not its start
+    assert last["elapsed"] >= 1000

@@ -417,7 +417,8 @@ def compare(args: list[str]) -> int:
     parser.add_argument("--buckets", default="10,20,30,40",
                         help="upper bounds of the source-length buckets in words (default 10,20,30,40)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=12345, help="seed of the resampling (default 12345)")
+    parser.add_argument("--seed", type=int, default=12345,
+                        help="seed of the resampling, 1 or more (default 12345): the same seed, the same p-values")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--explore", metavar="PAGE.html", help="also write the mt explore page of these models "
                         "on the first 500 sentences")
@@ -444,6 +445,9 @@ def compare(args: list[str]) -> int:
         raise MTError("no test set: give --src SRC --ref REF, or --split test")
     if ns.bootstrap < 1:
         raise MTError(f"--bootstrap must be at least 1, got {ns.bootstrap}")
+    if ns.seed < 1:
+        raise MTError(f"--seed must be 1 or more, got {ns.seed}: sacrebleu reads 0 as 'no seed', so the p-values "
+                      "would change from run to run")
     buckets = _buckets(ns.buckets)
     if not ns.models and not ns.systems:
         raise MTError("no models: pass model directories (runs/NAME/model), run directories or a multirun "

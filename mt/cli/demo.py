@@ -13,6 +13,7 @@ seconds as the budget leaves, and says which.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -95,6 +96,7 @@ def demo_main(args: list[str]) -> int:
     if ns.epochs:
         sizing = [f"train.epochs={ns.epochs}"]
         print(f"training {ns.epochs} epochs each, whatever the time (--epochs)")
+        plan = None
     else:
         plan, epoch_tokens = _plan(config, data, ns.budget, time.perf_counter() - start)
         sizing = [f"train.epochs={plan.epochs}", f"train.max_seconds={plan.train_seconds:.0f}"]
@@ -112,6 +114,15 @@ def demo_main(args: list[str]) -> int:
             pool.shutdown(wait=True)  # workers end on their own: nothing is left to the resource tracker
     else:
         model_dirs = [_train_one(job) for job in jobs]
+    trained = {m: trained_tokens_per_s(out / m / "metrics.jsonl") for m in MODELS}
+    said = ", ".join(f"{m} {v:,.0f}" for m, v in trained.items())
+    if plan is not None:
+        print(f"trained at {said} target tokens/s (estimated {plan.tokens_per_s:,.0f} on {MODELS[-1]})", flush=True)
+        (out / "plan.json").write_text(json.dumps(
+            {"budget_s": ns.budget, "epochs": plan.epochs, "train_seconds": round(plan.train_seconds, 1),
+             "expected_epochs": round(plan.expected_epochs, 2), "fits": plan.fits,
+             "estimated_tokens_per_s": round(plan.tokens_per_s, 1), "estimated_on": MODELS[-1],
+             "trained_tokens_per_s": {m: round(v, 1) for m, v in trained.items()}}, indent=1) + "\n")
     print("evaluating on the test set ...", flush=True)
     report = evaluate_models(dict(zip(MODELS, model_dirs)), corpus["test"], out, ns.beam,
                              gold=Path(config.data.dir) / "test.align")
@@ -125,6 +136,17 @@ def demo_main(args: list[str]) -> int:
           f"Try: mt translate {model_dirs[-1]} --beam 4   (type a sentence)\n"
           f"     mt align {model_dirs[-1]} --src \"The old man has seen the dog.\" --out heatmap.png")
     return 0
+
+
+def trained_tokens_per_s(metrics: Path) -> float:
+    """A run's training speed from its metrics.jsonl: each validation's tokens/s, weighted by the
+    updates it covers (training only, as the demo's estimate is)."""
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps, previous, total = 0, 0, 0.0
+    for row in rows:
+        covered = row["step"] - previous
+        total, steps, previous = total + row["tokens_per_s"] * covered, steps + covered, row["step"]
+    return total / steps if steps else 0.0
 
 
 def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8), (12, 18), (26, 34))) -> list[int]:

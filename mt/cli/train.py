@@ -11,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from mt.config import register_configs, to_config
+from mt.config import RUN_CONTROL_KEYS, register_configs, to_config
 from mt.errors import ConfigError, MTError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -21,20 +21,21 @@ log = logging.getLogger("mt.train")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _train_app(cfg: DictConfig) -> float:
     from mt.training import distributed
-    from mt.training.pipeline import run_training
+    from mt.training.pipeline import resumed_config, run_training
 
     try:
         config = to_config(cfg)
-        world = distributed.init_from_env(config.train.device)
+        changed = resume_overrides(list(HydraConfig.get().overrides.task)) if config.train.resume else []
+        # A resumed run computes where it was trained (or where the resume's train.device says).
+        device = resumed_config(config, changed).train.device if config.train.resume else config.train.device
+        world = distributed.init_from_env(device)
         # Under torchrun every rank composes its own Hydra run directory; they all use rank 0's.
         run_dir = Path(distributed.broadcast_object(HydraConfig.get().runtime.output_dir))
         if world.size > 1:
             log.info("torchrun: %d processes (%s backend); rank 0 writes to %s", world.size,
                      distributed.dist.get_backend(), run_dir)
-        changed: list[str] = []
         if config.train.resume:
             log.info("this session's log: %s; the run continues in %s", run_dir, config.train.resume)
-            changed = resume_overrides(list(HydraConfig.get().overrides.task))
         else:
             log.info("run directory: %s", run_dir)
         result = run_training(config, run_dir, resume_changes=changed)
@@ -54,10 +55,8 @@ REMOVED_KEYS = {
 }
 
 
-# What a resumed run may change: how long and how it is watched, never what it trains.
-RESUMABLE_KEYS = {"train.epochs", "train.max_steps", "train.max_seconds", "train.patience", "train.valid_every",
-                  "train.log_every", "train.log_seconds", "train.checkpoint_every", "train.keep_checkpoints",
-                  "train.threads"}
+# What a resumed run may change: how long, how it is watched and where it computes, never what it trains.
+RESUMABLE_KEYS = RUN_CONTROL_KEYS
 
 
 def resume_overrides(overrides: list[str]) -> list[str]:
@@ -129,8 +128,15 @@ def launch_ddp(args: list[str]) -> int | None:
         return train_main(rest)
     if "-m" in rest or "--multirun" in rest:
         raise ConfigError("train.ddp does not combine with a -m sweep: run each job with train.ddp, or torchrun")
+    from mt.training.distributed import check_gpus_for
+    from mt.training.pipeline import resumed_config
+
+    config = compose([a for a in rest if not a.startswith("hydra.")])
+    if config.train.resume:
+        config = resumed_config(config, resume_overrides(rest))
+    check_gpus_for(procs, config.train.device)  # one GPU per process, or train.device=cpu
     if not any(a.startswith("hydra.run.dir=") for a in rest):
-        name = compose([a for a in rest if not a.startswith("hydra.")]).model.name
+        name = config.model.name
         rest.append(f"hydra.run.dir=runs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_{name}_ddp{procs}")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "mt", "train", *rest]

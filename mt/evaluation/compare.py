@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mt.errors import DataError, MTError
+from mt.errors import ConfigError, DataError, MTError
 from mt.evaluation.metrics import DEFAULT_BUCKETS, Scores, corpus_scores
 from mt.evaluation.saved_systems import (
     SavedSystem,
@@ -51,6 +51,7 @@ class ModelEntry:
     epochs: int | None = None         # the last epoch trained (where early stopping ended the run)
     best_epoch: int | None = None     # the epoch of the model kept
     preset: str = ""          # the model preset's name, before _unique_names tells runs of it apart
+    settings: str = ""        # JSON of every setting that decides what the run learns, but the seed
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -130,6 +131,13 @@ def _train_seconds(rows: list[dict]) -> float | None:
     return sum(per_epoch.values()) or None
 
 
+def settings_key(cfg) -> str:
+    """What ModelEntry.settings holds for a config: runs with equal keys are seeds of one model."""
+    from mt.config import settings_but_seed
+
+    return json.dumps(settings_but_seed(cfg), sort_keys=True)
+
+
 def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:
     """Entries named by their preset and, where two share one, by what tells them apart."""
     from mt.config import ExperimentConfig, load_yaml
@@ -141,9 +149,41 @@ def describe_models(model_dirs: Sequence[Path]) -> list[ModelEntry]:
             name=cfg.model.name, preset=cfg.model.name, model_dir=str(d), variant=_variant(cfg),
             attention=cfg.model.arch.value == "transformer" or cfg.model.attention.type.value != "none",
             parameters=0, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
-            seed=cfg.train.seed, **_run_record(d.parent)))
-    _unique_names(entries)
+            seed=cfg.train.seed, settings=settings_key(cfg), **_run_record(d.parent)))
+    name_runs(entries)
     return entries
+
+
+SETTING_MARK = " | "  # between a variant's description and the settings that tell it from a sibling
+
+
+def _distinguish_variants(entries: list[ModelEntry]) -> None:
+    """Runs of one preset and one described variant whose settings differ in more than the
+    seed (alignment loss, input feeding, learning rate, ...) get those settings added to their
+    variant, so they are neither named nor averaged as seeds of one model."""
+    for e in entries:
+        e.variant = e.variant.split(SETTING_MARK)[0]
+    families: dict[tuple[str, str], list[ModelEntry]] = {}
+    for e in entries:
+        families.setdefault((e.preset or e.name, e.variant), []).append(e)
+    for members in families.values():
+        distinct = {e.settings for e in members}
+        if len(distinct) < 2:
+            continue
+        parsed = {key: json.loads(key) if key else {} for key in distinct}
+        keys = sorted({k for d in parsed.values() for k in d}
+                      - {k for k in set.intersection(*(set(d) for d in parsed.values()))
+                         if len({json.dumps(d[k]) for d in parsed.values()}) == 1})
+        for e in members:
+            own = parsed[e.settings]
+            said = ", ".join(f"{k}={own[k]}" if k in own else f"{k} unknown" for k in keys)
+            e.variant = f"{e.variant}{SETTING_MARK}{said}"
+
+
+def name_runs(entries: list[ModelEntry]) -> None:
+    """Variants told apart by their settings, then names unique among the entries."""
+    _distinguish_variants(entries)
+    _unique_names(entries)
 
 
 def _unique_names(entries: list[ModelEntry]) -> None:
@@ -267,9 +307,18 @@ def _sacrebleu_seed(seed: int):
             os.environ["SACREBLEU_SEED"] = old
 
 
+def check_seed(seed: int) -> None:
+    """sacrebleu's paired test reads a seed of 0 as "no seed" (fresh entropy at every call), so
+    the same command would give other p-values each time: only seeds from 1 are taken."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 1:
+        raise ConfigError(f"the resampling seed must be a whole number from 1 (sacrebleu reads 0 as 'no seed', "
+                          f"so p-values would change from run to run), got {seed!r}: e.g. --seed 12345")
+
+
 def paired_bootstrap(systems: dict[str, list[str]], references: list[str], baseline: str,
                      samples: int = 1000, seed: int = 12345) -> dict[str, Significance]:
     """sacrebleu's paired bootstrap of every system against ``baseline`` (BLEU and chrF)."""
+    check_seed(seed)
     from sacrebleu.metrics import BLEU, CHRF
     from sacrebleu.significance import PairedTest
 
@@ -337,6 +386,7 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
     from mt.decoding.translator import Translator
     from mt.evaluation.alignment import alignment_error_rate
 
+    check_seed(seed)
     sources, references = list(sources), list(references)
     if len(sources) != len(references):
         raise DataError(f"{len(sources)} source lines but {len(references)} references: they must pair line by line")
@@ -352,7 +402,7 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
     to_translate = list(entries)
     entries = to_translate + [system.entry for system in saved]
     if saved:
-        _unique_names(entries)
+        name_runs(entries)
     if not entries:
         raise MTError("no models to compare: pass model directories or --systems records")
     names = [e.name for e in entries]
@@ -433,12 +483,19 @@ def systems_to_save(comparison: Comparison, example: int | None = None) -> list[
 
 
 def seed_groups(entries: Sequence[ModelEntry]) -> dict[tuple[str, str], list[ModelEntry]]:
-    """Models that differ only by seed, keyed by (preset, variant settings)."""
-    groups: dict[tuple[str, str], list[ModelEntry]] = {}
+    """Models whose resolved settings differ only by seed, keyed by (preset, variant). Entries
+    without their settings (built by hand) are grouped by preset and variant alone."""
+    groups: dict[tuple[str, str, str], list[ModelEntry]] = {}
     for e in entries:
         preset = e.preset or e.name.split(" seed ")[0].split(" [")[0].split(" #")[0]
-        groups.setdefault((preset, e.variant), []).append(e)
-    return groups
+        groups.setdefault((preset, e.variant, e.settings), []).append(e)
+    keyed: dict[tuple[str, str], list[ModelEntry]] = {}
+    for (preset, variant, _), members in groups.items():
+        key = (preset, variant)
+        while key in keyed:  # same description, other settings: name_runs was not called; never merge them
+            key = (preset, f"{key[1]}{SETTING_MARK}other settings")
+        keyed[key] = members
+    return keyed
 
 
 def median_seed(members: Sequence[ModelEntry], scores: dict[str, Scores]) -> ModelEntry:

@@ -117,11 +117,20 @@ def load_systems(paths: Sequence[str | Path]) -> list[SavedSystem]:
     for path in dict.fromkeys(p.resolve() for p in files):
         data = _read(path)
         entry = ModelEntry(**{k: v for k, v in data["entry"].items() if k in known})
+        if not entry.settings and data.get("config"):  # records written before settings were kept
+            entry.settings = _settings_of(path, data["config"])
         example = data.get("example")
         systems.append(SavedSystem(entry, str(path), data["test_set"], data["search"], data["hypotheses"],
                                    data["sentences_per_s"], data.get("entropy"), data.get("aer"), example,
                                    data.get("config", "")))
     return systems
+
+
+def _settings_of(path: Path, config: str) -> str:
+    from mt.config import ExperimentConfig, load_yaml
+    from mt.evaluation.compare import settings_key
+
+    return settings_key(load_yaml(path, ExperimentConfig, text=config))
 
 
 def check_fits(system: SavedSystem, fingerprint: str, sentences: int, search: dict) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from mt.errors import MTError
+from mt.errors import ConfigError, MTError
 
 log = logging.getLogger("mt.train")
 
@@ -53,12 +53,25 @@ def init_from_env(device: str = "auto") -> World:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and not device.startswith("cpu")
     if use_cuda:
+        check_gpus_for(int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)), device)
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     w = world()
     if not w.main:  # one voice: only rank 0 logs (warnings and errors still come from all)
         logging.getLogger("mt").setLevel(logging.WARNING)
     return w
+
+
+def check_gpus_for(processes: int, device: str) -> None:
+    """Each process on a machine trains on a GPU of its own: more processes than GPUs is refused
+    before any of them takes a device (rank 1 would die in torch.cuda.set_device)."""
+    if device.startswith("cpu") or not torch.cuda.is_available():
+        return
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        raise ConfigError(f"{processes} training processes on this machine but it has {gpus} GPU(s), and each "
+                          f"process needs its own: use train.ddp={gpus} (torchrun --nproc_per_node={gpus}), or "
+                          f"train.device=cpu to train on the CPU cores (gloo)")
 
 
 def device_for(name: str, w: World) -> str:
@@ -120,14 +133,23 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
-def gather_rng_states() -> list[torch.Tensor]:
-    """Every rank's CPU generator state, in rank order (on every rank)."""
-    state = torch.get_rng_state()
+def own_cuda_rng_state(device: torch.device) -> torch.Tensor:
+    """The generator state of this process's GPU (an empty tensor on the CPU)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.cuda.get_rng_state(device)
+
+
+def gather_rng_states(device: torch.device | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every rank's CPU generator state and the state of its own GPU's generator (empty on
+    CPU), in rank order, on every rank: each rank draws its dropout from its own GPU, which
+    rank 0's process never touches."""
+    state = (torch.get_rng_state(), own_cuda_rng_state(device or torch.device("cpu")))
     if world().size == 1:
-        return [state]
+        return [state[0]], [state[1]]
     out: list[object] = [None] * world().size
     dist.all_gather_object(out, state)
-    return out  # type: ignore[return-value]
+    return [s[0] for s in out], [s[1] for s in out]  # type: ignore[index]
 
 
 def deal(sizes: list[int], ranks: int) -> list[list[int]]:

@@ -12,13 +12,13 @@ from pathlib import Path
 import datasets
 import torch
 
-from mt.config import ExperimentConfig
+from mt.config import ExperimentConfig, load_yaml
 from mt.data.batching import EncodedCorpus, encode_pairs
 from mt.data.corpus import load_corpus, read_lines
 from mt.data.tokenizer import Tokenizer, cached_tokenizer
 from mt.decoding.translator import Translator
-from mt.errors import DataError
-from mt.model_dir import save_model_dir
+from mt.errors import DataError, MTError
+from mt.model_dir import existing_dir, save_model_dir
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
@@ -91,31 +91,53 @@ def _training_links(cfg: ExperimentConfig, train: datasets.Dataset, encoded: Enc
     return links
 
 
+def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), prefix: str = "") -> ExperimentConfig:
+    """The configuration a ``train.resume`` run continues with: the one its checkpoint was
+    written with, where only the ``resume_changes`` keys (mt.config.RUN_CONTROL_KEYS) take the
+    new command line's values. The device too: a run trained with train.device=cpu on a GPU
+    machine resumes on the CPU unless the resume says train.device again."""
+    path = existing_dir(Path(new.train.resume) / "checkpoints" / "last")
+    if path is None:
+        raise MTError(f"no checkpoint at {Path(new.train.resume) / 'checkpoints' / 'last'}: train.resume takes "
+                      "the run directory of an earlier mt train")
+    cfg = load_yaml(path / "config.yaml", ExperimentConfig)
+    fields = {key.split(".", 1)[1]: getattr(new.train, key.split(".", 1)[1]) for key in resume_changes}
+    if fields:
+        world = distributed.world()
+        before, after = (resolve_device(distributed.device_for(d, world))
+                         for d in (cfg.train.device, fields.get("device", cfg.train.device)))
+        if before != after:
+            log.warning("%strain.device changes from %s (%s) to %s (%s) on resume: the run continues there, but "
+                        "another device computes with other kernels and draws dropout from another generator, so "
+                        "it will not end with exactly the weights of an uninterrupted run", prefix,
+                        cfg.train.device, before, fields["device"], after)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
+        log.info("%sresume changes %s", prefix, ", ".join(f"train.{k}={v}" for k, v in fields.items()))
+    return cfg
+
+
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
                  resume_changes: Sequence[str] = ()) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
 
     With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
     with the configuration and tokenizers it was started with, and writes there;
-    ``resume_changes`` names the ``train.*`` keys (mt.cli.train.RESUMABLE_KEYS) whose new
+    ``resume_changes`` names the ``train.*`` keys (mt.config.RUN_CONTROL_KEYS) whose new
     values in ``cfg`` replace the checkpoint's, e.g. ``train.epochs`` to extend the run.
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     """
-    device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
+    prefix = f"[{name}] " if name else ""
     resume = None
     if cfg.train.resume:
         run_dir = Path(cfg.train.resume)
+        cfg = resumed_config(cfg, resume_changes, prefix)  # the run's own, its device included
+        device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
         checkpoint = load_checkpoint(run_dir / "checkpoints" / "last", device)
-        new = cfg
-        cfg = checkpoint.loaded.config
-        fields = {key.split(".", 1)[1]: getattr(new.train, key.split(".", 1)[1]) for key in resume_changes}
-        if fields:
-            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
-            log.info("%sresume changes %s", f"[{name}] " if name else "",
-                     ", ".join(f"train.{k}={v}" for k, v in fields.items()))
-        log.info("%sresuming %s at epoch %d, step %d (its own configuration)", f"[{name}] " if name else "",
-                 run_dir, checkpoint.progress.epoch, checkpoint.progress.step)
+        log.info("%sresuming %s at epoch %d, step %d (its own configuration)", prefix, run_dir,
+                 checkpoint.progress.epoch, checkpoint.progress.step)
         resume = (checkpoint.training_state, checkpoint.progress)
+    else:
+        device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:
@@ -123,10 +145,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     if device.type == "cpu" and cfg.train.mmap_threshold_mb:
         said = map_large_blocks(int(cfg.train.mmap_threshold_mb * 2**20))
         if said:
-            log.info("%smemory: %s (train.mmap_threshold_mb=0: glibc's default)", f"[{name}] " if name else "", said)
+            log.info("%smemory: %s (train.mmap_threshold_mb=0: glibc's default)", prefix, said)
         else:
             log.warning("%strain.mmap_threshold_mb=%g not applied: malloc is not glibc's, or MALLOC_* / "
-                        "GLIBC_TUNABLES are set, which take precedence", f"[{name}] " if name else "",
+                        "GLIBC_TUNABLES are set, which take precedence", prefix,
                         cfg.train.mmap_threshold_mb)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
@@ -140,7 +162,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     if cfg.train.activation_checkpointing:  # the config allows it for the Transformer only
         model.set_activation_checkpointing(True)
     precision = resolve_precision(cfg.train.precision.value, device)
-    log.info("%smodel %s: %s parameters, device %s, %s", f"[{name}] " if name else "", cfg.model.name,
+    log.info("%smodel %s: %s parameters, device %s, %s", prefix, cfg.model.name,
              f"{model.num_parameters():,}", device, precision.describe())
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision)
 
@@ -158,6 +180,6 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     result = trainer.fit()
     if result.history and distributed.world().main:
         plot_training_curves(result.history, run_dir / "curves.png", cfg.train.label_smoothing)
-    log.info("%sbest validation %s %.2f; model directory: %s", f"[{name}] " if name else "", cfg.train.metric.value,
+    log.info("%sbest validation %s %.2f; model directory: %s", prefix, cfg.train.metric.value,
              abs(result.best_score), result.best_dir)
     return result

@@ -123,13 +123,19 @@ def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float, run_
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
 
 
-def restore_rng(state: dict, rank: int = 0) -> None:
-    """The CPU generator (this rank's, for a multi-process run) and, where the checkpoint has
-    them and this machine has the same number of GPUs, every CUDA generator."""
+def restore_rng(state: dict, rank: int = 0, device: torch.device | None = None) -> None:
+    """This rank's CPU generator and its GPU's generator, as this rank saved them. A single
+    process restores every GPU's generator, where this machine has as many GPUs (also what
+    checkpoints written before per-rank GPU states hold)."""
     ranks = state.get("rank_rng") or [state["torch_rng"]]
     torch.set_rng_state(ranks[rank].cpu())
+    own = state.get("rank_cuda_rng") or []
+    if (len(ranks) > 1 and own and own[rank].numel() and device is not None and device.type == "cuda"
+            and torch.cuda.is_available()):
+        torch.cuda.set_rng_state(own[rank].cpu(), device)
+        return
     cuda = state.get("cuda_rng") or []
-    if cuda and torch.cuda.is_available():
+    if cuda and torch.cuda.is_available() and len(ranks) == 1:
         if len(cuda) != torch.cuda.device_count():
             log.warning("the checkpoint has %d CUDA generator states but this machine %d GPUs: dropout will differ "
                         "from an uninterrupted run", len(cuda), torch.cuda.device_count())
@@ -184,8 +190,9 @@ class Trainer:
         self.progress_mode = progress
         self.precision = precision
         self.scaler = torch.amp.GradScaler(precision.device_type) if precision.needs_grad_scaler else None
-        self.started = 0.0        # set when fit() starts: train.max_seconds counts from there
-        self.run_started = 0.0    # self.started less the training seconds of a resumed run's earlier sessions
+        # When fit() started, less the training seconds of a resumed run's earlier sessions:
+        # train.max_seconds and schedule=linear count the whole run from here.
+        self.run_started = 0.0
         self.time_fraction = 0.0   # of train.max_seconds used, the same on every rank (schedule=linear)
         self.epoch_batches = 0     # batches in the epoch in progress
         self.out_of_time = False  # train.max_seconds reached
@@ -215,18 +222,18 @@ class Trainer:
                 raise MTError(f"this run was trained by {saved_world} process(es) and is resumed by "
                               f"{self.world_size}: resume it with torchrun --nproc_per_node={saved_world} "
                               f"(or train.ddp={saved_world}), so that batches and random states line up")
-            restore_rng(state, self.rank)
+            restore_rng(state, self.rank, self.device)
 
     def _prefix(self) -> str:
         return f"[{self.name}] " if self.name else ""
 
     def _checkpoint(self) -> None:
         """Every rank's random state goes in (all ranks call this); rank 0 writes."""
-        rng = distributed.gather_rng_states()
+        rng, cuda_rng = distributed.gather_rng_states(self.device)
         self.progress.elapsed = self._elapsed()
         if self.rank == 0:
             self.save_checkpoint(self.optimizer, self.schedule, self.progress,
-                                 {"world_size": self.world_size, "rank_rng": rng})
+                                 {"world_size": self.world_size, "rank_rng": rng, "rank_cuda_rng": cuda_rng})
 
     def _elapsed(self) -> float:
         """Wall seconds of the whole run: what earlier sessions checkpointed plus this one's."""
@@ -241,8 +248,10 @@ class Trainer:
         return min(max(shares), 1.0)
 
     def _time_is_up(self) -> bool:
-        """Checked after each update, so that a run always makes one update and one validation."""
-        return bool(self.cfg.max_seconds) and time.perf_counter() - self.started >= self.cfg.max_seconds
+        """Checked after each update, so that a run always makes one update and one validation.
+        train.max_seconds counts the whole run: a resumed run has the part its earlier sessions
+        trained already behind it."""
+        return bool(self.cfg.max_seconds) and self._elapsed() >= self.cfg.max_seconds
 
     def _done(self) -> bool:
         return self.out_of_time or (bool(self.cfg.max_steps) and self.progress.step >= self.cfg.max_steps)
@@ -251,7 +260,7 @@ class Trainer:
         p = self.progress
         budget = f" of {self.cfg.max_seconds:.0f}s budget" if self.cfg.max_seconds else ""
         log.info("%sepoch %d  batch %d/%d  step %d  loss %.3f  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch,
-                 p.batch, batches, p.step, loss, tok_s, time.perf_counter() - self.started, budget)
+                 p.batch, batches, p.step, loss, tok_s, self._elapsed(), budget)
 
     def _backward(self, loss: torch.Tensor) -> None:
         """Adds this loss's gradients (through the gradient scaler for fp16)."""
@@ -313,9 +322,9 @@ class Trainer:
                                          self.cfg.alignment_loss)
                     self._backward(loss * weight / n_tokens)
                 loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
-            # The clock of train.max_seconds (this session's), averaged so every rank's learning rate agrees.
+            # The clock of train.max_seconds (the whole run's), averaged so every rank's learning rate agrees.
             loss_value, late, seconds = distributed.all_reduce_sum(
-                [loss_value, float(self._time_is_up()), time.perf_counter() - self.started])
+                [loss_value, float(self._time_is_up()), self._elapsed()])
             if self.cfg.max_seconds:
                 self.time_fraction = seconds / self.world_size / self.cfg.max_seconds
             if not math.isfinite(loss_value):
@@ -415,8 +424,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         p = self.progress
-        self.started = time.perf_counter()  # train.max_seconds counts from here
-        self.run_started = self.started - p.elapsed
+        self.run_started = time.perf_counter() - p.elapsed
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
