@@ -356,11 +356,19 @@ def to_yaml(config: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
+# Keys of earlier versions: refused on a command line with the message naming their
+# replacement (mt.presets), and rewritten when a saved config is read (upgrade_saved_config).
+REMOVED_KEYS = {
+    "train.bf16": "train.bf16 was replaced by train.precision=auto|fp32|bf16|fp16 "
+                  "(auto, the default, uses bf16 only where the hardware computes it natively)",
+}
+
+
 def upgrade_saved_config(cfg: Any) -> Any:
     """Configs saved before ``train.precision`` existed had ``train.bf16``; read them as
     ``precision: auto`` (bf16 there meant "fast where it can be", which auto now decides)."""
     train = cfg.get("train") if hasattr(cfg, "get") else None
-    if train is not None and "bf16" in train:
+    if train is not None and "bf16" in train:  # REMOVED_KEYS["train.bf16"]
         from omegaconf import open_dict
 
         with open_dict(cfg):

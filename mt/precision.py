@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
+from mt.config import Precision
 from mt.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = tuple(p.value for p in Precision)  # auto, fp32, bf16, fp16: spelled once, in mt.config
 PRECISION_ENV = "MT_PRECISION"
 # oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) below its first bf16 dot-product instructions.
 _ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
@@ -182,26 +183,3 @@ def fp32_region(tensor: torch.Tensor) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def machine() -> dict:
-    """The CPU and software a figure was measured with, for JSON written beside it (bench
-    scripts, mt compare records): cores, CPU model and family, its vector flags, torch."""
-    import os
-    import platform
-    from pathlib import Path
-
-    import torch
-
-    info = {"cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        field = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in cpuinfo.split("\n\n")[0].splitlines())}
-        info["cpu"] = f"{field['model name']} (family {field['cpu family']})" if "cpu family" in field \
-            else field["model name"]
-        info["flags"] = sorted(f for f in field.get("flags", "").split() if f.startswith(("avx", "amx", "fma")))
-    except (OSError, KeyError):
-        info["cpu"] = platform.processor() or platform.machine()
-    info.update(torch=torch.__version__, threads=torch.get_num_threads(),
-                torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
-    return info

@@ -14,7 +14,7 @@ import torch
 
 from mt.data.corpus import read_lines
 from mt.decoding.translator import Translator
-from mt.precision import machine
+from mt.hardware import machine
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"

@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mt.precision import cpu_bf16_support, machine
+from mt.hardware import machine
+from mt.precision import cpu_bf16_support
 
 
 def gflops(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:

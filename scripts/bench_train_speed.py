@@ -22,10 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mt.cli.train import compose
 from mt.data.batching import collate, token_batches
+from mt.hardware import machine
 from mt.models import build_model
-from mt.precision import machine, resolve_precision
+from mt.precision import resolve_precision
+from mt.presets import compose
 from mt.training.pipeline import prepare_data
 from mt.training.trainer import sequence_loss
 

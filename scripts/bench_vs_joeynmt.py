@@ -514,7 +514,7 @@ def main() -> None:
         if not Path(JEMALLOC).is_file():
             sys.exit(f"{JEMALLOC} not found: apt-get install libjemalloc2")
         env["LD_PRELOAD"] = JEMALLOC
-    from mt.precision import machine
+    from mt.hardware import machine
 
     common = {"threads": ns.threads, "rounds": ns.rounds, "allocator": "jemalloc" if ns.jemalloc else "glibc",
               "machine": machine(), "date": time.strftime("%Y-%m-%d"), "versions": versions(joey_python)}

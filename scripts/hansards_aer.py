@@ -301,7 +301,7 @@ def align(ns, corpus: str = "hansards") -> dict:
 def demo_size(name: str) -> list[str]:
     """The demo's model size and training settings (``mt demo``'s, which reach their best BLEU
     on this corpus in minutes); the Transformer at the same d_model as the RNN decoders."""
-    from mt.cli.demo import DEMO_MODEL, DEMO_TRAIN
+    from mt.analysis.demo import DEMO_MODEL, DEMO_TRAIN
 
     train = [o for o in DEMO_TRAIN if not o.startswith(("train.threads=", "train.valid_max_sentences="))]
     if name == "transformer":  # its preset's rate and warm-up: 0.003 is the RNNs'
@@ -451,7 +451,7 @@ def main() -> None:
         previous.setdefault("steps", {})[ns.step] = {
             "command": " ".join(["scripts/hansards_aer.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
             "threads": ns.threads, "seed": ns.seed, **own}
-        from mt.precision import machine
+        from mt.hardware import machine
 
         previous["machine"] = machine()
         ns.json.write_text(json.dumps(previous, indent=2))

@@ -77,7 +77,7 @@ if [ "$out" = --params ]; then  # each variant's size at SIZE (4,000-piece vocab
   for v in $variants; do
     .venv/bin/python - "$v" $(overrides "$v") $SIZE <<'PY'
 import sys
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.models import build_model
 cfg = compose(["data=multi30k", *sys.argv[2:]])
 model = build_model(cfg.model, cfg.data.tokenizer.src_vocab_size, cfg.data.tokenizer.tgt_vocab_size)

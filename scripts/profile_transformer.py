@@ -26,9 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mt.cli.train import compose
 from mt.data.batching import collate, token_batches
 from mt.models import build_model
+from mt.presets import compose
 from mt.training.pipeline import prepare_data
 from mt.training.trainer import sequence_loss
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mt.cli.main import main
+from mt.data.tokenizer import word_ids
 from mt.errors import MTError
 from mt.evaluation.alignment import (
     GoldLinks,
@@ -23,7 +24,6 @@ from mt.evaluation.alignment import (
     read_pharaoh,
     shift_rows,
     threshold_links,
-    word_ids,
     write_pharaoh,
 )
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.data.batching import collate, gold_attention
 from mt.decoding.aligner import align_pairs
 from mt.decoding.translator import Translator

@@ -56,7 +56,7 @@ def test_the_users_own_allocator_settings_win(monkeypatch):
 
 
 def test_the_threshold_is_validated():
-    from mt.cli.train import compose
+    from mt.presets import compose
     from mt.errors import ConfigError
 
     with pytest.raises(ConfigError, match="train.mmap_threshold_mb"):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.config import AttentionConfig, AttentionType, ModelConfig, Score
 from mt.errors import ConfigError
 from mt.models.attention import Attention, masked_softmax, sparsemax

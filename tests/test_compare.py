@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mt.cli.main import main
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.errors import MTError
 
 from .conftest import TINY_TRAIN, run_mt
@@ -159,7 +159,7 @@ def test_compare_errors_name_the_problem(trained_model_dir, corpus_dir, tmp_path
 
 
 def test_paired_bootstrap_is_seeded_and_finds_a_real_gain():
-    from mt.evaluation.compare import _gap_interval, paired_bootstrap
+    from mt.evaluation.significance import gap_interval, paired_bootstrap
 
     refs = [f"the cat number {i} sat on the mat today" for i in range(60)]
     good = list(refs)
@@ -168,15 +168,15 @@ def test_paired_bootstrap_is_seeded_and_finds_a_real_gain():
     again = paired_bootstrap({"bad": bad, "good": good}, refs, "bad", samples=200, seed=3)
     assert first == again
     assert first["good"].p_value < 0.01 and first["bad"].p_value is None
-    low, high, p = _gap_interval(good, bad, refs, 200, 3)
+    low, high, p = gap_interval(good, bad, refs, 200, 3)
     assert 0 < low <= high and p == 0.0
     # No difference: the interval straddles zero.
-    low, high, p = _gap_interval(good[:30] + bad[30:], bad[:30] + good[30:], refs, 200, 3)
+    low, high, p = gap_interval(good[:30] + bad[30:], bad[:30] + good[30:], refs, 200, 3)
     assert low < 0 < high
 
 
 def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
-    from mt.evaluation.compare import find_model_dirs
+    from mt.analysis.entries import find_model_dirs
 
     (tmp_path / "run" / "model").mkdir(parents=True)
     (tmp_path / "run" / "model" / "config.yaml").write_text("x: 1\n")
@@ -185,7 +185,7 @@ def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
 
 
 def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_validations(tmp_path):
-    from mt.evaluation.compare import _run_record
+    from mt.analysis.entries import _run_record
 
     run = tmp_path / "run"
     run.mkdir()
@@ -207,7 +207,7 @@ def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_valida
 def test_the_model_kept_is_the_one_the_trainer_marked_best_whatever_its_metric(tmp_path):
     """A run that kept models by chrF (or loss) reports the kept model's epoch and BLEU, not
     the epoch of the highest BLEU."""
-    from mt.evaluation.compare import _run_record
+    from mt.analysis.entries import _run_record
 
     run = tmp_path / "run"
     run.mkdir()
@@ -223,7 +223,7 @@ def test_the_model_kept_is_the_one_the_trainer_marked_best_whatever_its_metric(t
 
 
 def test_the_median_seed_stands_for_a_variant():
-    from mt.evaluation.compare import ModelEntry, median_seed, seed_groups
+    from mt.analysis.entries import ModelEntry, median_seed, seed_groups
     from mt.evaluation.metrics import Scores
 
     def entry(name: str, variant: str = "gru 128, no attention") -> ModelEntry:
@@ -318,8 +318,8 @@ def test_saved_systems_are_refused_where_they_do_not_fit(trained_model_dir, corp
 
 
 def test_a_record_never_replaces_another_models_record(tmp_path):
-    from mt.evaluation.compare import ModelEntry
-    from mt.evaluation.saved_systems import SavedSystem, load_systems, save_systems
+    from mt.analysis.entries import ModelEntry
+    from mt.analysis.saved_systems import SavedSystem, load_systems, save_systems
 
     def system(model_dir: str, seed: int) -> SavedSystem:
         entry = ModelEntry("rnn_noattn", model_dir, "gru 8, no attention", False, 10, "en", "de", seed,
@@ -335,7 +335,7 @@ def test_a_record_never_replaces_another_models_record(tmp_path):
 
 
 def test_runs_of_one_preset_are_named_by_setting_and_seed():
-    from mt.evaluation.compare import ModelEntry, _unique_names, seed_groups
+    from mt.analysis.entries import ModelEntry, _unique_names, seed_groups
 
     def entry(variant: str, seed: int, folder: str) -> ModelEntry:
         return ModelEntry("x", f"runs/{folder}/model", variant, True, 1, "en", "de", seed, preset="rnn_bahdanau")
@@ -353,7 +353,9 @@ def test_runs_of_one_preset_are_named_by_setting_and_seed():
 def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
     from types import SimpleNamespace
 
-    from mt.evaluation.compare import BucketResult, ModelEntry, _length_series
+    from mt.analysis.compare import BucketResult
+    from mt.analysis.comparison_report import _length_series
+    from mt.analysis.entries import ModelEntry
     from mt.visualization.curves import plot_bleu_by_length
 
     def entry(name: str, variant: str, seed: int) -> ModelEntry:
@@ -387,7 +389,8 @@ def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed
     from types import SimpleNamespace
 
     from mt.config import to_yaml
-    from mt.evaluation.compare import by_variant, describe_models, seed_groups
+    from mt.analysis.compare import by_variant
+    from mt.analysis.entries import describe_models, seed_groups
     from mt.evaluation.metrics import Scores
 
     def run(folder: str, *overrides: str) -> Path:
@@ -415,7 +418,7 @@ def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed
 
 def test_records_without_settings_are_grouped_by_their_configs(trained_model_dir, corpus_dir, tmp_path):
     """Records written before entries kept their settings carry their config: it decides."""
-    from mt.evaluation.saved_systems import load_systems
+    from mt.analysis.saved_systems import load_systems
 
     records = tmp_path / "records"
     assert main(["compare", str(trained_model_dir), "--src", str(corpus_dir / "test.en"), "--ref",
@@ -432,7 +435,7 @@ def test_records_without_settings_are_grouped_by_their_configs(trained_model_dir
 def test_a_resampling_seed_of_zero_is_refused_not_unseeded(trained_model_dir, corpus_dir, tmp_path, capsys):
     """sacrebleu reads a seed of 0 as no seed: two equal mt compare --seed 0 calls gave p = 0.0398 and 0.0746."""
     from mt.errors import ConfigError
-    from mt.evaluation.compare import paired_bootstrap
+    from mt.evaluation.significance import paired_bootstrap
 
     refs = [f"the cat number {i} sat on the mat" for i in range(30)]
     systems = {"a": [f"a dog {i}" for i in range(30)], "b": refs[:15] + [f"a dog {i}" for i in range(15)]}

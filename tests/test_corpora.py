@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.config import CorpusSource, DataConfig
 from mt.data.corpus import load_corpus
 from mt.errors import DataError

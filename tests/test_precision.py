@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mt import precision as precision_module
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.config import ExperimentConfig, load_yaml
 from mt.data.batching import collate
 from mt.decoding.translator import Translator

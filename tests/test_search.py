@@ -2,10 +2,23 @@ import pytest
 import torch
 
 from mt.data.batching import collate
-from mt.decoding.search import beam_search, greedy_search
+from mt.decoding.search import SearchConfig, beam_search, greedy_search
 from mt.models import build_model
 
 from .conftest import ALL_VARIANTS, variant_config
+
+
+def _beam(model, batch, beam_size, max_len=None, nbest=1, **settings):
+    """Every sentence's n-best list from a beam of ``beam_size`` (settings: SearchConfig's)."""
+    return beam_search(model, batch.src, batch.src_mask, SearchConfig(beam=beam_size, nbest=nbest, **settings), max_len)
+
+
+def _best(model, batch, beam_size, max_len=None, **settings):
+    return [hyps[0] for hyps in _beam(model, batch, beam_size, max_len, **settings)]
+
+
+def _greedy(model, batch, max_len=None, **settings):
+    return greedy_search(model, batch.src, batch.src_mask, SearchConfig(**settings), max_len)
 
 SRC = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]
 KINDS = ["bahdanau-gru", "luong-general", "luong-local", "transformer"]
@@ -26,7 +39,7 @@ def test_beam_one_equals_greedy(variant):
     model = _trained_ish(variant)
     batch = collate(SRC)
     greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
-    beam = beam_search(model, batch.src, batch.src_mask, beam_size=1, max_len=12, length_penalty=0.0)
+    beam = _best(model, batch, 1, max_len=12, length_penalty=0.0)
     assert [h.tokens for h in greedy] == [h.tokens for h in beam]
     for g, b in zip(greedy, beam):
         assert abs(g.score - b.score) < 1e-4
@@ -38,10 +51,10 @@ def test_beam_one_equals_greedy(variant):
 def test_batched_beam_equals_one_sentence_at_a_time(variant):
     model = _trained_ish(variant)
     batch = collate(SRC)
-    together = beam_search(model, batch.src, batch.src_mask, beam_size=4, max_len=12)
+    together = _best(model, batch, 4, max_len=12)
     for i, src in enumerate(SRC):
         single = collate([src])
-        alone = beam_search(model, single.src, single.src_mask, beam_size=4, max_len=12)[0]
+        alone = _best(model, single, 4, max_len=12)[0]
         assert alone.tokens == together[i].tokens
         assert abs(alone.score - together[i].score) < 1e-4
         torch.testing.assert_close(alone.attention, together[i].attention, atol=1e-5, rtol=1e-5)
@@ -51,7 +64,7 @@ def test_batched_beam_equals_one_sentence_at_a_time(variant):
 def test_beam_returns_the_attention_of_the_chosen_hypothesis(variant):
     model = _trained_ish(variant)
     batch = collate(SRC)
-    for hyp, src in zip(beam_search(model, batch.src, batch.src_mask, beam_size=3, max_len=12), SRC):
+    for hyp, src in zip(_best(model, batch, 3, max_len=12), SRC):
         assert hyp.attention.shape[1] == len(src)
         assert hyp.attention.shape[0] == len(hyp.tokens) + hyp.finished
         torch.testing.assert_close(hyp.attention.sum(-1), torch.ones(hyp.attention.size(0)))
@@ -72,7 +85,7 @@ def test_wider_beam_finds_at_least_as_probable_output():
         return torch.log_softmax(logits, -1)[0].gather(-1, forced.tgt_out[0].unsqueeze(-1)).sum().item()
 
     greedy = greedy_search(model, batch.src, batch.src_mask, max_len=12)
-    beam = beam_search(model, batch.src, batch.src_mask, beam_size=5, max_len=12, length_penalty=0.0)
+    beam = _best(model, batch, 5, max_len=12, length_penalty=0.0)
     for src, g, b in zip(SRC, greedy, beam):
         if len(g.tokens) < 12 and len(b.tokens) < 12:  # both ended with EOS
             assert logprob(src, b.tokens) >= logprob(src, g.tokens) - 1e-4
@@ -91,8 +104,7 @@ def test_a_sentence_translation_does_not_depend_on_its_batch(variant):
 
     model.decode_step = never_ends
     short, long = [12, 13], list(range(5, 25))
-    for search in (lambda b, **kw: greedy_search(model, b.src, b.src_mask, **kw),
-                   lambda b, **kw: beam_search(model, b.src, b.src_mask, beam_size=3, **kw)):
+    for search in (lambda b, **kw: _greedy(model, b, **kw), lambda b, **kw: _best(model, b, 3, **kw)):
         alone = search(collate([short]))[0]
         together = search(collate([short, long]))
         assert len(alone.tokens) == 2 * 2 + 10 and not alone.finished
@@ -153,14 +165,13 @@ def _exhaustive(model: MarkovModel, limit: int, alpha: float, penalty) -> list[t
 def test_a_wide_beam_finds_the_exact_best_outputs(penalty, alpha):
     """With a beam wider than every prefix, the early stop (no live hypothesis can beat the
     best finished) must never lose the true best: checked against exhaustive search."""
-    from mt.decoding.search import LengthPenalty, beam_search_nbest
+    from mt.decoding.search import LengthPenalty
 
     lp = LengthPenalty(penalty)
     for seed in range(6):
         model = _markov(seed)
         batch = collate([[5, 6]])
-        hyps = beam_search_nbest(model, batch.src, batch.src_mask, beam_size=128, nbest=3, max_len_a=0,
-                                 max_len_b=4, length_penalty=alpha, penalty=lp)[0]
+        hyps = _beam(model, batch, 128, nbest=3, max_len_a=0, max_len_b=4, length_penalty=alpha, penalty=lp)[0]
         exact = _exhaustive(model, 4, alpha, lp)[:3]
         assert [h.normalized for h in hyps] == pytest.approx([e[0] for e in exact], abs=1e-5)
         assert hyps[0].tokens == exact[0][1]
@@ -170,8 +181,6 @@ def test_finished_hypotheses_leave_the_beam_to_the_live_ones():
     """k=2: after step 1 the best is to stop (p 0.4); A (0.35) leads nowhere and B (0.25)
     ends surely next step, the best by mean log-probability. A beam where the stopped one
     keeps its slot never reaches B; a beam of two live hypotheses does."""
-    from mt.decoding.search import beam_search_nbest
-
     table = torch.full((7, 7), float("-inf"))
     table[2, [3, 4, 5]] = torch.tensor([0.4, 0.35, 0.25]).log()      # after BOS: EOS, A, B
     table[4, [3, 4, 5, 6]] = torch.tensor([0.3, 0.25, 0.25, 0.2]).log()  # after A: unsure
@@ -179,7 +188,7 @@ def test_finished_hypotheses_leave_the_beam_to_the_live_ones():
     table[6, [3, 6]] = torch.tensor([0.5, 0.5]).log()
     model = MarkovModel(table)
     batch = collate([[5, 6]])
-    best, second = beam_search_nbest(model, batch.src, batch.src_mask, beam_size=2, nbest=2, length_penalty=1.0)[0]
+    best, second = _beam(model, batch, 2, nbest=2, length_penalty=1.0)[0]
     assert best.tokens == [5] and best.finished
     assert best.score == pytest.approx(float(torch.tensor(0.25 * 0.99).log()), abs=1e-5)
     assert best.normalized == pytest.approx(best.score / 2, abs=1e-6)
@@ -187,20 +196,18 @@ def test_finished_hypotheses_leave_the_beam_to_the_live_ones():
 
 
 def test_gnmt_length_penalty():
-    from mt.decoding.search import LengthPenalty, beam_search, greedy_search
+    from mt.decoding.search import LengthPenalty
 
     model = _markov(1)
     batch = collate([[5, 6, 7]])
-    for hyp in (beam_search(model, batch.src, batch.src_mask, 3, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0],
-                greedy_search(model, batch.src, batch.src_mask, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0]):
+    for hyp in (_best(model, batch, 3, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0],
+                _greedy(model, batch, length_penalty=0.6, penalty=LengthPenalty.gnmt)[0]):
         steps = len(hyp.tokens) + hyp.finished
         assert hyp.normalized == pytest.approx(hyp.score / ((5 + steps) / 6) ** 0.6, abs=1e-6)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_no_repeat_ngram(n):
-    from mt.decoding.search import beam_search, greedy_search
-
     table = torch.full((7, 7), -5.0)
     table[:, [0, 1, 2]] = float("-inf")
     table[:, 3] = -8.0         # almost never stops
@@ -208,25 +215,25 @@ def test_no_repeat_ngram(n):
     table[2, 4] = 3.0
     model = MarkovModel(table)
     batch = collate([[5, 6, 7, 8]])
-    free = greedy_search(model, batch.src, batch.src_mask)[0].tokens
+    free = _greedy(model, batch)[0].tokens
     assert free[:4] == [4, 5, 4, 5]  # repeats without the rule
-    for hyp in (greedy_search(model, batch.src, batch.src_mask, no_repeat_ngram=n)[0],
-                beam_search(model, batch.src, batch.src_mask, 3, no_repeat_ngram=n)[0]):
+    for hyp in (_greedy(model, batch, no_repeat_ngram=n)[0], _best(model, batch, 3, no_repeat_ngram=n)[0]):
         grams = [tuple(hyp.tokens[i:i + n]) for i in range(len(hyp.tokens) - n + 1)]
         assert len(grams) == len(set(grams)) and len(hyp.tokens) >= n
 
 
 def test_nbest_is_sorted_distinct_and_bounded_by_the_beam():
-    from mt.decoding.search import beam_search_nbest
+    from mt.errors import ConfigError
 
     model = _trained_ish("bahdanau-gru")
     batch = collate(SRC)
-    for hyps in beam_search_nbest(model, batch.src, batch.src_mask, beam_size=5, nbest=4, max_len=12):
+    for hyps in _beam(model, batch, 5, nbest=4, max_len=12):
         assert len(hyps) == 4
         assert [h.normalized for h in hyps] == sorted((h.normalized for h in hyps), reverse=True)
         assert len({tuple(h.tokens) for h in hyps}) == 4
-    with pytest.raises(ValueError, match="nbest"):
-        beam_search_nbest(model, batch.src, batch.src_mask, beam_size=2, nbest=3)
+    with pytest.raises(ConfigError, match="--nbest 3 needs a beam at least as wide"):
+        _beam(model, batch, 2, nbest=3)
+    assert SearchConfig(nbest=3).beam == 3  # a beam of 1 with an n-best list is widened to it
 
 
 @pytest.mark.parametrize("variant", ["bahdanau-gru", "transformer"])
@@ -236,7 +243,7 @@ def test_score_is_the_log_probability_for_greedy_and_beam(variant):
     model = _trained_ish(variant)
     batch = collate(SRC)
     for hyps in (greedy_search(model, batch.src, batch.src_mask, max_len=12),
-                 beam_search(model, batch.src, batch.src_mask, beam_size=4, max_len=12)):
+                 _best(model, batch, 4, max_len=12)):
         for src, hyp in zip(SRC, hyps):
             if not hyp.finished:
                 continue

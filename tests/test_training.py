@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.errors import MTError
 from mt.training import trainer as trainer_module
 from mt.training.checkpoint import load_checkpoint
@@ -242,7 +242,7 @@ def test_log_every_one_refreshes_at_every_update_and_zero_is_refused():
 def test_each_default_is_written_once_in_the_schema_not_again_in_the_yaml():
     import yaml
 
-    from mt.cli.train import compose
+    from mt.presets import compose
     from mt.config import ExperimentConfig, TrainConfig
 
     primary = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())

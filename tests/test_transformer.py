@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mt.cli.train import compose
+from mt.presets import compose
 from mt.config import AttentionReduction, DataConfig, ExperimentConfig, TokenizerConfig
 from mt.data.batching import collate
 from mt.errors import ConfigError

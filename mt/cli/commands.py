@@ -1,5 +1,7 @@
-"""``mt translate``, ``mt evaluate`` and ``mt align``: each loads a model directory and
-works for every model, since they only use the Translator."""
+"""``mt translate``, ``evaluate``, ``align``, ``aer``, ``average``, ``compare`` and ``explore``:
+each parses its arguments into the library's settings (a SearchConfig, AlignOptions, a
+CompareRequest) and calls the library (``mt.decoding``, ``mt.analysis``, ``mt.evaluation``);
+the library imports are lazy, so ``mt --help`` and ``mt aer`` start without torch."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from mt.errors import DataError, MTError
+from mt.config import Precision
+from mt.errors import MTError
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +27,7 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a (default b=10)")
     parser.add_argument("--device", default="auto", help="auto (default: the GPU when there is one), cpu, cuda or "
                         "cuda:N")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    parser.add_argument("--precision", default="auto", choices=[p.value for p in Precision],
                         help="auto (default): bf16 where the hardware computes it natively, else fp32")
 
 
@@ -35,33 +38,18 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
-    ns = parser.parse_args(args)
-    if ns.beam < 1:
-        raise MTError(f"--beam must be at least 1, got {ns.beam}")
-    if ns.no_repeat_ngram < 0:
-        raise MTError(f"--no-repeat-ngram must be 0 (off) or more, got {ns.no_repeat_ngram}")
-    if ns.max_len_a < 0 or ns.max_len_b < 0 or ns.max_len_a == ns.max_len_b == 0:
-        raise MTError(f"--max-len-a {ns.max_len_a} --max-len-b {ns.max_len_b} allow no output: make them positive")
-    return ns
+def _search(ns: argparse.Namespace, nbest: int = 1):
+    """The command line's search settings, checked once (a bad value is one line, exit 2)."""
+    from mt.decoding.search import SearchConfig
+
+    return SearchConfig(beam=ns.beam, nbest=nbest, length_penalty=ns.length_penalty, penalty=ns.length_penalty_type,
+                        max_len_a=ns.max_len_a, max_len_b=ns.max_len_b, no_repeat_ngram=ns.no_repeat_ngram)
 
 
-def _search(ns: argparse.Namespace) -> dict:
-    """The search settings of the command line, as Translator.translate takes them."""
-    return {"beam": ns.beam, "length_penalty": ns.length_penalty, "max_len_a": ns.max_len_a,
-            "max_len_b": ns.max_len_b, "penalty": ns.length_penalty_type, "no_repeat_ngram": ns.no_repeat_ngram}
-
-
-def _translator(ns: argparse.Namespace):
+def _translator(ns: argparse.Namespace, model_dir: str | None = None):
     from mt.decoding.translator import Translator
 
-    return Translator.from_dir(ns.model_dir, ns.device, ns.precision)
-
-
-def _nbest_lines(translations: list[list], first: int = 0) -> str:
-    """Moses/fairseq-style n-best list: ``i ||| hypothesis ||| log-probability ||| ranking score``."""
-    return "".join(f"{first + i} ||| {t.text} ||| {t.score:.4f} ||| {t.normalized_score:.4f}\n"
-                   for i, hyps in enumerate(translations) for t in hyps)
+    return Translator.from_dir(model_dir or ns.model_dir, ns.device, ns.precision)
 
 
 def translate(args: list[str]) -> int:
@@ -71,20 +59,17 @@ def translate(args: list[str]) -> int:
     parser.add_argument("--nbest", type=int, default=1, metavar="N",
                         help="write the N best translations of each line as 'i ||| text ||| log-probability ||| "
                              "ranking score' (i counts lines from 0; the beam is at least N wide)")
-    ns = _parse(parser, args)
+    ns = parser.parse_args(args)
     from mt.data.corpus import read_lines, split_lines
+    from mt.decoding.translator import nbest_lines
 
-    if ns.nbest < 1:
-        raise MTError(f"--nbest must be at least 1, got {ns.nbest}")
-    search = _search(ns)
-    if ns.nbest > 1 and ns.beam == 1:
-        search["beam"] = ns.nbest
+    search = _search(ns, ns.nbest)
     translator = _translator(ns)
 
     def run(lines: list[str], first: int = 0) -> str:
-        if ns.nbest > 1:
-            return _nbest_lines(translator.translate_nbest(lines, ns.nbest, **search), first)
-        return "".join(t.text + "\n" for t in translator.translate(lines, **search))
+        if search.nbest > 1:
+            return nbest_lines(translator.translate_nbest(lines, search=search), first)
+        return "".join(t.text + "\n" for t in translator.translate(lines, search))
 
     if ns.input is None and sys.stdin.isatty():
         # Interactive: answer each line as it is typed.
@@ -107,29 +92,18 @@ def evaluate(args: list[str]) -> int:
     parser.add_argument("--ref", required=True, help="reference file, line-aligned with --src")
     parser.add_argument("--output", help="also write the translations here")
     parser.add_argument("--json", help="also write the scores here as JSON")
-    ns = _parse(parser, args)
-    from mt.data.corpus import read_lines
-    from mt.evaluation.metrics import corpus_scores, scores_by_length
-    from mt.evaluation.report import format_table
+    ns = parser.parse_args(args)
+    from mt.analysis.evaluate import evaluate as evaluate_model
+    from mt.analysis.evaluate import read_test_set
 
-    sources, references = read_lines(ns.src), read_lines(ns.ref)
-    if len(sources) != len(references):
-        raise DataError(f"{ns.src} has {len(sources)} lines but {ns.ref} has {len(references)}: "
-                        "they must pair line by line")
-    translator = _translator(ns)
-    hyps = [t.text for t in translator.translate(sources, **_search(ns))]
+    search = _search(ns)
+    sources, references = read_test_set(ns.src, ns.ref)
+    result = evaluate_model(_translator(ns), sources, references, search)
     if ns.output:
-        Path(ns.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-    scores = corpus_scores(hyps, references)
-    buckets = scores_by_length(sources, hyps, references)
-    print(f"BLEU {scores.bleu:.2f}   {scores.bleu_signature}")
-    print(f"chrF {scores.chrf:.2f}   {scores.chrf_signature}")
-    print(f"{scores.sentences} sentences, beam {ns.beam}\n")
-    print(format_table(["source words", "sentences", "BLEU", "chrF"],
-                       [[b.bucket, b.sentences, f"{b.bleu:.2f}", f"{b.chrf:.2f}"] for b in buckets]))
+        Path(ns.output).write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
+    print(result.report())
     if ns.json:
-        Path(ns.json).write_text(json.dumps({"scores": scores.as_dict(), "by_length": [b.__dict__ for b in buckets],
-                                             "beam": ns.beam, "model_dir": ns.model_dir}, indent=2))
+        Path(ns.json).write_text(json.dumps(result.as_dict(ns.model_dir), indent=2))
     return 0
 
 
@@ -175,162 +149,52 @@ def align(args: list[str]) -> int:
                        "(the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links with grow-diag-final-and")
-    ns = _parse(parser, args)
+    ns = parser.parse_args(args)
+    search = _search(ns)
     if ns.src_file or ns.pairs:
-        return _align_files(ns)
+        return _align_files(ns, search)
     if ns.src is None or not ns.out:
         raise MTError("give --src and --out to draw one sentence, or --src-file to align a file")
-    from mt.visualization.heatmap import plot_attention, plot_attention_grid
+    from mt.analysis.align import draw_sentence
 
     if not ns.src.strip():
         raise MTError("--src is empty: give a sentence to align")
-    translator = _translator(ns)
-    if ns.ref is not None:
-        result = translator.force_decode(ns.src, ns.ref)
-    else:
-        result = translator.translate([ns.src], **_search(ns))[0]
-    if result.attention is None:
-        raise MTError(f"the model in {ns.model_dir} has no attention to draw (it was trained without attention)")
-    data = {"source": result.source, "output": result.text, "src_tokens": result.src_pieces,
-            "tgt_tokens": result.tgt_pieces, "attention": result.attention.round(5).tolist()}
-    if ns.all_heads:
-        # Every layer and head while the model reads the chosen output (rows: its pieces and </s>).
-        maps = translator.attention_maps(ns.src, result.tgt_ids)
-        pieces = translator.tgt_tokenizer.id_to_piece(result.tgt_ids) + ["</s>"]
-        plot_attention_grid(maps, result.src_pieces, pieces, ns.out, title=result.text)
-        data["attention_maps"] = maps.round(5).tolist()  # [layers, heads, tgt, src]
-    else:
-        plot_attention(result.attention, result.src_pieces, result.tgt_pieces, ns.out, title=result.text)
-    if ns.json:
-        Path(ns.json).write_text(json.dumps(data, ensure_ascii=False))
+    result = draw_sentence(_translator(ns), ns.src, ns.out, ns.ref, search, ns.all_heads, ns.json)
     print(f"{result.text}\nheatmap: {ns.out}")
     return 0
 
 
-EXPLORE_SENTENCES = 500
+def _align_files(ns: argparse.Namespace, search) -> int:
+    from mt.analysis.align import (
+        AlignmentFiles,
+        align_files,
+        draw_pairs,
+        prepare_pairs,
+        read_pairs,
+        read_parallel,
+        unknown_words,
+    )
+    from mt.decoding.aligner import AlignOptions
 
-
-def _explore_page(path: str, models: list, sources: list[str], references: list[str] | None, gold: list | None,
-                  search: dict, title: str) -> Path:
-    """``--explore PAGE.html`` of mt align and mt compare: the mt explore page for the same
-    models and sentences (the first 500)."""
-    from mt.visualization.explorer import build_explorer_data, write_explorer
-
-    if not path.endswith((".html", ".htm")):
-        raise MTError(f"--explore {path}: the page is HTML; name it e.g. explore.html")
-    n = EXPLORE_SENTENCES
-    data = build_explorer_data(models, sources[:n], None if references is None else references[:n],
-                               None if gold is None else gold[:n], search=search, progress=sys.stderr.isatty())
-    written = write_explorer(data, path, title)
-    print(f"explorer page: {written} ({min(n, len(sources))} sentences; open it in a browser)")
-    return written
-
-
-def _align_files(ns: argparse.Namespace) -> int:
-    import numpy as np
-
-    from mt.data.corpus import read_lines
-    from mt.decoding.aligner import align_pairs
-    from mt.decoding.translator import Translator
-    from mt.evaluation.alignment import grow_diag_final_and, has_moses_escapes, prepare_text, write_pharaoh
-    from mt.visualization.heatmap import plot_attention
-
-    if not (ns.pharaoh or ns.jsonl or ns.npz or ns.out_dir or ns.explore):
-        raise MTError("nothing to write: give --pharaoh, --jsonl, --npz, --out-dir and/or --explore")
-    if ns.head is not None and ns.layer is None:
-        raise MTError("--head needs --layer (the layer whose head to read)")
-    if ns.pairs:
-        if ns.src_file or ns.ref_file:
-            raise MTError("give either --pairs or --src-file/--ref-file, not both")
-        sources, targets = _read_pairs(ns.pairs)
-    else:
-        sources = read_lines(ns.src_file)
-        targets = read_lines(ns.ref_file) if ns.ref_file else None
-        if targets is not None and len(targets) != len(sources):
-            raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(targets)}: "
-                            "they must pair line by line")
-    if not ns.unescape_moses and has_moses_escapes([*sources, *(targets or [])]):
-        print("note: the text holds Moses escapes (&apos;, &quot;, &amp; ...) and the model reads them as they are; "
-              "add --unescape-moses if it was trained on plain text", file=sys.stderr)
-    if ns.lowercase or ns.unescape_moses:
-        sources = [prepare_text(s, ns.lowercase, ns.unescape_moses) for s in sources]
-        targets = None if targets is None else [prepare_text(t, ns.lowercase, ns.unescape_moses) for t in targets]
-    translator = _translator(ns)
-    options = {"rule": ns.rule, "threshold": ns.threshold, "shift_att": ns.shift_att, "layer": ns.layer, "head": ns.head}
-    pairs = align_pairs(translator, sources, targets, **_search(ns),
-                        progress=sys.stderr.isatty(), **options)
-    if all(p.attention is None for p in pairs) and any(p.source.strip() for p in pairs):
-        raise MTError(f"the model in {ns.model_dir} has no attention to align with (it was trained without attention)")
-    if ns.backward_model:
-        backward = Translator.from_dir(ns.backward_model, ns.device, ns.precision)
-        reverse = align_pairs(backward, [p.target for p in pairs], [p.source for p in pairs],
-                              progress=sys.stderr.isatty(), **options)
-        for pair, rev in zip(pairs, reverse):
-            pair.links = grow_diag_final_and(pair.links, {(i, j) for j, i in rev.links})
-    if ns.explore:
-        _explore_page(ns.explore, [(Path(ns.model_dir).parent.name or "model", translator)], sources, targets, None,
-                      _search(ns), f"mt align: {ns.model_dir}")
-    if ns.pharaoh:
-        write_pharaoh(ns.pharaoh, [p.links for p in pairs], one_based=ns.one_based)
-    if ns.jsonl:
-        with open(ns.jsonl, "w", encoding="utf-8") as handle:
-            for pair in pairs:
-                handle.write(json.dumps(pair.as_dict(), ensure_ascii=False) + "\n")
-    if ns.npz:
-        arrays = {}
-        for n, pair in enumerate(pairs):
-            if pair.attention is not None:
-                arrays[f"attention_{n}"] = pair.attention
-            if pair.word_attention is not None:
-                arrays[f"words_{n}"] = pair.word_attention
-        np.savez_compressed(ns.npz, **arrays)
-    drawn = 0
-    if ns.out_dir:
-        out_dir = Path(ns.out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for n, pair in enumerate(pairs):
-            if pair.attention is None or (ns.max_plots and drawn >= ns.max_plots):
-                continue
-            if ns.words:
-                plot_attention(pair.word_attention, pair.src_words, pair.tgt_words,
-                               out_dir / f"{n + 1:05d}.{ns.format}", title=pair.target)
-            else:
-                plot_attention(pair.attention, pair.src_pieces, [*pair.tgt_pieces, "</s>"],
-                               out_dir / f"{n + 1:05d}.{ns.format}", title=pair.target)
-            drawn += 1
+    files = AlignmentFiles(ns.pharaoh, ns.one_based, ns.jsonl, ns.npz, ns.out_dir, ns.format, ns.words, ns.max_plots,
+                           ns.explore)
+    options = AlignOptions(ns.rule, ns.threshold, ns.shift_att, ns.layer, ns.head)
+    if ns.pairs and (ns.src_file or ns.ref_file):
+        raise MTError("give either --pairs or --src-file/--ref-file, not both")
+    sources, targets = read_pairs(ns.pairs) if ns.pairs else read_parallel(ns.src_file, ns.ref_file)
+    sources, targets = prepare_pairs(sources, targets, ns.lowercase, ns.unescape_moses)
+    backward = _translator(ns, ns.backward_model) if ns.backward_model else None
+    pairs = align_files(_translator(ns), sources, targets, files, search, options, backward,
+                        Path(ns.model_dir).parent.name or "model")
+    drawn = draw_pairs(pairs, files)
     written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]
                                                                   if ns.out_dir else [])
     print(f"aligned {len(pairs)} sentence pairs: {', '.join(written)}")
-    unknown = _unknown_words(pairs)
+    unknown = unknown_words(pairs)
     if unknown:
         print(f"note: {unknown[0]:,} of {unknown[1]:,} source words and {unknown[2]:,} of {unknown[3]:,} target words "
               "hold pieces outside the model's vocabulary (<unk>); their links are guesses", file=sys.stderr)
     return 0
-
-
-def _read_pairs(path: str) -> tuple[list[str], list[str]]:
-    """Source and target lines of a 'source ||| target' file; an empty line is an empty pair."""
-    from mt.data.corpus import read_lines
-
-    sources, targets = [], []
-    for n, line in enumerate(read_lines(path), 1):
-        if not line.strip():
-            sources.append("")
-            targets.append("")
-            continue
-        parts = line.split(" ||| ") if " ||| " in line else line.split("|||")
-        if len(parts) != 2:
-            raise DataError(f"{path}:{n}: expected 'source ||| target', found {len(parts) - 1} separators")
-        sources.append(parts[0].strip())
-        targets.append(parts[1].strip())
-    return sources, targets
-
-
-def _unknown_words(pairs: list) -> tuple[int, int, int, int] | None:
-    """(unknown source words, source words, unknown target words, target words), or None if all known."""
-    counts = (sum(p.unknown_src for p in pairs), sum(len(p.src_words) for p in pairs),
-              sum(p.unknown_tgt for p in pairs), sum(len(p.tgt_words) for p in pairs))
-    return counts if counts[0] or counts[2] else None
 
 
 def aer(args: list[str]) -> int:
@@ -347,14 +211,9 @@ def aer(args: list[str]) -> int:
                         help="the gold writes target-source (j-i): swap each pair before scoring")
     parser.add_argument("--json", help="also write the scores here as JSON")
     ns = parser.parse_args(args)
-    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+    from mt.evaluation.alignment import aer_of_files
 
-    gold = read_pharaoh(ns.gold, one_based=ns.gold_one_based, swap=ns.swap_gold)
-    pred = read_pharaoh(ns.pred, one_based=ns.pred_one_based)
-    if len(gold) != len(pred):
-        raise DataError(f"{ns.gold} has {len(gold)} lines but {ns.pred} has {len(pred)}: "
-                        "they must pair line by line")
-    scores = alignment_error_rate(gold, [p.possible for p in pred])
+    scores = aer_of_files(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
     print(f"AER {scores.aer:.2f}  precision {scores.precision:.2f}  recall {scores.recall:.2f}  "
           f"({scores.sentences} sentences; {scores.predicted} predicted, {scores.sure} sure and "
           f"{scores.possible} possible gold links)")
@@ -370,28 +229,25 @@ def average(args: list[str]) -> int:
     parser.add_argument("--last", type=int, default=0, help="use only the newest N models (0: all)")
     parser.add_argument("--out", required=True, help="the model directory to write")
     ns = parser.parse_args(args)
-    from mt.training.averaging import average_models, snapshots
+    from mt.training.averaging import average_paths
 
-    dirs: list[Path] = []
-    for p in map(Path, ns.paths):
-        dirs.extend(snapshots(p) if (p / "checkpoints").is_dir() else [p])
-    if ns.last:
-        dirs = dirs[-ns.last:]
-    out = average_models(dirs, Path(ns.out))
+    dirs, out = average_paths([Path(p) for p in ns.paths], Path(ns.out), ns.last)
     print(f"averaged {len(dirs)} models: {', '.join(str(d) for d in dirs)}\nmodel directory: {out}")
     return 0
 
 
 def _buckets(text: str) -> list[tuple[int, int]]:
     """'10,20,30,40' -> (1-10), (11-20), (21-30), (31-40), (41+)."""
+    from mt.evaluation.metrics import length_buckets
+
     try:
         edges = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         edges = []
-    if not edges or edges != sorted(set(edges)) or edges[0] < 1:
-        raise MTError(f"--buckets {text!r}: give increasing upper bounds in words, e.g. --buckets 10,20,30,40")
-    lows = [1] + [e + 1 for e in edges]
-    return [*zip(lows, edges), (lows[-1], 10_000)]
+    try:
+        return length_buckets(edges)
+    except MTError:
+        raise MTError(f"--buckets {text!r}: give increasing upper bounds in words, e.g. --buckets 10,20,30,40") from None
 
 
 def compare(args: list[str]) -> int:
@@ -423,94 +279,14 @@ def compare(args: list[str]) -> int:
     parser.add_argument("--explore", metavar="PAGE.html", help="also write the mt explore page of these models "
                         "on the first 500 sentences")
     _add_search_options(parser)
-    ns = _parse(parser, args)
-    from mt.data.corpus import read_lines
-    from mt.evaluation.compare import (
-        check_languages,
-        compare_models,
-        describe_models,
-        find_model_dirs,
-        format_by_length,
-        format_scores,
-        systems_to_save,
-        write_comparison,
-    )
-    from mt.evaluation.saved_systems import load_systems, save_systems
+    ns = parser.parse_args(args)
+    from mt.analysis.compare_job import CompareRequest, run_compare
 
-    if (ns.src is None) != (ns.ref is None):
-        raise MTError("give both --src and --ref, or --split")
-    if ns.split and ns.src:
-        raise MTError("give --src and --ref, or --split, not both")
-    if not ns.split and not ns.src:
-        raise MTError("no test set: give --src SRC --ref REF, or --split test")
-    if ns.bootstrap < 1:
-        raise MTError(f"--bootstrap must be at least 1, got {ns.bootstrap}")
-    if ns.seed < 1:
-        raise MTError(f"--seed must be 1 or more, got {ns.seed}: sacrebleu reads 0 as 'no seed', so the p-values "
-                      "would change from run to run")
-    buckets = _buckets(ns.buckets)
-    if not ns.models and not ns.systems:
-        raise MTError("no models: pass model directories (runs/NAME/model), run directories or a multirun "
-                      "directory, and/or --systems records")
-    entries = describe_models(find_model_dirs(ns.models)) if ns.models else []
-    saved = load_systems(ns.systems) if ns.systems else []
-    given = {str(Path(e.model_dir).resolve()) for e in entries}
-    again = [s for s in saved if str(Path(s.entry.model_dir).resolve()) in given]
-    if again:  # the model is at hand: translate it now rather than trust its older record
-        print(f"note: {len(again)} record(s) under --systems are of models given too; those are translated again",
-              file=sys.stderr)
-        saved = [s for s in saved if s not in again]
-    check_languages(entries + [s.entry for s in saved], ns.src, ns.ref)
-    if ns.split:
-        from mt.config import ExperimentConfig, load_yaml
-        from mt.data.corpus import load_corpus
-
-        if entries:
-            data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
-        else:
-            data = load_yaml(Path(saved[0].path), ExperimentConfig, text=saved[0].config).data
-        test = load_corpus(data)["validation" if ns.split == "valid" else "test"]
-        sources, references = list(test["src"]), list(test["tgt"])
-        where = f"the {ns.split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
-    else:
-        sources, references = read_lines(ns.src), read_lines(ns.ref)
-        if len(sources) != len(references):
-            raise DataError(f"{ns.src} has {len(sources)} lines but {ns.ref} has {len(references)}: "
-                            "they must pair line by line")
-        where = f"{ns.src} -> {ns.ref}"
-    gold = None
-    if ns.gold:
-        from mt.evaluation.alignment import read_pharaoh
-
-        gold = read_pharaoh(ns.gold)
-    search = _search(ns)
-    comparison = compare_models(entries, sources, references, baseline=ns.baseline, buckets=buckets, gold=gold,
-                                samples=ns.bootstrap, seed=ns.seed, search=search, device=ns.device,
-                                precision=ns.precision, progress=not ns.no_progress, saved=saved)
-    files = write_comparison(comparison, ns.out)
-    if ns.save_systems:
-        written = save_systems(systems_to_save(comparison), ns.save_systems)
-        print(f"records of {len(written)} translated model(s) written to {ns.save_systems}")
-    entries = comparison.entries
-    if saved:
-        print(f"{len(saved)} of the models read from --systems records (translated before, not now)")
-    print(f"{len(entries)} models on {where}: {len(sources)} sentences, beam {ns.beam}; baseline "
-          f"{comparison.baseline}; paired bootstrap {ns.bootstrap} resamples, seed {ns.seed}\n")
-    print(format_scores(comparison))
-    print(f"\n{next(iter(comparison.scores.values())).bleu_signature}")
-    print("\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])")
-    print(format_by_length(comparison))
-    print(f"\nwritten to {ns.out}: {', '.join(sorted(files))}")
-    if ns.explore:
-        from mt.decoding.translator import Translator
-
-        models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries
-                  if e.name not in comparison.saved]
-        if len(models) < len(entries):
-            print(f"note: the explorer page shows the {len(models)} models at hand; records hold no model to explore",
-                  file=sys.stderr)
-        if models:
-            _explore_page(ns.explore, models, sources, references, gold, search, f"mt compare: {where}")
+    request = CompareRequest(ns.out, ns.models, ns.systems or (), ns.src, ns.ref, ns.split, _search(ns), ns.baseline,
+                             ns.gold, _buckets(ns.buckets), ns.bootstrap, ns.seed, ns.save_systems, ns.explore,
+                             ns.device, ns.precision, not ns.no_progress)
+    _, report = run_compare(request)
+    print(report)
     return 0
 
 
@@ -532,41 +308,11 @@ def explore(args: list[str]) -> int:
                         help="explore the first N lines (default 500; 0: all)")
     parser.add_argument("--title", default="", help="the page's title")
     _add_search_options(parser)
-    ns = _parse(parser, args)
-    from mt.data.corpus import read_lines
-    from mt.decoding.translator import Translator
-    from mt.evaluation.compare import check_languages, describe_models, find_model_dirs
-    from mt.visualization.explorer import build_explorer_data, write_explorer
+    ns = parser.parse_args(args)
+    from mt.analysis.explore import explore_models
 
-    if ns.max_sentences < 0:
-        raise MTError(f"--max-sentences must be 0 (all) or more, got {ns.max_sentences}")
-    if not ns.out.endswith((".html", ".htm")):
-        raise MTError(f"--out {ns.out}: the page is HTML; name it e.g. explore.html")
-    entries = describe_models(find_model_dirs(ns.models))
-    check_languages(entries, ns.src_file, ns.ref_file)
-    sources = read_lines(ns.src_file)
-    references = read_lines(ns.ref_file) if ns.ref_file else None
-    if references is not None and len(references) != len(sources):
-        raise DataError(f"{ns.src_file} has {len(sources)} lines but {ns.ref_file} has {len(references)}: "
-                        "they must pair line by line")
-    gold = None
-    if ns.gold:
-        from mt.evaluation.alignment import read_pharaoh
-
-        if references is None:
-            raise MTError("--gold aligns the source with the reference: give --ref-file too")
-        gold = read_pharaoh(ns.gold)
-        if len(gold) != len(sources):
-            raise DataError(f"{ns.gold} has {len(gold)} alignment lines for {len(sources)} sentences")
-    if ns.max_sentences:
-        sources = sources[: ns.max_sentences]
-        references = references[: ns.max_sentences] if references is not None else None
-        gold = gold[: ns.max_sentences] if gold is not None else None
-    search = _search(ns)
-    models = [(e.name, Translator.from_dir(e.model_dir, ns.device, ns.precision)) for e in entries]
-    data = build_explorer_data(models, sources, references, gold, search=search, progress=True)
-    title = ns.title or f"mt explore: {', '.join(e.name for e in entries)} on {Path(ns.src_file).name}"
-    path = write_explorer(data, ns.out, title)
+    path, sentences, models = explore_models(ns.models, ns.src_file, ns.ref_file, ns.gold, ns.out, ns.max_sentences,
+                                             ns.title, _search(ns), ns.device, ns.precision)
     size = path.stat().st_size / 1e6
-    print(f"wrote {path} ({size:.1f} MB): {len(sources)} sentences, {len(models)} models; open it in a browser")
+    print(f"wrote {path} ({size:.1f} MB): {sentences} sentences, {models} models; open it in a browser")
     return 0

@@ -1,72 +1,18 @@
-"""``mt demo``: attention versus no attention on the embedded demo corpus.
-
-Trains ``rnn_noattn`` and ``rnn_bahdanau`` with the same data and budget (in parallel,
-one thread each, when there are two cores or more), scores both on the test split,
-overall and by source length, translates a few sentences and draws the attention of
-the attention model. Every table it prints is also written as CSV/JSON.
-
-The demo fits its work to the machine: it measures how fast this CPU trains, then
-trains each model for five epochs where they fit in ``--budget`` seconds, or for as many
-seconds as the budget leaves, and says which.
-"""
+"""``mt demo``: attention versus no attention on the embedded demo corpus, fitted to the
+machine's speed (``mt.analysis.demo``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import multiprocessing as mp
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from mt.cli.train import compose
-from mt.errors import ConfigError
-
-MODELS = ("rnn_noattn", "rnn_bahdanau")
-# Half the widths of the presets: four times fewer operations per token, so the attention
-# model learns its alignments within minutes even on an AVX2-only laptop CPU.
-DEMO_MODEL = ["model.emb_dim=64", "model.hidden_dim=128", "model.enc_hidden_dim=64", "model.attention.dim=64"]
-DEMO_TRAIN = ["train.threads=1", "train.max_tokens=1500", "train.lr=0.003", "train.valid_max_sentences=200",
-              "train.log_seconds=20"]
-DEFAULT_BUDGET_S = 220.0  # the demo itself; scripts/demo.sh adds about a minute of installation
-MAX_EPOCHS = 5
-
-
-def _train_one(args: tuple[str, list[str], str]) -> str:
-    """Worker: trains one model; returns its model directory."""
-    model, overrides, run_dir = args
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    from mt.training.pipeline import run_training
-
-    result = run_training(compose(overrides), run_dir, progress="lines", name=model)
-    return str(result.best_dir)
-
-
-def _plan(config, data, budget_s: float, elapsed_s: float):
-    """Measures this machine's training speed on the slower model and plans the epochs."""
-    import torch
-
-    from mt.models import build_model
-    from mt.precision import resolve_precision
-    from mt.training.budget import measure_tokens_per_s, plan_training
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each worker will
-    try:
-        torch.manual_seed(0)
-        model = build_model(config.model, len(data.src_tokenizer), len(data.tgt_tokenizer))
-        speed = measure_tokens_per_s(model, data.train, config.train.max_tokens,
-                                     precision=resolve_precision(config.train.precision.value, "cpu"))
-    finally:
-        torch.set_num_threads(threads)
-    epoch_tokens = sum(len(t) + 1 for t in data.train.tgt)
-    return plan_training(budget_s, elapsed_s, speed, epoch_tokens, MAX_EPOCHS), epoch_tokens
+from mt.analysis.demo import DEFAULT_BUDGET_S, DemoSettings, run_demo
 
 
 def demo_main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="mt demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="mt demo", description="Train an RNN with and without attention on "
+                                     "the demo corpus, fitted to this machine's speed, and compare them.")
     parser.add_argument("--out", default="runs/demo", help="folder for models, tables and plots (default: runs/demo)")
     parser.add_argument("--beam", type=int, default=4, help="beam size for the test translations")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
@@ -76,131 +22,7 @@ def demo_main(args: list[str]) -> int:
     parser.add_argument("--sequential", action="store_true", help="train one model after the other")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both models, e.g. model.hidden_dim=256")
     ns = parser.parse_args(args)
-    if ns.budget <= 0 or ns.epochs < 0 or ns.beam < 1:
-        raise ConfigError("--budget must be positive, --epochs 0 or positive and --beam at least 1")
+    settings = DemoSettings(Path(ns.out), ns.beam, ns.budget, ns.epochs, ns.sequential, tuple(ns.overrides))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    start = time.perf_counter()
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    overrides = {m: [*DEMO_MODEL, *DEMO_TRAIN, f"model={m}"] for m in MODELS}
-    config = compose([*overrides[MODELS[-1]], *ns.overrides])  # fails here, before any work, on a bad override
-
-    from mt.data.corpus import load_corpus
-    from mt.training.pipeline import prepare_data
-
-    corpus = load_corpus(config.data)  # generates the demo corpus on first use
-    print(f"demo corpus: {config.data.dir} ({len(corpus['train'])} / {len(corpus['validation'])} / "
-          f"{len(corpus['test'])} pairs, {config.data.src_lang}-{config.data.tgt_lang}, gold alignments in *.align)",
-          flush=True)
-    data = prepare_data(config)  # trains the tokenizers once, so the two workers find them cached
-    if ns.epochs:
-        sizing = [f"train.epochs={ns.epochs}"]
-        print(f"training {ns.epochs} epochs each, whatever the time (--epochs)")
-        plan = None
-    else:
-        plan, epoch_tokens = _plan(config, data, ns.budget, time.perf_counter() - start)
-        sizing = [f"train.epochs={plan.epochs}", f"train.max_seconds={plan.train_seconds:.0f}"]
-        print(f"fitting the demo to {ns.budget:.0f} s: {plan.describe(epoch_tokens)}", flush=True)
-    jobs = [(m, [*overrides[m], *sizing, *ns.overrides], str(out / m)) for m in MODELS]
-    print(f"training {' and '.join(MODELS)}; the same as:")
-    for _, job_overrides, _ in jobs:
-        print(f"  mt train {' '.join(job_overrides)}", flush=True)
-    parallel = not ns.sequential and (os.cpu_count() or 1) >= 2
-    if parallel:
-        pool = ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn"))
-        try:
-            model_dirs = list(pool.map(_train_one, jobs))
-        finally:
-            pool.shutdown(wait=True)  # workers end on their own: nothing is left to the resource tracker
-    else:
-        model_dirs = [_train_one(job) for job in jobs]
-    trained = {m: trained_tokens_per_s(out / m / "metrics.jsonl") for m in MODELS}
-    said = ", ".join(f"{m} {v:,.0f}" for m, v in trained.items())
-    if plan is not None:
-        print(f"trained at {said} target tokens/s (estimated {plan.tokens_per_s:,.0f} on {MODELS[-1]})", flush=True)
-        (out / "plan.json").write_text(json.dumps(
-            {"budget_s": ns.budget, "epochs": plan.epochs, "train_seconds": round(plan.train_seconds, 1),
-             "expected_epochs": round(plan.expected_epochs, 2), "fits": plan.fits,
-             "estimated_tokens_per_s": round(plan.tokens_per_s, 1), "estimated_on": MODELS[-1],
-             "trained_tokens_per_s": {m: round(v, 1) for m, v in trained.items()}}, indent=1) + "\n")
-    print("evaluating on the test set ...", flush=True)
-    report = evaluate_models(dict(zip(MODELS, model_dirs)), corpus["test"], out, ns.beam,
-                             gold=Path(config.data.dir) / "test.align")
-    print(report)
-    print(f"\ndone in {time.perf_counter() - start:.0f}s. Files:\n"
-          f"  models:        {', '.join(model_dirs)}\n"
-          f"  scores:        {out / 'scores.csv'}, {out / 'bleu_by_length.csv'}, {out / 'results.json'}\n"
-          f"  plot:          {out / 'bleu_by_length.png'}\n"
-          f"  translations:  {out / 'translations.txt'}\n"
-          f"  heatmaps:      {out / 'alignments'}/, {out / 'attention_side_by_side.png'}\n"
-          f"Try: mt translate {model_dirs[-1]} --beam 4   (type a sentence)\n"
-          f"     mt align {model_dirs[-1]} --src \"The old man has seen the dog.\" --out heatmap.png")
+    run_demo(settings)
     return 0
-
-
-def trained_tokens_per_s(metrics: Path) -> float:
-    """A run's training speed from its metrics.jsonl: each validation's tokens/s, weighted by the
-    updates it covers (training only, as the demo's estimate is)."""
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    steps, previous, total = 0, 0, 0.0
-    for row in rows:
-        covered = row["step"] - previous
-        total, steps, previous = total + row["tokens_per_s"] * covered, steps + covered, row["step"]
-    return total / steps if steps else 0.0
-
-
-def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8), (12, 18), (26, 34))) -> list[int]:
-    """One test sentence for each length range: short, medium, long."""
-    picks = []
-    for low, high in wanted:
-        for i, s in enumerate(sources):
-            if low <= len(s.split()) <= high and i not in picks:
-                picks.append(i)
-                break
-    return picks
-
-
-def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int, gold: Path | None = None) -> str:
-    """Compares the models with ``mt.evaluation.compare`` (what ``mt compare`` writes, into
-    ``out``) and returns the demo's report: scores, the gap by length, example translations.
-    With ``gold`` (Pharaoh links of the test pairs), each attention model's alignment error
-    rate too: argmax of its attention while it reads the reference, merged to words."""
-    from mt.evaluation.alignment import read_pharaoh
-    from mt.evaluation.compare import compare_models, describe_models, write_comparison
-    from mt.evaluation.report import format_table
-    from mt.visualization.heatmap import plot_attention
-
-    sources, references = list(test["src"]), list(test["tgt"])
-    gold_links = read_pharaoh(gold) if gold is not None and gold.is_file() else None
-    if gold_links is not None and len(gold_links) != len(sources):
-        gold_links = None  # not this test set's alignments
-    entries = describe_models([Path(d) for d in model_dirs.values()])
-    for entry, name in zip(entries, model_dirs):
-        entry.name = name
-    comparison = compare_models(entries, sources, references, beam=beam, gold=gold_links, progress=False)
-    write_comparison(comparison, out)
-    names, scores, aer = list(model_dirs), comparison.scores, comparison.aer
-    score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}", f"{aer[n]:.2f}" if n in aer else "-",
-                   f"{comparison.significance[n].p_value:.4f}" if n != comparison.baseline else "-"] for n in names]
-    two = len(names) == 2  # a gap column only for a pair: the second minus the first
-    length_rows = [[b.bucket, b.sentences, *(f"{b.bleu[n]:.2f}" for n in names),
-                    *([f"{b.bleu[names[1]] - b.bleu[names[0]]:+.2f}"] if two else [])]
-                   for b in comparison.buckets]
-    length_header = ["source words", "sentences", *names, *(["gap"] if two else [])]
-    lines = [f"\nTest set: {len(sources)} sentences, beam {beam}  ({scores[names[0]].bleu_signature})",
-             format_table(["model", "BLEU", "chrF", "AER", f"p vs {comparison.baseline}"], score_rows),
-             *([("(AER: alignment error rate of the attention, argmax while reading the reference, against "
-                "the corpus's gold word alignments; lower is better)")] if aer else []),
-             "\nBLEU by source length" + (f" (gap: {names[1]} minus {names[0]})" if two else ""),
-             format_table(length_header, length_rows), "\nExamples"]
-    (out / "alignments").mkdir(exist_ok=True)
-    for k, i in enumerate(_examples(sources)):
-        lines.append(f"  source     {sources[i]}\n  reference  {references[i]}")
-        for n in names:
-            t = comparison.translations[n][i]
-            lines.append(f"  {n:<10} {t.text}")
-            if t.attention is not None:
-                plot_attention(t.attention, t.src_pieces, t.tgt_pieces, out / "alignments" / f"{n}_{k + 1}.png",
-                               title=f"{n}: {t.text}")
-        lines.append("")
-    return "\n".join(lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: mt <command> [arguments]
+USAGE = """usage: mt <command> [arguments]      (mt --version: the version)
 
 commands:
   train       train a model (Hydra overrides, e.g. model=rnn_noattn; -m for sweeps)
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(USAGE)
+        return 0
+    if argv[0] in {"-V", "--version", "version"}:
+        print(version_line())
         return 0
     command, rest = argv[0], argv[1:]
     from mt.errors import MTError
@@ -54,6 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
     return 2
+
+
+def version_line() -> str:
+    """``mt 0.2.0 (torch 2.13.0+cpu, Python 3.11.7)``: what a bug report needs first."""
+    import platform
+
+    from mt import __version__
+
+    try:
+        from importlib.metadata import version
+
+        torch_version = version("torch")
+    except ImportError:  # importlib.metadata.PackageNotFoundError: torch has no metadata here
+        torch_version = "not found"
+    return f"mt {__version__} (torch {torch_version}, Python {platform.python_version()})"
 
 
 def entry_point() -> None:

@@ -1,5 +1,6 @@
-"""``mt train``: Hydra composes ``conf/`` with the command-line overrides; the result
-is validated once (``to_config``) and handed to the training pipeline."""
+"""``mt train``: Hydra composes mt's configs (``mt/conf``, and ``--config-dir`` folders of the
+user's own) with the command-line overrides; the result is validated once (``to_config``)
+and handed to the training pipeline."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from omegaconf import DictConfig
 
 from mt.config import RUN_CONTROL_KEYS, register_configs, to_config
 from mt.errors import ConfigError, MTError
+from mt.presets import CONF_DIR, check_removed_keys, compose, config_dir
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger("mt.train")
 
 
@@ -49,12 +50,6 @@ def _train_app(cfg: DictConfig) -> float:
     return result.best_score  # what a Hydra sweeper would maximise
 
 
-REMOVED_KEYS = {
-    "train.bf16": "train.bf16 was replaced by train.precision=auto|fp32|bf16|fp16 "
-                  "(auto, the default, uses bf16 only where the hardware computes it natively)",
-}
-
-
 # What a resumed run may change: how long, how it is watched and where it computes, never what it trains.
 RESUMABLE_KEYS = RUN_CONTROL_KEYS
 
@@ -75,37 +70,18 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     return keys
 
 
-def check_removed_keys(overrides: list[str]) -> None:
-    """Keys of earlier versions get a message that names their replacement."""
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in REMOVED_KEYS:
-            raise ConfigError(REMOVED_KEYS[key])
-
-
-def compose(overrides: list[str]):
-    """The validated config that ``mt train <overrides>`` would use."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mt.config import register_configs
-
-    register_configs()
-    check_removed_keys(overrides)
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return to_config(hydra_compose("config", overrides=overrides))
-    except (HydraException, OmegaConfBaseException) as err:
-        chain, cause = [], err
-        while cause is not None and len(chain) < 4:  # Hydra keeps the specific reason in the cause
-            chain.append(str(cause))
-            cause = cause.__cause__ or cause.__context__
-        lines = dict.fromkeys(line.strip() for text in chain for line in text.splitlines() if line.strip())
-        detail = "; ".join(line for line in lines
-                           if "$" not in line and not line.startswith(("full_key", "reference_type", "object_type")))
-        raise ConfigError(f"invalid configuration {overrides}: {detail}") from err
+def split_config_dirs(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's ``--config-dir DIR`` / ``-cd DIR`` (folders of the user's presets) apart from the
+    overrides."""
+    overrides, dirs, it = [], [], iter(args)
+    for arg in it:
+        if arg in ("--config-dir", "-cd"):
+            dirs.append(next(it, ""))
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        else:
+            overrides.append(arg)
+    return overrides, dirs
 
 
 def launch_ddp(args: list[str]) -> int | None:
@@ -131,11 +107,12 @@ def launch_ddp(args: list[str]) -> int | None:
     from mt.training.distributed import check_gpus_for
     from mt.training.pipeline import resumed_config
 
-    config = compose([a for a in rest if not a.startswith("hydra.")])
+    overrides, user_dirs = split_config_dirs(rest)
+    config = compose([a for a in overrides if not a.startswith("hydra.")], user_dirs)
     if config.train.resume:
-        config = resumed_config(config, resume_overrides(rest))
+        config = resumed_config(config, resume_overrides(overrides))
     check_gpus_for(procs, config.train.device)  # one GPU per process, or train.device=cpu
-    if not any(a.startswith("hydra.run.dir=") for a in rest):
+    if not any(a.startswith("hydra.run.dir=") for a in overrides):
         name = config.model.name
         rest.append(f"hydra.run.dir=runs/{time.strftime('%Y-%m-%d/%H-%M-%S')}_{name}_ddp{procs}")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
@@ -146,8 +123,7 @@ def launch_ddp(args: list[str]) -> int | None:
 
 
 def train_main(args: list[str]) -> int:
-    if not CONF_DIR.is_dir():
-        raise MTError(f"config directory {CONF_DIR} not found: install mt from its repository with 'pip install -e .'")
+    config_dir()  # mt's own configs are there, or a one-line error
     register_configs()
     check_removed_keys(args)
     launched = launch_ddp(args)

@@ -58,6 +58,25 @@ class Tokenizer:
     def id_to_piece(self, ids: Sequence[int]) -> list[str]:
         return [self.sp.id_to_piece(int(i)) for i in ids]
 
+    def word_index(self, text: str, ids: Sequence[int]) -> list[int]:
+        """The whitespace word of each piece of ``ids`` (the encoding of ``text``), for
+        alignments over words: encoding word by word gives the same pieces (SentencePiece never
+        joins across spaces), else the word-boundary marker of each piece decides."""
+        per_word = self.sp.encode(self.normalize(text).split())
+        if [i for w in per_word for i in w] == list(ids):
+            return [w for w, pieces in enumerate(per_word) for _ in pieces]
+        return word_ids(self.id_to_piece(ids))
+
+
+def word_ids(pieces: Sequence[str], marker: str = "\u2581") -> list[int]:
+    """Word index of each SentencePiece piece: a piece starting with ``marker`` opens a word."""
+    ids, word = [], -1
+    for n, piece in enumerate(pieces):
+        if piece.startswith(marker) or n == 0:
+            word += 1
+        ids.append(word)
+    return ids
+
 
 def train_tokenizer(
     texts: Sequence[str],

@@ -10,19 +10,43 @@ decoder's input (Chen et al. 2020).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from mt.data.tokenizer import UNK, Tokenizer
-from mt.decoding.search import MAX_LEN_A, MAX_LEN_B
+from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.errors import MTError
-from mt.evaluation.alignment import Link, argmax_links, merge_to_words, shift_rows, threshold_links, word_ids
+from mt.errors import ConfigError, MTError
+from mt.evaluation.alignment import Link, argmax_links, merge_to_words, shift_rows, threshold_links
 
 RULES = ("argmax", "threshold")
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """How attention becomes word links: ``rule`` argmax (each target word to its heaviest
+    source word) or threshold (every pair whose weight reaches ``threshold``); ``shift_att``
+    reads target word j from the step where it is the decoder's input; ``layer`` / ``head``
+    read one cross-attention map of a Transformer (``head`` None: the mean of the layer's)."""
+
+    rule: str = "argmax"
+    threshold: float = 0.5
+    shift_att: bool = False
+    layer: int | None = None
+    head: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ConfigError(f"unknown alignment rule '{self.rule}': use one of {', '.join(RULES)}")
+        if self.head is not None and self.layer is None:
+            raise ConfigError("--head needs --layer (the layer whose head to read)")
+
+
+ARGMAX = AlignOptions()
 
 
 @dataclass
@@ -51,25 +75,15 @@ class AlignedPair:
                 "links": sorted(self.links)}
 
 
-def piece_word_index(tokenizer: Tokenizer, text: str, ids: Sequence[int]) -> list[int]:
-    """Whitespace word of each piece of ``ids`` (the encoding of ``text``): encoding word by
-    word gives the same pieces (SentencePiece never joins across spaces), else the word
-    boundary marker of each piece decides."""
-    per_word = tokenizer.sp.encode(Tokenizer.normalize(text).split())
-    if [i for w in per_word for i in w] == list(ids):
-        return [w for w, pieces in enumerate(per_word) for _ in pieces]
-    return word_ids(tokenizer.id_to_piece(ids))
-
-
-def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequence[str] | None = None, *,
-                beam: int = 1, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                max_len_b: int = MAX_LEN_B, penalty: str = "plain", no_repeat_ngram: int = 0, rule: str = "argmax", threshold: float = 0.5,
-                shift_att: bool = False, layer: int | None = None, head: int | None = None,
-                max_tokens: int = 6000, chunk: int = 512, progress: bool = False) -> list[AlignedPair]:
+def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequence[str] | None = None,
+                search: SearchConfig | None = None, options: AlignOptions | None = None, *, chunk: int = 512,
+                progress: bool = False, **settings: Any) -> list[AlignedPair]:
     """One ``AlignedPair`` per source line, in order. Without ``targets`` the model's own
-    translation (greedy, or beam search with ``beam`` > 1) is aligned."""
-    if rule not in RULES:
-        raise MTError(f"unknown alignment rule '{rule}': use one of {', '.join(RULES)}")
+    translation (as ``search`` finds it) is aligned. ``settings``: fields of SearchConfig or
+    AlignOptions by name, for calls from Python (``align_pairs(t, src, ref, rule="threshold")``)."""
+    own = {f.name for f in fields(AlignOptions)}
+    options = AlignOptions(**{**(options or ARGMAX).__dict__, **{k: v for k, v in settings.items() if k in own}})
+    search = SearchConfig.of(search, **{k: v for k, v in settings.items() if k not in own})
     if targets is not None and len(targets) != len(sources):
         raise MTError(f"{len(sources)} source lines but {len(targets)} target lines: they must pair line by line")
     src_tok, tgt_tok = translator.src_tokenizer, translator.tgt_tokenizer
@@ -79,38 +93,34 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
         src_lines = list(sources[start:start + chunk])
         src_ids = src_tok.encode(src_lines)
         if targets is None:
-            translations = translator.translate(src_lines, beam=beam, length_penalty=length_penalty,
-                                                max_tokens=max_tokens, max_len_a=max_len_a, max_len_b=max_len_b,
-                                                penalty=penalty, no_repeat_ngram=no_repeat_ngram)
+            translations = translator.translate(src_lines, search)
             tgt_lines = [t.text for t in translations]
             tgt_ids = [t.tgt_ids for t in translations]
         else:
             tgt_lines = list(targets[start:start + chunk])
             tgt_ids = tgt_tok.encode(tgt_lines)
-        forced = translator.force_decode_ids(src_ids, tgt_ids, max_tokens, layer, head)
+        forced = translator.force_decode_ids(src_ids, tgt_ids, search.max_tokens, options.layer, options.head)
         for source, target, s_ids, t_ids, (_, attention) in zip(src_lines, tgt_lines, src_ids, tgt_ids, forced):
-            pairs.append(_pair(src_tok, tgt_tok, source, target, s_ids, t_ids, attention, rule, threshold,
-                               shift_att))
+            pairs.append(_pair(src_tok, tgt_tok, source, target, s_ids, t_ids, attention, options))
         bar.update(len(src_lines))
     bar.close()
     return pairs
 
 
 def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_ids: list[int],
-          tgt_ids: list[int], attention: np.ndarray | None, rule: str, threshold: float,
-          shift_att: bool) -> AlignedPair:
+          tgt_ids: list[int], attention: np.ndarray | None, options: AlignOptions) -> AlignedPair:
     pair = AlignedPair(source, target, src_tok.id_to_piece(src_ids), tgt_tok.id_to_piece(tgt_ids), attention,
                        Tokenizer.normalize(source).split(), Tokenizer.normalize(target).split())
-    src_words = piece_word_index(src_tok, source, src_ids)
-    tgt_words = piece_word_index(tgt_tok, target, tgt_ids)
+    src_words = src_tok.word_index(source, src_ids)
+    tgt_words = tgt_tok.word_index(target, tgt_ids)
     pair.src_word_index, pair.tgt_word_index, pair.tgt_ids = src_words, tgt_words, list(tgt_ids)
     pair.unknown_src = len({w for w, i in zip(src_words, src_ids) if i == UNK})
     pair.unknown_tgt = len({w for w, i in zip(tgt_words, tgt_ids) if i == UNK})
     if attention is None or not src_ids or not tgt_ids:
         return pair
     rows = torch.from_numpy(attention)
-    rows = shift_rows(rows) if shift_att else rows[: len(tgt_ids)]
+    rows = shift_rows(rows) if options.shift_att else rows[: len(tgt_ids)]
     words = merge_to_words(rows, src_words, tgt_words)
     pair.word_attention = words.numpy()
-    pair.links = argmax_links(words) if rule == "argmax" else threshold_links(words, threshold)
+    pair.links = argmax_links(words) if options.rule == "argmax" else threshold_links(words, options.threshold)
     return pair

@@ -13,13 +13,15 @@ hypotheses are ranked by their length-penalised score; ``beam_size=1`` is exactl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from mt.data.tokenizer import BOS, EOS, PAD
+from mt.errors import ConfigError
 from mt.models.interface import Seq2SeqModel, select_rows
 
 
@@ -72,24 +74,79 @@ def _block_repeats(logp: Tensor, tokens: Tensor, n: int) -> Tensor:
     return logp
 
 
-MAX_LEN_A, MAX_LEN_B = 2.0, 10  # a sentence of n source pieces gets at most a * n + b output steps
+@dataclass(frozen=True)
+class SearchConfig:
+    """How translations are searched for, built once where the settings arrive (the command
+    line, ``train.valid_beam``, a Python call) and passed whole to every search, as
+    JoeyNMT's test config and fairseq's SequenceGenerator hold theirs.
+
+    ``beam`` 1 is greedy search; ``nbest`` hypotheses per sentence come from a beam at least
+    as wide (a beam of 1 with ``nbest`` N is widened to N). A sentence of n source pieces gets
+    at most ``max_len_a * n + max_len_b`` output pieces (fairseq's rule), whatever it is
+    batched with. ``length_penalty`` (alpha) with ``penalty`` (plain: length ** alpha; gnmt:
+    ((5 + length) / 6) ** alpha) ranks hypotheses; ``no_repeat_ngram`` N forbids repeating any
+    N-gram; ``max_tokens`` source pieces per batch (beam search divides it by the beam)."""
+
+    beam: int = 1
+    nbest: int = 1
+    length_penalty: float = 1.0
+    penalty: LengthPenalty = LengthPenalty.plain
+    max_len_a: float = 2.0
+    max_len_b: int = 10
+    no_repeat_ngram: int = 0
+    max_tokens: int = 6000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "penalty", LengthPenalty(self.penalty))
+        if self.beam < 1:
+            raise ConfigError(f"--beam must be at least 1, got {self.beam}")
+        if self.nbest < 1:
+            raise ConfigError(f"--nbest must be at least 1, got {self.nbest}")
+        if self.nbest > self.beam:
+            if self.beam != 1:
+                raise ConfigError(f"--nbest {self.nbest} needs a beam at least as wide: use --beam {self.nbest} "
+                                  "or more")
+            object.__setattr__(self, "beam", self.nbest)
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(f"--no-repeat-ngram must be 0 (off) or more, got {self.no_repeat_ngram}")
+        if self.max_len_a < 0 or self.max_len_b < 0 or self.max_len_a == self.max_len_b == 0:
+            raise ConfigError(f"--max-len-a {self.max_len_a} --max-len-b {self.max_len_b} allow no output: "
+                              "make them positive")
+        if self.max_tokens < 1:
+            raise ConfigError(f"the batch must hold at least one token, got max_tokens={self.max_tokens}")
+
+    @classmethod
+    def of(cls, search: SearchConfig | None = None, **settings: Any) -> SearchConfig:
+        """``search`` (or the defaults) with ``settings`` replaced: ``SearchConfig.of(beam=4)``."""
+        unknown = set(settings) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown search settings: {', '.join(sorted(unknown))}")
+        return replace(search or cls(), **settings)
+
+    def as_record(self) -> dict:
+        """The settings that change what comes out (not the batch size), as ``mt compare``
+        records keep them: a record is only compared with others searched alike."""
+        return {"beam": self.beam, "length_penalty": self.length_penalty, "max_len_a": self.max_len_a,
+                "max_len_b": self.max_len_b, "penalty": self.penalty.value, "no_repeat_ngram": self.no_repeat_ngram}
 
 
-def length_limits(src_mask: Tensor, max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B,
-                  max_len: int | None = None) -> Tensor:
+GREEDY = SearchConfig()  # the defaults: greedy, a * n + b = 2n + 10, no length penalty beyond plain 1.0
+
+
+def length_limits(src_mask: Tensor, search: SearchConfig, max_len: int | None = None) -> Tensor:
     """Each sentence's own limit on output steps (fairseq's ``a * src_len + b``; ``max_len``
     caps it), so a translation never depends on the other sentences of its batch. [batch]"""
-    limits = (src_mask.sum(dim=1).float() * max_len_a + max_len_b).floor().long().clamp(min=1)
+    limits = (src_mask.sum(dim=1).float() * search.max_len_a + search.max_len_b).floor().long().clamp(min=1)
     return limits.clamp(max=max_len) if max_len is not None else limits
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: int | None = None,
-                  max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B, length_penalty: float = 1.0,
-                  penalty: LengthPenalty = LengthPenalty.plain, no_repeat_ngram: int = 0) -> list[Hypothesis]:
-    """The most probable token at each step. ``length_penalty``/``penalty`` only set
-    ``Hypothesis.normalized``, so greedy and beam output can be compared."""
-    limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
+def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: SearchConfig = GREEDY,
+                  max_len: int | None = None) -> list[Hypothesis]:
+    """The most probable token at each step (``search.beam`` is not read). The length
+    penalty only sets ``Hypothesis.normalized``, so greedy and beam output can be compared.
+    ``max_len``: the most output steps the model can take (a Transformer's positions)."""
+    limits = length_limits(src_mask, search, max_len)
     batch = src.size(0)
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
@@ -100,7 +157,7 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
     attns = []
     for step in range(1, int(limits.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev)
-        best, nxt = _block_repeats(_log_probs(logits), tokens, no_repeat_ngram).max(dim=-1)
+        best, nxt = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram).max(dim=-1)
         nxt = nxt.masked_fill(finished, PAD)
         scores += best.masked_fill(finished, 0.0)
         tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
@@ -118,27 +175,16 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, max_len: i
         steps = length + ended  # attention rows: tokens and the EOS step
         attn = attention[row, :steps, : int(src_mask[row].sum())].float().cpu() if attention is not None else None
         score = float(scores[row])
-        out.append(Hypothesis(ids[:length], score, attn, ended, score / float(penalty(max(steps, 1), length_penalty))))
+        normalized = score / float(search.penalty(max(steps, 1), search.length_penalty))
+        out.append(Hypothesis(ids[:length], score, attn, ended, normalized))
     return out
 
 
 @torch.no_grad()
-def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int,
-                max_len: int | None = None, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                max_len_b: int = MAX_LEN_B, penalty: LengthPenalty = LengthPenalty.plain,
-                no_repeat_ngram: int = 0) -> list[Hypothesis]:
-    """The best hypothesis of each sentence (see ``beam_search_nbest``)."""
-    return [hyps[0] for hyps in beam_search_nbest(model, src, src_mask, beam_size, 1, max_len, length_penalty,
-                                                  max_len_a, max_len_b, penalty, no_repeat_ngram)]
-
-
-@torch.no_grad()
-def beam_search_nbest(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_size: int, nbest: int = 1,
-                      max_len: int | None = None, length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                      max_len_b: int = MAX_LEN_B, penalty: LengthPenalty = LengthPenalty.plain,
-                      no_repeat_ngram: int = 0) -> list[list[Hypothesis]]:
-    """Batched beam search: for each sentence its ``nbest`` best hypotheses (``nbest`` at most
-    ``beam_size``), best first by ``Hypothesis.normalized``.
+def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: SearchConfig,
+                max_len: int | None = None) -> list[list[Hypothesis]]:
+    """Batched beam search of width ``search.beam``: for each sentence its ``search.nbest`` best
+    hypotheses, best first by ``Hypothesis.normalized``.
 
     Each step ranks the 2k best continuations of the k live hypotheses: those that end with
     EOS among the first k are finished, and the first k that do not are the new beam. A
@@ -147,14 +193,15 @@ def beam_search_nbest(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_s
     hypotheses have finished (fairseq's rule), or at its length limit (``max_len_a`` x its
     source length + ``max_len_b``, capped by ``max_len``), where the live ones are kept
     unfinished. It then leaves the batch, so the decoder only runs on sentences still
-    searching, and its result never depends on the batch it is in.
+    searching, and its result never depends on the batch it is in. One function on purpose:
+    the bookkeeping of live, finished and departed sentences reads best in one place.
     """
-    if not 1 <= nbest <= beam_size:
-        raise ValueError(f"nbest must be between 1 and the beam size {beam_size}, got {nbest}")
+    beam_size, nbest = search.beam, search.nbest
+    penalty, length_penalty = search.penalty, search.length_penalty
     batch, k = src.size(0), beam_size
     device = src.device
     src_lens = src_mask.sum(1).tolist()
-    limits = length_limits(src_mask, max_len_a, max_len_b, max_len)
+    limits = length_limits(src_mask, search, max_len)
     finals: list[list[Hypothesis]] = [[] for _ in range(batch)]          # finished, per sentence
     results: list[list[Hypothesis] | None] = [None] * batch
     alive = torch.arange(batch, device=device)                           # sentences still searching
@@ -179,7 +226,7 @@ def beam_search_nbest(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, beam_s
         n = alive.numel()
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)      # [n, 1]
         logits, state, attn = model.decode_step(memory, state, prev)
-        logp = _block_repeats(_log_probs(logits), tokens, no_repeat_ngram)  # [n * k, vocab]
+        logp = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram)  # [n * k, vocab]
         vocab = logp.size(-1)
         top, flat = (scores.view(-1, 1) + logp).view(n, k * vocab).topk(2 * k, dim=-1)  # [n, 2k]
         origin, word = flat // vocab, flat % vocab

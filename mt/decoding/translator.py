@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from mt.data.batching import collate, token_batches
 from mt.data.tokenizer import PAD, Tokenizer
-from mt.decoding.search import MAX_LEN_A, MAX_LEN_B, Hypothesis, LengthPenalty, beam_search_nbest, greedy_search
+from mt.decoding.search import Hypothesis, SearchConfig, beam_search, greedy_search
 from mt.errors import MTError
+from mt.hardware import resolve_device
 from mt.model_dir import load_model_dir
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
@@ -49,10 +51,7 @@ class Translator:
     def from_dir(cls, path: str, device: str = "auto", precision: str = "auto") -> Translator:
         """``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
         where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise MTError(f"--device {device} but no CUDA device is visible: use --device cpu")
+        device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
                    resolve_precision(precision, device))
@@ -70,31 +69,21 @@ class Translator:
             normalized_score=hyp.normalized,
         )
 
-    def translate(self, lines: Sequence[str], beam: int = 1, max_tokens: int = 6000,
-                  length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A,
-                  max_len_b: int = MAX_LEN_B, penalty: str | LengthPenalty = LengthPenalty.plain,
-                  no_repeat_ngram: int = 0) -> list[Translation]:
-        """One translation per line, in order. A sentence of n source pieces gets at most
-        ``max_len_a * n + max_len_b`` output pieces whatever it is batched with. A line longer
-        than the model can read (``model.max_positions``) is cut to that length with a warning
-        naming the line; the others are translated as usual. ``length_penalty`` (alpha) and
-        ``penalty`` (plain: length ** alpha; gnmt: ((5 + length) / 6) ** alpha) rank beam
-        hypotheses; ``no_repeat_ngram=N`` forbids repeating any N-gram."""
-        return [hyps[0] for hyps in self.translate_nbest(lines, 1, beam, max_tokens, length_penalty, max_len_a,
-                                                        max_len_b, penalty, no_repeat_ngram)]
+    def translate(self, lines: Sequence[str], search: SearchConfig | None = None, **settings: Any) -> list[Translation]:
+        """One translation per line, in order, searched as ``search`` says (SearchConfig; its
+        fields may also be given as keywords: ``translate(lines, beam=4)``). A line longer than
+        the model can read (``model.max_positions``) is cut to that length with a warning naming
+        the line; the others are translated as usual."""
+        search = SearchConfig.of(search, **settings)
+        return [hyps[0] for hyps in self.translate_nbest(lines, search=replace(search, nbest=1))]
 
     @torch.no_grad()
-    def translate_nbest(self, lines: Sequence[str], nbest: int, beam: int | None = None, max_tokens: int = 6000,
-                        length_penalty: float = 1.0, max_len_a: float = MAX_LEN_A, max_len_b: int = MAX_LEN_B,
-                        penalty: str | LengthPenalty = LengthPenalty.plain,
-                        no_repeat_ngram: int = 0) -> list[list[Translation]]:
-        """The ``nbest`` best translations of each line, best first by ``normalized_score``;
-        the beam is ``nbest`` wide unless ``beam`` says wider. An empty line gives one empty
-        translation."""
-        beam = nbest if beam is None else beam
-        if not 1 <= nbest <= beam:
-            raise MTError(f"--nbest {nbest} needs a beam at least as wide: use --beam {nbest} or more")
-        penalty = LengthPenalty(penalty)
+    def translate_nbest(self, lines: Sequence[str], nbest: int | None = None, search: SearchConfig | None = None,
+                        **settings: Any) -> list[list[Translation]]:
+        """The ``nbest`` (or ``search.nbest``) best translations of each line, best first by
+        ``normalized_score``; the beam is that wide unless the search says wider. An empty
+        line gives one empty translation."""
+        search = SearchConfig.of(search, **settings, **({"nbest": nbest} if nbest is not None else {}))
         self.model.eval()
         ids = self.src_tokenizer.encode(lines)
         limit = self.model.max_positions
@@ -110,16 +99,15 @@ class Translator:
             if not seq:
                 results[i] = [Translation(lines[i], "", [], ["</s>"], [], None, 0.0)]
         # Beam search multiplies the rows, so batches shrink with the beam.
-        for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo), max(max_tokens // beam, 64)):
+        for batch_idx in token_batches([len(ids[i]) for i in todo], [0] * len(todo),
+                                       max(search.max_tokens // search.beam, 64)):
             rows = [todo[j] for j in batch_idx]
             batch = collate([ids[r] for r in rows]).to(self.device)
             with self.precision.autocast():
-                if beam == 1:
-                    hyps = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, limit, max_len_a,
-                                                       max_len_b, length_penalty, penalty, no_repeat_ngram)]
+                if search.beam == 1:
+                    hyps = [[h] for h in greedy_search(self.model, batch.src, batch.src_mask, search, limit)]
                 else:
-                    hyps = beam_search_nbest(self.model, batch.src, batch.src_mask, beam, nbest, limit,
-                                             length_penalty, max_len_a, max_len_b, penalty, no_repeat_ngram)
+                    hyps = beam_search(self.model, batch.src, batch.src_mask, search, limit)
             for r, hyp in zip(rows, hyps):
                 results[r] = [self._translation(lines[r], ids[r], h) for h in hyp]
         return [r for r in results if r is not None]
@@ -189,3 +177,10 @@ class Translator:
         translation.text = reference
         return translation
 
+
+
+def nbest_lines(translations: Sequence[Sequence[Translation]], first: int = 0) -> str:
+    """A Moses/fairseq n-best list: ``i ||| hypothesis ||| log-probability ||| ranking score``,
+    ``i`` counting input lines from ``first``."""
+    return "".join(f"{first + i} ||| {t.text} ||| {t.score:.4f} ||| {t.normalized_score:.4f}\n"
+                   for i, hyps in enumerate(translations) for t in hyps)

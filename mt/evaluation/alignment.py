@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mt.errors import MTError
+from mt.errors import DataError, MTError
 
 Link = tuple[int, int]
 
@@ -117,14 +117,15 @@ def alignment_error_rate(gold: Sequence[GoldLinks], predicted: Sequence[Iterable
 
 # --- from attention to links ------------------------------------------------------------
 
-def word_ids(pieces: Sequence[str], marker: str = "\u2581") -> list[int]:
-    """Word index of each SentencePiece piece: a piece starting with ``marker`` opens a word."""
-    ids, word = [], -1
-    for n, piece in enumerate(pieces):
-        if piece.startswith(marker) or n == 0:
-            word += 1
-        ids.append(word)
-    return ids
+def aer_of_files(gold_path: str | Path, pred_path: str | Path, gold_one_based: bool = False,
+                 pred_one_based: bool = False, swap_gold: bool = False) -> AERScores:
+    """AER of a Pharaoh file of predicted links against a gold file, line by line."""
+    gold = read_pharaoh(gold_path, one_based=gold_one_based, swap=swap_gold)
+    pred = read_pharaoh(pred_path, one_based=pred_one_based)
+    if len(gold) != len(pred):
+        raise DataError(f"{gold_path} has {len(gold)} lines but {pred_path} has {len(pred)}: "
+                        "they must pair line by line")
+    return alignment_error_rate(gold, [p.possible for p in pred])
 
 
 def merge_to_words(attention: Tensor, src_words: Sequence[int], tgt_words: Sequence[int]) -> Tensor:

@@ -43,13 +43,11 @@ def training_links(sources: Sequence[str], targets: Sequence[str], alignments: S
                    line_numbers: Sequence[int] | None = None) -> list[PieceLinks]:
     """Piece links of every training pair. A link naming a word the sentence does not have
     means the file belongs to other text: a one-line error, not silent misalignment."""
-    from mt.decoding.aligner import piece_word_index
-
     out = []
     numbers = line_numbers or range(1, len(alignments) + 1)
     for n, src, tgt, line, s_ids, t_ids in zip(numbers, sources, targets, alignments, src_ids, tgt_ids):
         links = parse_pharaoh(line, where=f"{origin}, line {n}: ").sure
-        src_words, tgt_words = piece_word_index(src_tok, src, s_ids), piece_word_index(tgt_tok, tgt, t_ids)
+        src_words, tgt_words = src_tok.word_index(src, s_ids), tgt_tok.word_index(tgt, t_ids)
         n_src, n_tgt = (max(src_words) + 1 if src_words else 0), (max(tgt_words) + 1 if tgt_words else 0)
         bad = next(((i, j) for i, j in links if i >= n_src or j >= n_tgt), None)
         if bad is not None:

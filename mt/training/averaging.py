@@ -38,3 +38,14 @@ def average_models(model_dirs: list[Path], out: Path) -> Path:
     for name in (CONFIG, SRC_SPM, TGT_SPM):
         shutil.copyfile(model_dirs[-1] / name, tmp / name)
     return replace_dir(tmp, out)
+
+
+def average_paths(paths: list[Path], out: Path, last: int = 0) -> tuple[list[Path], Path]:
+    """``mt average``: model directories, or run directories whose kept snapshots are taken,
+    the newest ``last`` of them (0: all), averaged into ``out``."""
+    dirs: list[Path] = []
+    for p in paths:
+        dirs.extend(snapshots(p) if (p / "checkpoints").is_dir() else [p])
+    if last:
+        dirs = dirs[-last:]
+    return dirs, average_models(dirs, out)

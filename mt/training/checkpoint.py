@@ -25,7 +25,15 @@ import torch
 from mt.config import ExperimentConfig
 from mt.data.tokenizer import Tokenizer
 from mt.errors import MTError
-from mt.model_dir import LoadedModel, existing_dir, fresh_temp_dir, load_model_dir, replace_dir, write_model_files
+from mt.model_dir import (
+    LoadedModel,
+    existing_dir,
+    fresh_temp_dir,
+    load_model_dir,
+    replace_dir,
+    save_model_dir,
+    write_model_files,
+)
 from mt.models import Seq2SeqModel
 
 OPTIMIZER, PROGRESS = "optimizer.pt", "progress.json"
@@ -56,6 +64,26 @@ def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, s
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)
     (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
     return replace_dir(tmp, path)
+
+
+@dataclass
+class RunFiles:
+    """Where a run writes: its best model and snapshots (model directories) and
+    ``checkpoints/last``, each from the model, configuration and tokenizers it trains with."""
+
+    run_dir: Path
+    model: Seq2SeqModel
+    config: ExperimentConfig
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+
+    def save_model(self, path: Path) -> Path:
+        return save_model_dir(path, self.model, self.config, self.src_tokenizer, self.tgt_tokenizer)
+
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer, schedule: Any, progress: Progress,
+                        extra: dict | None = None) -> Path:
+        return save_checkpoint(self.run_dir / "checkpoints" / "last", self.model, self.config, self.src_tokenizer,
+                               self.tgt_tokenizer, optimizer, schedule, progress, extra)
 
 
 @dataclass

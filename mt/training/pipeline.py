@@ -18,13 +18,15 @@ from mt.data.corpus import load_corpus, read_lines
 from mt.data.tokenizer import Tokenizer, cached_tokenizer
 from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
-from mt.model_dir import existing_dir, save_model_dir
+from mt.hardware import resolve_device
+from mt.model_dir import existing_dir
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
+from mt.training.alignment_supervision import training_links
 from mt.training.allocator import map_large_blocks
-from mt.training.checkpoint import Progress, load_checkpoint, save_checkpoint
-from mt.training.trainer import Trainer, TrainResult, resolve_device
+from mt.training.checkpoint import RunFiles, load_checkpoint
+from mt.training.trainer import Trainer, TrainingData, TrainResult
 from mt.visualization.curves import plot_training_curves
 
 log = logging.getLogger("mt.train")
@@ -69,8 +71,6 @@ def _training_links(cfg: ExperimentConfig, train: datasets.Dataset, encoded: Enc
                     src_tok: Tokenizer, tgt_tok: Tokenizer) -> list:
     """Piece links of the kept training pairs, from data.train_alignments or the corpus's own
     ``{train}.align``."""
-    from mt.training.alignment_supervision import training_links
-
     if cfg.data.train_alignments:
         origin = cfg.data.train_alignments
         lines = read_lines(origin)
@@ -166,17 +166,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
              f"{model.num_parameters():,}", device, precision.describe())
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision)
 
-    def save_model(path: Path) -> Path:
-        return save_model_dir(path, model, cfg, data.src_tokenizer, data.tgt_tokenizer)
-
-    def checkpoint_fn(optimizer: torch.optim.Optimizer, schedule: object, state: Progress, extra: dict) -> Path:
-        return save_checkpoint(run_dir / "checkpoints" / "last", model, cfg, data.src_tokenizer,
-                               data.tgt_tokenizer, optimizer, schedule, state, extra)
-
     valid = data.corpus["validation"]
-    trainer = Trainer(model, cfg.train, data.train, data.valid, list(valid["src"]), list(valid["tgt"]),
-                      translator, save_model, checkpoint_fn, run_dir, progress=progress, name=name,
-                      resume_from=resume, precision=precision)
+    trainer = Trainer(model, cfg.train, TrainingData(data.train, data.valid, list(valid["src"]), list(valid["tgt"])),
+                      translator, RunFiles(run_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer),
+                      progress=progress, name=name, resume_from=resume, precision=precision)
     result = trainer.fit()
     if result.history and distributed.world().main:
         plot_training_curves(result.history, run_dir / "curves.png", cfg.train.label_smoothing)

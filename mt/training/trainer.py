@@ -23,7 +23,6 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from mt.config import Optimizer, Schedule, TrainConfig
 from mt.data.batching import Batch, EncodedCorpus, collate, token_batches
 from mt.data.tokenizer import PAD
+from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
 from mt.errors import MTError
 from mt.evaluation.metrics import corpus_scores
@@ -41,7 +41,7 @@ from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
 from mt.training.alignment_supervision import alignment_loss
-from mt.training.checkpoint import Progress
+from mt.training.checkpoint import Progress, RunFiles
 from mt.training.fused_loss import linear_cross_entropy
 
 log = logging.getLogger("mt.train")
@@ -54,14 +54,6 @@ def first_of_every(count: int, every: int) -> bool:
 
 class TrainingDiverged(MTError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MTError(f"train.device={name} but no CUDA device is visible: use train.device=cpu")
-    return torch.device(name)
 
 
 @dataclass
@@ -166,25 +158,34 @@ def build_optimizer(model: Seq2SeqModel, cfg: TrainConfig) -> torch.optim.Optimi
     return kind(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@dataclass
+class TrainingData:
+    """What a run trains and validates on: the encoded splits, and the validation text that
+    greedy (or ``train.valid_beam``) output is scored against."""
+
+    train: EncodedCorpus
+    valid: EncodedCorpus
+    valid_src: list[str]
+    valid_ref: list[str]
+
+
 class Trainer:
-    def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, train_data: EncodedCorpus,
-                 valid_data: EncodedCorpus, valid_src: list[str], valid_ref: list[str],
-                 translator: Translator, save_model: Callable[[Path], Path],
-                 save_checkpoint: Callable[[torch.optim.Optimizer, object, Progress, dict], Path], run_dir: Path,
-                 progress: str = "auto", name: str = "", resume_from: tuple[dict, Progress] | None = None,
-                 precision: ResolvedPrecision = FP32) -> None:
-        """progress: ``bar`` (tqdm), ``lines`` (a plain line every train.log_seconds, for logs
+    def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, data: TrainingData, translator: Translator,
+                 files: RunFiles, progress: str = "auto", name: str = "",
+                 resume_from: tuple[dict, Progress] | None = None, precision: ResolvedPrecision = FP32) -> None:
+        """``files`` writes the best model, snapshots and checkpoints into the run directory.
+        progress: ``bar`` (tqdm), ``lines`` (a plain line every train.log_seconds, for logs
         and files), ``off``, or ``auto``: a bar on a terminal, lines otherwise."""
         self.model = model
         self.cfg = cfg
-        self.train_data = train_data
-        self.valid_data = valid_data
-        self.valid_src = valid_src
-        self.valid_ref = valid_ref
+        self.train_data = data.train
+        self.valid_data = data.valid
+        self.valid_src = data.valid_src
+        self.valid_ref = data.valid_ref
         self.translator = translator
-        self.save_model = save_model
-        self.save_checkpoint = save_checkpoint
-        self.run_dir = run_dir
+        self.valid_search = SearchConfig(beam=cfg.valid_beam)
+        self.files = files
+        self.run_dir = files.run_dir
         if progress == "auto":
             progress = "bar" if sys.stderr.isatty() else "lines"
         self.progress_mode = progress
@@ -210,7 +211,7 @@ class Trainer:
         self.progress = Progress()
         self.validated_at = -1   # the step of the last validation
         self.stop = False        # early stopping decided
-        self.tensorboard = open_tensorboard(run_dir / "tensorboard") if self.rank == 0 else None
+        self.tensorboard = open_tensorboard(self.run_dir / "tensorboard") if self.rank == 0 else None
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, cfg, self.progress.lr_scale, self._run_fraction()))
         if resume_from is not None:
@@ -232,8 +233,8 @@ class Trainer:
         rng, cuda_rng = distributed.gather_rng_states(self.device)
         self.progress.elapsed = self._elapsed()
         if self.rank == 0:
-            self.save_checkpoint(self.optimizer, self.schedule, self.progress,
-                                 {"world_size": self.world_size, "rank_rng": rng, "rank_cuda_rng": cuda_rng})
+            self.files.save_checkpoint(self.optimizer, self.schedule, self.progress,
+                                       {"world_size": self.world_size, "rank_rng": rng, "rank_cuda_rng": cuda_rng})
 
     def _elapsed(self) -> float:
         """Wall seconds of the whole run: what earlier sessions checkpointed plus this one's."""
@@ -369,7 +370,7 @@ class Trainer:
 
     def _valid_scores(self) -> tuple[float, float]:
         n = self.cfg.valid_max_sentences or len(self.valid_src)
-        hyps = [t.text for t in self.translator.translate(self.valid_src[:n], beam=self.cfg.valid_beam)]
+        hyps = [t.text for t in self.translator.translate(self.valid_src[:n], self.valid_search)]
         scores = corpus_scores(hyps, self.valid_ref[:n])
         return scores.bleu, scores.chrf
 
@@ -387,7 +388,7 @@ class Trainer:
         if best:
             p.best_score, p.bad_validations = score, 0
             if self.rank == 0:
-                self.save_model(self.run_dir / "model")
+                self.files.save_model(self.run_dir / "model")
         else:
             p.bad_validations += 1
             if self.cfg.schedule is Schedule.plateau:
@@ -418,7 +419,7 @@ class Trainer:
     def _snapshot(self) -> None:
         """The model at this validation, for checkpoint averaging; only the newest N stay."""
         folder = self.run_dir / "checkpoints"
-        self.save_model(folder / f"step_{self.progress.step:08d}")
+        self.files.save_model(folder / f"step_{self.progress.step:08d}")
         for old in sorted(folder.glob("step_*[0-9]"))[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old)
 

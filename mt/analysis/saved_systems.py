@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mt.analysis.entries import ModelEntry, settings_key
+from mt.config import ExperimentConfig, load_yaml
+from mt.decoding.translator import Translation
 from mt.errors import MTError
-from mt.precision import machine
+from mt.hardware import machine
 
 SUFFIX = ".system.json.gz"
 FORMAT = 1
@@ -35,7 +38,7 @@ FORMAT = 1
 class SavedSystem:
     """One model's record (see the module's docstring)."""
 
-    entry: object                  # mt.evaluation.compare.ModelEntry
+    entry: ModelEntry
     path: str                      # the file it was read from ("" before it is written)
     test_set: str                  # test_set_fingerprint of the sources and references
     search: dict                   # beam and the other search settings
@@ -100,8 +103,6 @@ def _read(path: Path) -> dict:
 
 def load_systems(paths: Sequence[str | Path]) -> list[SavedSystem]:
     """Records from files or folders (every ``*.system.json.gz`` below, sorted by name)."""
-    from mt.evaluation.compare import ModelEntry
-
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -127,9 +128,6 @@ def load_systems(paths: Sequence[str | Path]) -> list[SavedSystem]:
 
 
 def _settings_of(path: Path, config: str) -> str:
-    from mt.config import ExperimentConfig, load_yaml
-    from mt.evaluation.compare import settings_key
-
     return settings_key(load_yaml(path, ExperimentConfig, text=config))
 
 
@@ -148,8 +146,6 @@ def check_fits(system: SavedSystem, fingerprint: str, sentences: int, search: di
 
 def translations_of(system: SavedSystem, sources: Sequence[str]) -> list:
     """Translation objects as mt compare's own, the attention only on the recorded example."""
-    from mt.decoding.translator import Translation
-
     out = [Translation(source=s, text=h, src_pieces=[], tgt_pieces=[], tgt_ids=[], attention=None,
                        score=float("nan")) for s, h in zip(sources, system.hypotheses)]
     ex = system.example

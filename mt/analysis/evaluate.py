@@ -1,0 +1,66 @@
+"""``mt evaluate`` and the test set of ``mt compare`` as a library: one model's BLEU and chrF
+on a test set, overall and by source length, and the test split of the corpus a model (or a
+record) was trained on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mt.analysis.entries import ModelEntry
+from mt.analysis.saved_systems import SavedSystem
+from mt.config import ExperimentConfig, load_yaml
+from mt.data.corpus import load_corpus, read_lines
+from mt.decoding.search import SearchConfig
+from mt.decoding.translator import Translator
+from mt.errors import DataError
+from mt.evaluation.metrics import DEFAULT_BUCKETS, BucketScore, Scores, corpus_scores, scores_by_length
+from mt.evaluation.report import format_table
+
+
+@dataclass
+class Evaluation:
+    scores: Scores
+    by_length: list[BucketScore]
+    hypotheses: list[str]
+    beam: int
+
+    def as_dict(self, model_dir: str = "") -> dict:
+        return {"scores": self.scores.as_dict(), "by_length": [asdict(b) for b in self.by_length],
+                "beam": self.beam, "model_dir": model_dir}
+
+    def report(self) -> str:
+        s = self.scores
+        return (f"BLEU {s.bleu:.2f}   {s.bleu_signature}\nchrF {s.chrf:.2f}   {s.chrf_signature}\n"
+                f"{s.sentences} sentences, beam {self.beam}\n\n"
+                + format_table(["source words", "sentences", "BLEU", "chrF"],
+                               [[b.bucket, b.sentences, f"{b.bleu:.2f}", f"{b.chrf:.2f}"] for b in self.by_length]))
+
+
+def read_test_set(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
+    """Sources and references, line by line (``.gz`` accepted)."""
+    sources, references = read_lines(src_path), read_lines(ref_path)
+    if len(sources) != len(references):
+        raise DataError(f"{src_path} has {len(sources)} lines but {ref_path} has {len(references)}: "
+                        "they must pair line by line")
+    return sources, references
+
+
+def evaluate(translator: Translator, sources: Sequence[str], references: Sequence[str], search: SearchConfig,
+             buckets: Sequence[tuple[int, int]] = DEFAULT_BUCKETS) -> Evaluation:
+    hypotheses = [t.text for t in translator.translate(list(sources), search)]
+    return Evaluation(corpus_scores(hypotheses, references), scores_by_length(sources, hypotheses, references, buckets),
+                      hypotheses, search.beam)
+
+
+def training_split(entries: Sequence[ModelEntry], saved: Sequence[SavedSystem],
+                   split: str) -> tuple[list[str], list[str], str]:
+    """The ``valid`` or ``test`` split of the corpus the first model (or record) was trained on:
+    sources, references, and a phrase saying which."""
+    if entries:
+        data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
+    else:
+        data = load_yaml(Path(saved[0].path), ExperimentConfig, text=saved[0].config).data
+    test = load_corpus(data)["validation" if split == "valid" else "test"]
+    return list(test["src"]), list(test["tgt"]), f"the {split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
