@@ -5,7 +5,8 @@
 
 Each repeat builds the model afresh with the same seed, runs ``--warmup`` updates
 untimed, then times ``--steps`` updates (forward, backward, clip, Adam) on real
-length-bucketed batches. Prints and optionally writes (``--json``) the median and all
+length-bucketed batches, with the timing loop the demo's estimate uses
+(``mt.training.budget.timed_updates``). Prints and optionally writes (``--json``) the median and all
 repeats, with the machine and versions, so numbers in docs/ can be rerun.
 """
 
@@ -27,30 +28,20 @@ from mt.hardware import machine
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.presets import compose
+from mt.training.budget import timed_updates
 from mt.training.pipeline import prepare_data
-from mt.training.trainer import sequence_loss
 
 
 def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int,
             overrides: list[str]) -> float:
+    """Tokens/s of ``steps`` updates after ``warmup`` untimed ones, in an epoch's batch order."""
     cfg = compose([*overrides, f"model={model_name}"])
     torch.manual_seed(seed)
-    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    resolved = resolve_precision(precision, "cpu")
-    batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], max_tokens, seed=seed)
-    tokens, start = 0, 0.0
-    for i, idx in enumerate(batches[: warmup + steps]):
-        if i == warmup:
-            tokens, start = 0, time.perf_counter()
-        batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
-        loss = sequence_loss(model, batch, 0.0, resolved)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / batch.n_tgt_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        tokens += batch.n_tgt_tokens
-    return tokens / (time.perf_counter() - start)
+    model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer))
+    batches = [collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
+               for idx in token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt],
+                                        max_tokens, seed=seed)[: warmup + steps]]
+    return timed_updates(model, batches[:warmup], batches[warmup:], resolve_precision(precision, "cpu"))
 
 
 def main() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -121,11 +125,37 @@ def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) 
                           capture_output=True, timeout=timeout, env=env, check=False)
 
 
+def train_tiny(work: Path, corpus_dir: Path, *overrides: str, settings: Sequence[str] = TINY_TRAIN) -> Path:
+    """Trains through ``mt train`` as a user would (tiny settings on the tiny corpus, more
+    ``overrides``) into ``work/run``; returns the run directory."""
+    result = run_mt("train", *settings, *overrides, f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
+                    f"hydra.run.dir={work / 'run'}", cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "run"
+
+
+def kill_after_step(args: Sequence[str], run: Path, step: int, cwd: Path, timeout: float = 180) -> int:
+    """Starts ``mt <args>`` (a training run writing to ``run``) and kills it, with every process
+    it started, once its last checkpoint has reached ``step``; returns the step it was killed at."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mt.cli.main", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    progress = run / "checkpoints" / "last" / "progress.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if json.loads(progress.read_text())["step"] >= step:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the run, and under torchrun its ranks
+    proc.wait()
+    return json.loads(progress.read_text())["step"]
+
+
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory, corpus_dir) -> Path:
     """A model directory written by a real (very short) ``mt train`` run."""
-    work = tmp_path_factory.mktemp("train")
-    result = run_mt("train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
-                    f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return work / "run" / "model"
+    return train_tiny(tmp_path_factory.mktemp("train"), corpus_dir) / "model"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mt.presets import compose
 from mt.data.batching import collate, gold_attention
 from mt.decoding.aligner import align_pairs
 from mt.decoding.translator import Translator
 from mt.errors import ConfigError, DataError
 from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+from mt.presets import compose
 from mt.training.alignment_supervision import alignment_loss, piece_links
 from mt.training.pipeline import prepare_data, run_training
 

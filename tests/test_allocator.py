@@ -56,8 +56,8 @@ def test_the_users_own_allocator_settings_win(monkeypatch):
 
 
 def test_the_threshold_is_validated():
-    from mt.presets import compose
     from mt.errors import ConfigError
+    from mt.presets import compose
 
     with pytest.raises(ConfigError, match="train.mmap_threshold_mb"):
         compose(["train.mmap_threshold_mb=-1"])

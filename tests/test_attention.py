@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from mt.presets import compose
 from mt.config import AttentionConfig, AttentionType, ModelConfig, Score
 from mt.errors import ConfigError
 from mt.models.attention import Attention, masked_softmax, sparsemax
+from mt.presets import compose
 
 
 def test_sparsemax_matches_the_closed_form_and_has_exact_zeros():

@@ -96,6 +96,20 @@ def test_user_errors_end_with_one_clear_line_and_nonzero_exit(trained_model_dir,
     assert err.startswith("error: ") and "has 20 lines but" in err and len(err.strip().splitlines()) == 1
     assert main(["translate", str(trained_model_dir), "--beam", "0"]) == 2
     assert main(["frobnicate"]) == 2
+    capsys.readouterr()
+    assert main(["train", "--config-dir", str(tmp_path / "no_presets"), "model=mine"]) == 2
+    err = capsys.readouterr().err
+    assert "--config-dir" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_version_names_mt_torch_and_python(capsys):
+    import platform
+
+    import mt
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"mt {mt.__version__} (torch ") and platform.python_version() in out
 
 
 def test_align_refuses_a_model_without_attention(corpus_dir, tmp_path):

@@ -11,19 +11,15 @@ from pathlib import Path
 import pytest
 
 from mt.cli.main import main
-from mt.presets import compose
 from mt.errors import MTError
+from mt.presets import compose
 
-from .conftest import TINY_TRAIN, run_mt
+from .conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def noattn_model_dir(tmp_path_factory, corpus_dir) -> Path:
-    work = tmp_path_factory.mktemp("noattn")
-    result = run_mt("train", *TINY_TRAIN, "model=rnn_noattn", f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
-                    f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return work / "run" / "model"
+    return train_tiny(tmp_path_factory.mktemp("noattn"), corpus_dir, "model=rnn_noattn") / "model"
 
 
 def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_model_dir, corpus_dir, tmp_path,
@@ -388,9 +384,9 @@ def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed
     and the median-seed baseline: the variant recorded only cell, size, score and normaliser."""
     from types import SimpleNamespace
 
-    from mt.config import to_yaml
     from mt.analysis.compare import by_variant
     from mt.analysis.entries import describe_models, seed_groups
+    from mt.config import to_yaml
     from mt.evaluation.metrics import Scores
 
     def run(folder: str, *overrides: str) -> Path:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from mt.presets import compose
 from mt.config import CorpusSource, DataConfig
 from mt.data.corpus import load_corpus
 from mt.errors import DataError
+from mt.presets import compose
 
 MULTI30K = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 

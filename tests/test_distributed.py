@@ -4,11 +4,7 @@ update on the whole batch, only rank 0 writes, and a killed run resumes."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +13,7 @@ from safetensors.torch import load_file
 
 from mt.training.distributed import deal
 
-from .conftest import REPO, TINY_TRAIN, run_mt
+from .conftest import TINY_TRAIN, kill_after_step, run_mt, train_tiny
 
 # dropout 0: the single-process run with accumulation must see the very same computation;
 # train.device=cpu: gloo on CPU cores, also on a machine with GPUs
@@ -36,11 +32,7 @@ def _close(a: dict, b: dict, atol: float = 1e-5) -> bool:
 
 @pytest.fixture(scope="module")
 def ddp_run(corpus_dir, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("ddp")
-    result = run_mt("train", *SETTINGS, "train.ddp=2", f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
-                    f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work / "run"
+    return train_tiny(tmp_path_factory.mktemp("ddp"), corpus_dir, "train.ddp=2", settings=SETTINGS)
 
 
 def test_two_processes_train_and_only_rank_zero_writes(ddp_run):
@@ -73,24 +65,9 @@ def test_two_processes_update_as_one_process_accumulating_both_batches(ddp_run, 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(ddp_run, corpus_dir, tmp_path):
     run = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "mt.cli.main", "train", *SETTINGS, "train.ddp=2",
-                             "train.checkpoint_every=1", f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
-                             f"hydra.run.dir={run}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    killed_at = kill_after_step(["train", *SETTINGS, "train.ddp=2", "train.checkpoint_every=1", f"data.dir={corpus_dir}",
+                                 f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"], run, 5, tmp_path)
     progress = run / "checkpoints" / "last" / "progress.json"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if json.loads(progress.read_text())["step"] >= 5:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
-    proc.wait()
-    killed_at = json.loads(progress.read_text())["step"]
     assert 5 <= killed_at < 24
     # Another number of processes would deal the batches differently: refused, naming the fix.
     wrong = run_mt("train", f"train.resume={run}", f"hydra.run.dir={tmp_path / 'log0'}", cwd=tmp_path)

@@ -12,7 +12,7 @@ import pytest
 
 from mt.cli.main import main
 
-from .conftest import TINY_TRAIN, run_mt
+from .conftest import train_tiny
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install -e '.[dev]')")
@@ -23,12 +23,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="module")
 def transformer_dir(tmp_path_factory, corpus_dir) -> Path:
-    work = tmp_path_factory.mktemp("tf")
-    result = run_mt("train", *TINY_TRAIN, "model=transformer", "model.heads=2", "model.enc_layers=2",
-                    "model.dec_layers=2", f"data.dir={corpus_dir}", f"cache_dir={work / 'cache'}",
-                    f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return work / "run" / "model"
+    return train_tiny(tmp_path_factory.mktemp("tf"), corpus_dir, "model=transformer", "model.heads=2",
+                      "model.enc_layers=2", "model.dec_layers=2") / "model"
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import torch
 from omegaconf import OmegaConf
 
 from mt import precision as precision_module
-from mt.presets import compose
 from mt.config import ExperimentConfig, load_yaml
 from mt.data.batching import collate
 from mt.decoding.translator import Translator
 from mt.errors import ConfigError
 from mt.models import build_model
 from mt.precision import cpu_bf16_support, resolve_precision
+from mt.presets import compose
 from mt.training.pipeline import run_training
 from mt.training.trainer import sequence_loss
 

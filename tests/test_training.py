@@ -3,8 +3,6 @@
 import json
 import os
 import pickle
-import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -14,13 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mt.presets import compose
 from mt.errors import MTError
+from mt.presets import compose
 from mt.training import trainer as trainer_module
 from mt.training.checkpoint import load_checkpoint
 from mt.training.pipeline import run_training
 
-from .conftest import REPO, TINY_TRAIN, run_mt
+from .conftest import TINY_TRAIN, kill_after_step, run_mt
 
 LONGER = [*TINY_TRAIN, "train.max_steps=0", "train.epochs=2", "train.max_tokens=200", "train.checkpoint_every=2",
           "train.valid_max_sentences=3"]
@@ -37,21 +35,7 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(corpus_d
     steps = json.loads((tmp_path / "a" / "checkpoints" / "last" / "progress.json").read_text())["step"]
     assert steps >= 12
 
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "mt.cli.main", "train", *common, f"hydra.run.dir={tmp_path / 'b'}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    progress = tmp_path / "b" / "checkpoints" / "last" / "progress.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if json.loads(progress.read_text())["step"] >= 4:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_step(["train", *common, f"hydra.run.dir={tmp_path / 'b'}"], tmp_path / "b", 4, tmp_path, timeout=120)
     killed_at = load_checkpoint(tmp_path / "b" / "checkpoints" / "last").progress
     assert killed_at.step < steps
 
@@ -242,8 +226,8 @@ def test_log_every_one_refreshes_at_every_update_and_zero_is_refused():
 def test_each_default_is_written_once_in_the_schema_not_again_in_the_yaml():
     import yaml
 
-    from mt.presets import compose
     from mt.config import ExperimentConfig, TrainConfig
+    from mt.presets import compose
 
     primary = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "config.yaml").read_text())
     assert set(primary) <= {"defaults", "hydra"}, "conf/config.yaml repeats schema defaults"

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from mt.presets import compose
 from mt.config import AttentionReduction, DataConfig, ExperimentConfig, TokenizerConfig
 from mt.data.batching import collate
 from mt.errors import ConfigError
 from mt.model_dir import load_model_dir, save_model_dir
 from mt.models import build_model
+from mt.presets import compose
 
 from .conftest import tiny_transformer_config
 

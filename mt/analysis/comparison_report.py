@@ -73,6 +73,25 @@ def _length_series(comparison: Comparison) -> tuple[dict[str, list[float]], dict
     return series, spread
 
 
+def _figures(comparison: Comparison, out: Path, example: int | None) -> dict[str, Path]:
+    """BLEU by length (PNG, SVG) and one sentence's attention from every attention model."""
+    files: dict[str, Path] = {}
+    labels = [f"{b.bucket}\n({b.sentences})" for b in comparison.buckets]
+    series, spread = _length_series(comparison)
+    for ext in ("png", "svg"):
+        files[f"bleu_by_length.{ext}"] = plot_bleu_by_length(labels, series, out / f"bleu_by_length.{ext}", spread)
+    attn = [(e.name, comparison.translations[e.name]) for e in comparison.entries if e.name in comparison.entropy]
+    if attn:
+        i = pick_example(comparison) if example is None else example
+        panels = [(name, t[i].attention, t[i].src_pieces, t[i].tgt_pieces) for name, t in attn
+                  if t[i].attention is not None]
+        if panels:
+            for ext in ("png", "svg"):
+                files[f"attention_side_by_side.{ext}"] = plot_attention_row(
+                    panels, out / f"attention_side_by_side.{ext}", title=f"source: {comparison.sources[i]}")
+    return files
+
+
 def write_comparison(comparison: Comparison, out: str | Path, example: int | None = None) -> dict[str, Path]:
     """Every table as CSV, Markdown and JSON, the length plot as PNG and SVG, and one figure
     with the same sentence's attention from every model side by side."""
@@ -99,19 +118,7 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
         [b.bucket, b.sentences, *(b.bleu[n] for n in names),
          *(v for n in others for v in (b.gap[n], b.gap_low[n], b.gap_high[n], b.p_value[n]))]
         for b in comparison.buckets])
-    labels = [f"{b.bucket}\n({b.sentences})" for b in comparison.buckets]
-    series, spread = _length_series(comparison)
-    for ext in ("png", "svg"):
-        files[f"bleu_by_length.{ext}"] = plot_bleu_by_length(labels, series, out / f"bleu_by_length.{ext}", spread)
-    attn = [(e.name, comparison.translations[e.name]) for e in comparison.entries if e.name in comparison.entropy]
-    if attn:
-        i = pick_example(comparison) if example is None else example
-        panels = [(name, t[i].attention, t[i].src_pieces, t[i].tgt_pieces) for name, t in attn
-                  if t[i].attention is not None]
-        if panels:
-            for ext in ("png", "svg"):
-                files[f"attention_side_by_side.{ext}"] = plot_attention_row(
-                    panels, out / f"attention_side_by_side.{ext}", title=f"source: {comparison.sources[i]}")
+    files.update(_figures(comparison, out, example))
     variants = by_variant(comparison)
     if any(v["seeds"] > 1 for v in variants):
         columns = list(variants[0])

@@ -124,6 +124,10 @@ def launch_ddp(args: list[str]) -> int | None:
 
 def train_main(args: list[str]) -> int:
     config_dir()  # mt's own configs are there, or a one-line error
+    for folder in split_config_dirs(args)[1]:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--config-dir {folder} does not exist: give a folder of your own presets "
+                              "(model/NAME.yaml, data/NAME.yaml)")
     register_configs()
     check_removed_keys(args)
     launched = launch_ddp(args)

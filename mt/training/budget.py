@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mt.data.batching import EncodedCorpus, collate, token_batches
+from mt.data.batching import Batch, EncodedCorpus, collate, token_batches
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training.trainer import sequence_loss
@@ -85,27 +85,36 @@ def spread_batches(batches: list[list[int]], tgt_lengths: list[int], count: int)
     return [ordered[int((k + 0.5) * len(ordered) / count)] for k in range(count)]
 
 
-def measure_tokens_per_s(model: Seq2SeqModel, data: EncodedCorpus, max_tokens: int, steps: int = 6,
-                         precision: ResolvedPrecision = FP32, seed: int = 0) -> float:
-    """Target tokens per second of forward, backward and an Adam update on ``steps`` real
-    batches spread over the corpus's lengths, each timed on its second run (the first creates
-    its shape's kernels). The model's weights are restored afterwards."""
+def timed_updates(model: Seq2SeqModel, warm: list[Batch], timed: list[Batch], precision: ResolvedPrecision = FP32,
+                  clip_norm: float = 1.0) -> float:
+    """Target tokens per second of training updates (forward, backward, clipping, Adam) on the
+    ``timed`` batches, after untimed updates on the ``warm`` ones. The model's weights are
+    restored afterwards. The one timing loop of the demo's estimate and the benchmarks."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = token_batches([len(s) for s in data.src], [len(t) for t in data.tgt], max_tokens, seed=seed)
-    chosen = [collate([data.src[j] for j in idx], [data.tgt[j] for j in idx])
-              for idx in spread_batches(batches, [len(t) for t in data.tgt], steps)]
     model.train()
     tokens, seconds = 0, 0.0
-    for timed in (False, True):
-        for batch in chosen:
+    for is_timed, batches in ((False, warm), (True, timed)):
+        for batch in batches:
             start = time.perf_counter()
             loss = sequence_loss(model, batch, 0.0, precision)
             optimizer.zero_grad(set_to_none=True)
             (loss / batch.n_tgt_tokens).backward()
+            if clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
-            if timed:
+            if is_timed:
                 seconds += time.perf_counter() - start
                 tokens += batch.n_tgt_tokens
     model.load_state_dict(state)
     return tokens / seconds if seconds > 0 else math.inf
+
+
+def measure_tokens_per_s(model: Seq2SeqModel, data: EncodedCorpus, max_tokens: int, steps: int = 6,
+                         precision: ResolvedPrecision = FP32, seed: int = 0) -> float:
+    """Target tokens per second of training on ``steps`` real batches spread over the corpus's
+    lengths, each timed on its second run (the first creates its shape's kernels)."""
+    batches = token_batches([len(s) for s in data.src], [len(t) for t in data.tgt], max_tokens, seed=seed)
+    chosen = [collate([data.src[j] for j in idx], [data.tgt[j] for j in idx])
+              for idx in spread_batches(batches, [len(t) for t in data.tgt], steps)]
+    return timed_updates(model, chosen, chosen, precision)

@@ -43,6 +43,7 @@ from mt.training import distributed
 from mt.training.alignment_supervision import alignment_loss
 from mt.training.checkpoint import Progress, RunFiles
 from mt.training.fused_loss import linear_cross_entropy
+from mt.training.schedule import learning_rate_factor, plateau_scale
 
 log = logging.getLogger("mt.train")
 
@@ -101,20 +102,6 @@ def sequence_loss(model: Seq2SeqModel, batch: Batch, label_smoothing: float,
     return loss
 
 
-def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float, run_fraction: float = 0.0) -> float:
-    """Multiplier of train.lr after ``step`` updates; ``run_fraction`` (0 to 1) is how much of
-    the run is done, for schedule=linear."""
-    warmup = cfg.warmup_steps
-    step = step + 1
-    if cfg.schedule is Schedule.noam:
-        return min(step / warmup, math.sqrt(warmup / step))
-    factor = min(1.0, step / warmup) if warmup else 1.0
-    if cfg.schedule is Schedule.linear:  # a time or step budget is best spent decaying to its end (Li et al., 2020)
-        end = cfg.min_lr / cfg.lr
-        return factor * (1.0 - (1.0 - end) * min(max(run_fraction, 0.0), 1.0))
-    return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
-
-
 def restore_rng(state: dict, rank: int = 0, device: torch.device | None = None) -> None:
     """This rank's CPU generator and its GPU's generator, as this rank saved them. A single
     process restores every GPU's generator, where this machine has as many GPUs (also what
@@ -133,15 +120,6 @@ def restore_rng(state: dict, rank: int = 0, device: torch.device | None = None) 
                         "from an uninterrupted run", len(cuda), torch.cuda.device_count())
         else:
             torch.cuda.set_rng_state_all([t.cpu() for t in cuda])
-
-
-def plateau_scale(scale: float, bad_validations: int, cfg: TrainConfig) -> float:
-    """The plateau schedule's next multiplier of train.lr: lowered by ``plateau_factor`` once
-    every ``plateau_patience`` validations in a row without a better metric, never below
-    ``min_lr``."""
-    if bad_validations % cfg.plateau_patience:
-        return scale
-    return max(scale * cfg.plateau_factor, cfg.min_lr / cfg.lr)
 
 
 def open_tensorboard(path: Path):
@@ -283,6 +261,32 @@ class Trainer:
             self.optimizer.step()
         self.schedule.step()
 
+    def _gradients(self, update: list[list[int]]) -> tuple[float, int]:
+        """This rank's share of one update's batches, forward and backward, the gradients
+        summed and normalised by the whole update's target tokens (all ranks'). Returns this
+        rank's summed loss and the update's target tokens."""
+        tgt = self.train_data.tgt
+        supervised = bool(self.cfg.alignment_loss) and self.train_data.links is not None
+        sizes = [sum(len(tgt[j]) + 1 for j in idx) for idx in update]  # target tokens (EOS included)
+        n_tokens = sum(sizes)  # of the whole update: the loss is normalised by it on every rank
+        mine = distributed.deal(sizes, self.world_size)[self.rank]
+        # A rank left without a batch (the end of an epoch) still joins the all-reduce, with weight 0.
+        weight = float(self.world_size) if mine else 0.0  # DDP averages over ranks: undo it
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = 0.0
+        for k, pos in enumerate(mine or [0]):
+            idx = update[pos]
+            links = [self.train_data.links[j] for j in idx] if supervised else None
+            batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx], links).to(self.device)
+            last = k == max(len(mine), 1) - 1
+            sync = contextlib.nullcontext() if last or self.world_size == 1 else self.train_model.no_sync()
+            with sync:
+                loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision,
+                                     self.cfg.alignment_loss)
+                self._backward(loss * weight / n_tokens)
+            loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
+        return loss_value, n_tokens
+
     def _train_epoch(self) -> tuple[float, float, bool]:
         """Trains from the current position to the end of the epoch (or max_steps).
         Returns the mean training loss per token, target tokens per second, and whether
@@ -299,30 +303,11 @@ class Trainer:
         lines = self.progress_mode == "lines" and self.rank == 0
         last_line, tokens_at_line = start, 0.0
         group_size = self.cfg.accumulate * self.world_size  # batches per update, all ranks together
-        tgt = self.train_data.tgt
-        supervised = bool(self.cfg.alignment_loss) and self.train_data.links is not None
         for first in range(p.batch, len(batches), group_size):
             if self._done() or self.stop:
                 break
             update = batches[first:first + group_size]
-            sizes = [sum(len(tgt[j]) + 1 for j in idx) for idx in update]  # target tokens (EOS included)
-            n_tokens = sum(sizes)  # of the whole update: the loss is normalised by it on every rank
-            mine = distributed.deal(sizes, self.world_size)[self.rank]
-            # A rank left without a batch (the end of an epoch) still joins the all-reduce, with weight 0.
-            weight = float(self.world_size) if mine else 0.0  # DDP averages over ranks: undo it
-            self.optimizer.zero_grad(set_to_none=True)
-            loss_value = 0.0
-            for k, pos in enumerate(mine or [0]):
-                idx = update[pos]
-                links = [self.train_data.links[j] for j in idx] if supervised else None
-                batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx], links).to(self.device)
-                last = k == max(len(mine), 1) - 1
-                sync = contextlib.nullcontext() if last or self.world_size == 1 else self.train_model.no_sync()
-                with sync:
-                    loss = sequence_loss(self.train_model, batch, self.cfg.label_smoothing, self.precision,
-                                         self.cfg.alignment_loss)
-                    self._backward(loss * weight / n_tokens)
-                loss_value += loss.item() if mine else 0.0  # the one host sync of each batch
+            loss_value, n_tokens = self._gradients(update)
             # The clock of train.max_seconds (the whole run's), averaged so every rank's learning rate agrees.
             loss_value, late, seconds = distributed.all_reduce_sum(
                 [loss_value, float(self._time_is_up()), self._elapsed()])
