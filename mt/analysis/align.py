@@ -89,16 +89,6 @@ def read_pairs(path: str) -> tuple[list[str], list[str]]:
     return sources, targets
 
 
-def read_parallel(src_path: str, ref_path: str | None) -> tuple[list[str], list[str] | None]:
-    """A source file and, if given, its line-aligned target file."""
-    sources = read_lines(src_path)
-    targets = read_lines(ref_path) if ref_path else None
-    if targets is not None and len(targets) != len(sources):
-        raise DataError(f"{src_path} has {len(sources)} lines but {ref_path} has {len(targets)}: "
-                        "they must pair line by line")
-    return sources, targets
-
-
 def prepare_pairs(sources: list[str], targets: list[str] | None, lowercase: bool = False,
                   unescape_moses: bool = False) -> tuple[list[str], list[str] | None]:
     """The text as the model was trained on it (case, Moses escapes); words and their

@@ -11,10 +11,9 @@ from pathlib import Path
 from mt.analysis.entries import ModelEntry
 from mt.analysis.saved_systems import SavedSystem
 from mt.config import ExperimentConfig, load_yaml
-from mt.data.corpus import load_corpus, read_lines
+from mt.data.corpus import load_corpus, read_parallel
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.errors import DataError
 from mt.evaluation.metrics import DEFAULT_BUCKETS, BucketScore, Scores, corpus_scores, scores_by_length
 from mt.evaluation.report import format_table
 
@@ -40,10 +39,8 @@ class Evaluation:
 
 def read_test_set(src_path: str, ref_path: str) -> tuple[list[str], list[str]]:
     """Sources and references, line by line (``.gz`` accepted)."""
-    sources, references = read_lines(src_path), read_lines(ref_path)
-    if len(sources) != len(references):
-        raise DataError(f"{src_path} has {len(sources)} lines but {ref_path} has {len(references)}: "
-                        "they must pair line by line")
+    sources, references = read_parallel(src_path, ref_path)
+    assert references is not None
     return sources, references
 
 

@@ -14,7 +14,7 @@ from sacrebleu.metrics import BLEU
 from tqdm import tqdm
 
 from mt.analysis.entries import check_languages, describe_models, find_model_dirs
-from mt.data.corpus import read_lines
+from mt.data.corpus import read_parallel
 from mt.decoding.aligner import AlignedPair, align_pairs
 from mt.decoding.search import GREEDY, SearchConfig
 from mt.decoding.translator import Translator
@@ -126,11 +126,7 @@ def explore_models(model_paths: Sequence[str], src_file: str, ref_file: str | No
         raise MTError(f"--out {out}: the page is HTML; name it e.g. explore.html")
     entries = describe_models(find_model_dirs(model_paths))
     check_languages(entries, src_file, ref_file)
-    sources = read_lines(src_file)
-    references = read_lines(ref_file) if ref_file else None
-    if references is not None and len(references) != len(sources):
-        raise DataError(f"{src_file} has {len(sources)} lines but {ref_file} has {len(references)}: "
-                        "they must pair line by line")
+    sources, references = read_parallel(src_file, ref_file)
     gold = None
     if gold_file:
         if references is None:

@@ -15,16 +15,21 @@ from mt.errors import MTError
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy)")
-    parser.add_argument("--length-penalty", type=float, default=1.0, metavar="ALPHA",
-                        help="beam hypotheses are ranked by score / penalty(length, ALPHA) (default 1; 0: raw score)")
-    parser.add_argument("--length-penalty-type", default="plain", choices=["plain", "gnmt"],
+    from mt.decoding.search import GREEDY as DEFAULT  # the defaults are SearchConfig's, written once
+
+    parser.add_argument("--beam", type=int, default=DEFAULT.beam, help="beam size (1: greedy)")
+    parser.add_argument("--length-penalty", type=float, default=DEFAULT.length_penalty, metavar="ALPHA",
+                        help=f"beam hypotheses are ranked by score / penalty(length, ALPHA) (default "
+                        f"{DEFAULT.length_penalty:g}; 0: raw score)")
+    parser.add_argument("--length-penalty-type", default=DEFAULT.penalty.value, choices=["plain", "gnmt"],
                         help="plain: length ** ALPHA (default); gnmt: ((5 + length) / 6) ** ALPHA (Wu et al. 2016)")
-    parser.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
+    parser.add_argument("--no-repeat-ngram", type=int, default=DEFAULT.no_repeat_ngram, metavar="N",
                         help="never repeat an N-gram in one output (default 0: allowed)")
-    parser.add_argument("--max-len-a", type=float, default=2.0,
-                        help="a sentence of n source pieces gets at most a * n + b output pieces (default a=2)")
-    parser.add_argument("--max-len-b", type=int, default=10, help="see --max-len-a (default b=10)")
+    parser.add_argument("--max-len-a", type=float, default=DEFAULT.max_len_a,
+                        help=f"a sentence of n source pieces gets at most a * n + b output pieces (default "
+                        f"a={DEFAULT.max_len_a:g})")
+    parser.add_argument("--max-len-b", type=int, default=DEFAULT.max_len_b,
+                        help=f"see --max-len-a (default b={DEFAULT.max_len_b})")
     parser.add_argument("--device", default="auto", help="auto (default: the GPU when there is one), cpu, cuda or "
                         "cuda:N")
     parser.add_argument("--precision", default="auto", choices=[p.value for p in Precision],
@@ -171,9 +176,9 @@ def _align_files(ns: argparse.Namespace, search) -> int:
         draw_pairs,
         prepare_pairs,
         read_pairs,
-        read_parallel,
         unknown_words,
     )
+    from mt.data.corpus import read_parallel
     from mt.decoding.aligner import AlignOptions
 
     files = AlignmentFiles(ns.pharaoh, ns.one_based, ns.jsonl, ns.npz, ns.out_dir, ns.format, ns.words, ns.max_plots,

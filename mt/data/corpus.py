@@ -56,6 +56,19 @@ def split_lines(text: str) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
+def read_parallel(src_path: str | Path, tgt_path: str | Path | None) -> tuple[list[str], list[str] | None]:
+    """The lines of a source file and, if given, of its line-aligned target (or reference,
+    or alignment) file: the one check that both hold as many lines, for every command."""
+    src = read_lines(src_path)
+    if tgt_path is None:
+        return src, None
+    tgt = read_lines(tgt_path)
+    if len(tgt) != len(src):
+        raise DataError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
+                        "they must pair line by line")
+    return src, tgt
+
+
 def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: str | Path | None = None) -> datasets.Dataset:
     """A parallel corpus from two line-aligned text files (``.gz`` accepted)."""
     src = read_lines(src_path)
