@@ -50,6 +50,8 @@ def test_two_processes_train_and_only_rank_zero_writes(ddp_run):
     assert state["world_size"] == 2 and len(state["rank_rng"]) == 2
     # nothing written anywhere else (no second run directory from rank 1)
     assert sorted(p.name for p in ddp_run.parent.iterdir()) == ["cache", "run"]
+    # both ranks map one encoded corpus: rank 0 wrote it, rank 1 found it
+    assert len(list((ddp_run.parent / "cache" / "encoded").iterdir())) == 1
 
 
 def test_two_processes_update_as_one_process_accumulating_both_batches(ddp_run, corpus_dir, tmp_path):

@@ -1,20 +1,26 @@
-"""Parallel corpora as Hugging Face ``datasets``.
+"""Parallel corpora: the training split as a stream, validation and test as ``datasets``.
 
-A corpus split is a ``datasets.Dataset`` with the columns ``src`` and ``tgt`` (raw
-text, one sentence each) and, where gold alignments exist, ``align`` (Pharaoh links).
-Reading checks what users get wrong most often: a missing file, sides of unequal
+``open_corpus`` gives the configured corpus without reading it: its training split is a
+``PairSource`` (mt.data.streams) read a chunk at a time, so a corpus of millions of pairs is
+never held in memory; validation and test (small) load as ``datasets.Dataset`` with the
+columns ``src`` and ``tgt`` (raw text, one sentence each) and, where gold alignments exist,
+``align`` (Pharaoh links). ``load_corpus`` loads all three splits, for small corpora and
+tests. Reading checks what users get wrong most often: a missing file, sides of unequal
 length, invalid UTF-8; each becomes a one-line ``DataError`` naming file and fix.
 """
 
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
 from mt.config import CorpusSource, DataConfig
 from mt.data.demo_corpus import ensure_demo_corpus
+from mt.data.streams import DatasetPairs, PairSource, TextPairs
 from mt.errors import DataError
 
 datasets.disable_progress_bars()
@@ -89,7 +95,9 @@ def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: 
 
 def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list[str]) -> datasets.DatasetDict:
     """``src`` / ``tgt`` columns from a DatasetDict whose sentences are in a column per
-    language code, or (``data.hub_field``) in one column of {lang: text} dicts."""
+    language code, or (``data.hub_field``) in one column of {lang: text} dicts. Columns are
+    selected and renamed in Arrow, not copied into Python lists, so a large corpus stays
+    memory-mapped."""
     out = {}
     for name, split in zip(("train", "validation", "test"), splits):
         if split not in raw:
@@ -100,23 +108,41 @@ def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list
             if column not in part.column_names:
                 raise DataError(f"{origin} has no column '{column}' (it has {part.column_names}): "
                                 "set data.hub_field")
-            pairs = part[column]
+            first = part[0][column] if len(part) else {}
             for lang in (cfg.src_lang, cfg.tgt_lang):
-                if pairs and lang not in pairs[0]:
+                if first and lang not in first:
                     raise DataError(f"{origin} has no language '{lang}' in '{column}' "
-                                    f"(it has {sorted(pairs[0])}): check data.src_lang and data.tgt_lang")
-            src, tgt = [p[cfg.src_lang] for p in pairs], [p[cfg.tgt_lang] for p in pairs]
+                                    f"(it has {sorted(first)}): check data.src_lang and data.tgt_lang")
+            part = part.map(_split_translations, fn_kwargs={"column": column, "src": cfg.src_lang,
+                                                            "tgt": cfg.tgt_lang},
+                            batched=True, remove_columns=part.column_names)
         else:
             for lang in (cfg.src_lang, cfg.tgt_lang):
                 if lang not in part.column_names:
                     raise DataError(f"{origin} has no column '{lang}' (it has {part.column_names}): "
                                     "check data.src_lang / data.tgt_lang, or set data.hub_field")
-            src, tgt = part[cfg.src_lang], part[cfg.tgt_lang]
-        for i, (s, t) in enumerate(zip(src, tgt)):
-            if not isinstance(s, str) or not isinstance(t, str):
-                raise DataError(f"{origin}, split {split}, row {i + 1}: a sentence is not text ({s!r}, {t!r})")
-        out[name] = datasets.Dataset.from_dict({"src": list(src), "tgt": list(tgt)})
+            part = part.select_columns([cfg.src_lang, cfg.tgt_lang]).rename_columns(
+                {cfg.src_lang: "src", cfg.tgt_lang: "tgt"})
+        _check_text(part, f"{origin}, split {split}")
+        out[name] = part
     return datasets.DatasetDict(out)
+
+
+def _split_translations(batch: dict, column: str, src: str, tgt: str) -> dict:
+    """{lang: text} dicts of one column into ``src`` / ``tgt`` columns (datasets.map, batched)."""
+    return {"src": [p[src] for p in batch[column]], "tgt": [p[tgt] for p in batch[column]]}
+
+
+def _check_text(part: datasets.Dataset, where: str) -> None:
+    """Every sentence is text: string columns without a missing (null) row."""
+    for column in ("src", "tgt"):
+        feature = part.features[column]
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise DataError(f"{where}: column '{column}' holds {feature}, not text")
+        nulls = part.data.column(column).null_count
+        if nulls:
+            row = next(i for i, v in enumerate(part.data.column(column).to_pylist()) if v is None)
+            raise DataError(f"{where}, row {row + 1}: a sentence is not text (None); {nulls} such rows")
 
 
 def load_hub_corpus(cfg: DataConfig) -> datasets.DatasetDict:
@@ -165,10 +191,23 @@ def _local_structured(cfg: DataConfig, directory: Path) -> datasets.DatasetDict:
     return _pairs(raw, cfg, str(directory), prefixes)
 
 
-def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
-    """Train, validation and test splits of the configured corpus."""
+@dataclass
+class Corpus:
+    """A configured corpus, opened but not read: the training split as a stream, the others
+    (and the training split whole, where something needs it in memory) loaded when asked."""
+
+    train: PairSource
+    loaders: dict[str, Callable[[], datasets.Dataset]]  # train, validation, test
+
+    def split(self, name: str) -> datasets.Dataset:
+        """``train``, ``validation`` or ``test``, in memory."""
+        return self.loaders[name]()
+
+
+def open_corpus(cfg: DataConfig) -> Corpus:
+    """The configured corpus (the demo corpus is generated on first use)."""
     if cfg.source is CorpusSource.hub and not cfg.dir:
-        return load_hub_corpus(cfg)
+        return _from_datasets(load_hub_corpus(cfg), f"dataset '{cfg.hub_id}'")
     if not cfg.dir:
         raise DataError("data.dir is not set: point it at the corpus folder, e.g. data.dir=path/to/corpus")
     directory = Path(cfg.dir)
@@ -177,10 +216,21 @@ def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
     elif not directory.is_dir():
         raise DataError(f"data.dir {directory} is not a directory: point data.dir at the corpus folder")
     if cfg.source in (CorpusSource.tsv, CorpusSource.jsonl, CorpusSource.disk):
-        return _local_structured(cfg, directory)
-    splits = {}
+        return _from_datasets(_local_structured(cfg, directory), str(directory))
+    files = {}
     for split, prefix in (("train", cfg.train), ("validation", cfg.valid), ("test", cfg.test)):
-        src = resolve_text_file(directory / f"{prefix}.{cfg.src_lang}")
-        tgt = resolve_text_file(directory / f"{prefix}.{cfg.tgt_lang}")
-        splits[split] = load_parallel_files(src, tgt, directory / f"{prefix}.align")
-    return datasets.DatasetDict(splits)
+        files[split] = (resolve_text_file(directory / f"{prefix}.{cfg.src_lang}"),
+                        resolve_text_file(directory / f"{prefix}.{cfg.tgt_lang}"), directory / f"{prefix}.align")
+    return Corpus(TextPairs(*files["train"][:2]),
+                  {split: (lambda f=f: load_parallel_files(*f)) for split, f in files.items()})
+
+
+def _from_datasets(splits: datasets.DatasetDict, origin: str) -> Corpus:
+    return Corpus(DatasetPairs(splits["train"], f"{origin}, split train"),
+                  {name: (lambda name=name: splits[name]) for name in ("train", "validation", "test")})
+
+
+def load_corpus(cfg: DataConfig) -> datasets.DatasetDict:
+    """Train, validation and test splits of the configured corpus, all in memory."""
+    corpus = open_corpus(cfg)
+    return datasets.DatasetDict({name: corpus.split(name) for name in ("train", "validation", "test")})

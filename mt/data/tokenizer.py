@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -79,23 +80,25 @@ def word_ids(pieces: Sequence[str], marker: str = "\u2581") -> list[int]:
 
 
 def train_tokenizer(
-    texts: Sequence[str],
+    texts: Iterable[str],
     out_path: Path,
     vocab_size: int,
     model_type: TokenizerType,
     character_coverage: float = 1.0,
     max_sentences: int = 2_000_000,
 ) -> Path:
-    """Trains a SentencePiece model on ``texts`` and writes it to ``out_path``. A corpus of
-    more than ``max_sentences`` lines is sampled (SentencePiece's own reservoir sampling,
-    seeded), never cut at its first lines: a sorted corpus would give a skewed vocabulary."""
-    sentences = [Tokenizer.normalize(t) for t in texts if t.strip()]
-    if not sentences:
+    """Trains a SentencePiece model on ``texts`` (any iterable: a list, or a corpus streamed in
+    chunks) and writes it to ``out_path``. A corpus of more than ``max_sentences`` lines is
+    sampled (SentencePiece's own reservoir sampling, seeded) in one pass, never cut at its first
+    lines: a sorted corpus would give a skewed vocabulary. Only the sample is held in memory."""
+    sentences = (normalized for t in texts if (normalized := Tokenizer.normalize(t)))
+    first = next(sentences, None)
+    if first is None:
         raise DataError("cannot train a tokenizer on an empty training split")
     model = io.BytesIO()
     spm.set_random_generator_seed(1)  # the same sample, so the same model, every time
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
+        sentence_iterator=itertools.chain([first], sentences),
         model_writer=model,
         vocab_size=vocab_size,
         model_type=model_type.value,
@@ -112,6 +115,10 @@ def train_tokenizer(
     return out_path
 
 
+def _settings_digest(vocab_size: int, model_type: TokenizerType, character_coverage: float, version: str):
+    return hashlib.sha256(f"{vocab_size}|{model_type.value}|{character_coverage}|{version}\n".encode())
+
+
 def cached_tokenizer(
     texts: Sequence[str],
     cache_dir: str | Path,
@@ -119,15 +126,33 @@ def cached_tokenizer(
     model_type: TokenizerType,
     character_coverage: float = 1.0,
 ) -> Tokenizer:
-    """The tokenizer for ``texts`` and settings, trained once and then reused."""
-    digest = hashlib.sha256()
-    digest.update(f"{vocab_size}|{model_type.value}|{character_coverage}|v2\n".encode())
+    """The tokenizer for ``texts`` (held in memory) and settings, trained once and then reused."""
+    digest = _settings_digest(vocab_size, model_type, character_coverage, "v2")
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\n")
     path = Path(cache_dir) / "spm" / f"{digest.hexdigest()[:20]}.model"
     if not path.is_file():
         train_tokenizer(texts, path, vocab_size, model_type, character_coverage)
+    return Tokenizer(path)
+
+
+def streamed_tokenizer(
+    fingerprint: str,
+    chunks: Callable[[], Iterable[Sequence[str]]],
+    cache_dir: str | Path,
+    vocab_size: int,
+    model_type: TokenizerType,
+    character_coverage: float = 1.0,
+) -> Tokenizer:
+    """The tokenizer of a corpus streamed in chunks (mt.data.streams), keyed by the corpus's
+    ``fingerprint`` (a hash of its files) and the settings; ``chunks`` is called, for one pass,
+    only when no cached model exists."""
+    digest = _settings_digest(vocab_size, model_type, character_coverage, "stream v1")
+    digest.update(fingerprint.encode())
+    path = Path(cache_dir) / "spm" / f"{digest.hexdigest()[:20]}.model"
+    if not path.is_file():
+        train_tokenizer(itertools.chain.from_iterable(chunks()), path, vocab_size, model_type, character_coverage)
     return Tokenizer(path)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,9 @@ import torch
 
 from mt.config import ExperimentConfig, load_yaml
 from mt.data.batching import EncodedCorpus, encode_pairs
-from mt.data.corpus import load_corpus, read_lines
-from mt.data.tokenizer import Tokenizer, cached_tokenizer
+from mt.data.corpus import open_corpus, read_lines
+from mt.data.encoded import encoded_corpus
+from mt.data.tokenizer import Tokenizer, streamed_tokenizer
 from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
 from mt.hardware import resolve_device
@@ -34,37 +37,62 @@ log = logging.getLogger("mt.train")
 
 @dataclass
 class PreparedData:
-    corpus: datasets.DatasetDict
     src_tokenizer: Tokenizer
     tgt_tokenizer: Tokenizer
-    train: EncodedCorpus
+    train: EncodedCorpus      # memory-mapped from the encoded-corpus cache
     valid: EncodedCorpus
+    valid_src: list[str]      # validation text, for BLEU of the model's own translations
+    valid_ref: list[str]
 
 
-def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> PreparedData:
-    """Corpus, tokenizers (trained and cached unless given) and the encoded splits."""
-    corpus = load_corpus(cfg.data)
+class Stages:
+    """Logs how long each stage of the start took, so a user sees where it goes."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def done(self, stage: str) -> None:
+        now = time.perf_counter()
+        log.info("stage %s: %.1f s", stage, now - self.last)
+        self.last = now
+
+
+def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
+                 stages: Stages | None = None) -> PreparedData:
+    """Corpus, tokenizers (trained and cached unless given) and the encoded splits. The training
+    split is streamed: SentencePiece trains on a sample read in one pass, and the pairs are
+    encoded once into a memory-mapped cache (mt.data.encoded) that later runs and every rank
+    reuse; nothing holds the whole training text."""
+    stages = stages or Stages()
+    corpus = open_corpus(cfg.data)
+    train = corpus.train
+    train.fingerprint()  # reads the files once: a missing or unreadable file stops here
+    stages.done("read")
     tok = cfg.data.tokenizer
-    train = corpus["train"]
     if tokenizers is not None:
         src_tok, tgt_tok = tokenizers
     elif tok.joint:  # one vocabulary for both languages (shared embeddings need it)
-        src_tok = tgt_tok = cached_tokenizer(list(train["src"]) + list(train["tgt"]), cfg.cache_dir,
-                                             tok.src_vocab_size, tok.type, tok.character_coverage)
+        src_tok = tgt_tok = streamed_tokenizer(f"joint|{train.fingerprint()}", train.sides, cfg.cache_dir,
+                                               tok.src_vocab_size, tok.type, tok.character_coverage)
     else:
-        src_tok = cached_tokenizer(train["src"], cfg.cache_dir, tok.src_vocab_size, tok.type, tok.character_coverage)
-        tgt_tok = cached_tokenizer(train["tgt"], cfg.cache_dir, tok.tgt_vocab_size, tok.type, tok.character_coverage)
-    encoded = encode_pairs(src_tok.encode(train["src"]), tgt_tok.encode(train["tgt"]), cfg.data.max_len,
-                           cfg.data.max_ratio)
-    if cfg.train.alignment_loss:
-        encoded.links = _training_links(cfg, train, encoded, src_tok, tgt_tok)
-    valid = corpus["validation"]
-    valid_enc = encode_pairs(src_tok.encode(valid["src"]), tgt_tok.encode(valid["tgt"]))
+        src_tok = streamed_tokenizer(f"src|{train.fingerprint()}", lambda: train.side("src"), cfg.cache_dir,
+                                     tok.src_vocab_size, tok.type, tok.character_coverage)
+        tgt_tok = streamed_tokenizer(f"tgt|{train.fingerprint()}", lambda: train.side("tgt"), cfg.cache_dir,
+                                     tok.tgt_vocab_size, tok.type, tok.character_coverage)
+    stages.done("tokenizer")
+    encoded = encoded_corpus(train, src_tok, tgt_tok, cfg.cache_dir, cfg.data.max_len, cfg.data.max_ratio,
+                             progress=sys.stderr.isatty())
+    if cfg.train.alignment_loss:  # links need the training text: read into memory for this
+        encoded.links = _training_links(cfg, corpus.split("train"), encoded, src_tok, tgt_tok)
+    stages.done("encode")
+    valid = corpus.split("validation")
+    valid_src, valid_ref = list(valid["src"]), list(valid["tgt"])
+    valid_enc = encode_pairs(src_tok.encode(valid_src), tgt_tok.encode(valid_ref))
     log.info("data: %d training pairs kept; skipped %d empty, %d longer than %d subwords, %d with a length "
              "ratio over %g; %d validation pairs; vocabularies %d (%s) / %d (%s)", len(encoded),
              encoded.skipped_empty, encoded.skipped_long, cfg.data.max_len, encoded.skipped_ratio,
              cfg.data.max_ratio, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
-    return PreparedData(corpus, src_tok, tgt_tok, encoded, valid_enc)
+    return PreparedData(src_tok, tgt_tok, encoded, valid_enc, valid_src, valid_ref)
 
 
 def _training_links(cfg: ExperimentConfig, train: datasets.Dataset, encoded: EncodedCorpus,
@@ -127,6 +155,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     """
     prefix = f"[{name}] " if name else ""
+    stages = Stages()
     resume = None
     if cfg.train.resume:
         run_dir = Path(cfg.train.resume)
@@ -153,11 +182,11 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     torch.manual_seed(cfg.train.seed)
     if resume is not None:
         loaded = checkpoint.loaded
-        data = prepare_data(cfg, (loaded.src_tokenizer, loaded.tgt_tokenizer))
+        data = prepare_data(cfg, (loaded.src_tokenizer, loaded.tgt_tokenizer), stages)
         model = loaded.model
     else:
         with distributed.main_first():  # under torchrun, rank 0 writes the corpus and tokenizer caches
-            data = prepare_data(cfg)
+            data = prepare_data(cfg, stages=stages)
         model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
     if cfg.train.activation_checkpointing:  # the config allows it for the Transformer only
         model.set_activation_checkpointing(True)
@@ -166,10 +195,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
              f"{model.num_parameters():,}", device, precision.describe())
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision)
 
-    valid = data.corpus["validation"]
-    trainer = Trainer(model, cfg.train, TrainingData(data.train, data.valid, list(valid["src"]), list(valid["tgt"])),
+    trainer = Trainer(model, cfg.train, TrainingData(data.train, data.valid, data.valid_src, data.valid_ref),
                       translator, RunFiles(run_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer),
-                      progress=progress, name=name, resume_from=resume, precision=precision)
+                      progress=progress, name=name, resume_from=resume, precision=precision,
+                      started=stages.started)
     result = trainer.fit()
     if result.history and distributed.world().main:
         plot_training_curves(result.history, run_dir / "curves.png", cfg.train.label_smoothing)

@@ -150,8 +150,10 @@ class TrainingData:
 class Trainer:
     def __init__(self, model: Seq2SeqModel, cfg: TrainConfig, data: TrainingData, translator: Translator,
                  files: RunFiles, progress: str = "auto", name: str = "",
-                 resume_from: tuple[dict, Progress] | None = None, precision: ResolvedPrecision = FP32) -> None:
-        """``files`` writes the best model, snapshots and checkpoints into the run directory.
+                 resume_from: tuple[dict, Progress] | None = None, precision: ResolvedPrecision = FP32,
+                 started: float | None = None) -> None:
+        """``files`` writes the best model, snapshots and checkpoints into the run directory;
+        ``started`` (perf_counter) is when the command began, for the log of its first update.
         progress: ``bar`` (tqdm), ``lines`` (a plain line every train.log_seconds, for logs
         and files), ``off``, or ``auto``: a bar on a terminal, lines otherwise."""
         self.model = model
@@ -164,6 +166,7 @@ class Trainer:
         self.valid_search = SearchConfig(beam=cfg.valid_beam)
         self.files = files
         self.run_dir = files.run_dir
+        self.command_started = started
         if progress == "auto":
             progress = "bar" if sys.stderr.isatty() else "lines"
         self.progress_mode = progress
@@ -319,6 +322,10 @@ class Trainer:
                     f"kept in {self.run_dir / 'checkpoints'}; lower train.lr or set train.clip_norm")
             p.step += 1
             p.batch += len(update)
+            if self.command_started is not None and self.rank == 0:  # where the start-up went: the last stage
+                log.info("stage first update: %.1f s (%.1f s since the start)", time.perf_counter() - self.first_at,
+                         time.perf_counter() - self.command_started)
+                self.command_started = None
             self._step()  # after counting the update: schedule=linear reads the run's progress
             self.out_of_time = late > 0  # the same on every rank
             total_loss += loss_value
@@ -411,6 +418,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         p = self.progress
         self.run_started = time.perf_counter() - p.elapsed
+        self.first_at = time.perf_counter()
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()

@@ -1,0 +1,134 @@
+"""A training split encoded once into flat arrays on disk, memory-mapped by every later run.
+
+    {cache_dir}/encoded/{key}/
+        src.bin, tgt.bin        subword ids of the kept pairs, one after another (uint16 where
+                                the vocabulary fits, int32 else)
+        src.offsets.npy, tgt.offsets.npy   where each pair's ids start (int64, pairs + 1)
+        kept.npy                the index in the input of each kept pair
+        meta.json               counts, dtypes, what was skipped; written last
+
+The key hashes the text (mt.data.streams fingerprints), both SentencePiece models' bytes
+and the filters (``data.max_len``, ``data.max_ratio``), so a change to any of them encodes
+afresh. The folder is written under a temporary name and renamed into place, so a run
+killed while encoding leaves nothing that a later run trusts. Every process (each DDP rank,
+each run) maps the same files: the ids live once in the page cache, not once per process.
+Encoding runs SentencePiece's own threads over chunks of pairs, with a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mt.data.batching import EncodedCorpus, TokenRows, keep_mask
+from mt.data.streams import CHUNK, PairSource
+from mt.data.tokenizer import Tokenizer
+
+log = logging.getLogger("mt.train")
+FORMAT = 1
+META = "meta.json"
+
+
+def cache_key(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None,
+              max_ratio: float) -> str:
+    digest = hashlib.sha256(f"format {FORMAT}|{source.fingerprint()}|{max_len}|{max_ratio}|".encode())
+    for tok in (src_tok, tgt_tok):
+        digest.update(tok.path.read_bytes())
+    return digest.hexdigest()[:24]
+
+
+def _dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
+
+
+def map_encoded(folder: Path) -> EncodedCorpus:
+    """The encoded corpus in ``folder``, memory-mapped read-only."""
+    meta = json.loads((folder / META).read_text())
+    rows = []
+    for side in ("src", "tgt"):
+        offsets = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
+        count = int(offsets[-1])
+        ids = np.memmap(folder / f"{side}.bin", dtype=meta["dtypes"][side], mode="r", shape=(count,)) if count \
+            else np.zeros(0, dtype=meta["dtypes"][side])
+        rows.append(TokenRows(ids, offsets))
+    return EncodedCorpus(rows[0], rows[1], meta["skipped_empty"], meta["skipped_long"], meta["skipped_ratio"],
+                         np.load(folder / "kept.npy", mmap_mode="r"))
+
+
+def encoded_corpus(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, cache_dir: str | Path,
+                   max_len: int | None = None, max_ratio: float = 0.0, progress: bool = False,
+                   chunk: int = CHUNK) -> EncodedCorpus:
+    """The kept pairs of ``source`` encoded, from the cache or encoded into it now."""
+    folder = Path(cache_dir) / "encoded" / cache_key(source, src_tok, tgt_tok, max_len, max_ratio)
+    if (folder / META).is_file():
+        log.info("encoded corpus: reusing %s", folder)
+        return map_encoded(folder)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _encode_into(tmp, source, src_tok, tgt_tok, max_len, max_ratio, progress, chunk)
+        if folder.exists() and not (folder / META).is_file():
+            shutil.rmtree(folder)  # not ours and not complete: never trusted
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same encoding first: keep theirs
+            if not (folder / META).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return map_encoded(folder)
+
+
+def _encode_into(folder: Path, source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None,
+                 max_ratio: float, progress: bool, chunk: int) -> None:
+    start = time.perf_counter()
+    dtypes = {"src": _dtype(len(src_tok)), "tgt": _dtype(len(tgt_tok))}
+    lengths: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
+    kept: list[np.ndarray] = []
+    skipped = np.zeros(3, dtype=np.int64)
+    seen = 0
+    threads = os.cpu_count() or 1
+    bar = tqdm(unit="pairs", disable=not progress, desc="encoding", unit_scale=True)
+    with contextlib.ExitStack() as files:
+        handles = {side: files.enter_context(open(folder / f"{side}.bin", "wb")) for side in dtypes}
+        for src, tgt in source.chunks(chunk):
+            ids = {"src": src_tok.sp.encode([Tokenizer.normalize(t) for t in src], num_threads=threads),
+                   "tgt": tgt_tok.sp.encode([Tokenizer.normalize(t) for t in tgt], num_threads=threads)}
+            n = {side: np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)) for side, rows in ids.items()}
+            keep, *counts = keep_mask(n["src"], n["tgt"], max_len, max_ratio)
+            skipped += counts
+            index = np.flatnonzero(keep)
+            kept.append(index + seen)
+            for side, rows in ids.items():
+                chosen = n[side][index]
+                kept_rows = rows if len(index) == len(rows) else [rows[j] for j in index.tolist()]
+                np.fromiter(itertools.chain.from_iterable(kept_rows), dtype=dtypes[side],
+                            count=int(chosen.sum())).tofile(handles[side])
+                lengths[side].append(chosen)
+            seen += len(src)
+            bar.update(len(src))
+    bar.close()
+    for side in dtypes:
+        offsets = np.zeros(sum(len(x) for x in lengths[side]) + 1, dtype=np.int64)
+        if lengths[side]:
+            np.cumsum(np.concatenate(lengths[side]), out=offsets[1:])
+        np.save(folder / f"{side}.offsets.npy", offsets)
+    np.save(folder / "kept.npy", np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64))
+    meta = {"format": FORMAT, "source": source.name, "pairs": seen, "kept": int(sum(len(k) for k in kept)),
+            "skipped_empty": int(skipped[0]), "skipped_long": int(skipped[1]), "skipped_ratio": int(skipped[2]),
+            "dtypes": {side: dtype.name for side, dtype in dtypes.items()}, "max_len": max_len,
+            "max_ratio": max_ratio, "seconds": round(time.perf_counter() - start, 1)}
+    (folder / META).write_text(json.dumps(meta, indent=1))
+    log.info("encoded corpus: %d pairs encoded in %.0f s, %d kept, into %s", seen, meta["seconds"], meta["kept"],
+             folder.parent / folder.name.split(".tmp-")[0])
