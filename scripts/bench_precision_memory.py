@@ -99,7 +99,7 @@ def main() -> None:
     src, tgt = data.train.src, data.train.tgt
     batches: list[list[int]] = []
     for epoch in range(1, 1 + -(-ns.steps // 100)):  # epochs in the trainer's order, as many as the steps need
-        batches += token_batches([len(s) for s in src], [len(t) for t in tgt], ns.max_tokens, seed=1000 + epoch)
+        batches += token_batches(src.lengths, tgt.lengths, ns.max_tokens, seed=1000 + epoch)
     rss, seconds = [], []
     after_first = 0
     for step, idx in enumerate(batches[: ns.steps], 1):

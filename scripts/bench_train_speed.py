@@ -39,7 +39,7 @@ def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer))
     batches = [collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
-               for idx in token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt],
+               for idx in token_batches(data.train.src.lengths, data.train.tgt.lengths,
                                         max_tokens, seed=seed)[: warmup + steps]]
     return timed_updates(model, batches[:warmup], batches[warmup:], resolve_precision(precision, "cpu"))
 

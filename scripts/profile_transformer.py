@@ -67,7 +67,7 @@ def main() -> None:
     model.set_activation_checkpointing(ns.checkpointing)
     forward = torch.compile(model, dynamic=True) if ns.mode == "compile" else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    batches = token_batches([len(s) for s in data.train.src], [len(t) for t in data.train.tgt], 4096, seed=0)
+    batches = token_batches(data.train.src.lengths, data.train.tgt.lengths, 4096, seed=0)
 
     def step(idx: list[int]) -> int:
         batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])

@@ -114,7 +114,7 @@ def measure_tokens_per_s(model: Seq2SeqModel, data: EncodedCorpus, max_tokens: i
                          precision: ResolvedPrecision = FP32, seed: int = 0) -> float:
     """Target tokens per second of training on ``steps`` real batches spread over the corpus's
     lengths, each timed on its second run (the first creates its shape's kernels)."""
-    batches = token_batches([len(s) for s in data.src], [len(t) for t in data.tgt], max_tokens, seed=seed)
+    batches = token_batches(data.src.lengths, data.tgt.lengths, max_tokens, seed=seed)
     chosen = [collate([data.src[j] for j in idx], [data.tgt[j] for j in idx])
-              for idx in spread_batches(batches, [len(t) for t in data.tgt], steps)]
+              for idx in spread_batches(batches, data.tgt.lengths, steps)]
     return timed_updates(model, chosen, chosen, precision)

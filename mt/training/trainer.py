@@ -270,7 +270,7 @@ class Trainer:
         rank's summed loss and the update's target tokens."""
         tgt = self.train_data.tgt
         supervised = bool(self.cfg.alignment_loss) and self.train_data.links is not None
-        sizes = [sum(len(tgt[j]) + 1 for j in idx) for idx in update]  # target tokens (EOS included)
+        sizes = [int(self.train_data.tgt.lengths[idx].sum()) + len(idx) for idx in update]  # target tokens + EOS
         n_tokens = sum(sizes)  # of the whole update: the loss is normalised by it on every rank
         mine = distributed.deal(sizes, self.world_size)[self.rank]
         # A rank left without a batch (the end of an epoch) still joins the all-reduce, with weight 0.
@@ -296,7 +296,7 @@ class Trainer:
         the epoch was finished."""
         self.model.train()
         p = self.progress
-        batches = token_batches([len(s) for s in self.train_data.src], [len(t) for t in self.train_data.tgt],
+        batches = token_batches(self.train_data.src.lengths, self.train_data.tgt.lengths,
                                 self.cfg.max_tokens, seed=self.cfg.seed * 1000 + p.epoch)
         self.epoch_batches = len(batches)
         total_loss = total_tokens = 0.0
@@ -353,7 +353,7 @@ class Trainer:
     def _valid_loss(self) -> float:
         self.model.eval()
         total_loss = total_tokens = 0.0
-        for idx in token_batches([len(s) for s in self.valid_data.src], [len(t) for t in self.valid_data.tgt],
+        for idx in token_batches(self.valid_data.src.lengths, self.valid_data.tgt.lengths,
                                  self.cfg.max_tokens):
             batch = collate([self.valid_data.src[j] for j in idx], [self.valid_data.tgt[j] for j in idx]).to(self.device)
             total_loss += sequence_loss(self.model, batch, 0.0, self.precision).item()
