@@ -1,11 +1,12 @@
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from mt.config import CorpusSource, DataConfig, TokenizerType
-from mt.data.batching import collate, encode_pairs, token_batches
+from mt.data.batching import _greedy_starts, collate, encode_pairs, token_batches
 from mt.data.corpus import load_corpus, load_parallel_files, read_lines
 from mt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, cached_tokenizer
 from mt.errors import DataError
@@ -90,6 +91,30 @@ def test_token_batches_cover_every_index_once_within_budget():
         assert longest * len(b) <= 120 or len(b) == 1
     assert batches == token_batches(src_lens, tgt_lens, max_tokens=120, seed=1)
     assert batches != token_batches(src_lens, tgt_lens, max_tokens=120, seed=2)
+
+
+def _row_by_row_starts(sizes, max_tokens):  # the greedy cut, one row at a time: the specification
+    starts, count, longest = [], 0, 0
+    for position, size in enumerate(sizes):
+        if count and max(longest, size) * (count + 1) > max_tokens:
+            starts.append(position - count)
+            count = longest = 0
+        count += 1
+        longest = max(longest, size)
+    if count:
+        starts.append(len(sizes) - count)
+    return starts
+
+
+@pytest.mark.parametrize("max_tokens", [1, 7, 64, 300, 5000])
+def test_batch_cuts_walked_by_runs_equal_the_row_by_row_greedy_cut(max_tokens):
+    rng = np.random.default_rng(max_tokens)
+    src = rng.integers(1, 60, size=3000)
+    tgt = np.where(rng.random(3000) < 0.3, rng.integers(1, 200, size=3000), src)  # long runs and outliers
+    order = np.lexsort((rng.random(3000), tgt, src))
+    sizes = np.maximum(src, tgt + 1)[order]
+    assert _greedy_starts(sizes, max_tokens) == _row_by_row_starts(sizes.tolist(), max_tokens)
+    assert _greedy_starts(np.zeros(0, dtype=np.int64), max_tokens) == []
 
 
 def test_token_batches_shard_disjointly_across_ranks():
