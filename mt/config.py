@@ -380,12 +380,22 @@ def upgrade_saved_config(cfg: Any) -> Any:
 def load_yaml(path: Path, schema: type, text: str | None = None) -> Any:
     """Reads a YAML file written by ``to_yaml`` back into ``schema``, validated. ``text``: the
     file's content, given instead of reading ``path`` (which then only names it in errors)."""
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         raw = OmegaConf.load(path) if text is None else OmegaConf.create(text)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path} is damaged: not valid YAML{where}; copy it again from where it was written, "
+                          "or retrain") from err
+    if not hasattr(raw, "keys"):
+        raise ConfigError(f"{path} is damaged: it holds no settings; copy it again from where it was written")
+    try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), upgrade_saved_config(raw))
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{path} does not fit the {schema.__name__} schema: {str(err).splitlines()[0]}") from err
+        raise ConfigError(f"{path} does not fit the {schema.__name__} schema of this mt ({str(err).splitlines()[0]}):"
+                          " it was written by another version of mt, or edited; use the mt that wrote it") from err

@@ -12,16 +12,17 @@ save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
-from mt.errors import MTError
+from mt.errors import MTError, WriteError, write_failure
 from mt.models import Seq2SeqModel, build_model
 
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
@@ -73,15 +74,35 @@ def existing_dir(path: Path) -> Path | None:
     return path if path.is_dir() else old if old.is_dir() else None
 
 
+def written_dir(path: Path, write: Callable[[Path], None], what: str, after: str = "") -> Path:
+    """``write`` fills a fresh ``<path>.tmp``, which then replaces ``path``. A failed write (a
+    full disk) removes the half-written folder, keeps the previous ``path`` and ends in one
+    line naming ``what`` could not be written and, with ``after``, what to do next."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp = fresh_temp_dir(path)
+        write(tmp)
+        return replace_dir(tmp, path)
+    except (OSError, RuntimeError) as err:
+        why = write_failure(err)
+        if why is None:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(f"could not write {what} to {path} ({why}); {after or 'free space there and run again'}") \
+            from err
+
+
 def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConfig,
                    src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> Path:
     path = Path(path)
-    tmp = fresh_temp_dir(path)
-    write_model_files(tmp, model, config, src_tokenizer, tgt_tokenizer)
-    return replace_dir(tmp, path)
+    previous = "the previous one is kept" if existing_dir(path) is not None else "nothing was kept"
+    return written_dir(path, lambda tmp: write_model_files(tmp, model, config, src_tokenizer, tgt_tokenizer),
+                       "the model directory", f"{previous}; free space there and resume the run (train.resume)")
 
 
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """A model directory, checked file by file: a missing, damaged or mismatched file is one
+    line naming it, never a traceback from the YAML parser, SentencePiece or safetensors."""
     path = Path(path)
     if not path.is_dir():
         raise MTError(f"model directory {path} does not exist: pass the 'model' folder a training run wrote")
@@ -91,12 +112,28 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
     config = load_yaml(path / CONFIG, ExperimentConfig)
     src_tok, tgt_tok = Tokenizer(path / SRC_SPM), Tokenizer(path / TGT_SPM)
     model = build_model(config.model, len(src_tok), len(tgt_tok))
+    _check_shapes(path / WEIGHTS, model)
     try:
         missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise MTError(f"{path / WEIGHTS} is corrupt or does not match config.yaml: {str(err).splitlines()[0]}") from err
+        raise MTError(f"{path / WEIGHTS} is damaged or does not match config.yaml: {str(err).splitlines()[0]}") from err
     if missing or unexpected:
         raise MTError(f"{path / WEIGHTS} does not match config.yaml (missing {sorted(missing)[:3]}, "
                       f"unexpected {sorted(unexpected)[:3]}): the files come from different models")
     model.to(device).eval()
     return LoadedModel(model, config, src_tok, tgt_tok)
+
+
+def _check_shapes(weights: Path, model: Seq2SeqModel) -> None:
+    """Every tensor of the file has the shape the config builds: else one line naming the first
+    that does not (a config or tokenizer from another model, or the weights of another)."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise MTError(f"{weights} is damaged: not a safetensors file ({str(err).splitlines()[0][:120]}); copy it "
+                      "again from where it was written, or retrain") from err
+    for name, tensor in model.state_dict().items():
+        if name in shapes and shapes[name] != tuple(tensor.shape):
+            raise MTError(f"{weights} does not match config.yaml: {name} is {list(shapes[name])} in the weights but "
+                          f"{list(tensor.shape)} by the config and tokenizers; the files come from different models")

@@ -30,6 +30,9 @@ def _add_search_options(parser: argparse.ArgumentParser) -> None:
                         f"a={DEFAULT.max_len_a:g})")
     parser.add_argument("--max-len-b", type=int, default=DEFAULT.max_len_b,
                         help=f"see --max-len-a (default b={DEFAULT.max_len_b})")
+    parser.add_argument("--max-input-len", type=int, default=DEFAULT.max_input_len, metavar="N",
+                        help=f"read at most N source pieces of a line (default {DEFAULT.max_input_len}); a longer line "
+                        "is cut, with a warning naming it (a Transformer's model.max_positions caps it too)")
     parser.add_argument("--device", default="auto", help="auto (default: the GPU when there is one), cpu, cuda or "
                         "cuda:N")
     parser.add_argument("--precision", default="auto", choices=[p.value for p in Precision],
@@ -43,12 +46,14 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _search(ns: argparse.Namespace, nbest: int = 1):
-    """The command line's search settings, checked once (a bad value is one line, exit 2)."""
+def _search(ns: argparse.Namespace, nbest: int = 1, keep_attention: bool = True):
+    """The command line's search settings, checked once (a bad value is one line, exit 2).
+    ``keep_attention``: whether the command uses the attention (plain translation does not)."""
     from mt.decoding.search import SearchConfig
 
     return SearchConfig(beam=ns.beam, nbest=nbest, length_penalty=ns.length_penalty, penalty=ns.length_penalty_type,
-                        max_len_a=ns.max_len_a, max_len_b=ns.max_len_b, no_repeat_ngram=ns.no_repeat_ngram)
+                        max_len_a=ns.max_len_a, max_len_b=ns.max_len_b, no_repeat_ngram=ns.no_repeat_ngram,
+                        max_input_len=ns.max_input_len, keep_attention=keep_attention)
 
 
 def _translator(ns: argparse.Namespace, model_dir: str | None = None):
@@ -68,7 +73,7 @@ def translate(args: list[str]) -> int:
     from mt.data.corpus import read_lines, split_lines
     from mt.decoding.translator import nbest_lines
 
-    search = _search(ns, ns.nbest)
+    search = _search(ns, ns.nbest, keep_attention=False)
     translator = _translator(ns)
 
     def run(lines: list[str], first: int = 0) -> str:
@@ -101,7 +106,7 @@ def evaluate(args: list[str]) -> int:
     from mt.analysis.evaluate import evaluate as evaluate_model
     from mt.analysis.evaluate import read_test_set
 
-    search = _search(ns)
+    search = _search(ns, keep_attention=False)
     sources, references = read_test_set(ns.src, ns.ref)
     result = evaluate_model(_translator(ns), sources, references, search)
     if ns.output:

@@ -18,7 +18,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from mt.config import TokenizerType
-from mt.errors import DataError
+from mt.errors import DataError, WriteError, write_failure
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -31,7 +31,11 @@ class Tokenizer:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise DataError(f"missing SentencePiece model {self.path}: the model directory is incomplete")
-        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        except (RuntimeError, OSError) as err:
+            raise DataError(f"{self.path} is damaged: not a SentencePiece model ({str(err).splitlines()[0][:120]}); "
+                            "copy it again from where it was written, or retrain") from err
         if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
             raise DataError(f"{self.path} was not trained with pad=0 unk=1 bos=2 eos=3; retrain it with mt")
 
@@ -108,10 +112,16 @@ def train_tokenizer(
         input_sentence_size=max_sentences, shuffle_input_sentence=True,
         num_threads=2, minloglevel=2,
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(model.getvalue())
-    tmp.replace(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(model.getvalue())
+        tmp.replace(out_path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        why = write_failure(err) or str(err)
+        raise WriteError(f"could not write the tokenizer model {out_path} ({why}): free space there, or point "
+                         "cache_dir at a folder with room") from err
     return out_path
 
 

@@ -99,7 +99,8 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
         else:
             tgt_lines = list(targets[start:start + chunk])
             tgt_ids = tgt_tok.encode(tgt_lines)
-        forced = translator.force_decode_ids(src_ids, tgt_ids, search.max_tokens, options.layer, options.head)
+        forced = translator.force_decode_ids(src_ids, tgt_ids, search.max_tokens, options.layer, options.head,
+                                             search.max_input_len)
         for source, target, s_ids, t_ids, (_, attention) in zip(src_lines, tgt_lines, src_ids, tgt_ids, forced):
             pairs.append(_pair(src_tok, tgt_tok, source, target, s_ids, t_ids, attention, options))
         bar.update(len(src_lines))

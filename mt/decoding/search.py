@@ -85,7 +85,12 @@ class SearchConfig:
     at most ``max_len_a * n + max_len_b`` output pieces (fairseq's rule), whatever it is
     batched with. ``length_penalty`` (alpha) with ``penalty`` (plain: length ** alpha; gnmt:
     ((5 + length) / 6) ** alpha) ranks hypotheses; ``no_repeat_ngram`` N forbids repeating any
-    N-gram; ``max_tokens`` source pieces per batch (beam search divides it by the beam)."""
+    N-gram; ``max_tokens`` source pieces per batch (beam search divides it by the beam).
+    ``max_input_len``: the most source pieces read of a line (a longer line is cut, with a
+    warning naming it), so one runaway line cannot stall a file or a server; a Transformer's
+    ``max_positions`` caps it further. ``keep_attention``: keep each output's attention rows
+    (heatmaps, alignments, entropy) or drop them as the search goes (plain translation),
+    so memory does not grow with output x input."""
 
     beam: int = 1
     nbest: int = 1
@@ -95,6 +100,8 @@ class SearchConfig:
     max_len_b: int = 10
     no_repeat_ngram: int = 0
     max_tokens: int = 6000
+    max_input_len: int = 1024
+    keep_attention: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "penalty", LengthPenalty(self.penalty))
@@ -114,6 +121,9 @@ class SearchConfig:
                               "make them positive")
         if self.max_tokens < 1:
             raise ConfigError(f"the batch must hold at least one token, got max_tokens={self.max_tokens}")
+        if self.max_input_len < 1:
+            raise ConfigError(f"--max-input-len must be at least 1 (source pieces read of a line), got "
+                              f"{self.max_input_len}")
 
     @classmethod
     def of(cls, search: SearchConfig | None = None, **settings: Any) -> SearchConfig:
@@ -161,12 +171,13 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
         nxt = nxt.masked_fill(finished, PAD)
         scores += best.masked_fill(finished, 0.0)
         tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
-        attns.append(attn)
+        if search.keep_attention:
+            attns.append(attn)
         finished |= (nxt == EOS) | (limits <= step)  # a sentence at its own limit stops there
         prev = nxt
         if finished.all():
             break
-    attention = torch.stack(attns, 1) if attns[0] is not None else None
+    attention = torch.stack(attns, 1) if attns and attns[0] is not None else None
     out = []
     for row, ids in enumerate(tokens.tolist()):
         ids = ids[: int(limits[row])]
@@ -226,6 +237,7 @@ def beam_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Sear
         n = alive.numel()
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)      # [n, 1]
         logits, state, attn = model.decode_step(memory, state, prev)
+        attn = attn if search.keep_attention else None  # dropped at once: memory stays flat
         logp = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram)  # [n * k, vocab]
         vocab = logp.size(-1)
         top, flat = (scores.view(-1, 1) + logp).view(n, k * vocab).topk(2 * k, dim=-1)  # [n, 2k]

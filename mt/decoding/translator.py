@@ -86,13 +86,13 @@ class Translator:
         search = SearchConfig.of(search, **settings, **({"nbest": nbest} if nbest is not None else {}))
         self.model.eval()
         ids = self.src_tokenizer.encode(lines)
-        limit = self.model.max_positions
-        if limit is not None:
-            for i, seq in enumerate(ids):
-                if len(seq) > limit:
-                    log.warning("line %d: %d source pieces, more than the model reads (model.max_positions=%d); "
-                                "translating its first %d", i + 1, len(seq), limit, limit)
-                    ids[i] = seq[:limit]
+        limit, why = self.input_limit(search)
+        for i, seq in enumerate(ids):
+            if len(seq) > limit:
+                log.warning("line %d: %d source pieces, more than %s; translating its first %d", i + 1, len(seq), why,
+                            limit)
+                ids[i] = seq[:limit]
+        limit = self.model.max_positions  # output steps a Transformer can take
         results: list[list[Translation] | None] = [None] * len(lines)
         todo = [i for i, seq in enumerate(ids) if seq]
         for i, seq in enumerate(ids):
@@ -112,6 +112,14 @@ class Translator:
                 results[r] = [self._translation(lines[r], ids[r], h) for h in hyp]
         return [r for r in results if r is not None]
 
+    def input_limit(self, search: SearchConfig) -> tuple[int, str]:
+        """The most source pieces read of a line, and why: ``search.max_input_len`` or the
+        model's own ``max_positions``, whichever is smaller."""
+        positions = self.model.max_positions
+        if positions is not None and positions < search.max_input_len:
+            return positions, f"the model reads (model.max_positions={positions})"
+        return search.max_input_len, f"--max-input-len={search.max_input_len}"
+
     @torch.no_grad()
     def attention_maps(self, source: str, output_ids: list[int]) -> np.ndarray | None:
         """All layers' and heads' attention while the model reads ``output_ids`` as its own:
@@ -124,22 +132,23 @@ class Translator:
 
     @torch.no_grad()
     def force_decode_ids(self, src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]],
-                         max_tokens: int = 6000, layer: int | None = None,
-                         head: int | None = None) -> list[tuple[float, np.ndarray | None]]:
+                         max_tokens: int = 6000, layer: int | None = None, head: int | None = None,
+                         max_input_len: int = SearchConfig.max_input_len) -> list[tuple[float, np.ndarray | None]]:
         """Teacher-forced attention of many pairs, batched by tokens, in input order: for each,
         the log-probability of the target and its attention [len(target) + 1, len(source)] (one
         row per target piece, then the EOS step). ``layer``/``head`` pick one map of
         ``attention_maps`` (``head=None`` with a layer: the mean of its heads) instead of the
-        model's summary map. A pair with an empty side gives (0.0, None)."""
+        model's summary map. A pair with an empty side gives (0.0, None), and so does one with a
+        side longer than ``max_input_len`` pieces (or the Transformer's positions), with a warning
+        naming it."""
         self.model.eval()
         out: list[tuple[float, np.ndarray | None]] = [(0.0, None)] * len(src_ids)
         todo = [i for i in range(len(src_ids)) if src_ids[i] and tgt_ids[i]]
-        limit = self.model.max_positions
-        if limit is not None:
-            for i in [i for i in todo if len(src_ids[i]) > limit or len(tgt_ids[i]) + 1 > limit]:
-                log.warning("pair %d: longer than the model reads (model.max_positions=%d); left unaligned",
-                            i + 1, limit)
-            todo = [i for i in todo if len(src_ids[i]) <= limit and len(tgt_ids[i]) + 1 <= limit]
+        limit, why = self.input_limit(SearchConfig(max_input_len=max_input_len))
+        for i in [i for i in todo if len(src_ids[i]) > limit or len(tgt_ids[i]) + 1 > limit]:
+            log.warning("pair %d: %d source and %d target pieces, more than %s; left unaligned", i + 1,
+                        len(src_ids[i]), len(tgt_ids[i]), why)
+        todo = [i for i in todo if len(src_ids[i]) <= limit and len(tgt_ids[i]) + 1 <= limit]
         for batch_idx in token_batches([len(src_ids[i]) for i in todo], [len(tgt_ids[i]) + 1 for i in todo],
                                        max_tokens):
             rows = [todo[j] for j in batch_idx]

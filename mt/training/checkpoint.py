@@ -25,15 +25,7 @@ import torch
 from mt.config import ExperimentConfig
 from mt.data.tokenizer import Tokenizer
 from mt.errors import MTError
-from mt.model_dir import (
-    LoadedModel,
-    existing_dir,
-    fresh_temp_dir,
-    load_model_dir,
-    replace_dir,
-    save_model_dir,
-    write_model_files,
-)
+from mt.model_dir import LoadedModel, existing_dir, load_model_dir, save_model_dir, write_model_files, written_dir
 from mt.models import Seq2SeqModel
 
 OPTIMIZER, PROGRESS = "optimizer.pt", "progress.json"
@@ -55,15 +47,32 @@ def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, s
                     tgt_tok: Tokenizer, optimizer: torch.optim.Optimizer, schedule: Any, progress: Progress,
                     extra: dict | None = None) -> Path:
     """``extra``: more tensors and numbers for the training state (a multi-process run's world
-    size and every rank's random state)."""
-    tmp = fresh_temp_dir(path)
-    write_model_files(tmp, model, config, src_tok, tgt_tok)
-    torch.save({**(extra or {}), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                # every GPU's generator too, so a resumed run on CUDA draws the same dropout masks
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)
-    (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
-    return replace_dir(tmp, path)
+    size and every rank's random state). A failed write (a full disk) leaves the previous
+    checkpoint as it was and ends in one line naming its step and the resume command."""
+
+    def write(tmp: Path) -> None:
+        write_model_files(tmp, model, config, src_tok, tgt_tok)
+        torch.save({**(extra or {}), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    # every GPU's generator too, so a resumed run on CUDA draws the same dropout masks
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)
+        (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
+
+    return written_dir(path, write, f"the checkpoint of step {progress.step}", after_failed_checkpoint(path))
+
+
+def after_failed_checkpoint(path: Path) -> str:
+    """What the user still has, and the command that continues from it."""
+    run_dir = path.parent.parent
+    found = existing_dir(path)
+    if found is None:
+        return "no earlier checkpoint exists; free space there and start the run again"
+    try:
+        step = json.loads((found / PROGRESS).read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        step = "?"
+    return (f"the last good checkpoint (step {step}) is intact in {found}; free space, then continue with "
+            f"mt train train.resume={run_dir}")
 
 
 @dataclass

@@ -35,13 +35,13 @@ from mt.data.batching import Batch, EncodedCorpus, collate, token_batches
 from mt.data.tokenizer import PAD
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.errors import MTError
+from mt.errors import MTError, WriteError, write_failure
 from mt.evaluation.metrics import corpus_scores
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
 from mt.training.alignment_supervision import alignment_loss
-from mt.training.checkpoint import Progress, RunFiles
+from mt.training.checkpoint import Progress, RunFiles, after_failed_checkpoint
 from mt.training.fused_loss import linear_cross_entropy
 from mt.training.schedule import learning_rate_factor, plateau_scale
 
@@ -391,8 +391,7 @@ class Trainer:
                              self.precision.name, round(self._elapsed(), 1))
         p.history.append(asdict(record))
         if self.rank == 0:
-            with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(asdict(record)) + "\n")
+            self._append_metrics(asdict(record))
             if self.tensorboard is not None:
                 for key in ("train_loss", "valid_loss", "valid_ppl", "valid_bleu", "valid_chrf", "lr", "tokens_per_s"):
                     self.tensorboard.add_scalar(key, getattr(record, key), p.step)
@@ -407,6 +406,19 @@ class Trainer:
                      self.cfg.metric.value, self.cfg.patience)
             self.stop = True
         return record
+
+    def _append_metrics(self, row: dict) -> None:
+        """One line of metrics.jsonl; a failed write (a full disk) is one line saying what is kept."""
+        path = self.run_dir / "metrics.jsonl"
+        try:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+        except OSError as err:
+            why = write_failure(err)
+            if why is None:
+                raise
+            raise WriteError(f"could not write the metrics to {path} ({why}); "
+                             f"{after_failed_checkpoint(self.run_dir / 'checkpoints' / 'last')}") from err
 
     def _snapshot(self) -> None:
         """The model at this validation, for checkpoint averaging; only the newest N stay."""
