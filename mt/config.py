@@ -353,7 +353,13 @@ def to_yaml(config: Any) -> str:
     """YAML text of a typed config (enums written as their names)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_yaml(OmegaConf.structured(config))
+    return f"{CONFIG_HEAD}\n{OmegaConf.to_yaml(OmegaConf.structured(config))}{CONFIG_END}\n"
+
+
+# A saved config starts and ends with these lines: a file with the first and without the last
+# was cut short (a copy interrupted, a disk full), even where what is left still parses.
+CONFIG_HEAD = "# mt: the resolved configuration, complete when it ends with the '# end' line"
+CONFIG_END = "# end"
 
 
 # Keys of earlier versions: refused on a command line with the message naming their
@@ -385,13 +391,18 @@ def load_yaml(path: Path, schema: type, text: str | None = None) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        raw = OmegaConf.load(path) if text is None else OmegaConf.create(text)
+        text = Path(path).read_text(encoding="utf-8") if text is None else text
+        raw = OmegaConf.create(text)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{path} is damaged: not valid YAML{where}; copy it again from where it was written, "
                           "or retrain") from err
-    if not hasattr(raw, "keys"):
+    lines = text.rstrip("\n").splitlines()
+    if lines and lines[0] == CONFIG_HEAD and lines[-1] != CONFIG_END:
+        raise ConfigError(f"{path} is damaged: cut short (its last line is not '{CONFIG_END}'); copy it again from "
+                          "where it was written, or retrain")
+    if not hasattr(raw, "keys") or len(raw) == 0:
         raise ConfigError(f"{path} is damaged: it holds no settings; copy it again from where it was written")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), upgrade_saved_config(raw))

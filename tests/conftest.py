@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -73,6 +74,17 @@ RNN_VARIANTS = {
     "luong-dot-sparsemax": {"attention": "luong", "score": "dot", "normalizer": "sparsemax"},
     "luong-local": {"attention": "luong_local", "score": "general", "window": 2},
 }
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """``mt train`` run in-process (main(["train", ...])) lets Hydra point the root logger at the
+    stderr pytest captured for that test; a later test's warnings would go to the closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,12 @@ def _truncate(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name, damage, needles", [
-    ("config.yaml", _truncate, ["config.yaml is damaged: not valid YAML"]),
+    ("config.yaml", _truncate, ["config.yaml is damaged: "]),
+    ("config.yaml", lambda p: p.write_text(p.read_text()[:p.read_text().index("\ntrain:") + 1]),  # still parses
+     ["config.yaml is damaged: cut short"]),
+    ("config.yaml", lambda p: p.write_text(p.read_text().replace("model:\n", "model: [\n", 1)),
+     ["config.yaml is damaged: not valid YAML (line"]),
+    ("config.yaml", lambda p: p.write_text(""), ["config.yaml is damaged: it holds no settings"]),
     ("config.yaml", lambda p: p.write_text(p.read_text().replace("model:\n", "model:\n  future_setting: 3\n")),
      ["config.yaml does not fit the ExperimentConfig schema", "future_setting", "another version of mt"]),
     ("config.yaml", lambda p: p.write_text("- just\n- a list\n"), ["config.yaml is damaged: it holds no settings"]),
@@ -167,3 +172,27 @@ def test_attention_is_kept_only_where_it_is_used(trained_model_dir):
         dropped = translator.translate(lines, SearchConfig(beam=beam, keep_attention=False))
         assert [t.text for t in kept] == [t.text for t in dropped]
         assert all(t.attention is not None for t in kept) and all(t.attention is None for t in dropped)
+
+
+def test_a_full_disk_while_encoding_the_corpus_is_one_line_and_leaves_no_cache(tmp_path, monkeypatch):
+    from mt.data import encoded as encoded_module
+    from mt.errors import MTError
+    from mt.training.pipeline import prepare_data
+
+    from .test_large_corpus import _cfg, _write_corpus
+
+    corpus = _write_corpus(tmp_path / "c", 200)
+    real_save = encoded_module.np.save
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(encoded_module.np, "save", no_space)
+    with pytest.raises(MTError) as caught:
+        prepare_data(_cfg(corpus, tmp_path / "cache"))
+    message = str(caught.value)
+    assert "could not write the encoded corpus to" in message and "no space left on device" in message
+    assert "cache_dir=" in message and "\n" not in message
+    assert not list((tmp_path / "cache" / "encoded").iterdir())  # nothing half-written is left to be trusted
+    monkeypatch.setattr(encoded_module.np, "save", real_save)  # space freed
+    assert len(prepare_data(_cfg(corpus, tmp_path / "cache")).train) > 0
