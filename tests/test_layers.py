@@ -20,7 +20,8 @@ LAYERS = {
     "mt.decoding": 7,
     "mt.training": 8,
     "mt.analysis": 9,
-    "mt.cli": 10, "mt.__main__": 11,
+    "mt.serving": 10,
+    "mt.cli": 11, "mt.__main__": 12,
 }
 
 

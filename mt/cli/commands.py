@@ -1,4 +1,4 @@
-"""``mt translate``, ``evaluate``, ``align``, ``aer``, ``average``, ``compare`` and ``explore``:
+"""``mt translate``, ``evaluate``, ``align``, ``aer``, ``average``, ``compare``, ``explore`` and ``serve``:
 each parses its arguments into the library's settings (a SearchConfig, AlignOptions, a
 CompareRequest) and calls the library (``mt.decoding``, ``mt.analysis``, ``mt.evaluation``);
 the library imports are lazy, so ``mt --help`` and ``mt aer`` start without torch."""
@@ -326,3 +326,44 @@ def explore(args: list[str]) -> int:
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB): {sentences} sentences, {models} models; open it in a browser")
     return 0
+
+
+def serve(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mt serve", description="a translation server: LibreTranslate's API "
+                                     "(POST /translate, GET /languages), GET /models, /health, /metrics, and at / a "
+                                     "page that shows the attention of every model as you type")
+    parser.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model directories, each DIR or NAME=DIR "
+                        "(a 'model' folder is named after its run); each language pair goes to its first model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                        "only; 0.0.0.0 lets every machine that reaches this one translate, unauthenticated)")
+    parser.add_argument("--port", type=int, default=5000)
+    _add_search_options(parser)
+    parser.add_argument("--max-batch-tokens", type=int, default=4096, metavar="N",
+                        help="source pieces per batch of concurrent requests (default 4096)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                        help="how long a request waits for others to batch with (default 5 ms)")
+    parser.add_argument("--max-queue", type=int, default=2048, metavar="N",
+                        help="sentences waiting per model before requests get 503 (default 2048)")
+    parser.add_argument("--no-batching", action="store_true", help="translate each request alone (for comparison)")
+    parser.add_argument("--char-limit", type=int, default=5000, help="characters per request (default 5000)")
+    parser.add_argument("--max-texts", type=int, default=64, help="texts in one request's q list (default 64)")
+    parser.add_argument("--max-body", type=int, default=1_000_000, help="bytes of request body (default 1 MB)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take (default 30)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ns = parser.parse_args(args)
+    for name in ("port", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
+        if getattr(ns, name) < 1:
+            raise MTError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(ns, name)}")
+    if ns.timeout <= 0 or ns.max_wait_ms < 0:
+        raise MTError("--timeout must be above 0 and --max-wait-ms at least 0")
+    try:
+        from mt.serving.server import serve as run_server
+    except ImportError as err:
+        raise MTError(f"mt serve needs the serve extra ({err.name} is missing): pip install 'mt[serve]' "
+                      "(scripts/setup.sh installs it)") from None
+    from mt.serving.batcher import BatchingOptions
+    from mt.serving.protocol import Limits
+
+    return run_server(ns.models, ns.host, ns.port, ns.device, ns.precision, _search(ns, keep_attention=False),
+                      BatchingOptions(ns.max_batch_tokens, ns.max_wait_ms / 1000, ns.max_queue, not ns.no_batching),
+                      Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads)

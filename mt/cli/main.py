@@ -18,6 +18,7 @@ commands:
   compare     several models on one test set: BLEU with significance, by length, attention
   align       draw the attention heatmap of one sentence pair, or align whole files
   explore     one HTML page to browse every sentence, model and head in a browser
+  serve       a translation server (LibreTranslate's API) with a page that shows the attention
   aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run
   demo        train with and without attention on the demo corpus and compare
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align", "aer", "average", "compare", "explore"}:
+        if command in {"translate", "evaluate", "align", "aer", "average", "compare", "explore", "serve"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from mt.data.tokenizer import UNK, Tokenizer
 from mt.decoding.search import SearchConfig
-from mt.decoding.translator import Translator
+from mt.decoding.translator import Translation, Translator
 from mt.errors import ConfigError, MTError
 from mt.evaluation.alignment import Link, argmax_links, merge_to_words, shift_rows, threshold_links
 
@@ -106,6 +106,14 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
         bar.update(len(src_lines))
     bar.close()
     return pairs
+
+
+def translation_pair(translator: Translator, translation: Translation, options: AlignOptions = ARGMAX) -> AlignedPair:
+    """A translation with the attention its search kept, as an ``AlignedPair`` (pieces, words,
+    matrices, links): what ``mt serve`` answers, in ``mt align --json``'s shape."""
+    src_ids = translator.src_tokenizer.encode([translation.source])[0][: len(translation.src_pieces)]
+    return _pair(translator.src_tokenizer, translator.tgt_tokenizer, translation.source, translation.text, src_ids,
+                 translation.tgt_ids, translation.attention, options)
 
 
 def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_ids: list[int],

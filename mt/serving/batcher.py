@@ -1,0 +1,156 @@
+"""Micro-batching: the sentences of concurrent requests to one model, translated together.
+
+A request's lines wait at most ``max_wait`` seconds for others with the same search
+settings; a batch takes up to ``max_tokens`` source pieces. One worker thread per model runs
+the searches, so the event loop that answers HTTP never blocks on the model. The search is
+batch-invariant (a sentence's output does not depend on what it is batched with), so a
+sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
+load). The queue is bounded in sentences: a full one refuses new work at once (the server
+answers 503 with Retry-After) instead of growing without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+
+from mt.decoding.search import SearchConfig
+from mt.decoding.translator import Translation, Translator
+
+log = logging.getLogger("mt.serve")
+
+
+class QueueFull(Exception):
+    """More sentences are waiting than the queue holds: try again shortly."""
+
+
+@dataclass
+class Job:
+    lines: list[str]
+    pieces: int                  # source pieces of all lines: what the batch budget counts
+    search: SearchConfig
+    future: Future = field(default_factory=Future)  # -> list[list[Translation]], n-best per line
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """``max_tokens`` source pieces per batch; ``max_wait`` seconds the first request of a batch
+    waits for others; ``max_queue`` sentences waiting at most; ``enabled`` False translates
+    each request alone (the benchmark's baseline)."""
+
+    max_tokens: int = 4096
+    max_wait: float = 0.005
+    max_queue: int = 2048
+    enabled: bool = True
+
+
+class ModelWorker:
+    """The queue and worker thread of one model."""
+
+    def __init__(self, translator: Translator, options: BatchingOptions,
+                 on_batch: Callable[[int, int], None] | None = None) -> None:
+        self.translator = translator
+        self.options = options
+        self.on_batch = on_batch  # (sentences, source pieces) of every batch run: metrics
+        self._jobs: deque[Job] = deque()
+        self._waiting = 0  # sentences queued
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.busy_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="mt-serve-worker", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued_sentences(self) -> int:
+        return self._waiting
+
+    def submit(self, lines: Sequence[str], pieces: int, search: SearchConfig) -> Future:
+        job = Job(list(lines), pieces, search)
+        with self._cond:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            if self._waiting and self._waiting + len(job.lines) > self.options.max_queue:
+                raise QueueFull(f"{self._waiting} sentences are waiting (the queue holds {self.options.max_queue})")
+            self._jobs.append(job)
+            self._waiting += len(job.lines)
+            self._cond.notify()
+        return job.future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finishes what is queued, then ends the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _take(self) -> list[Job] | None:
+        """The next batch: the oldest job, and (batching on) the queued jobs with its search
+        settings that fit the token budget, after waiting up to ``max_wait`` for more."""
+        with self._cond:
+            while not self._jobs:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            first = self._jobs[0]
+            if self.options.enabled:
+                deadline = first.queued_at + self.options.max_wait
+                while not self._stopping and (left := deadline - time.perf_counter()) > 0 \
+                        and self._pending_pieces(first.search) < self.options.max_tokens:
+                    self._cond.wait(left)
+            batch, pieces = [], 0
+            for job in list(self._jobs):
+                if job.search != first.search:
+                    continue
+                if batch and (not self.options.enabled or pieces + job.pieces > self.options.max_tokens):
+                    break
+                batch.append(job)
+                pieces += job.pieces
+            for job in batch:
+                self._jobs.remove(job)
+                self._waiting -= len(job.lines)
+            return batch
+
+    def _pending_pieces(self, search: SearchConfig) -> int:
+        return sum(job.pieces for job in self._jobs if job.search == search)
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]  # a timed-out one is skipped
+            if not jobs:
+                continue
+            lines = [line for job in jobs for line in job.lines]
+            self.busy_since = time.perf_counter()
+            try:
+                results = self.translator.translate_nbest(lines, search=jobs[0].search)
+            except Exception as err:
+                log.exception("translation failed")
+                for job in jobs:
+                    job.future.set_exception(err)
+                continue
+            finally:
+                self.busy_since = None
+            if self.on_batch is not None:
+                self.on_batch(len(lines), sum(job.pieces for job in jobs))
+            start = 0
+            for job in jobs:
+                job.future.set_result(results[start:start + len(job.lines)])
+                start += len(job.lines)
+
+
+def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep_attention: bool,
+                   **settings) -> SearchConfig:
+    """A request's search: the server's defaults with the request's beam, n-best and length
+    penalty; ``alternatives`` more hypotheses than the best need a beam of at least that many."""
+    nbest = 1 + alternatives
+    beam = max(beam or base.beam, nbest)
+    return replace(base, beam=beam, nbest=nbest, keep_attention=keep_attention,
+                   **{k: v for k, v in settings.items() if v is not None})
+
+
+__all__ = ["BatchingOptions", "Job", "ModelWorker", "QueueFull", "Translation", "request_search"]

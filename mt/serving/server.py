@@ -1,0 +1,114 @@
+"""``mt serve``: models loaded by name, the app run by uvicorn, a clean exit on SIGTERM.
+
+SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in flight finish (each
+model's worker empties its queue) and exits 0, so a process manager sees a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import uvicorn
+
+from mt.decoding.aligner import AlignOptions
+from mt.decoding.search import SearchConfig
+from mt.decoding.translator import Translator
+from mt.errors import MTError
+from mt.hardware import resolve_device
+from mt.model_dir import load_model_dir
+from mt.precision import resolve_precision
+from mt.serving.app import ServedModel, create_app
+from mt.serving.batcher import BatchingOptions
+from mt.serving.protocol import Limits
+
+log = logging.getLogger("mt.serve")
+
+
+def model_specs(args: Sequence[str]) -> list[tuple[str, str]]:
+    """``DIR`` or ``NAME=DIR`` -> (name, dir). A directory called ``model`` (what a training run
+    writes) is named after its run folder; names must differ."""
+    specs = []
+    for arg in args:
+        name, _, folder = arg.rpartition("=") if "=" in arg else ("", "", arg)
+        path = Path(folder)
+        if not name:
+            name = path.resolve().parent.name if path.name in {"model", "best", "last"} else path.name
+        specs.append((name, folder))
+    names = [n for n, _ in specs]
+    for n in names:
+        if names.count(n) > 1:
+            raise MTError(f"two models are named '{n}': name them, e.g. mt serve {n}_a=DIR1 {n}_b=DIR2")
+    return specs
+
+
+def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto"):
+    """Each model directory loaded (a bad one is one line naming it), with what GET /models shows."""
+    where = resolve_device(device, "--device")
+    served = []
+    for name, folder in specs:
+        loaded = load_model_dir(folder, where)
+        translator = Translator(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, where,
+                                resolve_precision(precision, where))
+        model = loaded.config.model
+        served.append(ServedModel(
+            name, translator, loaded.config.data.src_lang, loaded.config.data.tgt_lang,
+            {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
+             if model.arch.value == "rnn" else "multi-head",
+             "parameters": sum(p.numel() for p in translator.model.parameters()), "device": str(where),
+             "precision": translator.precision.name, "directory": str(Path(folder).resolve())}))
+    return served
+
+
+def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, device: str = "auto",
+          precision: str = "auto", search: SearchConfig | None = None, batching: BatchingOptions | None = None,
+          limits: Limits | None = None, align: AlignOptions | None = None, threads: int = 0,
+          log_level: str = "info") -> int:
+    """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    models = load_models(model_specs(model_args), device, precision)
+    app = create_app(models, search or SearchConfig(keep_attention=False), batching or BatchingOptions(),
+                     limits or Limits(), align or AlignOptions())
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
+                            access_log=False)
+    server = _Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+class _Server:
+    """uvicorn's server with its signal handling kept, but without re-raising the signal at
+    the end (uvicorn does, so the process would die by SIGTERM instead of exiting 0)."""
+
+    def __init__(self, config) -> None:
+        self._server = uvicorn.Server(config)
+        self.started = False
+
+    def run(self) -> None:
+        server = self._server
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def stop(signum, frame) -> None:
+            log.info("signal %d: no new connections; finishing the requests in flight", signum)
+            server.should_exit = True
+
+        for s in previous:
+            signal.signal(s, stop)
+        try:
+            server.capture_signals = _no_capture  # type: ignore[method-assign]
+            asyncio.run(server.serve())
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        self.started = server.started
+
+
+def _no_capture():
+    return contextlib.nullcontext()

@@ -1,0 +1,266 @@
+"""mt serve: a real server in a subprocess on a free loopback port, spoken to over HTTP (httpx),
+and its page in headless Chromium. Skipped with a reason where the serve extra is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="the serve extra is not installed (pip install -e '.[serve,dev]')")
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve,dev]')")
+
+from mt.decoding.search import SearchConfig
+from mt.decoding.translator import Translator
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"mt_serve_{self.port}.log", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "mt", "serve", *args, "--port", str(self.port),
+                                      "--threads", "1"], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mt serve exited {self.proc.returncode}: {self.output()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError(f"mt serve did not answer within 60 s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_dir):
+    s = Server(f"rnn={trained_model_dir}", f"second={trained_model_dir}", "--max-wait-ms", "30",
+               "--max-input-len", "60", "--char-limit", "2000", "--max-texts", "60", "--max-body", "20000")
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def translator(trained_model_dir) -> Translator:
+    return Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+
+
+SENTENCES = ["The dog sleeps.", "A man calls the woman.", "The old man has seen the small dog.",
+             "A red car waits in the house.", "The woman sees a small red car today."]
+
+
+def test_libretranslate_requests_and_answers(server, translator):
+    alone = translator.translate(SENTENCES[:2], SearchConfig())
+    one = httpx.post(f"{server.url}/translate", json={"q": SENTENCES[0], "source": "en", "target": "de",
+                                                      "format": "text", "api_key": "ignored"})
+    assert one.status_code == 200 and one.json()["translatedText"] == alone[0].text
+    listed = httpx.post(f"{server.url}/translate", json={"q": SENTENCES[:2], "source": "en", "target": "de"}).json()
+    assert listed["translatedText"] == [t.text for t in alone]
+    form = httpx.post(f"{server.url}/translate", data={"q": SENTENCES[0], "source": "en", "target": "de"})
+    assert form.json()["translatedText"] == alone[0].text
+    multipart = httpx.post(f"{server.url}/translate", files={"q": (None, SENTENCES[0]), "source": (None, "en"),
+                                                             "target": (None, "de")})
+    assert multipart.json()["translatedText"] == alone[0].text
+    beam = translator.translate_nbest([SENTENCES[2]], nbest=3, search=SearchConfig(beam=3))[0]
+    alts = httpx.post(f"{server.url}/translate", json={"q": SENTENCES[2], "source": "en", "target": "de",
+                                                       "alternatives": 2, "beam": 3, "scores": True}).json()
+    assert alts["translatedText"] == beam[0].text and alts["alternatives"] == [h.text for h in beam[1:]]
+    assert alts["score"] == pytest.approx(beam[0].score, abs=1e-3) and len(alts["alternative_scores"]) == 2
+    auto = httpx.post(f"{server.url}/translate", json={"q": SENTENCES[0], "source": "auto", "target": "de"}).json()
+    assert auto["detectedLanguage"]["language"] == "en" and auto["translatedText"] == alone[0].text
+    assert httpx.get(f"{server.url}/languages").json() == [{"code": "en", "name": "English", "targets": ["de"]}]
+    models = httpx.get(f"{server.url}/models").json()
+    assert [m["name"] for m in models] == ["rnn", "second"] and models[0]["parameters"] > 1000
+    assert models[0]["source"] == "en" and models[0]["precision"] == "fp32"
+    assert "/translate" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+
+
+def test_attention_and_alignment_as_mt_align_writes_them(server, translator):
+    body = httpx.post(f"{server.url}/translate", json={"q": [SENTENCES[1]], "source": "en", "target": "de",
+                                                       "model": "second", "attention": True, "alignment": True}).json()
+    assert body["model"] == "second"
+    att = body["attention"][0]
+    mine = translator.translate([SENTENCES[1]])[0]
+    assert att["src_tokens"] == mine.src_pieces and att["tgt_tokens"] == mine.tgt_pieces[: len(mine.tgt_ids)]
+    assert len(att["attention"]) == len(mine.tgt_pieces) and len(att["word_attention"]) == len(att["tgt_words"])
+    links = body["alignment"][0].split()
+    assert links and all(len(link.split("-")) == 2 for link in links)
+    assert sorted(tuple(int(x) for x in link.split("-")) for link in links) == sorted(map(tuple, att["links"]))
+
+
+async def _many(url: str, lines: list[str]) -> list:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(*(client.post(f"{url}/translate", json={"q": line, "source": "en",
+                                                                            "target": "de"}) for line in lines))
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_fifty_concurrent_requests_get_what_mt_translate_gives_each_line_alone(server, translator, corpus_dir):
+    lines = [line for line in (corpus_dir / "train.en").read_text().splitlines()
+             if len(translator.src_tokenizer.encode([line])[0]) <= 60][:50]
+    before = _metric(httpx.get(f"{server.url}/metrics").text, "mt_batch_sentences_count")
+    answers = asyncio.run(_many(server.url, lines))
+    assert len(lines) == 50 and [a.status_code for a in answers] == [200] * 50
+    alone = [translator.translate([line])[0].text for line in lines]
+    assert [a.json()["translatedText"] for a in answers] == alone
+    metrics = httpx.get(f"{server.url}/metrics").text
+    batches = _metric(metrics, "mt_batch_sentences_count") - before
+    assert 1 <= batches < 50  # several requests shared a batch
+    assert _metric(metrics, 'mt_requests_total{path="/translate",status="200"}') >= 50
+
+
+BAD = [
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b'{"q": 3, "source": "en", "target": "de"}', "application/json", 400, "'q' must be a string or a list"),
+    (b'{"q": ["a", 4], "source": "en", "target": "de"}', "application/json", 400, "'q' must be a string"),
+    (b'{"q": "", "source": "en", "target": "de"}', "application/json", 400, "'q' is empty"),
+    (b'{"source": "en", "target": "de"}', "application/json", 400, "'q' is missing"),
+    (b'{"q": "Hi", "source": "en"}', "application/json", 400, "'target' is missing"),
+    (b'{"q": "Hi", "source": "en", "target": "fr"}', "application/json", 400, "no model translates en to fr"),
+    (b'{"q": "Hi", "source": "auto", "target": "fr"}', "application/json", 400, "no model translates into 'fr'"),
+    (b'{"q": "Hi", "source": "en", "target": "de", "model": "nope"}', "application/json", 400, "unknown model 'nope'"),
+    (b'{"q": "Hi", "source": "en", "target": "de", "beam": 0}', "application/json", 400, "'beam' must be"),
+    (b'{"q": "Hi", "source": "en", "target": "de", "alternatives": "x"}', "application/json", 400, "'alternatives'"),
+    (b'{"q": "Hi", "source": "en", "target": "de", "attention": "maybe"}', "application/json", 400, "'attention'"),
+    (b'{"q": "Hi", "source": "en", "target": "de", "colour": 1}', "application/json", 400, "unknown field 'colour'"),
+    (b'[1, 2]', "application/json", 400, "must be a JSON object"),
+    (b'', "application/json", 400, "the body is empty"),
+    (b'{"q": "Gr\xfc\xdfe", "source": "en", "target": "de"}', "application/json", 400, "not valid UTF-8"),  # Latin-1
+    (b'q=%FF&source=en&target=de', "application/x-www-form-urlencoded", 400, "not valid UTF-8"),
+    (('{"q": "' + "word " * 500 + '", "source": "en", "target": "de"}').encode(), "application/json", 413,
+     "characters, more than the 2000"),
+    (('{"q": [' + ",".join(['"a"'] * 61) + '], "source": "en", "target": "de"}').encode(), "application/json", 413,
+     "61 texts, more than the 60"),
+    (('{"q": "' + "the old man sees a small red car " * 20 + '", "source": "en", "target": "de"}').encode(),
+     "application/json", 413, "more than the 60 the model reads"),
+    (b'{"q": "' + b"x" * 30000 + b'"}', "application/json", 413, "more than the 20000"),
+]
+
+
+@pytest.mark.parametrize("body, kind, status, needle", BAD, ids=[b[3] for b in BAD])
+def test_every_bad_request_gets_a_4xx_naming_the_problem_and_the_next_is_served(server, body, kind, status, needle):
+    answer = httpx.post(f"{server.url}/translate", content=body, headers={"Content-Type": kind})
+    assert answer.status_code == status, answer.text
+    assert needle in answer.json()["error"]
+    good = httpx.post(f"{server.url}/translate", json={"q": "The dog sleeps.", "source": "en", "target": "de"})
+    assert good.status_code == 200 and good.json()["translatedText"]
+
+
+def test_metrics_count_what_was_sent(server):
+    before = _metric(httpx.get(f"{server.url}/metrics").text, 'mt_requests_total{path="/translate",status="400"}')
+    for _ in range(3):
+        httpx.post(f"{server.url}/translate", content=b"{", headers={"Content-Type": "application/json"})
+    text = httpx.get(f"{server.url}/metrics").text
+    assert _metric(text, 'mt_requests_total{path="/translate",status="400"}') == before + 3
+    assert "mt_request_seconds_bucket" in text and "mt_queue_sentences" in text
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_a_full_queue_answers_503_and_sigterm_loses_no_request_in_flight(trained_model_dir, corpus_dir, translator):
+    s = Server(str(trained_model_dir), "--max-queue", "6", "--max-wait-ms", "1500")
+    lines = (corpus_dir / "test.en").read_text().splitlines()[:10]
+
+    async def flood() -> list:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(f"{s.url}/translate", json={"q": line, "source": "en",
+                                                                                  "target": "de"}) for line in lines))
+
+    answers = asyncio.run(flood())
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) == 6 and codes.count(503) == 4
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and "too busy" in refused.json()["error"]
+
+    async def stop_in_flight() -> list:
+        async with httpx.AsyncClient(timeout=60) as client:
+            sent = [asyncio.create_task(client.post(f"{s.url}/translate", json={"q": line, "source": "en",
+                                                                                "target": "de"})) for line in lines[:5]]
+            await asyncio.sleep(0.5)  # all five wait in the queue (1.5 s for others to batch with)
+            s.proc.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*sent)
+
+    answers = asyncio.run(stop_in_flight())
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.json()["translatedText"] for a in answers] == [translator.translate([x])[0].text for x in lines[:5]]
+    assert s.proc.wait(30) == 0, s.output()
+    assert s.stop() == 0
+
+
+def test_a_bad_command_line_is_one_line(trained_model_dir, tmp_path, capsys):
+    from mt.cli.main import main
+
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["serve", f"a={trained_model_dir}", f"a={trained_model_dir}"]) == 2
+    assert "two models are named 'a'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see the README)")
+def test_the_page_translates_and_draws_the_attention_in_a_real_browser(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    from .test_explorer import FLAGS
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 800})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url)
+        page.wait_for_selector("#models input")
+        assert page.locator("#models input").count() == 2  # both en-de models, side by side
+        page.fill("#text", "The old man sees a small red car.")
+        page.press("#text", "Enter")
+        page.wait_for_selector(".card .map .cell")
+        assert page.locator(".card").count() == 2
+        assert page.locator(".card .translation").first.inner_text().strip()
+        first = page.locator(".card").first
+        assert first.locator(".tok.hover").count() == 0 and first.locator(".cell.hl").count() == 0
+        targets = first.locator(".tok.tgt")
+        targets.nth(0).hover()
+        lit_first = [first.locator(".cell").nth(i).get_attribute("class") for i in range(first.locator(".cell").count())]
+        assert first.locator(".cell.hl").count() > 0
+        targets.nth(1).hover()
+        lit_second = [first.locator(".cell").nth(i).get_attribute("class") for i in range(first.locator(".cell").count())]
+        assert lit_first != lit_second  # hovering another target piece lights other cells
+        page.click("#unit-words")
+        page.wait_for_selector(".card .map .cell")
+        page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert requests and all(url.startswith(server.url) for url in requests)  # nothing leaves the loopback
