@@ -264,3 +264,14 @@ def test_the_page_translates_and_draws_the_attention_in_a_real_browser(server, t
         browser.close()
     assert errors == []
     assert requests and all(url.startswith(server.url) for url in requests)  # nothing leaves the loopback
+
+
+def test_a_request_past_its_timeout_is_a_503_and_the_server_lives_on(trained_model_dir):
+    s = Server(str(trained_model_dir), "--timeout", "0.3", "--max-wait-ms", "2000")
+    try:
+        late = httpx.post(f"{s.url}/translate", json={"q": "The dog sleeps.", "source": "en", "target": "de"})
+        assert late.status_code == 503 and late.headers["retry-after"] == "5"
+        assert "no answer within 0.3 s" in late.json()["error"]
+        assert httpx.get(f"{s.url}/health").json()["status"] == "ok"
+    finally:
+        assert s.stop() == 0

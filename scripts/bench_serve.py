@@ -1,0 +1,175 @@
+"""Load test of ``mt serve`` on loopback: throughput, latency, errors and memory.
+
+    .venv/bin/python scripts/bench_serve.py rnn=RUN1/model transformer=RUN2/model \
+        --clients 1 8 32 128 --seconds 60 --unbatched-at 32 --soak 600 --json docs/bench/FILE.jsonl
+
+For each model: the offline ceiling first (``mt translate`` of the same sentences in one
+file, timed inside one process: sentences/s), then ``mt serve`` in a subprocess, and for
+each level N clients (asyncio + httpx), each sending one Multi30k test sentence at a time for
+``--seconds``: requests/s, sentences/s, p50 / p95 / p99 latency, errors (any status but 200,
+or a failed connection), and the server's peak RSS (VmHWM). ``--unbatched-at N`` repeats level
+N against a server started with ``--no-batching`` (each request translated alone).
+``--soak S`` keeps N = 32 clients on the first model for S seconds and samples the server's RSS
+every 10 s: growth is the last sample over the one after the first minute. Every request
+and every second is bounded; the server listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss(pid: int) -> dict[str, int]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: int(v) // 1024 for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+)", text, re.MULTILINE)}
+
+
+class Server:
+    def __init__(self, model: str, threads: int, *more: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "mt", "serve", model, "--port", str(self.port),
+                                      "--threads", str(threads), "--max-queue", "100000", *more], cwd=REPO,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit("mt serve did not start")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(60)
+
+
+async def _load(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str]) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            try:
+                answer = await http.post(f"{url}/translate", json={"q": sentences[i % len(sentences)],
+                                                                   "source": pair[0], "target": pair[1]})
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+            i += clients
+
+    began = time.perf_counter()
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(k, http) for k in range(clients)))
+    elapsed = time.perf_counter() - began
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0] if latencies else 0] * 99
+    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies) + errors,
+            "requests_per_s": round((len(latencies) + errors) / elapsed, 2),
+            "sentences_per_s": round(len(latencies) / elapsed, 2), "errors": errors,
+            "p50_ms": round(q[49] * 1000, 1), "p95_ms": round(q[94] * 1000, 1), "p99_ms": round(q[98] * 1000, 1)}
+
+
+def offline(model: str, sentences: list[str], threads: int) -> dict:
+    """``mt translate`` of the sentences in one file, timed around the translation only."""
+    code = ("import sys, time, torch; from mt.decoding.translator import Translator; "
+            f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
+            "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
+            "s = time.perf_counter(); t.translate(lines); print(len(lines) / (time.perf_counter() - s))")
+    path = Path("/tmp") / f"bench_serve_{time.time_ns()}.txt"
+    path.write_text("\n".join(sentences) + "\n")
+    runs = [float(subprocess.run([sys.executable, "-c", code, model.split("=")[-1], str(path)], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout.split()[-1]) for _ in range(3)]
+    path.unlink()
+    return {"offline_sentences_per_s": round(statistics.median(runs), 2), "offline_runs": [round(r, 2) for r in runs]}
+
+
+def _pair(url: str) -> tuple[str, str]:
+    m = httpx.get(f"{url}/models").json()[0]
+    return m["source"], m["target"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="NAME=MODEL_DIR")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--unbatched-at", type=int, nargs="*", default=[32])
+    parser.add_argument("--soak", type=float, default=0, help="seconds of the RSS soak at 32 clients (0: none)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server and the offline run")
+    parser.add_argument("--json", help="append one line per measurement here")
+    ns = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from mt.hardware import machine
+
+    sentences = gzip.decompress(TEST.read_bytes()).decode().splitlines()
+    info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+    def emit(row: dict) -> None:
+        row = {**row, **info}
+        print(json.dumps(row), flush=True)
+        if ns.json:
+            with open(ns.json, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+    for model in ns.models:
+        name = model.split("=")[0]
+        emit({"model": name, "kind": "offline", **offline(model, sentences, ns.threads)})
+        for batching in (True, False):
+            levels = ns.clients if batching else ns.unbatched_at
+            if not levels:
+                continue
+            server = Server(model, ns.threads, *([] if batching else ["--no-batching"]))
+            pair = _pair(server.url)
+            for clients in levels:
+                row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
+                emit({"model": name, "kind": "server" if batching else "server, no batching", **row,
+                      "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"]})
+            if batching and ns.soak and model == ns.models[0]:
+                samples = []
+
+                async def soak() -> dict:
+                    task = asyncio.create_task(_load(server.url, sentences, 32, ns.soak, pair))
+                    while not task.done():
+                        samples.append(_rss(server.proc.pid)["VmRSS"])
+                        await asyncio.sleep(10)
+                    return await task
+
+                row = asyncio.run(soak())
+                base = samples[min(6, len(samples) - 1)]  # after the first minute
+                emit({"model": name, "kind": "soak", **row, "rss_samples_mib": samples,
+                      "rss_growth_pct": round(100 * (samples[-1] - base) / base, 2)})
+            emit({"model": name, "kind": "stop", "batching": batching, "exit_status": server.stop()})
+
+
+if __name__ == "__main__":
+    main()
