@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import re
 import socket
 import statistics
@@ -46,12 +47,13 @@ def _rss(pid: int) -> dict[str, int]:
 
 
 class Server:
-    def __init__(self, model: str, threads: int, *more: str) -> None:
+    def __init__(self, model: str, threads: int, *more: str, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "mt", "serve", model, "--port", str(self.port),
                                       "--threads", str(threads), "--max-queue", "100000", *more], cwd=REPO,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})})
         for _ in range(600):
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
@@ -68,6 +70,7 @@ class Server:
 async def _load(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str]) -> dict:
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
@@ -80,8 +83,11 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
                 answer = await http.post(f"{url}/translate", json={"q": sentences[i % len(sentences)],
                                                                    "source": pair[0], "target": pair[1]})
                 ok = answer.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                kind = f"HTTP {answer.status_code}"
+            except httpx.HTTPError as err:
+                ok, kind = False, type(err).__name__
+            if not ok:
+                kinds[kind] = kinds.get(kind, 0) + 1
             if ok:
                 latencies.append(time.perf_counter() - start)
             else:
@@ -95,11 +101,11 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0] if latencies else 0] * 99
     return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies) + errors,
             "requests_per_s": round((len(latencies) + errors) / elapsed, 2),
-            "sentences_per_s": round(len(latencies) / elapsed, 2), "errors": errors,
+            "sentences_per_s": round(len(latencies) / elapsed, 2), "errors": errors, "error_kinds": kinds,
             "p50_ms": round(q[49] * 1000, 1), "p95_ms": round(q[94] * 1000, 1), "p99_ms": round(q[98] * 1000, 1)}
 
 
-def offline(model: str, sentences: list[str], threads: int) -> dict:
+def offline(model: str, sentences: list[str], threads: int, env: dict[str, str]) -> dict:
     """``mt translate`` of the sentences in one file, timed around the translation only."""
     code = ("import sys, time, torch; from mt.decoding.translator import Translator; "
             f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
@@ -108,9 +114,20 @@ def offline(model: str, sentences: list[str], threads: int) -> dict:
     path = Path("/tmp") / f"bench_serve_{time.time_ns()}.txt"
     path.write_text("\n".join(sentences) + "\n")
     runs = [float(subprocess.run([sys.executable, "-c", code, model.split("=")[-1], str(path)], cwd=REPO, check=True,
-                                 capture_output=True, text=True).stdout.split()[-1]) for _ in range(3)]
+                                 capture_output=True, text=True, env={**os.environ, **env}).stdout.split()[-1])
+            for _ in range(3)]
     path.unlink()
     return {"offline_sentences_per_s": round(statistics.median(runs), 2), "offline_runs": [round(r, 2) for r in runs]}
+
+
+async def _soak(server: Server, sentences: list[str], seconds: float, pair: tuple[str, str],
+                samples: list[int]) -> dict:
+    """32 clients for ``seconds``, the server's RSS sampled every 10 s into ``samples``."""
+    task = asyncio.create_task(_load(server.url, sentences, 32, seconds, pair))
+    while not task.done():
+        samples.append(_rss(server.proc.pid)["VmRSS"])
+        await asyncio.sleep(10)
+    return await task
 
 
 def _pair(url: str) -> tuple[str, str]:
@@ -124,15 +141,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--unbatched-at", type=int, nargs="*", default=[32])
+    parser.add_argument("--no-offline", dest="offline", action="store_false", help="skip the offline ceiling")
     parser.add_argument("--soak", type=float, default=0, help="seconds of the RSS soak at 32 clients (0: none)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server and the offline run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the server's search processes")
+    parser.add_argument("--offline-threads", type=int, nargs="+", default=[1, 2],
+                        help="torch threads of the offline runs (one measurement each)")
     parser.add_argument("--json", help="append one line per measurement here")
+    parser.add_argument("--label", default="", help="written into every line (what this run varies)")
+    parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment of the server process (e.g. OMP_WAIT_POLICY=PASSIVE)")
+    parser.add_argument("--server-args", default="", help="more mt serve options, one string")
     ns = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from mt.hardware import machine
 
     sentences = gzip.decompress(TEST.read_bytes()).decode().splitlines()
-    info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    info = {"label": ns.label, "server_env": ns.server_env, "server_args": ns.server_args, "threads": ns.threads,
+            "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    env = dict(item.split("=", 1) for item in ns.server_env)
 
     def emit(row: dict) -> None:
         row = {**row, **info}
@@ -143,28 +169,24 @@ def main() -> None:
 
     for model in ns.models:
         name = model.split("=")[0]
-        emit({"model": name, "kind": "offline", **offline(model, sentences, ns.threads)})
+        if ns.offline:
+            for threads in ns.offline_threads:
+                emit({"model": name, "kind": "offline", "offline_threads": threads,
+                      **offline(model, sentences, threads, env)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
             if not levels:
                 continue
-            server = Server(model, ns.threads, *([] if batching else ["--no-batching"]))
+            server = Server(model, ns.threads, *ns.server_args.split(), *([] if batching else ["--no-batching"]),
+                            env=env)
             pair = _pair(server.url)
             for clients in levels:
                 row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
                 emit({"model": name, "kind": "server" if batching else "server, no batching", **row,
                       "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"]})
             if batching and ns.soak and model == ns.models[0]:
-                samples = []
-
-                async def soak() -> dict:
-                    task = asyncio.create_task(_load(server.url, sentences, 32, ns.soak, pair))
-                    while not task.done():
-                        samples.append(_rss(server.proc.pid)["VmRSS"])
-                        await asyncio.sleep(10)
-                    return await task
-
-                row = asyncio.run(soak())
+                samples: list[int] = []
+                row = asyncio.run(_soak(server, sentences, ns.soak, pair, samples))
                 base = samples[min(6, len(samples) - 1)]  # after the first minute
                 emit({"model": name, "kind": "soak", **row, "rss_samples_mib": samples,
                       "rss_growth_pct": round(100 * (samples[-1] - base) / base, 2)})

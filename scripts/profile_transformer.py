@@ -16,6 +16,7 @@ VmHWM, printed after loading the data, after the warm-up and at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -28,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from mt.data.batching import collate, token_batches
 from mt.models import build_model
+from mt.precision import resolve_precision
 from mt.presets import compose
 from mt.training.pipeline import prepare_data
 from mt.training.trainer import sequence_loss
@@ -47,6 +49,11 @@ def main() -> None:
     parser.add_argument("--checkpointing", action="store_true", help="train.activation_checkpointing=true")
     parser.add_argument("--mmap-threshold", type=float, default=0, metavar="MIB",
                         help="fix glibc's mmap threshold at MIB (mt.training.allocator; 0: glibc's default)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="bf16: the step under bf16 autocast, as train.precision=bf16 runs it")
+    parser.add_argument("--optimizer", default="plain", choices=["plain", "foreach", "fused"],
+                        help="Adam's implementation (plain: torch's default on CPU, a loop over parameters)")
+    parser.add_argument("--json", help="append the result here as one JSON line")
     parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
     ns = parser.parse_args()
     logging.disable(logging.INFO)
@@ -66,12 +73,14 @@ def main() -> None:
         type(model).output_layer = property(lambda self: None)
     model.set_activation_checkpointing(ns.checkpointing)
     forward = torch.compile(model, dynamic=True) if ns.mode == "compile" else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    impl = {"plain": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[ns.optimizer]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, **impl)
+    precision = resolve_precision(ns.precision, torch.device("cpu"))
     batches = token_batches(data.train.src.lengths, data.train.tgt.lengths, 4096, seed=0)
 
     def step(idx: list[int]) -> int:
         batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
-        loss = sequence_loss(forward, batch, 0.1)
+        loss = sequence_loss(forward, batch, 0.1, precision)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.n_tgt_tokens).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -84,8 +93,16 @@ def main() -> None:
     print(f"warm-up (3 updates): {time.perf_counter() - start:.1f} s, peak {peak_mib()} MiB")
     start = time.perf_counter()
     tokens = sum(step(idx) for idx in batches[3:3 + ns.steps])
-    print(f"{ns.mode}: {tokens / (time.perf_counter() - start):.0f} target tokens/s over {ns.steps} updates, "
+    rate = tokens / (time.perf_counter() - start)
+    print(f"{ns.mode} {precision.name}, Adam {ns.optimizer}: {rate:.0f} target tokens/s over {ns.steps} updates, "
           f"peak {peak_mib()} MiB")
+    if ns.json:
+        from mt.hardware import machine
+
+        with open(ns.json, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"mode": ns.mode, "precision": precision.name, "optimizer": ns.optimizer,
+                                     "steps": ns.steps, "tokens_per_s": round(rate), "peak_mib": peak_mib(),
+                                     "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}) + "\n")
     if ns.mode == "profile":
         from torch.profiler import ProfilerActivity, profile
 

@@ -275,3 +275,18 @@ def test_a_request_past_its_timeout_is_a_503_and_the_server_lives_on(trained_mod
         assert httpx.get(f"{s.url}/health").json()["status"] == "ok"
     finally:
         assert s.stop() == 0
+
+
+def test_a_killed_search_process_fails_its_batch_with_a_503_and_a_new_one_serves_the_next(server):
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    searchers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(searchers) == 2  # one per model
+    os.kill(int(searchers[0]), signal.SIGKILL)
+    time.sleep(0.5)
+    body = {"q": "The dog sleeps.", "source": "en", "target": "de", "model": "rnn"}
+    first = httpx.post(f"{server.url}/translate", json=body, timeout=60)
+    assert first.status_code in (200, 503)
+    if first.status_code == 503:
+        assert "search process ended" in first.json()["error"] and first.headers["retry-after"] == "1"
+    again = httpx.post(f"{server.url}/translate", json=body, timeout=60)
+    assert again.status_code == 200 and again.json()["translatedText"]

@@ -26,7 +26,7 @@ from mt import __version__
 from mt.decoding.aligner import ARGMAX, AlignOptions, translation_pair
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.serving.batcher import BatchingOptions, ModelWorker, QueueFull, request_search
+from mt.serving.batcher import BatchingOptions, ModelWorker, QueueFull, Search, request_search
 from mt.serving.protocol import (
     IGNORED_FIELDS,
     LANGUAGE_NAMES,
@@ -50,6 +50,7 @@ class ServedModel:
     source: str           # language codes, from the model's config
     target: str
     info: dict[str, Any] = field(default_factory=dict)  # what GET /models shows
+    search: Search | None = None  # runs a batch (a SearchProcess); None: the translator, in the worker thread
     worker: ModelWorker | None = None
 
 
@@ -222,7 +223,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         for served in models:
-            served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name))
+            served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name),
+                                        search=served.search)
         log.info("serving %s", ", ".join(f"{m.name} ({m.source}->{m.target})" for m in models))
         yield
         for served in models:
@@ -267,6 +269,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
                 future.cancel()
                 raise RequestError(503, f"no answer within {limits.timeout:g} s (the request timeout): the server is "
                                         "busy; retry shortly", retry_after=5) from None
+            except RuntimeError as err:  # the search process died under this batch; a new one was started
+                raise RequestError(503, f"the translation failed ({err}); retry", retry_after=1) from None
             return JSONResponse(_answer(req, served, results, align))
         except RequestError as err:
             return _error(err)

@@ -1,8 +1,11 @@
 """Micro-batching: the sentences of concurrent requests to one model, translated together.
 
 A request's lines wait at most ``max_wait`` seconds for others with the same search
-settings; a batch takes up to ``max_tokens`` source pieces. One worker thread per model runs
-the searches, so the event loop that answers HTTP never blocks on the model. The search is
+settings; a batch takes up to ``max_tokens`` source pieces. One worker thread per model
+gathers the batches, so the event loop that answers HTTP never blocks on the model; the
+search itself runs in a process of its own (``SearchProcess``), for a search is a Python
+loop over output steps, and in the server's process it would hold the interpreter's lock
+that the event loop needs (measured: the server then used one of two cores). The search is
 batch-invariant (a sentence's output does not depend on what it is batched with), so a
 sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
 load). The queue is bounded in sentences: a full one refuses new work at once (the server
@@ -11,7 +14,10 @@ answers 503 with Retry-After) instead of growing without limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import signal
 import threading
 import time
 from collections import deque
@@ -50,12 +56,91 @@ class BatchingOptions:
     enabled: bool = True
 
 
+Search = Callable[[list[str], SearchConfig], list[list[Translation]]]
+
+
+class SearchProcess:
+    """A model directory loaded in a child process that runs searches sent over a pipe.
+
+    The child ignores SIGINT and SIGTERM (the server stops it once its requests are done) and
+    ends when the pipe closes. If it dies (killed, out of memory), the batch it held fails
+    with an error and a new child is started for the next."""
+
+    def __init__(self, model_dir: str, device: str = "auto", precision: str = "auto", threads: int = 0) -> None:
+        self._args = (model_dir, device, precision, threads)
+        self._context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        parent, child = self._context.Pipe()
+        self._process = self._context.Process(target=_search_loop, args=(child, *self._args), daemon=True,
+                                              name="mt-serve-search")
+        self._process.start()
+        child.close()
+        self._conn = parent
+        status, value = self._conn.recv()
+        if status != "ready":
+            raise RuntimeError(f"the search process could not load the model: {value}")
+
+    def __call__(self, lines: list[str], search: SearchConfig) -> list[list[Translation]]:
+        with self._lock:
+            try:
+                self._conn.send((lines, search))
+                status, value = self._conn.recv()
+            except (EOFError, OSError):
+                code = self._process.exitcode
+                self._process.join(5)
+                self._start()
+                raise RuntimeError(f"the search process ended (exit status {code}); a new one was started") \
+                    from None
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        translator = Translator.from_dir(model_dir, device, precision)
+    except Exception as err:  # noqa: BLE001 - told to the parent, which names it
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the server is gone
+            return
+        if message is None:
+            return
+        lines, search = message
+        try:
+            conn.send(("ok", translator.translate_nbest(lines, search=search)))
+        except Exception as err:  # noqa: BLE001 - the batch fails, the process lives on
+            conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
 class ModelWorker:
-    """The queue and worker thread of one model."""
+    """The queue and worker thread of one model. ``search`` runs a batch: a ``SearchProcess``,
+    or (by default) the translator's own search in the worker thread."""
 
     def __init__(self, translator: Translator, options: BatchingOptions,
-                 on_batch: Callable[[int, int], None] | None = None) -> None:
+                 on_batch: Callable[[int, int], None] | None = None, search: Search | None = None) -> None:
         self.translator = translator
+        self.search = search or (lambda lines, config: translator.translate_nbest(lines, search=config))
         self.options = options
         self.on_batch = on_batch  # (sentences, source pieces) of every batch run: metrics
         self._jobs: deque[Job] = deque()
@@ -83,11 +168,13 @@ class ModelWorker:
         return job.future
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finishes what is queued, then ends the thread."""
+        """Finishes what is queued, then ends the thread (and the search process)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout)
+        if isinstance(self.search, SearchProcess):
+            self.search.close()
 
     def _take(self) -> list[Job] | None:
         """The next batch: the oldest job, and (batching on) the queued jobs with its search
@@ -127,7 +214,7 @@ class ModelWorker:
             lines = [line for job in jobs for line in job.lines]
             self.busy_since = time.perf_counter()
             try:
-                results = self.translator.translate_nbest(lines, search=jobs[0].search)
+                results = self.search(lines, jobs[0].search)
             except Exception as err:
                 log.exception("translation failed")
                 for job in jobs:
@@ -153,4 +240,4 @@ def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep
                    **{k: v for k, v in settings.items() if v is not None})
 
 
-__all__ = ["BatchingOptions", "Job", "ModelWorker", "QueueFull", "Translation", "request_search"]
+__all__ = ["BatchingOptions", "Job", "ModelWorker", "QueueFull", "SearchProcess", "Translation", "request_search"]

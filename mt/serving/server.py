@@ -24,7 +24,7 @@ from mt.hardware import resolve_device
 from mt.model_dir import load_model_dir
 from mt.precision import resolve_precision
 from mt.serving.app import ServedModel, create_app
-from mt.serving.batcher import BatchingOptions
+from mt.serving.batcher import BatchingOptions, SearchProcess
 from mt.serving.protocol import Limits
 
 log = logging.getLogger("mt.serve")
@@ -47,8 +47,10 @@ def model_specs(args: Sequence[str]) -> list[tuple[str, str]]:
     return specs
 
 
-def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto"):
-    """Each model directory loaded (a bad one is one line naming it), with what GET /models shows."""
+def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto",
+                threads: int = 0, search_process: bool = True):
+    """Each model directory loaded (a bad one is one line naming it), with what GET /models shows;
+    ``search_process``: its searches run in a process of its own (``SearchProcess``)."""
     where = resolve_device(device, "--device")
     served = []
     for name, folder in specs:
@@ -61,7 +63,8 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
             {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
              if model.arch.value == "rnn" else "multi-head",
              "parameters": sum(p.numel() for p in translator.model.parameters()), "device": str(where),
-             "precision": translator.precision.name, "directory": str(Path(folder).resolve())}))
+             "precision": translator.precision.name, "directory": str(Path(folder).resolve())},
+            SearchProcess(folder, device, precision, threads) if search_process else None))
     return served
 
 
@@ -71,9 +74,8 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
           log_level: str = "info") -> int:
     """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    if threads:
-        torch.set_num_threads(threads)
-    models = load_models(model_specs(model_args), device, precision)
+    torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
+    models = load_models(model_specs(model_args), device, precision, threads)
     app = create_app(models, search or SearchConfig(keep_attention=False), batching or BatchingOptions(),
                      limits or Limits(), align or AlignOptions())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
