@@ -191,7 +191,7 @@ def test_metrics_count_what_was_sent(server):
 
 
 def test_a_full_queue_answers_503_and_sigterm_loses_no_request_in_flight(trained_model_dir, corpus_dir, translator):
-    s = Server(str(trained_model_dir), "--max-queue", "6", "--max-wait-ms", "1500")
+    s = Server(str(trained_model_dir), "--max-queue", "6", "--min-wait-ms", "1500")
     lines = (corpus_dir / "test.en").read_text().splitlines()[:10]
 
     async def flood() -> list:
@@ -267,7 +267,7 @@ def test_the_page_translates_and_draws_the_attention_in_a_real_browser(server, t
 
 
 def test_a_request_past_its_timeout_is_a_503_and_the_server_lives_on(trained_model_dir):
-    s = Server(str(trained_model_dir), "--timeout", "0.3", "--max-wait-ms", "2000")
+    s = Server(str(trained_model_dir), "--timeout", "0.3", "--min-wait-ms", "2000")
     try:
         late = httpx.post(f"{s.url}/translate", json={"q": "The dog sleeps.", "source": "en", "target": "de"})
         assert late.status_code == 503 and late.headers["retry-after"] == "5"

@@ -340,8 +340,11 @@ def serve(args: list[str]) -> int:
     _add_search_options(parser)
     parser.add_argument("--max-batch-tokens", type=int, default=4096, metavar="N",
                         help="source pieces per batch of concurrent requests (default 4096)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
-                        help="how long a request waits for others to batch with (default 5 ms)")
+    parser.add_argument("--max-wait-ms", type=float, default=20.0, metavar="MS",
+                        help="how long a batch waits at most for the requests of a steady load to come back "
+                        "(default 20 ms; a lone request does not wait)")
+    parser.add_argument("--min-wait-ms", type=float, default=0.0, metavar="MS",
+                        help="how long every batch waits for company (default 0; more: throughput before latency)")
     parser.add_argument("--max-queue", type=int, default=2048, metavar="N",
                         help="sentences waiting per model before requests get 503 (default 2048)")
     parser.add_argument("--no-batching", action="store_true", help="translate each request alone (for comparison)")
@@ -354,8 +357,8 @@ def serve(args: list[str]) -> int:
     for name in ("port", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
         if getattr(ns, name) < 1:
             raise MTError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(ns, name)}")
-    if ns.timeout <= 0 or ns.max_wait_ms < 0:
-        raise MTError("--timeout must be above 0 and --max-wait-ms at least 0")
+    if ns.timeout <= 0 or ns.max_wait_ms < 0 or ns.min_wait_ms < 0:
+        raise MTError("--timeout must be above 0, --max-wait-ms and --min-wait-ms at least 0")
     try:
         from mt.serving.server import serve as run_server
     except ImportError as err:
@@ -365,5 +368,7 @@ def serve(args: list[str]) -> int:
     from mt.serving.protocol import Limits
 
     return run_server(ns.models, ns.host, ns.port, ns.device, ns.precision, _search(ns, keep_attention=False),
-                      BatchingOptions(ns.max_batch_tokens, ns.max_wait_ms / 1000, ns.max_queue, not ns.no_batching),
+                      BatchingOptions(max_tokens=ns.max_batch_tokens, max_wait=ns.max_wait_ms / 1000,
+                                      max_queue=ns.max_queue, enabled=not ns.no_batching,
+                                      min_wait=ns.min_wait_ms / 1000),
                       Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads)

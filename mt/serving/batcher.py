@@ -46,14 +46,17 @@ class Job:
 
 @dataclass(frozen=True)
 class BatchingOptions:
-    """``max_tokens`` source pieces per batch; ``max_wait`` seconds the first request of a batch
-    waits for others; ``max_queue`` sentences waiting at most; ``enabled`` False translates
-    each request alone (the benchmark's baseline)."""
+    """``max_tokens`` source pieces per batch; ``max_wait`` seconds a batch waits at most for the
+    requests of a steady load to come back (a lone request does not wait); ``max_queue``
+    sentences waiting at most; ``enabled`` False translates each request alone (the
+    benchmark's baseline); ``min_wait`` seconds every batch waits for company (throughput
+    before latency)."""
 
     max_tokens: int = 4096
-    max_wait: float = 0.005
+    max_wait: float = 0.02
     max_queue: int = 2048
     enabled: bool = True
+    min_wait: float = 0.0
 
 
 Search = Callable[[list[str], SearchConfig], list[list[Translation]]]
@@ -148,6 +151,8 @@ class ModelWorker:
         self._cond = threading.Condition()
         self._stopping = False
         self.busy_since: float | None = None
+        self._last_done = 0.0
+        self._level = 0  # requests about when the last batch ended: how many the next one waits for
         self._thread = threading.Thread(target=self._run, name="mt-serve-worker", daemon=True)
         self._thread.start()
 
@@ -186,10 +191,21 @@ class ModelWorker:
                 self._cond.wait()
             first = self._jobs[0]
             if self.options.enabled:
-                deadline = first.queued_at + self.options.max_wait
-                while not self._stopping and (left := deadline - time.perf_counter()) > 0 \
-                        and self._pending_pieces(first.search) < self.options.max_tokens:
-                    self._cond.wait(left)
+                # Wait for as many requests as were about at the end of the last batch (those it
+                # answered, whose clients send again within milliseconds, and those queued), at most
+                # ``max_wait`` from the later of the oldest request's arrival and that batch's end:
+                # without it the two halves of a steady load alternate in half-size batches, and a
+                # lone client waits for nobody. ``min_wait``: a fixed window every batch waits.
+                fixed_until = first.queued_at + self.options.min_wait
+                adaptive_until = max(first.queued_at, self._last_done) + self.options.max_wait
+                while not self._stopping and self._pending_pieces(first.search) < self.options.max_tokens:
+                    now = time.perf_counter()
+                    if now < fixed_until:
+                        self._cond.wait(fixed_until - now)
+                    elif now < adaptive_until and self._pending_jobs(first.search) < self._level:
+                        self._cond.wait(adaptive_until - now)
+                    else:
+                        break
             batch, pieces = [], 0
             for job in list(self._jobs):
                 if job.search != first.search:
@@ -202,6 +218,9 @@ class ModelWorker:
                 self._jobs.remove(job)
                 self._waiting -= len(job.lines)
             return batch
+
+    def _pending_jobs(self, search: SearchConfig) -> int:
+        return sum(1 for job in self._jobs if job.search == search)
 
     def _pending_pieces(self, search: SearchConfig) -> int:
         return sum(job.pieces for job in self._jobs if job.search == search)
@@ -222,6 +241,9 @@ class ModelWorker:
                 continue
             finally:
                 self.busy_since = None
+                with self._cond:
+                    self._last_done = time.perf_counter()
+                    self._level = len(jobs) + len(self._jobs)
             if self.on_batch is not None:
                 self.on_batch(len(lines), sum(job.pieces for job in jobs))
             start = 0
