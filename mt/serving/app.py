@@ -38,6 +38,7 @@ from mt.serving.protocol import (
     parse_request,
     pharaoh,
 )
+from mt.visualization.explorer import with_colormap
 
 log = logging.getLogger("mt.serve")
 DEFAULT_LIMITS = Limits()
@@ -89,10 +90,6 @@ class _CountRequests:
             await send(message)
 
         await self.app(scope, receive, counted)
-
-
-def _input_limit(served: ServedModel, search: SearchConfig) -> int:
-    return served.translator.input_limit(search)[0]
 
 
 def _route(models: list[ServedModel], req: TranslateRequest) -> ServedModel:
@@ -251,7 +248,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
             served = _route(models, req)
             job_search = request_search(search, req.beam, req.alternatives, req.attention or req.alignment,
                                         length_penalty=req.length_penalty, penalty=req.penalty)
-            limit = _input_limit(served, job_search)
+            limit = served.translator.input_limit(job_search)[0]
             ids = served.translator.src_tokenizer.encode(req.lines)
             for i, seq in enumerate(ids):
                 if len(seq) > limit:
@@ -312,7 +309,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
 
 _PATHS = {"/translate", "/languages", "/models", "/health", "/metrics", "/", "/openapi.json", "/docs"}
 
-PAGE = resources.files("mt.serving").joinpath("page.html").read_text(encoding="utf-8")
+PAGE = with_colormap(resources.files("mt.serving").joinpath("page.html").read_text(encoding="utf-8"))
 
 _TRANSLATE_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {

@@ -23,6 +23,12 @@ from mt.errors import MTError
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 DATA_MARK = "/*__MT_DATA__*/null"
+COLORMAP_MARK = "/*__MT_COLORMAP__*/"
+
+
+def with_colormap(page: str) -> str:
+    """``page`` with the colour map both pages draw with (colormap.js) in place of its mark."""
+    return page.replace(COLORMAP_MARK, (Path(__file__).parent / "colormap.js").read_text(encoding="utf-8"))
 
 
 def pack_weights(matrix: np.ndarray, dtype: type = np.uint16) -> str:
@@ -35,7 +41,7 @@ def pack_weights(matrix: np.ndarray, dtype: type = np.uint16) -> str:
 def write_explorer(data: dict, path: str | Path, title: str = "mt explore") -> Path:
     """The page with ``data`` inlined. ``</`` is escaped inside the JSON so no sentence can
     end the script element."""
-    page = TEMPLATE.read_text(encoding="utf-8")
+    page = with_colormap(TEMPLATE.read_text(encoding="utf-8"))
     if DATA_MARK not in page:
         raise MTError(f"{TEMPLATE} lacks its data mark; reinstall mt")
     payload = json.dumps({**data, "title": title}, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
