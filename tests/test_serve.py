@@ -290,3 +290,47 @@ def test_a_killed_search_process_fails_its_batch_with_a_503_and_a_new_one_serves
         assert "search process ended" in first.json()["error"] and first.headers["retry-after"] == "1"
     again = httpx.post(f"{server.url}/translate", json=body, timeout=60)
     assert again.status_code == 200 and again.json()["translatedText"]
+
+
+def test_two_search_processes_run_batches_side_by_side_and_give_what_one_gives(trained_model_dir, translator,
+                                                                              corpus_dir):
+    s = Server(str(trained_model_dir), "--search-processes", "2", "--max-input-len", "60")
+    try:
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        assert sum(b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children) == 2
+        lines = [line for line in (corpus_dir / "train.en").read_text().splitlines()
+                 if len(translator.src_tokenizer.encode([line])[0]) <= 60][50:100]
+        answers = asyncio.run(_many(s.url, lines))
+        assert [a.status_code for a in answers] == [200] * 50
+        assert [a.json()["translatedText"] for a in answers] == [translator.translate([x])[0].text for x in lines]
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_model_worker_with_two_searches_overlaps_their_batches_and_loses_no_job():
+    from mt.serving.batcher import BatchingOptions, ModelWorker
+
+    spans: dict[str, list[tuple[float, float, list[str]]]] = {"a": [], "b": []}
+
+    def search(name: str):
+        def run(lines: list[str], _config: SearchConfig) -> list:
+            start = time.perf_counter()
+            time.sleep(0.15)
+            spans[name].append((start, time.perf_counter(), lines))
+            return [[f"{name}:{line}"] for line in lines]
+        return run
+
+    worker = ModelWorker(None, BatchingOptions(max_wait=0.005), search=[search("a"), search("b")])  # type: ignore[arg-type]
+    try:
+        first = [worker.submit([f"x{i}"], 1, SearchConfig()) for i in range(4)]
+        time.sleep(0.05)  # the first batch runs on one search; the next wave goes to the other
+        second = [worker.submit([f"y{i}"], 1, SearchConfig()) for i in range(4)]
+        results = [f.result(5)[0][0] for f in first + second]
+    finally:
+        worker.stop()
+    assert [r.split(":")[1] for r in results] == [f"x{i}" for i in range(4)] + [f"y{i}" for i in range(4)]
+    assert spans["a"] and spans["b"]
+    (a_start, a_end, _), (b_start, b_end, _) = spans["a"][0], spans["b"][0]
+    assert a_start < b_end and b_start < a_end  # the two batches ran at the same time
+    assert sorted(line for runs in spans.values() for _, _, lines in runs for line in lines) == \
+        sorted(r.split(":")[1] for r in results)

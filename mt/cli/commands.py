@@ -352,9 +352,13 @@ def serve(args: list[str]) -> int:
     parser.add_argument("--max-texts", type=int, default=64, help="texts in one request's q list (default 64)")
     parser.add_argument("--max-body", type=int, default=1_000_000, help="bytes of request body (default 1 MB)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take (default 30)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--search-processes", type=int, default=1, metavar="N",
+                        help="processes per model that run batches side by side (default 1; 2 with --threads 1 "
+                        "gave 1.3-1.5x the sentences/s of one on 2 cores under load, docs/BENCHMARKS.md)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of each search process (default: the cores shared among them)")
     ns = parser.parse_args(args)
-    for name in ("port", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
+    for name in ("port", "search_processes", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
         if getattr(ns, name) < 1:
             raise MTError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(ns, name)}")
     if ns.timeout <= 0 or ns.max_wait_ms < 0 or ns.min_wait_ms < 0:
@@ -371,4 +375,5 @@ def serve(args: list[str]) -> int:
                       BatchingOptions(max_tokens=ns.max_batch_tokens, max_wait=ns.max_wait_ms / 1000,
                                       max_queue=ns.max_queue, enabled=not ns.no_batching,
                                       min_wait=ns.min_wait_ms / 1000),
-                      Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads)
+                      Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads,
+                      processes=ns.search_processes)

@@ -137,24 +137,35 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
 
 
 class ModelWorker:
-    """The queue and worker thread of one model. ``search`` runs a batch: a ``SearchProcess``,
-    or (by default) the translator's own search in the worker thread."""
+    """The queue of one model and one worker thread per search that runs its batches. A search is
+    a ``SearchProcess`` (several: batches run side by side, each process with its share of the
+    cores), or by default the translator's own search in the worker thread."""
 
     def __init__(self, translator: Translator, options: BatchingOptions,
-                 on_batch: Callable[[int, int], None] | None = None, search: Search | None = None) -> None:
+                 on_batch: Callable[[int, int], None] | None = None, search: Search | Sequence[Search] | None = None
+                 ) -> None:
         self.translator = translator
-        self.search = search or (lambda lines, config: translator.translate_nbest(lines, search=config))
+        if search is None:
+            search = lambda lines, config: translator.translate_nbest(lines, search=config)  # noqa: E731
+        self.searches: list[Search] = list(search) if isinstance(search, Sequence) else [search]
+        if not self.searches:
+            raise ValueError("a model needs at least one search")
         self.options = options
         self.on_batch = on_batch  # (sentences, source pieces) of every batch run: metrics
         self._jobs: deque[Job] = deque()
         self._waiting = 0  # sentences queued
         self._cond = threading.Condition()
         self._stopping = False
-        self.busy_since: float | None = None
-        self._last_done = 0.0
-        self._level = 0  # requests about when the last batch ended: how many the next one waits for
-        self._thread = threading.Thread(target=self._run, name="mt-serve-worker", daemon=True)
-        self._thread.start()
+        self._busy: dict[int, float] = {}  # search index -> when its batch began
+        self._threads = [threading.Thread(target=self._run, args=(search,), name=f"mt-serve-worker-{i}", daemon=True)
+                         for i, search in enumerate(self.searches)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest batch still running began (None: no batch runs)."""
+        return min(self._busy.values(), default=None)
 
     @property
     def queued_sentences(self) -> int:
@@ -169,55 +180,63 @@ class ModelWorker:
                 raise QueueFull(f"{self._waiting} sentences are waiting (the queue holds {self.options.max_queue})")
             self._jobs.append(job)
             self._waiting += len(job.lines)
-            self._cond.notify()
+            self._cond.notify_all()
         return job.future
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finishes what is queued, then ends the thread (and the search process)."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if isinstance(self.search, SearchProcess):
-            self.search.close()
+            self._cond.notify_all()
+        deadline = time.perf_counter() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.perf_counter()))
+        for search in self.searches:
+            if isinstance(search, SearchProcess):
+                search.close()
 
-    def _take(self) -> list[Job] | None:
+    def _take(self, last_done: float, level: int) -> list[Job] | None:
         """The next batch: the oldest job, and (batching on) the queued jobs with its search
-        settings that fit the token budget, after waiting up to ``max_wait`` for more."""
+        settings that fit the token budget, after waiting up to ``max_wait`` for more.
+        ``last_done``, ``level``: when this thread's last batch ended, and how many requests
+        were about then."""
         with self._cond:
-            while not self._jobs:
-                if self._stopping:
-                    return None
-                self._cond.wait()
-            first = self._jobs[0]
-            if self.options.enabled:
-                # Wait for as many requests as were about at the end of the last batch (those it
-                # answered, whose clients send again within milliseconds, and those queued), at most
-                # ``max_wait`` from the later of the oldest request's arrival and that batch's end:
-                # without it the two halves of a steady load alternate in half-size batches, and a
-                # lone client waits for nobody. ``min_wait``: a fixed window every batch waits.
-                fixed_until = first.queued_at + self.options.min_wait
-                adaptive_until = max(first.queued_at, self._last_done) + self.options.max_wait
-                while not self._stopping and self._pending_pieces(first.search) < self.options.max_tokens:
-                    now = time.perf_counter()
-                    if now < fixed_until:
-                        self._cond.wait(fixed_until - now)
-                    elif now < adaptive_until and self._pending_jobs(first.search) < self._level:
-                        self._cond.wait(adaptive_until - now)
-                    else:
+            while True:
+                while not self._jobs:
+                    if self._stopping:
+                        return None
+                    self._cond.wait()
+                first = self._jobs[0]
+                if self.options.enabled:
+                    # Wait for as many requests as were about at the end of the last batch (those it
+                    # answered, whose clients send again within milliseconds, and those queued), at most
+                    # ``max_wait`` from the later of the oldest request's arrival and that batch's end:
+                    # without it the two halves of a steady load alternate in half-size batches, and a
+                    # lone client waits for nobody. ``min_wait``: a fixed window every batch waits.
+                    fixed_until = first.queued_at + self.options.min_wait
+                    adaptive_until = max(first.queued_at, last_done) + self.options.max_wait
+                    while not self._stopping and self._pending_pieces(first.search) < self.options.max_tokens:
+                        now = time.perf_counter()
+                        if now < fixed_until:
+                            self._cond.wait(fixed_until - now)
+                        elif now < adaptive_until and self._pending_jobs(first.search) < level:
+                            self._cond.wait(adaptive_until - now)
+                        else:
+                            break
+                    if not any(job is first for job in self._jobs):
+                        continue  # another of the model's searches took it while this one waited
+                batch, pieces = [], 0
+                for job in list(self._jobs):
+                    if job.search != first.search:
+                        continue
+                    if batch and (not self.options.enabled or pieces + job.pieces > self.options.max_tokens):
                         break
-            batch, pieces = [], 0
-            for job in list(self._jobs):
-                if job.search != first.search:
-                    continue
-                if batch and (not self.options.enabled or pieces + job.pieces > self.options.max_tokens):
-                    break
-                batch.append(job)
-                pieces += job.pieces
-            for job in batch:
-                self._jobs.remove(job)
-                self._waiting -= len(job.lines)
-            return batch
+                    batch.append(job)
+                    pieces += job.pieces
+                for job in batch:
+                    self._jobs.remove(job)
+                    self._waiting -= len(job.lines)
+                return batch
 
     def _pending_jobs(self, search: SearchConfig) -> int:
         return sum(1 for job in self._jobs if job.search == search)
@@ -225,25 +244,26 @@ class ModelWorker:
     def _pending_pieces(self, search: SearchConfig) -> int:
         return sum(job.pieces for job in self._jobs if job.search == search)
 
-    def _run(self) -> None:
-        while (batch := self._take()) is not None:
+    def _run(self, search: Search) -> None:
+        key = threading.get_ident()
+        last_done, level = 0.0, 0
+        while (batch := self._take(last_done, level)) is not None:
             jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]  # a timed-out one is skipped
             if not jobs:
                 continue
             lines = [line for job in jobs for line in job.lines]
-            self.busy_since = time.perf_counter()
+            self._busy[key] = time.perf_counter()
             try:
-                results = self.search(lines, jobs[0].search)
+                results = search(lines, jobs[0].search)
             except Exception as err:
                 log.exception("translation failed")
                 for job in jobs:
                     job.future.set_exception(err)
                 continue
             finally:
-                self.busy_since = None
+                self._busy.pop(key, None)
                 with self._cond:
-                    self._last_done = time.perf_counter()
-                    self._level = len(jobs) + len(self._jobs)
+                    last_done, level = time.perf_counter(), len(jobs) + len(self._jobs)
             if self.on_batch is not None:
                 self.on_batch(len(lines), sum(job.pieces for job in jobs))
             start = 0

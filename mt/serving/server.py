@@ -48,9 +48,10 @@ def model_specs(args: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto",
-                threads: int = 0, search_process: bool = True):
+                threads: int = 0, search_process: bool = True, processes: int = 1):
     """Each model directory loaded (a bad one is one line naming it), with what GET /models shows;
-    ``search_process``: its searches run in a process of its own (``SearchProcess``)."""
+    ``search_process``: its searches run in processes of their own (``processes`` of them per
+    model, each with ``threads`` torch threads; 0: its share of torch's default)."""
     where = resolve_device(device, "--device")
     served = []
     for name, folder in specs:
@@ -64,18 +65,21 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
              if model.arch.value == "rnn" else "multi-head",
              "parameters": sum(p.numel() for p in translator.model.parameters()), "device": str(where),
              "precision": translator.precision.name, "directory": str(Path(folder).resolve())},
-            SearchProcess(folder, device, precision, threads) if search_process else None))
+            [SearchProcess(folder, device, precision, threads) for _ in range(processes)] if search_process
+            else None))
     return served
 
 
 def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, device: str = "auto",
           precision: str = "auto", search: SearchConfig | None = None, batching: BatchingOptions | None = None,
           limits: Limits | None = None, align: AlignOptions | None = None, threads: int = 0,
-          log_level: str = "info") -> int:
-    """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop."""
+          log_level: str = "info", processes: int = 1) -> int:
+    """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop.
+    ``processes`` search processes per model share the cores (``threads`` each, or their share)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    threads = threads or max(1, torch.get_num_threads() // processes)
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
-    models = load_models(model_specs(model_args), device, precision, threads)
+    models = load_models(model_specs(model_args), device, precision, threads, processes=processes)
     app = create_app(models, search or SearchConfig(keep_attention=False), batching or BatchingOptions(),
                      limits or Limits(), align or AlignOptions())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
