@@ -11,6 +11,7 @@ save never leaves a half-written model where a good one was.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from mt.errors import MTError, WriteError, write_failure
 from mt.models import Seq2SeqModel, build_model
 
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
+EXPORT_INFO = "export.json"  # in a directory ``mt export`` wrote: its format and where it came from
 
 
 @dataclass
@@ -100,12 +102,30 @@ def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConf
                        "the model directory", f"{previous}; free space there and resume the run (train.resume)")
 
 
+def export_format(path: str | Path) -> str | None:
+    """The format of an ``mt export`` directory ('ctranslate2', 'int8'), None for a model directory."""
+    info = Path(path) / EXPORT_INFO
+    if not info.is_file():
+        return None
+    try:
+        kind = json.loads(info.read_text(encoding="utf-8"))["format"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise MTError(f"{info} is damaged ({type(err).__name__}): export the model again with mt export") from None
+    if not isinstance(kind, str):
+        raise MTError(f"{info} is damaged (format is not a string): export the model again with mt export")
+    return kind
+
+
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """A model directory, checked file by file: a missing, damaged or mismatched file is one
     line naming it, never a traceback from the YAML parser, SentencePiece or safetensors."""
     path = Path(path)
     if not path.is_dir():
         raise MTError(f"model directory {path} does not exist: pass the 'model' folder a training run wrote")
+    kind = export_format(path)
+    if kind is not None:
+        raise MTError(f"{path} is a {kind} export (mt export): this command needs the model directory it was "
+                      "exported from")
     for name in (WEIGHTS, CONFIG, SRC_SPM, TGT_SPM):
         if not (path / name).is_file():
             raise MTError(f"{path} is not a model directory: {name} is missing")

@@ -26,9 +26,9 @@ if [ -n "$TORCH_SPEC" ] && ! .venv/bin/python -c "import torch" 2>/dev/null; the
 fi
 echo "installing mt and its dependencies ..."
 if [ "${MT_INSTALLER:-uv}" = uv ] && .venv/bin/python -m pip install -q uv >"$log" 2>&1 \
-   && .venv/bin/python -m uv pip install --python .venv/bin/python -q -e ".[dev,serve]" >"$log" 2>&1; then
+   && .venv/bin/python -m uv pip install --python .venv/bin/python -q -e ".[dev,serve,deploy]" >"$log" 2>&1; then
   :  # torch, already there, satisfies mt's range and stays as it is
 else
-  pip_install -e ".[dev,serve]"
+  pip_install -e ".[dev,serve,deploy]"
 fi
 echo "$want" > "$stamp"

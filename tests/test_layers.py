@@ -17,7 +17,7 @@ LAYERS = {
     "mt.data": 4,
     "mt.models": 5, "mt.evaluation": 5, "mt.visualization": 5,
     "mt.model_dir": 6,
-    "mt.decoding": 7,
+    "mt.decoding": 7, "mt.export": 7,
     "mt.training": 8,
     "mt.analysis": 9,
     "mt.serving": 10,

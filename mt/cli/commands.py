@@ -246,6 +246,27 @@ def average(args: list[str]) -> int:
     return 0
 
 
+def export(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mt export", description="Write a model for deployment. --to ctranslate2: a CTranslate2 model "
+        "(Transformers), which every mt command (translate, evaluate, align, compare, serve) runs like a model "
+        "directory.")
+    parser.add_argument("model_dir", help="the model directory to export")
+    parser.add_argument("--to", required=True, choices=["ctranslate2"], help="what to write")
+    parser.add_argument("--quantization", default="int8",
+                        help="CTranslate2's weight type: int8 (default), int8_float32, int16, float32, bfloat16, "
+                        "int8_bfloat16")
+    parser.add_argument("--out", required=True, help="the directory to write (replaced once the new one is complete)")
+    ns = parser.parse_args(args)
+    from mt.export.ctranslate2 import export_ctranslate2
+
+    out = export_ctranslate2(ns.model_dir, ns.out, ns.quantization)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"CTranslate2 model ({ns.quantization}, {size / 2**20:.1f} MiB): {out}\n"
+          f"translate with it as with a model directory: mt translate {out} < input.txt")
+    return 0
+
+
 def _buckets(text: str) -> list[tuple[int, int]]:
     """'10,20,30,40' -> (1-10), (11-20), (21-30), (31-40), (41+)."""
     from mt.evaluation.metrics import length_buckets

@@ -18,6 +18,7 @@ commands:
   compare     several models on one test set: BLEU with significance, by length, attention
   align       draw the attention heatmap of one sentence pair, or align whole files
   explore     one HTML page to browse every sentence, model and head in a browser
+  export      a model for deployment: CTranslate2 (Transformers, int8 or float32)
   serve       a translation server (LibreTranslate's API) with a page that shows the attention
   aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             from mt.cli.train import train_main
 
             return train_main(rest)
-        if command in {"translate", "evaluate", "align", "aer", "average", "compare", "explore", "serve"}:
+        if command in {"translate", "evaluate", "align", "aer", "average", "compare", "explore", "serve",
+                       "export"}:
             from mt.cli import commands
 
             return getattr(commands, command)(rest)

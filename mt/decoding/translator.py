@@ -8,7 +8,7 @@ Output order is input order; an empty input line gives an empty output line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,11 +20,13 @@ from mt.data.tokenizer import PAD, Tokenizer
 from mt.decoding.search import Hypothesis, SearchConfig, beam_search, greedy_search
 from mt.errors import MTError
 from mt.hardware import resolve_device
-from mt.model_dir import load_model_dir
+from mt.model_dir import export_format, load_model_dir
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
 
 log = logging.getLogger("mt.translate")
+# export format -> (path, device, precision) -> a Translator that runs it; mt.decoding.exported fills it
+EXPORT_RUNNERS: dict[str, Callable[[str, str, str], Translator]] = {}
 
 @dataclass
 class Translation:
@@ -51,6 +53,12 @@ class Translator:
     def from_dir(cls, path: str, device: str = "auto", precision: str = "auto") -> Translator:
         """``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
         where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
+        kind = export_format(path)
+        if kind is not None:  # an export (mt export): run by its engine, through this class's interface
+            if kind not in EXPORT_RUNNERS:
+                raise MTError(f"{path} is a {kind} export, which this mt cannot run: use the model directory it was "
+                              "exported from")
+            return EXPORT_RUNNERS[kind](path, device, precision)
         device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
@@ -85,13 +93,7 @@ class Translator:
         line gives one empty translation."""
         search = SearchConfig.of(search, **settings, **({"nbest": nbest} if nbest is not None else {}))
         self.model.eval()
-        ids = self.src_tokenizer.encode(lines)
-        limit, why = self.input_limit(search)
-        for i, seq in enumerate(ids):
-            if len(seq) > limit:
-                log.warning("line %d: %d source pieces, more than %s; translating its first %d", i + 1, len(seq), why,
-                            limit)
-                ids[i] = seq[:limit]
+        ids = self.source_ids(lines, search)
         limit = self.model.max_positions  # output steps a Transformer can take
         results: list[list[Translation] | None] = [None] * len(lines)
         todo = [i for i, seq in enumerate(ids) if seq]
@@ -111,6 +113,17 @@ class Translator:
             for r, hyp in zip(rows, hyps):
                 results[r] = [self._translation(lines[r], ids[r], h) for h in hyp]
         return [r for r in results if r is not None]
+
+    def source_ids(self, lines: Sequence[str], search: SearchConfig) -> list[list[int]]:
+        """Each line's source pieces, a line past ``input_limit`` cut there with a warning."""
+        ids = self.src_tokenizer.encode(lines)
+        limit, why = self.input_limit(search)
+        for i, seq in enumerate(ids):
+            if len(seq) > limit:
+                log.warning("line %d: %d source pieces, more than %s; translating its first %d", i + 1, len(seq), why,
+                            limit)
+                ids[i] = seq[:limit]
+        return ids
 
     def input_limit(self, search: SearchConfig) -> tuple[int, str]:
         """The most source pieces read of a line, and why: ``search.max_input_len`` or the

@@ -146,7 +146,7 @@ class ModelWorker:
                  ) -> None:
         self.translator = translator
         if search is None:
-            search = lambda lines, config: translator.translate_nbest(lines, search=config)  # noqa: E731
+            search = lambda lines, config: translator.translate_nbest(lines, search=config)
         self.searches: list[Search] = list(search) if isinstance(search, Sequence) else [search]
         if not self.searches:
             raise ValueError("a model needs at least one search")

@@ -16,13 +16,12 @@ from pathlib import Path
 import torch
 import uvicorn
 
+from mt.config import ExperimentConfig, load_yaml
 from mt.decoding.aligner import AlignOptions
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
 from mt.errors import MTError
-from mt.hardware import resolve_device
-from mt.model_dir import load_model_dir
-from mt.precision import resolve_precision
+from mt.model_dir import CONFIG, export_format
 from mt.serving.app import ServedModel, create_app
 from mt.serving.batcher import BatchingOptions, SearchProcess
 from mt.serving.protocol import Limits
@@ -52,19 +51,18 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     """Each model directory loaded (a bad one is one line naming it), with what GET /models shows;
     ``search_process``: its searches run in processes of their own (``processes`` of them per
     model, each with ``threads`` torch threads; 0: its share of torch's default)."""
-    where = resolve_device(device, "--device")
     served = []
     for name, folder in specs:
-        loaded = load_model_dir(folder, where)
-        translator = Translator(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, where,
-                                resolve_precision(precision, where))
-        model = loaded.config.model
+        translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
+        config = load_yaml(Path(folder) / CONFIG, ExperimentConfig)
+        model = config.model
         served.append(ServedModel(
-            name, translator, loaded.config.data.src_lang, loaded.config.data.tgt_lang,
+            name, translator, config.data.src_lang, config.data.tgt_lang,
             {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
              if model.arch.value == "rnn" else "multi-head",
-             "parameters": sum(p.numel() for p in translator.model.parameters()), "device": str(where),
-             "precision": translator.precision.name, "directory": str(Path(folder).resolve())},
+             "parameters": translator.model.num_parameters(), "device": str(translator.device),
+             "precision": translator.precision.name, "engine": export_format(folder) or "pytorch",
+             "directory": str(Path(folder).resolve())},
             [SearchProcess(folder, device, precision, threads) for _ in range(processes)] if search_process
             else None))
     return served

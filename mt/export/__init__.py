@@ -1,0 +1,1 @@
+"""Model directories turned into what deployment uses: CTranslate2 (Transformers) and int8."""

@@ -1,0 +1,140 @@
+"""An mt Transformer as a CTranslate2 model, built on CTranslate2's own spec API.
+
+CTranslate2 is the inference engine OpenNMT-py, fairseq and Marian deploy with; its
+``TransformerSpec`` describes mt's Transformer exactly: pre-norm blocks with a final norm on
+each side, ReLU feed-forward, embeddings scaled by sqrt(d) plus mt's own position table
+(interleaved sin/cos, or learned; set explicitly, for CTranslate2's built-in table
+concatenates sin and cos), the self-attention's query/key/value fused as CTranslate2 wants
+them and the cross-attention's key/value already fused in mt. The vocabularies are the
+SentencePiece pieces in id order, so CTranslate2's token ids are mt's.
+
+The exported directory is also an mt model directory: it keeps ``config.yaml`` and the two
+SentencePiece models beside CTranslate2's files, and ``export.json`` says what it is, so
+``mt translate`` / ``evaluate`` / ``align`` / ``compare`` / ``serve`` run it as they run a
+PyTorch one (``mt.decoding.ctranslate2``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from mt import __version__
+from mt.config import ExperimentConfig, to_yaml
+from mt.errors import MTError
+from mt.model_dir import CONFIG, EXPORT_INFO, SRC_SPM, TGT_SPM, LoadedModel, load_model_dir, written_dir
+from mt.models.transformer import TransformerSeq2Seq
+
+QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "bfloat16", "int8_bfloat16")
+
+
+def _ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise MTError("exporting to CTranslate2 needs the ctranslate2 package: pip install 'mt[deploy]' "
+                      "(scripts/setup.sh installs it)") from None
+    return ctranslate2
+
+
+def exportable(config: ExperimentConfig) -> None:
+    """Refuses, in one line naming why, a model CTranslate2 cannot run."""
+    if config.model.arch.value != "transformer":
+        raise MTError(f"{config.model.name} is an RNN ({config.model.arch.value}) and CTranslate2 runs Transformers "
+                      "only: export it with --to int8 instead")
+
+
+def build_spec(loaded: LoadedModel):
+    """The ``TransformerSpec`` of a loaded Transformer, weights filled in (fp32 numpy)."""
+    _ctranslate2()
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    model = loaded.model
+    assert isinstance(model, TransformerSeq2Seq)
+    heads = model.decoder[0].self_attn.heads
+    spec = transformer_spec.TransformerSpec.from_config(
+        (len(model.encoder), len(model.decoder)), heads, pre_norm=True, activation=common_spec.Activation.RELU,
+        alignment_layer=-1, alignment_heads=heads)  # mt's map: the mean of the last layer's heads
+
+    def array(t):
+        return t.detach().float().cpu().numpy()
+
+    def linear(s, module, *more):
+        s.weight = array(torch.cat([module.weight, *[m.weight for m in more]]))
+        if module.bias is not None:
+            s.bias = array(torch.cat([module.bias, *[m.bias for m in more]]))
+
+    def norm(s, module):
+        s.gamma, s.beta = array(module.weight), array(module.bias)
+
+    def embedding(s, emb):
+        tokens = s.embeddings[0] if isinstance(s.embeddings, list) else s.embeddings
+        tokens.weight = array(emb.tokens.weight)
+        s.scale_embeddings = True  # x sqrt(d), as mt's Embedding
+        s.position_encodings.encodings = array(emb.learned.weight if emb.learned is not None else emb.table)
+
+    embedding(spec.encoder, model.src_embed)
+    for s, layer in zip(spec.encoder.layer, model.encoder):
+        norm(s.self_attention.layer_norm, layer.norm1)
+        linear(s.self_attention.linear[0], layer.attn.query, layer.attn.key_value)
+        linear(s.self_attention.linear[1], layer.attn.out)
+        norm(s.ffn.layer_norm, layer.norm2)
+        linear(s.ffn.linear_0, layer.ff[0])
+        linear(s.ffn.linear_1, layer.ff[3])
+    norm(spec.encoder.layer_norm, model.encoder_norm)
+    embedding(spec.decoder, model.tgt_embed)
+    for s, layer in zip(spec.decoder.layer, model.decoder):
+        norm(s.self_attention.layer_norm, layer.norm1)
+        linear(s.self_attention.linear[0], layer.self_attn.query, layer.self_attn.key_value)
+        linear(s.self_attention.linear[1], layer.self_attn.out)
+        norm(s.attention.layer_norm, layer.norm2)
+        linear(s.attention.linear[0], layer.cross_attn.query)
+        linear(s.attention.linear[1], layer.cross_attn.key_value)
+        linear(s.attention.linear[2], layer.cross_attn.out)
+        norm(s.ffn.layer_norm, layer.norm3)
+        linear(s.ffn.linear_0, layer.ff[0])
+        linear(s.ffn.linear_1, layer.ff[3])
+    norm(spec.decoder.layer_norm, model.decoder_norm)
+    linear(spec.decoder.projection, model.output)
+
+    spec.config.layer_norm_epsilon = model.encoder_norm.eps
+    spec.config.add_source_eos = False        # mt's sources carry no EOS; decoding starts from BOS (<s>)
+    src, tgt = loaded.src_tokenizer, loaded.tgt_tokenizer
+    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = (src.sp.id_to_piece(i) for i in (1, 2, 3))
+    spec.config.decoder_start_token = spec.config.bos_token
+    spec.register_source_vocabulary([src.sp.id_to_piece(i) for i in range(len(src))])
+    spec.register_target_vocabulary([tgt.sp.id_to_piece(i) for i in range(len(tgt))])
+    return spec
+
+
+def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str = "int8") -> Path:
+    """Writes ``out``: CTranslate2's files (``quantization`` of the weights) beside mt's
+    config, tokenizers and ``export.json``; an existing ``out`` is replaced only once the
+    new one is complete."""
+    if quantization not in QUANTIZATIONS:
+        raise MTError(f"--quantization {quantization} is not one CTranslate2 stores: choose one of "
+                      f"{', '.join(QUANTIZATIONS)}")
+    ct2 = _ctranslate2()
+    source = Path(model_dir)
+    loaded = load_model_dir(source)
+    exportable(loaded.config)
+    spec = build_spec(loaded)
+    spec.validate()
+    spec.optimize(quantization=quantization)
+    info = {"format": "ctranslate2", "quantization": quantization, "ctranslate2": ct2.__version__,
+            "mt": __version__, "from": str(source.resolve()), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "parameters": loaded.model.num_parameters(), "max_positions": loaded.model.max_positions,
+            "attention": "the mean of the last decoder layer's heads"}
+
+    def write(tmp: Path) -> None:
+        spec.save(str(tmp))
+        (tmp / CONFIG).write_text(to_yaml(loaded.config), encoding="utf-8")
+        shutil.copyfile(source / SRC_SPM, tmp / SRC_SPM)
+        shutil.copyfile(source / TGT_SPM, tmp / TGT_SPM)
+        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+    return written_dir(Path(out), write, "the CTranslate2 export")
