@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
@@ -28,6 +28,7 @@ from mt.models import Seq2SeqModel, build_model
 
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
 EXPORT_INFO = "export.json"  # in a directory ``mt export`` wrote: its format and where it came from
+INT8_WEIGHTS = "model.int8.safetensors"  # an int8 export's weights: NAME.int8 + NAME.scale per matrix
 
 
 @dataclass
@@ -142,6 +143,64 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
                       f"unexpected {sorted(unexpected)[:3]}): the files come from different models")
     model.to(device).eval()
     return LoadedModel(model, config, src_tok, tgt_tok)
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per row (output unit): (int8 [rows, cols], fp32 [rows])."""
+    scale = weight.detach().float().abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    return torch.round(weight.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def save_int8_weights(model: Seq2SeqModel, path: Path) -> dict[str, str]:
+    """Every weight matrix of ``model`` as int8 rows with their scales, the rest as it is, into
+    ``path``; a tensor tied to another is written once. Returns {alias: name written}."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        key = tensor.data_ptr()
+        if key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        if tensor.is_floating_point() and tensor.dim() == 2:
+            tensors[f"{name}.int8"], tensors[f"{name}.scale"] = quantize_rows(tensor)
+        else:
+            tensors[name] = tensor.detach().contiguous()
+    save_file(tensors, str(path))
+    return aliases
+
+
+def load_int8_dir(path: str | Path, aliases: dict[str, str]) -> LoadedModel:
+    """An int8 export as an fp32 model whose matrices hold the stored int8 values times their
+    scales (what a dynamic int8 engine then quantizes back, row by row, to the same integers)."""
+    path = Path(path)
+    for name in (INT8_WEIGHTS, CONFIG, SRC_SPM, TGT_SPM):
+        if not (path / name).is_file():
+            raise MTError(f"{path} is not a complete int8 export: {name} is missing; export it again")
+    config = load_yaml(path / CONFIG, ExperimentConfig)
+    src_tok, tgt_tok = Tokenizer(path / SRC_SPM), Tokenizer(path / TGT_SPM)
+    model = build_model(config.model, len(src_tok), len(tgt_tok))
+    try:
+        stored = load_file(str(path / INT8_WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise MTError(f"{path / INT8_WEIGHTS} is damaged ({str(err).splitlines()[0][:120]}): export the model again") \
+            from None
+    state = {}
+    try:
+        for name, tensor in stored.items():
+            if name.endswith(".int8"):
+                base = name[: -len(".int8")]
+                state[base] = tensor.float() * stored[f"{base}.scale"][:, None]
+            elif not name.endswith(".scale"):
+                state[name] = tensor
+        for alias, name in aliases.items():
+            state[alias] = state[name]
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError) as err:
+        raise MTError(f"{path / INT8_WEIGHTS} does not match config.yaml ({str(err).splitlines()[0][:160]}): "
+                      "export the model again") from None
+    return LoadedModel(model.eval(), config, src_tok, tgt_tok)
 
 
 def _check_shapes(weights: Path, model: Seq2SeqModel) -> None:

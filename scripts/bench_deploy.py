@@ -1,6 +1,6 @@
 """Translation at deployment speed: mt's PyTorch model beside its CTranslate2 exports.
 
-    .venv/bin/python scripts/bench_deploy.py MODEL_DIR --exports int8=DIR1 float32=DIR2 \
+    .venv/bin/python scripts/bench_deploy.py MODEL_DIR --exports "ctranslate2 int8=DIR1" "mt int8=DIR2" \
         --beams 1 5 --threads 1 2 --rounds 3 --json docs/bench/FILE.jsonl
 
 Every measurement runs in a fresh process (so load time and peak memory are its own):
@@ -59,7 +59,8 @@ def weights_size(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="the PyTorch model directory")
-    parser.add_argument("--exports", nargs="*", default=[], metavar="NAME=DIR", help="its exports (mt export)")
+    parser.add_argument("--exports", nargs="*", default=[], metavar="NAME=DIR",
+                        help="its exports (mt export), each named as the table should show it")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
@@ -74,7 +75,7 @@ def main() -> None:
     variants = [("mt fp32", ns.model, "fp32")]
     if cpu_bf16_support()[0] and not ns.no_bf16:
         variants.append(("mt bf16", ns.model, "bf16"))
-    variants += [(f"ctranslate2 {name}", folder, "auto") for name, folder in (e.split("=", 1) for e in ns.exports)]
+    variants += [(name, folder, "auto") for name, folder in (e.split("=", 1) for e in ns.exports)]
     tmp = Path("/tmp") / f"bench_deploy_{time.time_ns()}"
     tmp.mkdir()
     for side in ("en", "de"):

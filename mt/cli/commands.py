@@ -248,16 +248,25 @@ def average(args: list[str]) -> int:
 
 def export(args: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="mt export", description="Write a model for deployment. --to ctranslate2: a CTranslate2 model "
-        "(Transformers), which every mt command (translate, evaluate, align, compare, serve) runs like a model "
-        "directory.")
+        prog="mt export", description="Write a model for deployment, which every mt command (translate, evaluate, "
+        "align, compare, serve) runs like a model directory: --to ctranslate2 (Transformers) or --to int8 (any model).")
     parser.add_argument("model_dir", help="the model directory to export")
-    parser.add_argument("--to", required=True, choices=["ctranslate2"], help="what to write")
+    parser.add_argument("--to", required=True, choices=["ctranslate2", "int8"],
+                        help="ctranslate2: a CTranslate2 model (Transformers); int8: any model with int8 weights "
+                        "(a third of the size) that translates with int8 products on the CPU")
     parser.add_argument("--quantization", default="int8",
-                        help="CTranslate2's weight type: int8 (default), int8_float32, int16, float32, bfloat16, "
-                        "int8_bfloat16")
+                        help="for --to ctranslate2, the weight type: int8 (default), int8_float32, int16, float32, "
+                        "bfloat16, int8_bfloat16")
     parser.add_argument("--out", required=True, help="the directory to write (replaced once the new one is complete)")
     ns = parser.parse_args(args)
+    if ns.to == "int8":
+        from mt.export.int8 import export_int8
+
+        out = export_int8(ns.model_dir, ns.out)
+        size = (out / "model.int8.safetensors").stat().st_size
+        print(f"int8 model ({size / 2**20:.2f} MiB of weights): {out}\n"
+              f"translate with it as with a model directory: mt translate {out} < input.txt")
+        return 0
     from mt.export.ctranslate2 import export_ctranslate2
 
     out = export_ctranslate2(ns.model_dir, ns.out, ns.quantization)

@@ -18,7 +18,7 @@ commands:
   compare     several models on one test set: BLEU with significance, by length, attention
   align       draw the attention heatmap of one sentence pair, or align whole files
   explore     one HTML page to browse every sentence, model and head in a browser
-  export      a model for deployment: CTranslate2 (Transformers, int8 or float32)
+  export      a model for deployment: CTranslate2 (Transformers) or int8 (any model)
   serve       a translation server (LibreTranslate's API) with a page that shows the attention
   aer         alignment error rate of word alignments against human gold
   average     average the weights of several checkpoints of a run

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from mt.data.tokenizer import Tokenizer
 from mt.decoding.search import LengthPenalty, SearchConfig
 from mt.decoding.translator import EXPORT_RUNNERS, Translation, Translator
 from mt.errors import MTError
-from mt.model_dir import CONFIG, EXPORT_INFO, SRC_SPM, TGT_SPM
+from mt.model_dir import CONFIG, EXPORT_INFO, SRC_SPM, TGT_SPM, load_int8_dir
 from mt.precision import ResolvedPrecision
 
 log = logging.getLogger("mt.translate")
@@ -220,4 +221,32 @@ class CT2Translator(Translator):
         return self._forced([src_ids], [output_ids], 6000)[0][1][None, None]  # [1 layer, 1 head, tgt + 1, src]
 
 
+def load_int8(path: str, device: str = "auto", precision: str = "auto") -> Translator:
+    """An int8 export (``mt export --to int8``) as a Translator whose linear layers and
+    recurrent cells compute in int8 (PyTorch's dynamic quantization, CPU only)."""
+    if device not in ("auto", "cpu"):
+        raise MTError(f"an int8 export runs on the CPU (PyTorch's int8 kernels), not on {device}: use --device cpu, "
+                      "or the model directory it was exported from")
+    if precision not in ("auto", "fp32"):
+        raise MTError(f"an int8 export computes in int8 with fp32 activations: --precision {precision} does not "
+                      "apply; leave it at auto")
+    info = json.loads((Path(path) / EXPORT_INFO).read_text(encoding="utf-8"))
+    loaded = load_int8_dir(path, info.get("aliases", {}))
+    parameters = loaded.model.num_parameters()
+    model = int8_compute(loaded.model)
+    model.num_parameters = lambda: parameters  # packed int8 weights are no longer nn.Parameters to count
+    return Translator(model, loaded.src_tokenizer, loaded.tgt_tokenizer, "cpu",  # type: ignore[arg-type]
+                      ResolvedPrecision("int8", "int8 export: dynamic int8 products, fp32 activations"))
+
+
+def int8_compute(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with its linear layers and recurrent cells replaced by dynamic int8 ones."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice: see docs/BENCHMARKS.md
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8)
+
+
 EXPORT_RUNNERS["ctranslate2"] = CT2Translator.from_export
+EXPORT_RUNNERS["int8"] = load_int8

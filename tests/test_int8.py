@@ -1,0 +1,98 @@
+"""mt export --to int8: every model, RNNs included, as int8 weights in safetensors, run with
+int8 products; what it cannot honour is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mt.cli.main import main
+from mt.config import ExperimentConfig
+from mt.decoding.exported import int8_compute
+from mt.decoding.translator import Translator
+from mt.export.int8 import export_int8
+from mt.model_dir import INT8_WEIGHTS, load_int8_dir, load_model_dir, save_model_dir
+from mt.models import build_model
+
+from .conftest import ALL_VARIANTS, run_mt, variant_config
+
+SENTENCES = ["The dog sleeps.", "A man calls the woman.", "The old man has seen the small dog today."]
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_every_variant_exports_to_int8_and_translates_with_int8_products(variant, tokenizers, tmp_path):
+    src_tok, tgt_tok = tokenizers
+    torch.manual_seed(0)
+    config = ExperimentConfig(model=variant_config(variant))
+    model = build_model(config.model, len(src_tok), len(tgt_tok)).eval()
+    saved = save_model_dir(tmp_path / "model", model, config, src_tok, tgt_tok)
+    out = export_int8(saved, tmp_path / "int8")
+    info = json.loads((out / "export.json").read_text())
+    loaded = load_int8_dir(out, info["aliases"])
+    # The stored matrices are the originals to within half a step of their row's scale.
+    for (name, original), (_, restored) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
+        if original.dim() == 2 and original.is_floating_point():
+            step = original.abs().amax(dim=1, keepdim=True) / 127
+            assert bool(((original - restored).abs() <= step / 2 + 1e-7).all()), name
+        else:
+            assert torch.equal(original, restored), name
+    translator = Translator.from_dir(str(out))
+    assert translator.precision.name == "int8" and translator.model.num_parameters() == model.num_parameters()
+    kinds = {type(m).__module__ for m in translator.model.modules()}
+    assert any("quantized.dynamic" in k for k in kinds)  # int8 products, not fp32 ones
+    for beam in (1, 3):
+        result = translator.translate(SENTENCES, beam=beam)
+        assert len(result) == 3
+        if config.model.attention.type.value != "none":
+            assert all(r.attention.shape == (len(r.tgt_pieces), len(r.src_pieces)) for r in result)
+
+
+def test_int8_is_a_third_of_the_weights_and_keeps_the_probabilities_close(trained_model_dir, corpus_dir, tmp_path):
+    out = tmp_path / "int8"
+    assert main(["export", str(trained_model_dir), "--to", "int8", "--out", str(out)]) == 0
+    full = (trained_model_dir / "model.safetensors").stat().st_size
+    assert (out / INT8_WEIGHTS).stat().st_size < 0.4 * full
+    lines = (corpus_dir / "test.en").read_text()
+    plain = run_mt("translate", str(trained_model_dir), "--precision", "fp32", cwd=tmp_path, stdin=lines)
+    int8 = run_mt("translate", str(out), cwd=tmp_path, stdin=lines)
+    assert plain.returncode == int8.returncode == 0, int8.stderr
+    assert len(int8.stdout.splitlines()) == len(lines.splitlines())  # (a 4-update model's argmax is a coin toss:
+    # the quality of int8 is BLEU on Multi30k, docs/BENCHMARKS.md; here, the probabilities it gives a sentence)
+    forced = Translator.from_dir(str(out)).force_decode(SENTENCES[0], "Der Hund schläft.")
+    reference = Translator.from_dir(str(trained_model_dir), "cpu", "fp32").force_decode(SENTENCES[0],
+                                                                                          "Der Hund schläft.")
+    assert forced.score == pytest.approx(reference.score, rel=0.1)
+    np.testing.assert_allclose(forced.attention, reference.attention, atol=0.1)
+
+
+def test_what_int8_cannot_do_is_one_line(trained_model_dir, tmp_path, capsys):
+    out = export_int8(trained_model_dir, tmp_path / "int8")
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+        return err
+
+    (tmp_path / "in.txt").write_text("The dog sleeps.\n")
+    assert "runs on the CPU" in error(["translate", str(out), "--input", str(tmp_path / "in.txt"), "--device", "cuda"])
+    assert "--precision bf16 does not apply" in error(
+        ["translate", str(out), "--input", str(tmp_path / "in.txt"), "--precision", "bf16"])
+    assert "needs the model directory it was exported from" in error(
+        ["export", str(out), "--to", "int8", "--out", str(tmp_path / "again")])
+    (out / INT8_WEIGHTS).write_bytes(b"not safetensors")
+    assert "is damaged" in error(["translate", str(out), "--input", str(tmp_path / "in.txt")])
+    assert load_model_dir(trained_model_dir).model is not None  # the source is untouched
+
+
+def test_int8_compute_leaves_the_fp32_model_alone(tokenizers):
+    src_tok, tgt_tok = tokenizers
+    config = ExperimentConfig(model=variant_config("bahdanau-gru"))
+    model = build_model(config.model, len(src_tok), len(tgt_tok)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    quantized = int8_compute(model)
+    assert quantized is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
