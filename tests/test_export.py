@@ -95,6 +95,21 @@ def test_every_command_takes_the_export(transformer_dir, exported, corpus_dir, t
                     str(tmp_path / "links.txt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "links.txt").read_text().splitlines()) == len(src.read_text().splitlines())
+    result = run_mt("compare", str(transformer_dir), str(exported), "--src", str(src), "--ref", str(ref),
+                    "--gold", str(corpus_dir / "test.align"), "--bootstrap", "50", "--no-progress",
+                    "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "cmp" / "scores.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| model |")).split("|")
+    rows = [line.split("|") for line in lines if line.startswith("| transformer")][:2]
+    assert len(rows) == 2  # the model and its export, scored alike: the same BLEU, chrF, entropy and AER
+    for column in ("test_bleu", "test_chrf", "attention_entropy", "aer"):
+        k = [h.strip() for h in header].index(column)
+        assert rows[0][k] == rows[1][k], column
+    result = run_mt("explore", str(exported), "--src-file", str(src), "--ref-file", str(ref), "--out",
+                    str(tmp_path / "page.html"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "page.html").stat().st_size > 10_000
 
 
 def test_int8_is_smaller_and_still_translates(transformer_dir, exported, tmp_path, lines, capsys):

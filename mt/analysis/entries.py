@@ -19,6 +19,7 @@ import numpy as np
 from mt.config import ExperimentConfig, load_yaml, settings_but_seed
 from mt.errors import MTError
 from mt.evaluation.metrics import Scores
+from mt.model_dir import EXPORT_INFO
 
 MODEL_FILES = ("config.yaml", "model.safetensors")
 
@@ -45,7 +46,9 @@ class ModelEntry:
 
 
 def _is_model_dir(path: Path) -> bool:
-    return all((path / f).is_file() for f in MODEL_FILES)
+    """A model directory, or an export of one (mt export), which every command runs alike."""
+    return all((path / f).is_file() for f in MODEL_FILES) or \
+        ((path / "config.yaml").is_file() and (path / EXPORT_INFO).is_file())
 
 
 def find_model_dirs(paths: Sequence[str | Path]) -> list[Path]:
