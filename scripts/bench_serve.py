@@ -118,19 +118,24 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
             "client": "aiohttp"}
 
 
-def offline(model: str, sentences: list[str], threads: int, env: dict[str, str]) -> dict:
-    """``mt translate`` of the sentences in one file, timed around the translation only."""
+def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0) -> dict:
+    """``mt translate`` of the sentences in one file, timed around the translation only;
+    ``batch`` N > 0: N lines a call, in file order (what a server's batches can hold when N
+    clients each have one sentence in flight)."""
     code = ("import sys, time, torch; from mt.decoding.translator import Translator; "
             f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
             "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
-            "s = time.perf_counter(); t.translate(lines); print(len(lines) / (time.perf_counter() - s))")
+            f"n = {batch} or len(lines); s = time.perf_counter(); "
+            "[t.translate(lines[i:i + n]) for i in range(0, len(lines), n)]; "
+            "print(len(lines) / (time.perf_counter() - s))")
     path = Path("/tmp") / f"bench_serve_{time.time_ns()}.txt"
     path.write_text("\n".join(sentences) + "\n")
     runs = [float(subprocess.run([sys.executable, "-c", code, model.split("=")[-1], str(path)], cwd=REPO, check=True,
                                  capture_output=True, text=True, env={**os.environ, **env}).stdout.split()[-1])
             for _ in range(3)]
     path.unlink()
-    return {"offline_sentences_per_s": round(statistics.median(runs), 2), "offline_runs": [round(r, 2) for r in runs]}
+    return {"offline_sentences_per_s": round(statistics.median(runs), 2), "offline_runs": [round(r, 2) for r in runs],
+            "offline_batch": batch or "whole file"}
 
 
 async def _soak(server: Server, sentences: list[str], seconds: float, pair: tuple[str, str],
@@ -159,6 +164,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server's search processes")
     parser.add_argument("--offline-threads", type=int, nargs="+", default=[1, 2],
                         help="torch threads of the offline runs (one measurement each)")
+    parser.add_argument("--offline-batches", type=int, nargs="*", default=[],
+                        help="also the offline rate N lines a call, for each N (e.g. 32: the most a batch holds "
+                        "with 32 clients)")
     parser.add_argument("--json", help="append one line per measurement here")
     parser.add_argument("--label", default="", help="written into every line (what this run varies)")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
@@ -186,6 +194,9 @@ def main() -> None:
             for threads in ns.offline_threads:
                 emit({"model": name, "kind": "offline", "offline_threads": threads,
                       **offline(model, sentences, threads, env)})
+                for batch in ns.offline_batches:
+                    emit({"model": name, "kind": "offline", "offline_threads": threads,
+                          **offline(model, sentences, threads, env, batch)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
             if not levels:
