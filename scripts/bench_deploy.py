@@ -53,7 +53,8 @@ print(json.dumps({"load_s": round(load, 3), "seconds": round(seconds, 3),
 
 
 def weights_size(path: Path) -> int:
-    return sum((path / name).stat().st_size for name in ("model.safetensors", "model.bin") if (path / name).is_file())
+    return sum((path / name).stat().st_size for name in ("model.safetensors", "model.bin", "model.int8.safetensors")
+               if (path / name).is_file())
 
 
 def main() -> None:

@@ -156,7 +156,8 @@ def _pair(url: str) -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="NAME=MODEL_DIR")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32, 128],
+                        help="client levels (none: only the offline rates)")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--unbatched-at", type=int, nargs="*", default=[32])
     parser.add_argument("--no-offline", dest="offline", action="store_false", help="skip the offline ceiling")

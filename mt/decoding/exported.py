@@ -90,8 +90,11 @@ class CT2Translator(Translator):
             raise MTError(f"--precision {precision} is not one of {', '.join(_COMPUTE_TYPES)}")
         compute_type = _COMPUTE_TYPES[precision]
         try:
+            # Threads translate batches side by side (inter_threads), one each: on a 2-core Zen 4 an int8
+            # model ran 0.6x as fast with 2 threads on one batch as with 1, and 1.7x with 2 batches at once
+            # (float32: the same either way); docs/BENCHMARKS.md.
             engine = ctranslate2.Translator(str(folder), device=where, compute_type=compute_type,
-                                            intra_threads=torch.get_num_threads())
+                                            inter_threads=torch.get_num_threads(), intra_threads=1)
         except (RuntimeError, ValueError) as err:
             raise MTError(f"CTranslate2 could not load {folder}: {str(err).splitlines()[0]}; export it again") \
                 from None
@@ -123,17 +126,20 @@ class CT2Translator(Translator):
                 results[i] = [Translation(lines[i], "", [], ["</s>"], [], None, 0.0)]
             else:
                 groups.setdefault(self._limit(len(seq), search), []).append(i)
-        for limit, rows in groups.items():
+        running = []
+        for limit, rows in groups.items():  # every group at once: the engine's threads take them side by side
             sources = [self.src_tokenizer.id_to_piece(ids[r]) for r in rows]
-            out = self.engine.translate_batch(
-                sources, beam_size=search.beam,
+            running.append((limit, rows, sources, self.engine.translate_batch(
+                sources, asynchronous=True, beam_size=search.beam,
                 num_hypotheses=search.nbest, length_penalty=search.length_penalty,
                 no_repeat_ngram_size=search.no_repeat_ngram, max_decoding_length=limit, min_decoding_length=0,
                 max_input_length=0, return_scores=True, return_attention=search.keep_attention, return_end_token=True,
                 max_batch_size=max(search.max_tokens // search.beam, 64), batch_type="tokens",
-                suppress_sequences=self._never)
+                suppress_sequences=self._never)))
+        for limit, rows, sources, out in running:
             first = self._first_rows(sources) if search.keep_attention and search.beam > 1 else None
-            for j, (r, result) in enumerate(zip(rows, out)):
+            for j, (r, pending) in enumerate(zip(rows, out)):
+                result = pending.result()
                 hyps = []
                 for k, pieces in enumerate(result.hypotheses):
                     ended = bool(pieces) and pieces[-1] == self._eos
@@ -233,19 +239,24 @@ def load_int8(path: str, device: str = "auto", precision: str = "auto") -> Trans
     info = json.loads((Path(path) / EXPORT_INFO).read_text(encoding="utf-8"))
     loaded = load_int8_dir(path, info.get("aliases", {}))
     parameters = loaded.model.num_parameters()
-    model = int8_compute(loaded.model)
+    model = int8_compute(loaded.model, inplace=True)  # no second copy of the weights in memory
     model.num_parameters = lambda: parameters  # packed int8 weights are no longer nn.Parameters to count
     return Translator(model, loaded.src_tokenizer, loaded.tgt_tokenizer, "cpu",  # type: ignore[arg-type]
                       ResolvedPrecision("int8", "int8 export: dynamic int8 products, fp32 activations"))
 
 
-def int8_compute(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with its linear layers and recurrent cells replaced by dynamic int8 ones."""
+def int8_compute(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:
+    """``model`` (a copy, unless ``inplace``) with its linear layers and recurrent cells
+    replaced by dynamic int8 ones. PyTorch's ``quantize_dynamic`` rather than torchao's
+    ``Int8DynamicActivationInt8WeightConfig``: measured on Zen 4 it was 1.5x (RNN) and 1.7x
+    (Transformer) fp32's speed where torchao gave 0.8x and 1.25x, and only it has int8
+    GRU/LSTM cells (scripts/bench_int8_engines.py, docs/BENCHMARKS.md)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice: see docs/BENCHMARKS.md
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice: the reason is above
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM}, dtype=torch.qint8,
+                                inplace=inplace)
 
 
 EXPORT_RUNNERS["ctranslate2"] = CT2Translator.from_export
