@@ -83,6 +83,8 @@ def test_what_int8_cannot_do_is_one_line(trained_model_dir, tmp_path, capsys):
         ["translate", str(out), "--input", str(tmp_path / "in.txt"), "--precision", "bf16"])
     assert "needs the model directory it was exported from" in error(
         ["export", str(out), "--to", "int8", "--out", str(tmp_path / "again")])
+    assert "is for --to ctranslate2" in error(
+        ["export", str(trained_model_dir), "--to", "int8", "--quantization", "float32", "--out", str(tmp_path / "q")])
     (out / INT8_WEIGHTS).write_bytes(b"not safetensors")
     assert "is damaged" in error(["translate", str(out), "--input", str(tmp_path / "in.txt")])
     assert load_model_dir(trained_model_dir).model is not None  # the source is untouched

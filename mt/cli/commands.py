@@ -253,13 +253,15 @@ def export(args: list[str]) -> int:
     parser.add_argument("model_dir", help="the model directory to export")
     parser.add_argument("--to", required=True, choices=["ctranslate2", "int8"],
                         help="ctranslate2: a CTranslate2 model (Transformers); int8: any model with int8 weights "
-                        "(a third of the size) that translates with int8 products on the CPU")
-    parser.add_argument("--quantization", default="int8",
+                        "(about a quarter of the size) that translates with int8 products on the CPU")
+    parser.add_argument("--quantization", default=None,
                         help="for --to ctranslate2, the weight type: int8 (default), int8_float32, int16, float32, "
                         "bfloat16, int8_bfloat16")
     parser.add_argument("--out", required=True, help="the directory to write (replaced once the new one is complete)")
     ns = parser.parse_args(args)
     if ns.to == "int8":
+        if ns.quantization not in (None, "int8"):
+            raise MTError(f"--quantization {ns.quantization} is for --to ctranslate2; --to int8 always writes int8")
         from mt.export.int8 import export_int8
 
         out = export_int8(ns.model_dir, ns.out)
@@ -269,9 +271,10 @@ def export(args: list[str]) -> int:
         return 0
     from mt.export.ctranslate2 import export_ctranslate2
 
-    out = export_ctranslate2(ns.model_dir, ns.out, ns.quantization)
+    quantization = ns.quantization or "int8"
+    out = export_ctranslate2(ns.model_dir, ns.out, quantization)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    print(f"CTranslate2 model ({ns.quantization}, {size / 2**20:.1f} MiB): {out}\n"
+    print(f"CTranslate2 model ({quantization}, {size / 2**20:.1f} MiB): {out}\n"
           f"translate with it as with a model directory: mt translate {out} < input.txt")
     return 0
 
