@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-bf16", action="store_true", help="leave out mt bf16")
+    parser.add_argument("--lines", type=int, default=0, help="the first N lines of test 2016 only (default: all)")
     parser.add_argument("--json", help="append one line per run here")
     parser.add_argument("--label", default="", help="written into every line")
     ns = parser.parse_args()
@@ -80,9 +81,9 @@ def main() -> None:
     tmp = Path("/tmp") / f"bench_deploy_{time.time_ns()}"
     tmp.mkdir()
     for side in ("en", "de"):
-        (tmp / f"test.{side}").write_text(gzip.decompress((DATA / f"test_2016_flickr.{side}.gz").read_bytes()).decode(),
-                                          encoding="utf-8")
-    info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "label": ns.label,
+        lines = gzip.decompress((DATA / f"test_2016_flickr.{side}.gz").read_bytes()).decode().splitlines()
+        (tmp / f"test.{side}").write_text("".join(line + "\n" for line in lines[: ns.lines or None]), encoding="utf-8")
+    info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "label": ns.label, "lines": ns.lines or 1000,
             "model": str(Path(ns.model).resolve())}
     rows: dict[tuple, list[dict]] = {}
     for round_ in range(ns.rounds):
