@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from mt import __version__
 from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
@@ -103,18 +105,47 @@ def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConf
                        "the model directory", f"{previous}; free space there and resume the run (train.resume)")
 
 
-def export_format(path: str | Path) -> str | None:
-    """The format of an ``mt export`` directory ('ctranslate2', 'int8'), None for a model directory."""
+def export_info(path: str | Path) -> dict | None:
+    """What ``mt export`` wrote about an export directory (its ``format`` first), None for a
+    model directory; a damaged file is one line."""
     info = Path(path) / EXPORT_INFO
     if not info.is_file():
         return None
     try:
-        kind = json.loads(info.read_text(encoding="utf-8"))["format"]
+        data = json.loads(info.read_text(encoding="utf-8"))
+        kind = data["format"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise MTError(f"{info} is damaged ({type(err).__name__}): export the model again with mt export") from None
     if not isinstance(kind, str):
         raise MTError(f"{info} is damaged (format is not a string): export the model again with mt export")
-    return kind
+    return data
+
+
+def export_format(path: str | Path) -> str | None:
+    """The format of an ``mt export`` directory ('ctranslate2', 'int8'), None for a model directory."""
+    info = export_info(path)
+    return None if info is None else info["format"]
+
+
+def write_export_files(path: Path, loaded: LoadedModel, info: dict) -> None:
+    """What every export holds beside its engine's weights: mt's config and tokenizers, and
+    ``export.json`` (``info`` plus the version, the source and the date)."""
+    (path / CONFIG).write_text(to_yaml(loaded.config), encoding="utf-8")
+    copy_tokenizer(loaded.src_tokenizer, path / SRC_SPM)
+    copy_tokenizer(loaded.tgt_tokenizer, path / TGT_SPM)
+    info = {**info, "mt": __version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "parameters": loaded.model.num_parameters()}
+    (path / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+
+def read_config_and_tokenizers(path: Path, files: Sequence[str], what: str,
+                               fix: str) -> tuple[ExperimentConfig, Tokenizer, Tokenizer]:
+    """The config and tokenizers of a model or export directory, once ``files`` are all there
+    (else one line: '{path} is not {what}: NAME is missing; {fix}')."""
+    for name in files:
+        if not (path / name).is_file():
+            raise MTError(f"{path} is not {what}: {name} is missing{'; ' + fix if fix else ''}")
+    return load_yaml(path / CONFIG, ExperimentConfig), Tokenizer(path / SRC_SPM), Tokenizer(path / TGT_SPM)
 
 
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -127,11 +158,8 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
     if kind is not None:
         raise MTError(f"{path} is a {kind} export (mt export): this command needs the model directory it was "
                       "exported from")
-    for name in (WEIGHTS, CONFIG, SRC_SPM, TGT_SPM):
-        if not (path / name).is_file():
-            raise MTError(f"{path} is not a model directory: {name} is missing")
-    config = load_yaml(path / CONFIG, ExperimentConfig)
-    src_tok, tgt_tok = Tokenizer(path / SRC_SPM), Tokenizer(path / TGT_SPM)
+    config, src_tok, tgt_tok = read_config_and_tokenizers(path, (WEIGHTS, CONFIG, SRC_SPM, TGT_SPM),
+                                                          "a model directory", "")
     model = build_model(config.model, len(src_tok), len(tgt_tok))
     _check_shapes(path / WEIGHTS, model)
     try:
@@ -175,11 +203,8 @@ def load_int8_dir(path: str | Path, aliases: dict[str, str]) -> LoadedModel:
     """An int8 export as an fp32 model whose matrices hold the stored int8 values times their
     scales (what a dynamic int8 engine then quantizes back, row by row, to the same integers)."""
     path = Path(path)
-    for name in (INT8_WEIGHTS, CONFIG, SRC_SPM, TGT_SPM):
-        if not (path / name).is_file():
-            raise MTError(f"{path} is not a complete int8 export: {name} is missing; export it again")
-    config = load_yaml(path / CONFIG, ExperimentConfig)
-    src_tok, tgt_tok = Tokenizer(path / SRC_SPM), Tokenizer(path / TGT_SPM)
+    config, src_tok, tgt_tok = read_config_and_tokenizers(path, (INT8_WEIGHTS, CONFIG, SRC_SPM, TGT_SPM),
+                                                          "a complete int8 export", "export it again")
     model = build_model(config.model, len(src_tok), len(tgt_tok))
     try:
         stored = load_file(str(path / INT8_WEIGHTS))

@@ -387,7 +387,8 @@ def serve(args: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take (default 30)")
     parser.add_argument("--search-processes", type=int, default=1, metavar="N",
                         help="processes per model that run batches side by side (default 1; 2 with --threads 1 "
-                        "gave 1.3-1.5x the sentences/s of one on 2 cores under load, docs/BENCHMARKS.md)")
+                        "gave 1.25x the sentences/s of one for a Transformer on 2 cores under load, "
+                        "docs/BENCHMARKS.md)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of each search process (default: the cores shared among them)")
     ns = parser.parse_args(args)

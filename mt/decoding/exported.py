@@ -15,14 +15,13 @@ beam and greedy search, with mt's search settings mapped onto it:
   output independent of its batch, as mt's own search is.
 - PAD and BOS are never generated (CTranslate2 is told to suppress them), as in mt.
 - Attention: the export keeps one map, the mean of the last decoder layer's heads (mt's
-  default view; CTranslate2's batched beam search gives the first step's row of another
-  sentence, so that row comes from one greedy step instead); ``attention_maps`` returns it as one layer of one head, and asking for
-  another layer or head is refused with the way round it.
+  default view); ``attention_maps`` returns it as one layer of one head, and asking for
+  another layer or head is refused with the way round it. CTranslate2's batched beam search
+  gives the first step's row of another sentence, so that row comes from one greedy step.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -32,12 +31,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mt.config import ExperimentConfig, load_yaml
 from mt.data.tokenizer import Tokenizer
 from mt.decoding.search import LengthPenalty, SearchConfig
 from mt.decoding.translator import EXPORT_RUNNERS, Translation, Translator
 from mt.errors import MTError
-from mt.model_dir import CONFIG, EXPORT_INFO, SRC_SPM, TGT_SPM, load_int8_dir
+from mt.model_dir import CONFIG, SRC_SPM, TGT_SPM, export_info, load_int8_dir, read_config_and_tokenizers
 from mt.precision import ResolvedPrecision
 
 log = logging.getLogger("mt.translate")
@@ -48,8 +46,8 @@ _COMPUTE_TYPES = {"auto": "default", "fp32": "float32", "bf16": "bfloat16", "fp1
 class ExportedModel:
     """What commands read of ``translator.model`` (size, positions) for an export's engine."""
 
-    def __init__(self, info: dict, config: ExperimentConfig) -> None:
-        self.info, self.config = info, config
+    def __init__(self, info: dict) -> None:
+        self.info = info
         self.max_positions: int | None = info.get("max_positions")
 
     def num_parameters(self) -> int:
@@ -62,9 +60,9 @@ class ExportedModel:
 class CT2Translator(Translator):
     """A CTranslate2 export behind ``Translator``'s methods (see the module's notes)."""
 
-    def __init__(self, engine: Any, info: dict, config: ExperimentConfig, src_tokenizer: Tokenizer,
-                 tgt_tokenizer: Tokenizer, device: str, compute_type: str) -> None:
-        super().__init__(ExportedModel(info, config), src_tokenizer, tgt_tokenizer, "cpu")  # type: ignore[arg-type]
+    def __init__(self, engine: Any, info: dict, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, device: str,
+                 compute_type: str) -> None:
+        super().__init__(ExportedModel(info), src_tokenizer, tgt_tokenizer, "cpu")  # type: ignore[arg-type]
         self.engine = engine
         self.device = torch.device(device)
         self.precision = ResolvedPrecision(compute_type, f"CTranslate2 export ({info.get('quantization')} weights)")
@@ -79,11 +77,10 @@ class CT2Translator(Translator):
             raise MTError(f"{path} is a CTranslate2 export, which needs the ctranslate2 package: "
                           "pip install 'mt[deploy]' (scripts/setup.sh installs it)") from None
         folder = Path(path)
-        for name in (CONFIG, SRC_SPM, TGT_SPM, "model.bin"):
-            if not (folder / name).is_file():
-                raise MTError(f"{folder} is not a complete CTranslate2 export: {name} is missing; export it again")
-        info = json.loads((folder / EXPORT_INFO).read_text(encoding="utf-8"))
-        config = load_yaml(folder / CONFIG, ExperimentConfig)
+        _config, src_tokenizer, tgt_tokenizer = read_config_and_tokenizers(
+            folder, (CONFIG, SRC_SPM, TGT_SPM, "model.bin"), "a complete CTranslate2 export", "export it again")
+        info = export_info(folder)
+        assert info is not None
         where = "cuda" if device.startswith("cuda") or (device == "auto" and ctranslate2.get_cuda_device_count()) \
             else "cpu"
         if precision not in _COMPUTE_TYPES:
@@ -91,15 +88,14 @@ class CT2Translator(Translator):
         compute_type = _COMPUTE_TYPES[precision]
         try:
             # Threads translate batches side by side (inter_threads), one each: on a 2-core Zen 4 an int8
-            # model ran 0.6x as fast with 2 threads on one batch as with 1, and 1.7x with 2 batches at once
-            # (float32: the same either way); docs/BENCHMARKS.md.
+            # model ran 0.58x as fast with 2 threads on one batch as with 1, 1.6x with 2 batches at once
+            # (float32: 1.6x and 1.7x); scripts/bench_ct2_threads.py, docs/BENCHMARKS.md.
             engine = ctranslate2.Translator(str(folder), device=where, compute_type=compute_type,
                                             inter_threads=torch.get_num_threads(), intra_threads=1)
         except (RuntimeError, ValueError) as err:
             raise MTError(f"CTranslate2 could not load {folder}: {str(err).splitlines()[0]}; export it again") \
                 from None
-        return cls(engine, info, config, Tokenizer(folder / SRC_SPM), Tokenizer(folder / TGT_SPM), where,
-                   compute_type)
+        return cls(engine, info, src_tokenizer, tgt_tokenizer, where, compute_type)
 
     # -- searching ---------------------------------------------------------------------
     @staticmethod
@@ -236,7 +232,8 @@ def load_int8(path: str, device: str = "auto", precision: str = "auto") -> Trans
     if precision not in ("auto", "fp32"):
         raise MTError(f"an int8 export computes in int8 with fp32 activations: --precision {precision} does not "
                       "apply; leave it at auto")
-    info = json.loads((Path(path) / EXPORT_INFO).read_text(encoding="utf-8"))
+    info = export_info(path)
+    assert info is not None
     loaded = load_int8_dir(path, info.get("aliases", {}))
     parameters = loaded.model.num_parameters()
     model = int8_compute(loaded.model, inplace=True)  # no second copy of the weights in memory

@@ -11,22 +11,18 @@ SentencePiece pieces in id order, so CTranslate2's token ids are mt's.
 The exported directory is also an mt model directory: it keeps ``config.yaml`` and the two
 SentencePiece models beside CTranslate2's files, and ``export.json`` says what it is, so
 ``mt translate`` / ``evaluate`` / ``align`` / ``compare`` / ``serve`` run it as they run a
-PyTorch one (``mt.decoding.ctranslate2``).
+PyTorch one (``mt.decoding.exported``).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 
 import torch
 
-from mt import __version__
-from mt.config import ExperimentConfig, to_yaml
+from mt.config import ExperimentConfig
 from mt.errors import MTError
-from mt.model_dir import CONFIG, EXPORT_INFO, SRC_SPM, TGT_SPM, LoadedModel, load_model_dir, written_dir
+from mt.model_dir import LoadedModel, load_model_dir, write_export_files, written_dir
 from mt.models.transformer import TransformerSeq2Seq
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "bfloat16", "int8_bfloat16")
@@ -77,27 +73,26 @@ def build_spec(loaded: LoadedModel):
         s.scale_embeddings = True  # x sqrt(d), as mt's Embedding
         s.position_encodings.encodings = array(emb.learned.weight if emb.learned is not None else emb.table)
 
+    def self_attention_and_ffn(s, attn, norm_in, ffn_norm, ff):
+        """The parts encoder and decoder layers share: self-attention (q, k, v fused) and FFN."""
+        norm(s.self_attention.layer_norm, norm_in)
+        linear(s.self_attention.linear[0], attn.query, attn.key_value)
+        linear(s.self_attention.linear[1], attn.out)
+        norm(s.ffn.layer_norm, ffn_norm)
+        linear(s.ffn.linear_0, ff[0])
+        linear(s.ffn.linear_1, ff[3])
+
     embedding(spec.encoder, model.src_embed)
     for s, layer in zip(spec.encoder.layer, model.encoder):
-        norm(s.self_attention.layer_norm, layer.norm1)
-        linear(s.self_attention.linear[0], layer.attn.query, layer.attn.key_value)
-        linear(s.self_attention.linear[1], layer.attn.out)
-        norm(s.ffn.layer_norm, layer.norm2)
-        linear(s.ffn.linear_0, layer.ff[0])
-        linear(s.ffn.linear_1, layer.ff[3])
+        self_attention_and_ffn(s, layer.attn, layer.norm1, layer.norm2, layer.ff)
     norm(spec.encoder.layer_norm, model.encoder_norm)
     embedding(spec.decoder, model.tgt_embed)
     for s, layer in zip(spec.decoder.layer, model.decoder):
-        norm(s.self_attention.layer_norm, layer.norm1)
-        linear(s.self_attention.linear[0], layer.self_attn.query, layer.self_attn.key_value)
-        linear(s.self_attention.linear[1], layer.self_attn.out)
+        self_attention_and_ffn(s, layer.self_attn, layer.norm1, layer.norm3, layer.ff)
         norm(s.attention.layer_norm, layer.norm2)
         linear(s.attention.linear[0], layer.cross_attn.query)
-        linear(s.attention.linear[1], layer.cross_attn.key_value)
+        linear(s.attention.linear[1], layer.cross_attn.key_value)  # k and v, fused in mt already
         linear(s.attention.linear[2], layer.cross_attn.out)
-        norm(s.ffn.layer_norm, layer.norm3)
-        linear(s.ffn.linear_0, layer.ff[0])
-        linear(s.ffn.linear_1, layer.ff[3])
     norm(spec.decoder.layer_norm, model.decoder_norm)
     linear(spec.decoder.projection, model.output)
 
@@ -126,15 +121,11 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
     spec.validate()
     spec.optimize(quantization=quantization)
     info = {"format": "ctranslate2", "quantization": quantization, "ctranslate2": ct2.__version__,
-            "mt": __version__, "from": str(source.resolve()), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "parameters": loaded.model.num_parameters(), "max_positions": loaded.model.max_positions,
+            "from": str(source.resolve()), "max_positions": loaded.model.max_positions,
             "attention": "the mean of the last decoder layer's heads"}
 
     def write(tmp: Path) -> None:
         spec.save(str(tmp))
-        (tmp / CONFIG).write_text(to_yaml(loaded.config), encoding="utf-8")
-        shutil.copyfile(source / SRC_SPM, tmp / SRC_SPM)
-        shutil.copyfile(source / TGT_SPM, tmp / TGT_SPM)
-        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        write_export_files(tmp, loaded, info)
 
     return written_dir(Path(out), write, "the CTranslate2 export")

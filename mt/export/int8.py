@@ -1,5 +1,5 @@
-"""Any mt model (RNNs too) with int8 weights: a third of the fp32 size on disk, int8 products
-when it translates.
+"""Any mt model (RNNs too) with int8 weights: about a quarter of the fp32 size on disk, int8
+products when it translates.
 
 Every weight matrix (linear layers, embeddings, recurrent cells) is stored as symmetric
 int8 with one scale per row, in safetensors beside mt's config and tokenizers; biases and
@@ -10,23 +10,9 @@ activations quantized as they come), which rounds each row back to the same inte
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 
-from mt import __version__
-from mt.config import to_yaml
-from mt.model_dir import (
-    CONFIG,
-    EXPORT_INFO,
-    INT8_WEIGHTS,
-    SRC_SPM,
-    TGT_SPM,
-    load_model_dir,
-    save_int8_weights,
-    written_dir,
-)
+from mt.model_dir import INT8_WEIGHTS, load_model_dir, save_int8_weights, write_export_files, written_dir
 
 
 def export_int8(model_dir: str | Path, out: str | Path) -> Path:
@@ -36,12 +22,7 @@ def export_int8(model_dir: str | Path, out: str | Path) -> Path:
 
     def write(tmp: Path) -> None:
         aliases = save_int8_weights(loaded.model, tmp / INT8_WEIGHTS)
-        (tmp / CONFIG).write_text(to_yaml(loaded.config), encoding="utf-8")
-        shutil.copyfile(source / SRC_SPM, tmp / SRC_SPM)
-        shutil.copyfile(source / TGT_SPM, tmp / TGT_SPM)
-        info = {"format": "int8", "weights": "symmetric int8, one fp32 scale per row; biases and norms fp32",
-                "mt": __version__, "from": str(source.resolve()), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "parameters": loaded.model.num_parameters(), "aliases": aliases}
-        (tmp / EXPORT_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        write_export_files(tmp, loaded, {"format": "int8", "from": str(source.resolve()), "aliases": aliases,
+                                         "weights": "symmetric int8, one fp32 scale per row; biases and norms fp32"})
 
     return written_dir(Path(out), write, "the int8 export")

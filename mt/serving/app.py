@@ -51,7 +51,7 @@ class ServedModel:
     source: str           # language codes, from the model's config
     target: str
     info: dict[str, Any] = field(default_factory=dict)  # what GET /models shows
-    search: Search | list[Search] | None = None  # runs a batch (SearchProcesses); None: the translator, in the worker thread
+    search: list[Search] | None = None  # each runs a batch (SearchProcesses); None: the translator, in the worker thread
     worker: ModelWorker | None = None
 
 

@@ -142,14 +142,11 @@ class ModelWorker:
     cores), or by default the translator's own search in the worker thread."""
 
     def __init__(self, translator: Translator, options: BatchingOptions,
-                 on_batch: Callable[[int, int], None] | None = None, search: Search | Sequence[Search] | None = None
+                 on_batch: Callable[[int, int], None] | None = None, search: Sequence[Search] | None = None
                  ) -> None:
         self.translator = translator
-        if search is None:
-            search = lambda lines, config: translator.translate_nbest(lines, search=config)
-        self.searches: list[Search] = list(search) if isinstance(search, Sequence) else [search]
-        if not self.searches:
-            raise ValueError("a model needs at least one search")
+        self.searches: list[Search] = list(search) if search else \
+            [lambda lines, config: translator.translate_nbest(lines, search=config)]
         self.options = options
         self.on_batch = on_batch  # (sentences, source pieces) of every batch run: metrics
         self._jobs: deque[Job] = deque()
