@@ -53,11 +53,15 @@ class Score(Enum):
     general = "general"
     scaled_dot = "scaled_dot"
     cosine = "cosine"
+    euclidean = "euclidean"
+    pearson = "pearson"
 
 
 class Normalizer(Enum):
     softmax = "softmax"
     sparsemax = "sparsemax"
+    sigmoid = "sigmoid"
+    max = "max"
 
 
 class CorpusSource(Enum):
@@ -114,10 +118,17 @@ class AttentionConfig:
     dim: int = 256              # hidden size of the additive/concat scorer and the position predictor
     input_feeding: bool = True  # luong: feed the last attentional hidden state into the next step
     window: int = 10            # luong_local: D, source positions each side of the predicted one
+    top_k: int = 0              # keep each query's k highest scores, zero weight elsewhere; 0: all
+    hard: bool = False          # one source position per step (Gumbel straight-through; argmax at inference)
 
     def __post_init__(self) -> None:
         _check(self.dim > 0, f"model.attention.dim must be positive, got {self.dim}")
         _check(self.window >= 1, f"model.attention.window must be at least 1, got {self.window}")
+        _check(self.top_k >= 0, f"model.attention.top_k must be 0 (off) or a positive number of positions, "
+                                f"got {self.top_k}")
+        _check(not self.hard or self.normalizer is Normalizer.softmax,
+               f"model.attention.hard=true samples one position from the softmax of the scores: drop "
+               f"model.attention.normalizer={self.normalizer.value} (or set it to softmax)")
 
 
 @dataclass
@@ -151,9 +162,16 @@ class ModelConfig:
             _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
                    f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
             _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
+            a = self.attention
+            changed = [f"{k}={v}" for k, v, default in (
+                ("score", a.score.value, Score.additive.value), ("normalizer", a.normalizer.value, Normalizer.softmax.value),
+                ("top_k", a.top_k, 0), ("hard", str(a.hard).lower(), "false")) if v != default]
+            _check(not changed, f"model.attention.{changed[0] if changed else ''} shapes the RNN decoders' attention; "
+                                f"the Transformer's is scaled dot-product softmax over heads: drop it or pick an rnn_* model")
             return
         score = self.attention.score
-        if self.attention.type is not AttentionType.none and score in (Score.dot, Score.scaled_dot, Score.cosine):
+        if self.attention.type is not AttentionType.none and score in (Score.dot, Score.scaled_dot, Score.cosine,
+                                                                      Score.euclidean, Score.pearson):
             _check(self.encoder_out_dim == self.hidden_dim,
                    f"the {score.value} score compares decoder states ({self.hidden_dim}) with encoder states "
                    f"({self.encoder_out_dim}) and needs one size: set model.enc_hidden_dim="

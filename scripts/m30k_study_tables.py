@@ -34,6 +34,12 @@ NAMES = {
     "luong scaled_dot": "Luong scaled dot",
     "luong cosine": "Luong cosine",
     "luong_local general": "Luong local-p (general)",
+    "luong euclidean": "Luong Euclidean",
+    "luong pearson": "Luong Pearson",
+    "bahdanau additive sigmoid": "Bahdanau, sigmoid",
+    "bahdanau additive max": "Bahdanau, max",
+    "bahdanau additive top-3": "Bahdanau, top-3",
+    "bahdanau additive hard": "Bahdanau, hard",
 }
 
 

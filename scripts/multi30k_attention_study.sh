@@ -13,7 +13,9 @@
 #
 # Variants (names of the run folders): rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax
 # rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine
-# rnn_luong_local transformer. The RNNs share SIZE, so their parameter counts stay within a
+# rnn_luong_local transformer; and the rest of the family (issue 33): rnn_luong_euclidean
+# rnn_luong_pearson rnn_bahdanau_sigmoid rnn_bahdanau_max rnn_bahdanau_top3 rnn_bahdanau_hard
+# ("family" names these six). The RNNs share SIZE, so their parameter counts stay within a
 # few percent; the Transformer keeps its preset's training settings at SIZE's width.
 #
 # Jobs run two at a time with one thread each (both cores of a 2-core machine); set JOBS
@@ -45,7 +47,10 @@ threads=${THREADS:-1}
 SIZE=${SIZE:-"model.emb_dim=128 model.hidden_dim=128 model.enc_hidden_dim=64 model.attention.dim=128 data.tokenizer.src_vocab_size=4000 data.tokenizer.tgt_vocab_size=4000"}
 epochs=${EPOCHS:-50}
 patience=${PATIENCE:-4}
-common="data=multi30k data.dir=$data train.epochs=$epochs train.patience=$patience train.threads=$threads $SIZE $*"
+# fp32 on every CPU: the first ten variants were trained on an AVX2-only machine, where `auto`
+# is fp32; on a CPU with native bf16 `auto` would train the later ones in bf16 (PRECISION=auto).
+precision=${PRECISION:-fp32}
+common="data=multi30k data.dir=$data train.epochs=$epochs train.patience=$patience train.threads=$threads train.precision=$precision $SIZE $*"
 
 compare() {  # the finished runs of $out beside the records, new records written
   local done_runs=() systems=()
@@ -68,10 +73,18 @@ overrides() {  # variant -> its mt train overrides
     rnn_bahdanau_sparsemax) echo "model=rnn_bahdanau model.attention.normalizer=sparsemax" ;;
     rnn_luong_scaled_dot) echo "model=rnn_luong_dot model.attention.score=scaled_dot" ;;
     rnn_luong_cosine) echo "model=rnn_luong_dot model.attention.score=cosine" ;;
+    rnn_luong_euclidean) echo "model=rnn_luong_dot model.attention.score=euclidean" ;;
+    rnn_luong_pearson) echo "model=rnn_luong_dot model.attention.score=pearson" ;;
+    rnn_bahdanau_sigmoid) echo "model=rnn_bahdanau model.attention.normalizer=sigmoid" ;;
+    rnn_bahdanau_max) echo "model=rnn_bahdanau model.attention.normalizer=max" ;;
+    rnn_bahdanau_top3) echo "model=rnn_bahdanau model.attention.top_k=3" ;;
+    rnn_bahdanau_hard) echo "model=rnn_bahdanau model.attention.hard=true" ;;
     *) echo "unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-[ "$variants" = all ] && variants="rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine rnn_luong_local transformer"
+family="rnn_luong_euclidean rnn_luong_pearson rnn_bahdanau_sigmoid rnn_bahdanau_max rnn_bahdanau_top3 rnn_bahdanau_hard"
+[ "$variants" = family ] && variants=$family
+[ "$variants" = all ] && variants="rnn_noattn rnn_bahdanau rnn_bahdanau_sparsemax rnn_luong_dot rnn_luong_general rnn_luong_concat rnn_luong_scaled_dot rnn_luong_cosine rnn_luong_local transformer $family"
 for v in $variants; do overrides "$v" > /dev/null; done  # fail before training anything
 if [ "$out" = --params ]; then  # each variant's size at SIZE (4,000-piece vocabularies), no training
   for v in $variants; do

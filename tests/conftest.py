@@ -52,11 +52,12 @@ os.environ["MT_PRECISION"] = "fp32"
 
 
 def tiny_model_config(attention: str = "bahdanau", cell: str = "gru", score: str = "additive",
-                      normalizer: str = "softmax", input_feeding: bool = True, window: int = 10) -> ModelConfig:
+                      normalizer: str = "softmax", input_feeding: bool = True, window: int = 10, top_k: int = 0,
+                      hard: bool = False) -> ModelConfig:
     return ModelConfig(name=f"test_{attention}", cell=Cell(cell), emb_dim=16, hidden_dim=24, enc_hidden_dim=12,
                        dropout=0.0, attention=AttentionConfig(
                            type=AttentionType(attention), score=Score(score), normalizer=Normalizer(normalizer),
-                           input_feeding=input_feeding, window=window, dim=16))
+                           input_feeding=input_feeding, window=window, dim=16, top_k=top_k, hard=hard))
 
 
 # Every RNN variant a user can configure, as tiny_model_config arguments.
@@ -73,7 +74,16 @@ RNN_VARIANTS = {
     "luong-general-no-feeding": {"attention": "luong", "score": "general", "input_feeding": False},
     "luong-dot-sparsemax": {"attention": "luong", "score": "dot", "normalizer": "sparsemax"},
     "luong-local": {"attention": "luong_local", "score": "general", "window": 2},
+    "luong-euclidean": {"attention": "luong", "score": "euclidean"},
+    "luong-pearson-no-feeding": {"attention": "luong", "score": "pearson", "input_feeding": False},
+    "bahdanau-sigmoid": {"attention": "bahdanau", "normalizer": "sigmoid"},
+    "luong-general-max": {"attention": "luong", "score": "general", "normalizer": "max"},
+    "bahdanau-top2": {"attention": "bahdanau", "top_k": 2},
+    "bahdanau-hard": {"attention": "bahdanau", "hard": True},
+    "luong-local-hard": {"attention": "luong_local", "score": "general", "window": 2, "hard": True},
 }
+# Variants whose attention rows are gates, not distributions: they do not sum to one.
+GATED_VARIANTS = ("bahdanau-sigmoid", "luong-general-max")
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,9 @@ def _variant(cfg) -> str:
     else:
         kind = f"{att.type.value} {att.score.value}" + ("" if att.normalizer.value == "softmax" else
                                                          f" {att.normalizer.value}")
+        # Configs saved before top_k and hard existed have neither key.
+        kind += f" top-{att.top_k}" if getattr(att, "top_k", 0) else ""
+        kind += " hard" if getattr(att, "hard", False) else ""
     return f"{m.cell.value} {m.hidden_dim}, {kind}"
 
 

@@ -43,7 +43,7 @@ def _train_app(cfg: DictConfig) -> float:
     except MTError as err:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
-        distributed.shutdown()
+        distributed.shutdown(finished=False)
         sys.exit(2)
     distributed.shutdown()
     log.info("done: model directory %s", result.best_dir)

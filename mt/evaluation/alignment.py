@@ -5,9 +5,11 @@ A link is ``(i, j)``: source word i, target word j, both 0-based inside the libr
 may be 1-based (gold sets often are) and are converted at the edge. Gold marks each link
 sure (``i-j``) or possible (``ipj``); every sure link is also possible (S is a subset of P).
 
-Attention comes as a matrix ``[target pieces, source pieces]`` whose rows sum to one.
-Subword pieces are merged to words first (``merge_to_words``: sum over a word's source
-pieces, mean over its target pieces, so each target-word row still sums to one); then a
+Attention comes as a matrix ``[target pieces, source pieces]`` whose rows sum to one
+(softmax, sparsemax, hard attention) or hold independent gates in [0, 1] (the sigmoid and max
+normalisers). Subword pieces are merged to words first (``merge_to_words``: sum over a word's
+source pieces, mean over its target pieces, so a target-word row still sums to one; a gated
+word can exceed one, which no rule minds); then a
 rule picks the links: ``argmax_links`` (each target word to its heaviest source word,
 Luong et al. 2015) or ``threshold_links``. ``shift_rows`` is Shift-Att (Chen et al.
 2020): target word j is read from the decoder step where j is the input, not the output.
@@ -153,10 +155,13 @@ def shift_rows(attention: Tensor) -> Tensor:
 
 
 def argmax_links(words: Tensor) -> set[Link]:
-    """Each target word to its heaviest source word: links ``(source, target)``."""
+    """Each target word to its heaviest source word: links ``(source, target)``. A row with
+    no weight on any source word (hard or sparse attention that went all to the source EOS)
+    links nothing rather than word 0."""
     if words.numel() == 0:
         return set()
-    return {(int(i), j) for j, i in enumerate(words.argmax(dim=1).tolist())}
+    best = words.max(dim=1)
+    return {(int(i), j) for j, (i, w) in enumerate(zip(best.indices.tolist(), best.values.tolist())) if w > 0}
 
 
 def threshold_links(words: Tensor, threshold: float) -> set[Link]:

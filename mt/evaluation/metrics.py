@@ -113,12 +113,18 @@ def bleu_from_statistics(summed: Iterable[float]) -> float:
 
 def attention_entropy(matrices: Iterable[np.ndarray | None]) -> float | None:
     """Mean entropy (nats) of the rows of the attention matrices, None when there are none:
-    low for sharp alignments, high for attention spread over the source."""
+    low for sharp alignments, high for attention spread over the source. Rows that do not
+    sum to one (sigmoid gates, max normalisation) are read as the distribution of their
+    weights renormalised to sum to one: how spread the attention is, whatever its total;
+    an all-zero row has no distribution and is left out."""
     total, rows = 0.0, 0
     for m in matrices:
         if m is None or not m.size:
             continue
-        p = np.clip(np.asarray(m, dtype=np.float64), 1e-12, 1.0)
+        w = np.asarray(m, dtype=np.float64)
+        sums = w.sum(axis=1, keepdims=True)
+        w = w[sums[:, 0] > 0] / sums[sums[:, 0] > 0]
+        p = np.clip(w, 1e-12, 1.0)
         total += float(-(p * np.log(p)).sum(axis=1).sum())
         rows += p.shape[0]
     return total / rows if rows else None

@@ -15,7 +15,7 @@ def build_attention(cfg: AttentionConfig, query_dim: int, value_dim: int) -> Att
     if cfg.type is AttentionType.none:
         return None
     window = cfg.window if cfg.type is AttentionType.luong_local else 0
-    return Attention(query_dim, value_dim, cfg.score.value, cfg.normalizer.value, cfg.dim, window)
+    return Attention(query_dim, value_dim, cfg.score.value, cfg.normalizer.value, cfg.dim, window, cfg.top_k, cfg.hard)
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2SeqModel:

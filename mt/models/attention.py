@@ -12,10 +12,29 @@ Scores (Luong et al., 2015, and later work):
   general            q^T W h
   scaled_dot         q . h / sqrt(d)
   cosine             s * cos(q, h), with a learned scale s (cosines alone are too flat)
-Normalisers: softmax, or sparsemax (Martins & Astudillo, 2016), whose weights have
-exact zeros. A local window (Luong's local-p) predicts a source position per query and
-restricts the weights to within ``window`` positions of it, favouring the centre with a
-Gaussian of standard deviation window / 2.
+  euclidean          -||q - h||^2 / (2 sqrt(d)): scaled_dot less half the key's squared norm over
+                     sqrt(d) (and the query's, which no normaliser but sigmoid / max notices)
+  pearson            s * cos(q - mean(q), h - mean(h)): Pearson's correlation of the two
+                     vectors' components, with a learned scale as the cosine has
+Normalisers:
+  softmax            weights sum to one
+  sparsemax          Martins & Astudillo (2016): sum to one, with exact zeros
+  sigmoid            sigmoid(score), each weight an independent gate in (0, 1): they do not
+                     sum to one, so the context is a gated sum whose size follows how many
+                     positions are open (Kim et al. 2017 use such gates)
+  max                softplus(score) / max over the source of softplus(score): the strongest
+                     position gets exactly 1, the others their share of it in (0, 1]; softplus
+                     makes the scores positive (a plain division by the maximum is undefined
+                     when scores are negative) and keeps a gradient everywhere
+Masks: a local window (Luong's local-p) predicts a source position per query and restricts
+the weights to within ``window`` positions of it, favouring the centre with a Gaussian of
+standard deviation window / 2; ``top_k`` keeps the k highest scores of each query (after the
+window) and gives every other position exactly zero weight.
+Hard attention (Xu et al., 2015) picks one source position per step: in training a
+straight-through Gumbel-softmax sample (forward one-hot, backward the gradient of the
+softmax of the perturbed scores at temperature 1), at inference the argmax. Straight-through
+Gumbel rather than Xu et al.'s REINFORCE: one sample per step, no baseline to learn, no
+variance reduction to tune, and the same code path as soft attention.
 """
 
 from __future__ import annotations
@@ -26,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-SCORES = ("additive", "concat", "dot", "general", "scaled_dot", "cosine")
-NEEDS_EQUAL_DIMS = ("dot", "scaled_dot", "cosine")
+SCORES = ("additive", "concat", "dot", "general", "scaled_dot", "cosine", "euclidean", "pearson")
+NEEDS_EQUAL_DIMS = ("dot", "scaled_dot", "cosine", "euclidean", "pearson")
 
 
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
@@ -57,27 +76,75 @@ def sparsemax(scores: Tensor, mask: Tensor) -> Tensor:
     return torch.clamp(z - tau, min=0.0).masked_fill(~mask, 0.0).to(scores.dtype)
 
 
-NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax}
+def masked_sigmoid(scores: Tensor, mask: Tensor) -> Tensor:
+    """Independent gates sigmoid(score) in (0, 1), exactly zero where ``mask`` is False."""
+    if mask.dim() == 2 and scores.dim() > 2:
+        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    return torch.sigmoid(scores).masked_fill(~mask, 0.0)
+
+
+def max_normalize(scores: Tensor, mask: Tensor) -> Tensor:
+    """softplus(score) divided by its maximum over the unmasked positions: the strongest
+    position weighs exactly 1; masked positions exactly 0."""
+    if mask.dim() == 2 and scores.dim() > 2:
+        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    positive = F.softplus(scores.float()).masked_fill(~mask, 0.0)
+    top = positive.max(dim=-1, keepdim=True).values.clamp_min(torch.finfo(positive.dtype).tiny)
+    return (positive / top).to(scores.dtype)
+
+
+NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax, "sigmoid": masked_sigmoid, "max": max_normalize}
+SUMS_TO_ONE = ("softmax", "sparsemax")
+
+
+def top_k_mask(scores: Tensor, mask: Tensor, k: int) -> Tensor:
+    """``mask`` [batch, queries, src_len] narrowed to the ``k`` highest scores of each query
+    (all of a query's positions when it has k or fewer)."""
+    if k >= scores.size(-1):
+        return mask
+    ranked = scores.detach().masked_fill(~mask, float("-inf"))
+    kept = torch.zeros_like(mask).scatter_(-1, ranked.topk(k, dim=-1).indices, True)
+    return mask & kept
+
+
+def hard_weights(scores: Tensor, mask: Tensor, sample: bool) -> Tensor:
+    """One-hot weights [batch, queries, src_len]: a straight-through Gumbel-softmax sample
+    when ``sample`` (training), else the argmax of the scores."""
+    logits = scores.float().masked_fill(~mask, float("-inf"))
+    if sample:
+        uniform = torch.rand_like(logits).clamp_(torch.finfo(logits.dtype).tiny, 1.0)
+        logits = logits - torch.log(-torch.log(uniform))   # + Gumbel(0, 1) noise
+    index = logits.argmax(dim=-1, keepdim=True)
+    hard = torch.zeros_like(logits).scatter_(-1, index, 1.0)
+    if not sample:
+        return hard.to(scores.dtype)
+    soft = torch.softmax(logits, dim=-1)
+    return (hard - soft.detach() + soft).to(scores.dtype)   # forward: hard; backward: soft
 
 
 class Attention(nn.Module):
     def __init__(self, query_dim: int, value_dim: int, score: str = "additive", normalizer: str = "softmax",
-                 attn_dim: int = 256, window: int = 0) -> None:
+                 attn_dim: int = 256, window: int = 0, top_k: int = 0, hard: bool = False) -> None:
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"unknown attention score {score!r}; choose one of {SCORES}")
         if score in NEEDS_EQUAL_DIMS and query_dim != value_dim:
             raise ValueError(f"the {score} score needs query and source states of one size ({query_dim} != {value_dim})")
+        if hard and normalizer != "softmax":
+            raise ValueError(f"hard attention samples from the softmax of the scores, not from {normalizer}")
         self.score = score
+        self.normalizer = normalizer
         self.normalize = NORMALIZERS[normalizer]
         self.window = window
+        self.top_k = top_k
+        self.hard = hard
         if score in ("additive", "concat"):
             self.key_proj = nn.Linear(value_dim, attn_dim, bias=False)
             self.query_proj = nn.Linear(query_dim, attn_dim, bias=True)
             self.energy = nn.Linear(attn_dim, 1, bias=False)
         elif score == "general":
             self.key_proj = nn.Linear(value_dim, query_dim, bias=False)
-        elif score == "cosine":
+        elif score in ("cosine", "pearson"):
             self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         if window > 0:  # local-p: p_t = (length - 1) * sigmoid(v_p^T tanh(W_p h_t))
             self.position = nn.Sequential(nn.Linear(query_dim, attn_dim), nn.Tanh(), nn.Linear(attn_dim, 1))
@@ -88,6 +155,10 @@ class Attention(nn.Module):
             return self.key_proj(values)
         if self.score == "cosine":
             return F.normalize(values, dim=-1)
+        if self.score == "pearson":
+            return F.normalize(values - values.mean(dim=-1, keepdim=True), dim=-1)
+        if self.score == "euclidean":
+            return values.pow(2).sum(dim=-1)                                          # [batch, src_len]
         return None
 
     def _scores(self, query: Tensor, values: Tensor, keys: Tensor | None) -> Tensor:
@@ -103,7 +174,13 @@ class Attention(nn.Module):
             return torch.bmm(query, values.transpose(1, 2))
         if self.score == "scaled_dot":
             return torch.bmm(query, values.transpose(1, 2)) / math.sqrt(query.size(-1))
-        return self.log_scale.exp() * torch.bmm(F.normalize(query, dim=-1), keys.transpose(1, 2))  # cosine
+        if self.score == "euclidean":  # -(|q|^2 - 2 q.h + |h|^2) / (2 sqrt(d)), keys = |h|^2
+            distance = query.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(query, values.transpose(1, 2)) \
+                + keys.unsqueeze(1)
+            return -distance / (2 * math.sqrt(query.size(-1)))
+        if self.score == "pearson":
+            query = query - query.mean(dim=-1, keepdim=True)
+        return self.log_scale.exp() * torch.bmm(F.normalize(query, dim=-1), keys.transpose(1, 2))  # cosine, pearson
 
     def _local_window(self, query: Tensor, scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Gaussian-weighted scores and the window mask around the predicted positions."""
@@ -124,6 +201,11 @@ class Attention(nn.Module):
         full_mask = mask.unsqueeze(1).expand_as(scores)
         if self.window > 0:
             scores, full_mask = self._local_window(q, scores, mask)
-        weights = self.normalize(scores, full_mask)                                 # [batch, queries, src_len]
+        if self.top_k > 0:
+            full_mask = top_k_mask(scores, full_mask, self.top_k)
+        if self.hard:
+            weights = hard_weights(scores, full_mask, sample=self.training)
+        else:
+            weights = self.normalize(scores, full_mask)                             # [batch, queries, src_len]
         context = torch.bmm(weights.to(values.dtype), values)                       # [batch, queries, value_dim]
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)

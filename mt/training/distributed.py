@@ -10,6 +10,7 @@ helpers here. Without torchrun every helper is a no-op and the world has one ran
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from contextlib import contextmanager
@@ -81,9 +82,20 @@ def device_for(name: str, w: World) -> str:
     return name
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(finished: bool = True) -> None:
+    """Leaves the process group. After a finished run every rank first waits for the others
+    (rank 0 is still writing the model directory when rank 1 gets here): a rank that tore down
+    its gloo connections while a peer still held them was seen to abort ("terminate called
+    without an active exception") and take the run down with it. The DDP wrapper, which holds
+    the group, is collected first so that the group really ends here and not in the
+    interpreter's finalisation. After an error there is no waiting: the peers may be stuck in
+    a collective that will never complete."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if finished and dist.get_world_size() > 1:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:
