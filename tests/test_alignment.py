@@ -266,6 +266,10 @@ def test_every_variant_aligns_files_with_every_rule(variant, tokenizers, corpus_
             assert all(p.attention is None and not p.links for p in pairs)
             continue
         for pair in pairs[:4]:
+            if pair.attention is None:  # longer than the tiny Transformer's 64 positions: left unaligned, said so
+                assert variant.startswith("transformer") and not pair.links
+                assert max(len(pair.src_pieces), len(pair.tgt_pieces)) > 63
+                continue
             assert pair.word_attention.shape == (len(pair.tgt_words), len(pair.src_words))
             if variant in GATED_VARIANTS:
                 assert np.all(pair.word_attention >= 0)
