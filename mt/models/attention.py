@@ -49,6 +49,11 @@ SCORES = ("additive", "concat", "dot", "general", "scaled_dot", "cosine", "eucli
 NEEDS_EQUAL_DIMS = ("dot", "scaled_dot", "cosine", "euclidean", "pearson")
 
 
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """bf16 / fp16 scores normalised in fp32; fp64 (gradient checks) kept."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     """Softmax over the last dimension with exact zeros where ``mask`` is False.
 
@@ -65,7 +70,7 @@ def sparsemax(scores: Tensor, mask: Tensor) -> Tensor:
     False. Sort-based, exact; autograd through it gives the sparsemax Jacobian."""
     if mask.dim() == 2 and scores.dim() > 2:
         mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
-    z = (scores if scores.dtype == torch.float64 else scores.float()).masked_fill(~mask, -1e9)
+    z = _at_least_fp32(scores).masked_fill(~mask, -1e9)
     z = z - z.max(dim=-1, keepdim=True).values.detach()
     z_sorted = z.sort(dim=-1, descending=True).values
     cumsum = z_sorted.cumsum(dim=-1)
@@ -88,7 +93,7 @@ def max_normalize(scores: Tensor, mask: Tensor) -> Tensor:
     position weighs exactly 1; masked positions exactly 0."""
     if mask.dim() == 2 and scores.dim() > 2:
         mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
-    positive = F.softplus(scores.float()).masked_fill(~mask, 0.0)
+    positive = F.softplus(_at_least_fp32(scores)).masked_fill(~mask, 0.0)
     top = positive.max(dim=-1, keepdim=True).values.clamp_min(torch.finfo(positive.dtype).tiny)
     return (positive / top).to(scores.dtype)
 
@@ -110,7 +115,7 @@ def top_k_mask(scores: Tensor, mask: Tensor, k: int) -> Tensor:
 def hard_weights(scores: Tensor, mask: Tensor, sample: bool) -> Tensor:
     """One-hot weights [batch, queries, src_len]: a straight-through Gumbel-softmax sample
     when ``sample`` (training), else the argmax of the scores."""
-    logits = scores.float().masked_fill(~mask, float("-inf"))
+    logits = _at_least_fp32(scores).masked_fill(~mask, float("-inf"))
     if sample:
         uniform = torch.rand_like(logits).clamp_(torch.finfo(logits.dtype).tiny, 1.0)
         logits = logits - torch.log(-torch.log(uniform))   # + Gumbel(0, 1) noise
