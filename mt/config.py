@@ -310,6 +310,12 @@ class ExperimentConfig:
                or self.model.attention.type is not AttentionType.none,
                f"train.alignment_loss={self.train.alignment_loss} supervises attention, which model "
                f"{self.model.name} does not have: pick an attention model or set train.alignment_loss=0")
+        a = self.model.attention
+        _check(not self.train.alignment_loss or self.model.arch is Arch.transformer
+               or (not a.hard and a.normalizer in (Normalizer.softmax, Normalizer.sparsemax)),
+               f"train.alignment_loss is a cross-entropy of each attention row against the gold row, so it needs "
+               f"rows that are distributions: drop model.attention."
+               f"{'hard=true' if a.hard else 'normalizer=' + a.normalizer.value} or set train.alignment_loss=0")
         _check(not self.train.activation_checkpointing or self.model.arch is Arch.transformer,
                f"train.activation_checkpointing is for the Transformer's layers; model {self.model.name} is an "
                "RNN: set train.activation_checkpointing=false (or lower train.max_tokens to save memory)")

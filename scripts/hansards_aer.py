@@ -64,6 +64,13 @@ VARIANTS = {
     "luong_scaled_dot": ["model=rnn_luong_dot", "model.attention.score=scaled_dot"],
     "luong_cosine": ["model=rnn_luong_dot", "model.attention.score=cosine"],
     "luong_local": ["model=rnn_luong_local"],
+    # The rest of the family (issue 33).
+    "luong_euclidean": ["model=rnn_luong_dot", "model.attention.score=euclidean"],
+    "luong_pearson": ["model=rnn_luong_dot", "model.attention.score=pearson"],
+    "bahdanau_sigmoid": ["model=rnn_bahdanau", "model.attention.normalizer=sigmoid"],
+    "bahdanau_max": ["model=rnn_bahdanau", "model.attention.normalizer=max"],
+    "bahdanau_top3": ["model=rnn_bahdanau", "model.attention.top_k=3"],
+    "bahdanau_hard": ["model=rnn_bahdanau", "model.attention.hard=true"],
     # Bahdanau with its attention supervised by eflomal's grow-diag-final-and links of the
     # Multi30k training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
     "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0",

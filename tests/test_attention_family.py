@@ -163,6 +163,9 @@ def test_argmax_links_leave_a_row_with_no_weight_unlinked():
     (["model=rnn_bahdanau", "model.attention.score=euclidean"], "model.enc_hidden_dim=128"),
     (["model=transformer", "model.attention.top_k=3"], "model.attention.top_k=3 shapes the RNN decoders"),
     (["model=transformer", "model.attention.normalizer=sparsemax"], "the Transformer's is scaled dot-product"),
+    (["model=rnn_bahdanau", "model.attention.hard=true", "train.alignment_loss=1"], "drop model.attention.hard=true"),
+    (["model=rnn_bahdanau", "model.attention.normalizer=sigmoid", "train.alignment_loss=1"],
+     "rows that are distributions: drop model.attention.normalizer=sigmoid"),
 ])
 def test_wrong_settings_fail_at_config_load_naming_the_fix(overrides, message):
     with pytest.raises(ConfigError, match=message):
