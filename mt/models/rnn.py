@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mt.config import AttentionType
 from mt.data.tokenizer import PAD
 from mt.models.attention import Attention
+from mt.models.dropout import Dropout
 from mt.models.interface import Seq2SeqModel, TensorDict
 from mt.precision import fp32_region
 
@@ -30,7 +31,7 @@ class RNNEncoder(nn.Module):
                  bidirectional: bool, cell: str, dropout: float) -> None:  # hidden_dim: per direction
         super().__init__()
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = _CELLS[cell](emb_dim, hidden_dim, layers, batch_first=True,
                                 bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
         self.layers = layers
@@ -90,7 +91,7 @@ class RNNDecoder(nn.Module):
         self.placement = Placement.none if attention is None else placement
         self.input_feeding = input_feeding and self.placement is Placement.luong
         self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         extra = {Placement.none: memory_dim, Placement.bahdanau: memory_dim,
                  Placement.luong: hidden_dim if self.input_feeding else 0}
         self.rnn = _CELLS[cell](emb_dim + extra[self.placement], hidden_dim, layers, batch_first=True,

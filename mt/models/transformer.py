@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mt.data.tokenizer import PAD
+from mt.models.dropout import Dropout
+from mt.models.dropout import dropout as drop
 from mt.models.interface import Seq2SeqModel, TensorDict
 
 
@@ -49,7 +51,7 @@ class Embedding(nn.Module):
         if not learned:
             self.register_buffer("table", sinusoidal_positions(max_positions, dim), persistent=False)
         self.scale = math.sqrt(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.max_positions = max_positions
 
     def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
@@ -89,21 +91,25 @@ class MultiHeadAttention(nn.Module):
             allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril(k.size(2) - q.size(2))
             mask = allowed if mask is None else mask & allowed
         weights = None
-        if need_weights:
+        # The explicit path where the weights are wanted, and for training on a CPU: there
+        # SDPA's flash kernel has a slow backward (in bf16 a quarter of the step) and with
+        # dropout SDPA falls back to its math kernel, which draws the mask with bernoulli_;
+        # here the mask is mt.models.dropout's (docs/BENCHMARKS.md, issue 35).
+        if need_weights or (self.training and torch.is_grad_enabled() and q.device.type == "cpu"):
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)           # [batch, heads, q_len, kv_len]
-            context = torch.matmul(F.dropout(weights, dropout, self.training), v)
+            context = torch.matmul(drop(weights, dropout, self.training), v)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         context = context.transpose(1, 2).reshape(x.size(0), x.size(1), -1)
-        return self.out(context), weights
+        return self.out(context), weights if need_weights else None
 
 
 class FeedForward(nn.Sequential):
     def __init__(self, dim: int, ff_dim: int, dropout: float) -> None:
-        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        super().__init__(nn.Linear(dim, ff_dim), nn.ReLU(), Dropout(dropout), nn.Linear(ff_dim, dim))
 
 
 class EncoderLayer(nn.Module):
@@ -112,7 +118,7 @@ class EncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, dropout)
         self.ff = FeedForward(dim, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.norm1(x)
@@ -127,7 +133,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(dim, heads, dropout)
         self.cross_attn = MultiHeadAttention(dim, heads, dropout)
         self.ff = FeedForward(dim, ff_dim, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, self_k: Tensor, self_v: Tensor, cross_k: Tensor, cross_v: Tensor,
                 src_mask: Tensor, causal: bool, need_weights: bool) -> tuple[Tensor, Tensor | None]:
