@@ -21,7 +21,8 @@ Normalisers:
   sparsemax          Martins & Astudillo (2016): sum to one, with exact zeros
   sigmoid            sigmoid(score), each weight an independent gate in (0, 1): they do not
                      sum to one, so the context is a gated sum whose size follows how many
-                     positions are open (Kim et al. 2017 use such gates)
+                     positions are open (the sigmoid attention of Kim et al.'s 2017
+                     Structured Attention Networks)
   max                softplus(score) / max over the source of softplus(score): the strongest
                      position gets exactly 1, the others their share of it in (0, 1]; softplus
                      makes the scores positive (a plain division by the maximum is undefined
@@ -99,7 +100,6 @@ def max_normalize(scores: Tensor, mask: Tensor) -> Tensor:
 
 
 NORMALIZERS = {"softmax": masked_softmax, "sparsemax": sparsemax, "sigmoid": masked_sigmoid, "max": max_normalize}
-SUMS_TO_ONE = ("softmax", "sparsemax")
 
 
 def top_k_mask(scores: Tensor, mask: Tensor, k: int) -> Tensor:
@@ -138,7 +138,6 @@ class Attention(nn.Module):
         if hard and normalizer != "softmax":
             raise ValueError(f"hard attention samples from the softmax of the scores, not from {normalizer}")
         self.score = score
-        self.normalizer = normalizer
         self.normalize = NORMALIZERS[normalizer]
         self.window = window
         self.top_k = top_k
