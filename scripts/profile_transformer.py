@@ -3,6 +3,9 @@
     .venv/bin/python scripts/profile_transformer.py eager            # tokens/s and peak RSS
     .venv/bin/python scripts/profile_transformer.py profile          # plus torch.profiler's table
     .venv/bin/python scripts/profile_transformer.py compile          # through torch.compile(dynamic=True)
+    .venv/bin/python scripts/profile_transformer.py compile-static --precision bf16  # dynamic=False, one batch
+                                                                     # repeated: the compiled step at its best
+    .venv/bin/python scripts/profile_transformer.py eager --precision bf16 --working-copy  # a bf16 copy
     .venv/bin/python scripts/profile_transformer.py eager --unfused  # output layer and loss apart
     .venv/bin/python scripts/profile_transformer.py eager --checkpointing  # train.activation_checkpointing
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python scripts/profile_transformer.py eager
@@ -41,7 +44,7 @@ def peak_mib() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["eager", "profile", "compile"])
+    parser.add_argument("mode", choices=["eager", "profile", "compile", "compile-static"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unfused", action="store_true", help="the output layer and the loss apart (full "
@@ -53,6 +56,9 @@ def main() -> None:
                         help="bf16: the step under bf16 autocast, as train.precision=bf16 runs it")
     parser.add_argument("--optimizer", default="plain", choices=["plain", "foreach", "fused"],
                         help="Adam's implementation (plain: torch's default on CPU, a loop over parameters)")
+    parser.add_argument("--working-copy", action="store_true", help="with --precision bf16: train a bf16 copy of "
+                        "the model without autocast, its gradients applied to fp32 master weights that are copied "
+                        "back after each update (instead of autocast casting weights and activations)")
     parser.add_argument("--json", help="append the result here as one JSON line")
     parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
     ns = parser.parse_args()
@@ -72,10 +78,17 @@ def main() -> None:
     if ns.unfused:  # sequence_loss falls back to logits + F.cross_entropy without an output_layer
         type(model).output_layer = property(lambda self: None)
     model.set_activation_checkpointing(ns.checkpointing)
-    forward = torch.compile(model, dynamic=True) if ns.mode == "compile" else model
+    forward = torch.compile(model, dynamic=ns.mode == "compile") if ns.mode.startswith("compile") else model
     impl = {"plain": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[ns.optimizer]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, **impl)
     precision = resolve_precision(ns.precision, torch.device("cpu"))
+    pairs = []
+    if ns.working_copy:  # forward and backward in a bf16 copy, no autocast; Adam on the fp32 master
+        import copy
+
+        forward = copy.deepcopy(model).to(torch.bfloat16)
+        pairs = list(zip(model.parameters(), forward.parameters()))
+        precision = resolve_precision("fp32", torch.device("cpu"))
     batches = token_batches(data.train.src.lengths, data.train.tgt.lengths, 4096, seed=0)
 
     def step(idx: list[int]) -> int:
@@ -83,9 +96,32 @@ def main() -> None:
         loss = sequence_loss(forward, batch, 0.1, precision)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.n_tgt_tokens).backward()
+        for master, work in pairs:
+            master.grad, work.grad = work.grad.float(), None
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        with torch.no_grad():
+            for master, work in pairs:
+                work.copy_(master)
         return batch.n_tgt_tokens
+
+    if ns.mode == "compile-static":  # one batch's shape: every step after the first reuses its graph
+        one = batches[5]
+        start = time.perf_counter()
+        step(one)
+        compile_s = time.perf_counter() - start
+        step(one)
+        start = time.perf_counter()
+        tokens = sum(step(one) for _ in range(ns.steps))
+        compiled = tokens / (time.perf_counter() - start)
+        forward = model
+        step(one)
+        start = time.perf_counter()
+        tokens = sum(step(one) for _ in range(ns.steps))
+        eager = tokens / (time.perf_counter() - start)
+        print(f"compile-static {ns.precision}: first step (compiling) {compile_s:.0f} s; the same batch "
+              f"{compiled:.0f} target tokens/s compiled, {eager:.0f} eager")
+        return
 
     start = time.perf_counter()
     for idx in batches[:3]:
@@ -94,13 +130,14 @@ def main() -> None:
     start = time.perf_counter()
     tokens = sum(step(idx) for idx in batches[3:3 + ns.steps])
     rate = tokens / (time.perf_counter() - start)
-    print(f"{ns.mode} {precision.name}, Adam {ns.optimizer}: {rate:.0f} target tokens/s over {ns.steps} updates, "
+    label = "bf16 working copy" if ns.working_copy else precision.name
+    print(f"{ns.mode} {label}, Adam {ns.optimizer}: {rate:.0f} target tokens/s over {ns.steps} updates, "
           f"peak {peak_mib()} MiB")
     if ns.json:
         from mt.hardware import machine
 
         with open(ns.json, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"mode": ns.mode, "precision": precision.name, "optimizer": ns.optimizer,
+            handle.write(json.dumps({"mode": ns.mode, "precision": label, "optimizer": ns.optimizer,
                                      "steps": ns.steps, "tokens_per_s": round(rate), "peak_mib": peak_mib(),
                                      "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}) + "\n")
     if ns.mode == "profile":
