@@ -16,7 +16,7 @@ from mt.config import AttentionConfig, Normalizer
 from mt.errors import ConfigError
 from mt.evaluation.alignment import argmax_links
 from mt.evaluation.metrics import attention_entropy
-from mt.models.attention import Attention, max_normalize, masked_sigmoid, masked_softmax, top_k_mask
+from mt.models.attention import Attention, masked_sigmoid, masked_softmax, max_normalize, top_k_mask
 from mt.presets import compose
 
 from .conftest import train_tiny
