@@ -18,6 +18,7 @@ a change that learns alike differs from the reference by no more than another se
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -54,9 +55,12 @@ def train(ns: argparse.Namespace) -> dict:
     optimizer = build_optimizer(model, cfg.train)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, cfg.train, 1.0))
     precision = resolve_precision(ns.precision, torch.device("cpu"))
-    batches = token_batches(data.train.src.lengths, data.train.tgt.lengths, 4096, seed=ns.seed)
+    def batches():  # epoch after epoch, shuffled as the trainer shuffles them
+        for epoch in range(1, 1000):
+            yield from token_batches(data.train.src.lengths, data.train.tgt.lengths, 4096, seed=ns.seed * 1000 + epoch)
+
     losses, start = [], time.perf_counter()
-    for idx in batches[: ns.updates]:
+    for idx in itertools.islice(batches(), ns.updates):
         batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
         loss = sequence_loss(model, batch, cfg.train.label_smoothing, precision)
         optimizer.zero_grad(set_to_none=True)
