@@ -55,13 +55,19 @@ def _at_least_fp32(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
+def _broadcastable(mask: Tensor, scores: Tensor) -> Tensor:
+    """A [batch, src_len] mask viewed to broadcast over scores [batch, ..., src_len]."""
+    if mask.dim() == 2 and scores.dim() > 2:
+        return mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    return mask
+
+
 def masked_softmax(scores: Tensor, mask: Tensor) -> Tensor:
     """Softmax over the last dimension with exact zeros where ``mask`` is False.
 
     scores: [batch, ..., src_len]; mask: [batch, src_len] (or the shape of scores).
     """
-    if mask.dim() == 2 and scores.dim() > 2:
-        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    mask = _broadcastable(mask, scores)
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
@@ -69,8 +75,7 @@ def sparsemax(scores: Tensor, mask: Tensor) -> Tensor:
     """Euclidean projection of the scores onto the simplex, over the last dimension:
     weights sum to one and are exactly zero below a threshold and where ``mask`` is
     False. Sort-based, exact; autograd through it gives the sparsemax Jacobian."""
-    if mask.dim() == 2 and scores.dim() > 2:
-        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    mask = _broadcastable(mask, scores)
     z = _at_least_fp32(scores).masked_fill(~mask, -1e9)
     z = z - z.max(dim=-1, keepdim=True).values.detach()
     z_sorted = z.sort(dim=-1, descending=True).values
@@ -84,16 +89,14 @@ def sparsemax(scores: Tensor, mask: Tensor) -> Tensor:
 
 def masked_sigmoid(scores: Tensor, mask: Tensor) -> Tensor:
     """Independent gates sigmoid(score) in (0, 1), exactly zero where ``mask`` is False."""
-    if mask.dim() == 2 and scores.dim() > 2:
-        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    mask = _broadcastable(mask, scores)
     return torch.sigmoid(scores).masked_fill(~mask, 0.0)
 
 
 def max_normalize(scores: Tensor, mask: Tensor) -> Tensor:
     """softplus(score) divided by its maximum over the unmasked positions: the strongest
     position weighs exactly 1; masked positions exactly 0."""
-    if mask.dim() == 2 and scores.dim() > 2:
-        mask = mask.view(mask.size(0), *([1] * (scores.dim() - 2)), mask.size(-1))
+    mask = _broadcastable(mask, scores)
     positive = F.softplus(_at_least_fp32(scores)).masked_fill(~mask, 0.0)
     top = positive.max(dim=-1, keepdim=True).values.clamp_min(torch.finfo(positive.dtype).tiny)
     return (positive / top).to(scores.dtype)
