@@ -57,6 +57,10 @@ class Score(Enum):
     pearson = "pearson"
 
 
+# Scores that compare decoder and encoder states directly, so both need one size.
+EQUAL_SIZE_SCORES = (Score.dot, Score.scaled_dot, Score.cosine, Score.euclidean, Score.pearson)
+
+
 class Normalizer(Enum):
     softmax = "softmax"
     sparsemax = "sparsemax"
@@ -162,16 +166,17 @@ class ModelConfig:
             _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
                    f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
             _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
-            a = self.attention
-            changed = [f"{k}={v}" for k, v, default in (
-                ("score", a.score.value, Score.additive.value), ("normalizer", a.normalizer.value, Normalizer.softmax.value),
-                ("top_k", a.top_k, 0), ("hard", str(a.hard).lower(), "false")) if v != default]
-            _check(not changed, f"model.attention.{changed[0] if changed else ''} shapes the RNN decoders' attention; "
-                                f"the Transformer's is scaled dot-product softmax over heads: drop it or pick an rnn_* model")
+            default = AttentionConfig()
+            changed = next((key for key in ("score", "normalizer", "top_k", "hard")
+                            if getattr(self.attention, key) != getattr(default, key)), None)
+            if changed is not None:
+                value = getattr(self.attention, changed)
+                value = value.value if isinstance(value, Enum) else str(value).lower()
+                raise ConfigError(f"model.attention.{changed}={value} shapes the RNN decoders' attention; the "
+                                  "Transformer's is scaled dot-product softmax over heads: drop it or pick an rnn_* model")
             return
         score = self.attention.score
-        if self.attention.type is not AttentionType.none and score in (Score.dot, Score.scaled_dot, Score.cosine,
-                                                                      Score.euclidean, Score.pearson):
+        if self.attention.type is not AttentionType.none and score in EQUAL_SIZE_SCORES:
             _check(self.encoder_out_dim == self.hidden_dim,
                    f"the {score.value} score compares decoder states ({self.hidden_dim}) with encoder states "
                    f"({self.encoder_out_dim}) and needs one size: set model.enc_hidden_dim="

@@ -85,9 +85,8 @@ def _variant(cfg) -> str:
     else:
         kind = f"{att.type.value} {att.score.value}" + ("" if att.normalizer.value == "softmax" else
                                                          f" {att.normalizer.value}")
-        # Configs saved before top_k and hard existed have neither key.
-        kind += f" top-{att.top_k}" if getattr(att, "top_k", 0) else ""
-        kind += " hard" if getattr(att, "hard", False) else ""
+        kind += f" top-{att.top_k}" if att.top_k else ""   # load_yaml fills both in for older configs
+        kind += " hard" if att.hard else ""
     return f"{m.cell.value} {m.hidden_dim}, {kind}"
 
 

@@ -123,7 +123,8 @@ def attention_entropy(matrices: Iterable[np.ndarray | None]) -> float | None:
             continue
         w = np.asarray(m, dtype=np.float64)
         sums = w.sum(axis=1, keepdims=True)
-        w = w[sums[:, 0] > 0] / sums[sums[:, 0] > 0]
+        some = sums[:, 0] > 0
+        w = w[some] / sums[some]
         p = np.clip(w, 1e-12, 1.0)
         total += float(-(p * np.log(p)).sum(axis=1).sum())
         rows += p.shape[0]

@@ -46,8 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-SCORES = ("additive", "concat", "dot", "general", "scaled_dot", "cosine", "euclidean", "pearson")
-NEEDS_EQUAL_DIMS = ("dot", "scaled_dot", "cosine", "euclidean", "pearson")
+from mt.config import EQUAL_SIZE_SCORES, Score
+
+SCORES = tuple(s.value for s in Score)                     # spelled once, in mt.config
+NEEDS_EQUAL_DIMS = tuple(s.value for s in EQUAL_SIZE_SCORES)
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:

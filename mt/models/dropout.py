@@ -17,6 +17,8 @@ same masks. On a GPU (whose generator is parallel) this is ``F.dropout``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,9 +30,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """A bool mask of ``shape`` that keeps each element with probability ~1 - p, and the
     scale 1 / (1 - p') that makes the expectation exact for the rate p' it really has."""
     threshold = round(p * _LEVELS)
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()  # [0, 2^63): 63 random bits
     bits = words.view(torch.int16)[:n]                                                # 4 per word
     mask = (bits & (_LEVELS - 1)) >= threshold
@@ -44,12 +44,12 @@ class _KeepScale(torch.autograd.Function):
     def forward(ctx, x: Tensor, mask: Tensor, scale: float) -> Tensor:
         ctx.save_for_backward(mask)
         ctx.scale = scale
-        return x * mask * scale
+        return (x * mask).mul_(scale)   # one temporary, scaled in place
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (mask,) = ctx.saved_tensors
-        return grad * mask * ctx.scale, None, None
+        return (grad * mask).mul_(ctx.scale), None, None
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:

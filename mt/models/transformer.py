@@ -91,10 +91,10 @@ class MultiHeadAttention(nn.Module):
             allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=q.device).tril(k.size(2) - q.size(2))
             mask = allowed if mask is None else mask & allowed
         weights = None
-        # The explicit path where the weights are wanted, and for training on a CPU: there
-        # SDPA's flash kernel has a slow backward (in bf16 a quarter of the step) and with
+        # The explicit path where the weights are wanted, and for training on a CPU: with
         # dropout SDPA falls back to its math kernel, which draws the mask with bernoulli_;
-        # here the mask is mt.models.dropout's (docs/BENCHMARKS.md, issue 35).
+        # here the mask is mt.models.dropout's (docs/BENCHMARKS.md, issue 35: measured with
+        # the preset's dropout; SDPA's flash kernel, taken without dropout, was not measured).
         if need_weights or (self.training and torch.is_grad_enabled() and q.device.type == "cpu"):
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
             if mask is not None:
