@@ -97,18 +97,23 @@ def test_a_sentence_translation_does_not_depend_on_its_batch(variant):
 
     model = _trained_ish(variant)
     step = model.decode_step
+    rows = []
 
     def never_ends(memory, state, prev):  # every search runs to the sentence's own limit
+        rows.append(prev.size(0))
         logits, state, attn = step(memory, state, prev)
         return logits.index_fill(1, torch.tensor([EOS]), -1e4), state, attn
 
     model.decode_step = never_ends
     short, long = [12, 13], list(range(5, 25))
-    for search in (lambda b, **kw: _greedy(model, b, **kw), lambda b, **kw: _best(model, b, 3, **kw)):
+    for k, search in ((1, lambda b, **kw: _greedy(model, b, **kw)), (3, lambda b, **kw: _best(model, b, 3, **kw))):
         alone = search(collate([short]))[0]
+        rows.clear()
         together = search(collate([short, long]))
         assert len(alone.tokens) == 2 * 2 + 10 and not alone.finished
         assert together[0].tokens == alone.tokens and len(together[1].tokens) == 2 * 20 + 10
+        # A sentence that stopped leaves the batch: the decoder runs on the long one alone.
+        assert rows == [2 * k] * 14 + [k] * (50 - 14)
         # fairseq's a * src_len + b, per sentence.
         custom = search(collate([short, long]), max_len_a=1.5, max_len_b=3)
         assert [len(h.tokens) for h in custom] == [6, 33]

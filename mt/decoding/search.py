@@ -155,40 +155,48 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
                   max_len: int | None = None) -> list[Hypothesis]:
     """The most probable token at each step (``search.beam`` is not read). The length
     penalty only sets ``Hypothesis.normalized``, so greedy and beam output can be compared.
-    ``max_len``: the most output steps the model can take (a Transformer's positions)."""
+    ``max_len``: the most output steps the model can take (a Transformer's positions).
+
+    A sentence that ends (EOS or its own length limit) leaves the batch, as in beam search,
+    so the decoder runs only on sentences still being translated: a batch of mixed lengths
+    (a server's, in arrival order) no longer pays for its longest sentence on every row."""
     limits = length_limits(src_mask, search, max_len)
-    batch = src.size(0)
+    src_lens = src_mask.sum(1).tolist()
+    alive = torch.arange(src.size(0), device=src.device)                  # sentences still searching
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
-    prev = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    scores = torch.zeros(batch, device=src.device)
-    tokens = torch.zeros((batch, 0), dtype=torch.long, device=src.device)
-    attns = []
+    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
+    scores = torch.zeros(src.size(0), device=src.device)
+    tokens = torch.zeros((src.size(0), 0), dtype=torch.long, device=src.device)  # [alive, steps]
+    attention: Tensor | None = None                                        # [alive, steps, src_len]
+    out: list[Hypothesis | None] = [None] * src.size(0)
     for step in range(1, int(limits.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev)
-        best, nxt = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram).max(dim=-1)
-        nxt = nxt.masked_fill(finished, PAD)
-        scores += best.masked_fill(finished, 0.0)
-        tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
-        if search.keep_attention:
-            attns.append(attn)
-        finished |= (nxt == EOS) | (limits <= step)  # a sentence at its own limit stops there
-        prev = nxt
-        if finished.all():
+        best, prev = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram).max(dim=-1)
+        scores += best
+        tokens = torch.cat([tokens, prev.unsqueeze(1)], dim=1)
+        if search.keep_attention and attn is not None:
+            attention = torch.cat([attention, attn.unsqueeze(1)], dim=1) if attention is not None \
+                else attn.unsqueeze(1)
+        ended = prev == EOS
+        done = ended | (limits[alive] <= step)  # a sentence at its own limit stops there
+        if not bool(done.any()):
+            continue
+        for i in done.nonzero().squeeze(1).tolist():
+            s, eos = int(alive[i]), bool(ended[i])
+            steps = tokens.size(1)  # attention rows: the tokens and the EOS step
+            attn_rows = attention[i, :, : src_lens[s]].float().cpu() if attention is not None else None
+            score = float(scores[i])
+            out[s] = Hypothesis(tokens[i, : steps - eos].tolist(), score, attn_rows, eos,
+                                score / float(search.penalty(steps, search.length_penalty)))
+        if bool(done.all()):
             break
-    attention = torch.stack(attns, 1) if attns and attns[0] is not None else None
-    out = []
-    for row, ids in enumerate(tokens.tolist()):
-        ids = ids[: int(limits[row])]
-        ended = EOS in ids
-        length = ids.index(EOS) if ended else len(ids)
-        steps = length + ended  # attention rows: tokens and the EOS step
-        attn = attention[row, :steps, : int(src_mask[row].sum())].float().cpu() if attention is not None else None
-        score = float(scores[row])
-        normalized = score / float(search.penalty(max(steps, 1), search.length_penalty))
-        out.append(Hypothesis(ids[:length], score, attn, ended, normalized))
-    return out
+        left = (~done).nonzero().squeeze(1)
+        alive, prev, scores, tokens = alive[left], prev[left], scores[left], tokens[left]
+        memory, state = select_rows(memory, left), select_rows(state, left)
+        attention = attention[left] if attention is not None else None
+    assert all(h is not None for h in out)
+    return out  # type: ignore[return-value]
 
 
 @torch.no_grad()

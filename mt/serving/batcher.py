@@ -5,10 +5,12 @@ settings; a batch takes up to ``max_tokens`` source pieces. One worker thread pe
 gathers the batches, so the event loop that answers HTTP never blocks on the model; the
 search itself runs in a process of its own (``SearchProcess``), for a search is a Python
 loop over output steps, and in the server's process it would hold the interpreter's lock
-that the event loop needs (measured: the server then used one of two cores). The search is
-batch-invariant (a sentence's output does not depend on what it is batched with), so a
-sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
-load). The queue is bounded in sentences: a full one refuses new work at once (the server
+that the event loop needs (measured: the server then used one of two cores). In fp32 the
+search is batch-invariant (a sentence's output does not depend on what it is batched with),
+so a sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
+load). In bf16 it almost is: the products' rounding depends on the batch's padded length, and
+2 of 400 Multi30k sentences came out differently alone and in one batch (the Transformer of
+docs/BENCHMARKS.md's serve section, Zen 4); fp32 gave 0 of 400. The queue is bounded in sentences: a full one refuses new work at once (the server
 answers 503 with Retry-After) instead of growing without limit.
 """
 
