@@ -140,6 +140,7 @@ class SearchConfig:
                 "max_len_b": self.max_len_b, "penalty": self.penalty.value, "no_repeat_ngram": self.no_repeat_ngram}
 
 
+PRUNE_SHARE = 0.25  # greedy search drops its ended rows once they are this share of the batch
 GREEDY = SearchConfig()  # the defaults: greedy, a * n + b = 2n + 10, no length penalty beyond plain 1.0
 
 
@@ -157,18 +158,22 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
     penalty only sets ``Hypothesis.normalized``, so greedy and beam output can be compared.
     ``max_len``: the most output steps the model can take (a Transformer's positions).
 
-    A sentence that ends (EOS or its own length limit) leaves the batch, as in beam search,
-    so the decoder runs only on sentences still being translated: a batch of mixed lengths
-    (a server's, in arrival order) no longer pays for its longest sentence on every row."""
+    A sentence that ends (EOS or its own length limit) is set aside, and the ended rows leave
+    the batch once they are a quarter of it (``PRUNE_SHARE``), so a batch of mixed lengths (a
+    server's, in arrival order; a whole file's, where one runaway sentence held every row to
+    its length limit) stops paying for its longest sentence on every row. Pruning at each
+    ending sentence cost more in copies than it saved for a small RNN batch on two threads
+    (docs/BENCHMARKS.md)."""
     limits = length_limits(src_mask, search, max_len)
     src_lens = src_mask.sum(1).tolist()
-    alive = torch.arange(src.size(0), device=src.device)                  # sentences still searching
+    alive = torch.arange(src.size(0), device=src.device)                  # the sentence of each row
+    active = torch.ones(src.size(0), dtype=torch.bool, device=src.device)  # rows still searching
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
     prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
     scores = torch.zeros(src.size(0), device=src.device)
-    tokens = torch.zeros((src.size(0), 0), dtype=torch.long, device=src.device)  # [alive, steps]
-    attention: Tensor | None = None                                        # [alive, steps, src_len]
+    tokens = torch.zeros((src.size(0), 0), dtype=torch.long, device=src.device)  # [rows, steps]
+    attention: Tensor | None = None                                        # [rows, steps, src_len]
     out: list[Hypothesis | None] = [None] * src.size(0)
     for step in range(1, int(limits.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev)
@@ -179,7 +184,7 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
             attention = torch.cat([attention, attn.unsqueeze(1)], dim=1) if attention is not None \
                 else attn.unsqueeze(1)
         ended = prev == EOS
-        done = ended | (limits[alive] <= step)  # a sentence at its own limit stops there
+        done = active & (ended | (limits[alive] <= step))  # a sentence at its own limit stops there
         if not bool(done.any()):
             continue
         for i in done.nonzero().squeeze(1).tolist():
@@ -189,12 +194,14 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
             score = float(scores[i])
             out[s] = Hypothesis(tokens[i, : steps - eos].tolist(), score, attn_rows, eos,
                                 score / float(search.penalty(steps, search.length_penalty)))
-        if bool(done.all()):
+        active &= ~done
+        left = active.nonzero().squeeze(1)
+        if left.numel() == 0:
             break
-        left = (~done).nonzero().squeeze(1)
-        alive, prev, scores, tokens = alive[left], prev[left], scores[left], tokens[left]
-        memory, state = select_rows(memory, left), select_rows(state, left)
-        attention = attention[left] if attention is not None else None
+        if (active.numel() - left.numel()) >= PRUNE_SHARE * active.numel():
+            alive, active, prev, scores, tokens = alive[left], active[left], prev[left], scores[left], tokens[left]
+            memory, state = select_rows(memory, left), select_rows(state, left)
+            attention = attention[left] if attention is not None else None
     assert all(h is not None for h in out)
     return out  # type: ignore[return-value]
 
