@@ -118,11 +118,14 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
             "client": "aiohttp"}
 
 
-def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0) -> dict:
+def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0,
+            prune_share: float | None = None) -> dict:
     """``mt translate`` of the sentences in one file, timed around the translation only;
     ``batch`` N > 0: N lines a call, in file order (what a server's batches can hold when N
-    clients each have one sentence in flight)."""
-    code = ("import sys, time, torch; from mt.decoding.translator import Translator; "
+    clients each have one sentence in flight); ``prune_share``: greedy search's PRUNE_SHARE
+    for this measurement (None: mt's)."""
+    share = f"import mt.decoding.search as S; S.PRUNE_SHARE = {prune_share}; " if prune_share is not None else ""
+    code = (f"import sys, time, torch; {share}from mt.decoding.translator import Translator; "
             f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
             "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
             f"n = {batch} or len(lines); s = time.perf_counter(); "
@@ -168,6 +171,8 @@ def main() -> None:
     parser.add_argument("--offline-batches", type=int, nargs="*", default=[],
                         help="also the offline rate N lines a call, for each N (e.g. 32: the most a batch holds "
                         "with 32 clients)")
+    parser.add_argument("--prune-share", type=float, help="offline only: greedy search drops its ended rows once "
+                        "they are this share of the batch (mt.decoding.search.PRUNE_SHARE; default: mt's)")
     parser.add_argument("--json", help="append one line per measurement here")
     parser.add_argument("--label", default="", help="written into every line (what this run varies)")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
@@ -179,6 +184,7 @@ def main() -> None:
 
     sentences = gzip.decompress(TEST.read_bytes()).decode().splitlines()
     info = {"label": ns.label, "server_env": ns.server_env, "server_args": ns.server_args, "threads": ns.threads,
+            **({"prune_share": ns.prune_share} if ns.prune_share is not None else {}),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     env = dict(item.split("=", 1) for item in ns.server_env)
 
@@ -194,10 +200,10 @@ def main() -> None:
         if ns.offline:
             for threads in ns.offline_threads:
                 emit({"model": name, "kind": "offline", "offline_threads": threads,
-                      **offline(model, sentences, threads, env)})
+                      **offline(model, sentences, threads, env, prune_share=ns.prune_share)})
                 for batch in ns.offline_batches:
                     emit({"model": name, "kind": "offline", "offline_threads": threads,
-                          **offline(model, sentences, threads, env, batch)})
+                          **offline(model, sentences, threads, env, batch, ns.prune_share)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
             if not levels:

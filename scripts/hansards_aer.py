@@ -2,14 +2,21 @@
 
     .venv/bin/python scripts/hansards_aer.py all --json docs/bench/FILE.json   # everything
     .venv/bin/python scripts/hansards_aer.py prepare | eflomal | train | align | demo  # one step
+    .venv/bin/python scripts/hansards_aer.py --corpus hansards prepare | eflomal | train | align  # in-domain
 
-Steps (each reuses what the previous wrote under ``.bench/hansards``):
+``--corpus`` picks the training text: ``multi30k`` (the default; another domain than the
+gold, work under ``.bench/hansards``) or ``hansards`` (``../shared/data/hansards``, 305,739
+pairs of the gold's own Parliament; work under ``.bench/hansards-indomain``).
 
-- ``prepare``: Multi30k English-French (train / val / test 2016, from
-  ``../shared/data/multi30k``) written in the style of the gold text: lower-cased, punctuation
-  and hyphens split off, English ``'s`` split, French elisions expanded as the Hansards
-  annotators did (``l'avis`` -> ``le avis``, ``j'ai`` -> ``je ai``). The gold text itself is
-  only lower-cased (``mt align --lowercase``): its words, and so the gold's indices, stay.
+Steps (each reuses what the previous wrote under the corpus's folder):
+
+- ``prepare``: the corpus's English-French train / validation / test text (Multi30k: val and
+  test 2016) written in the style of the gold text: lower-cased, punctuation and hyphens
+  split off, English ``'s`` split, French elisions expanded as the Hansards annotators did
+  (``l'avis`` -> ``le avis``, ``j'ai`` -> ``je ai``). The gold text itself is only
+  lower-cased (``mt align --lowercase``): its words, and so the gold's indices, stay; for the
+  Hansards corpus, whose French has no accents, the gold's French accents are stripped too
+  (``é`` -> ``e``; the words and their indices stay).
 - ``eflomal``: the statistical baseline. Installs eflomal from PyPI into its own virtual
   environment (``.bench/eflomal-venv``), aligns the Multi30k text plus the 447 gold sentence
   pairs (an unsupervised aligner may see the test text; it never sees the gold links) in both
@@ -44,15 +51,28 @@ import re
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # mt, imported where needed (it brings torch)
-WORK = REPO / ".bench" / "hansards"
+WORKS = {"multi30k": REPO / ".bench" / "hansards", "hansards": REPO / ".bench" / "hansards-indomain"}
+WORK = WORKS["multi30k"]  # the chosen corpus's folder (use_corpus)
 EFLOMAL_VENV = REPO / ".bench" / "eflomal-venv"
-SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
-SUPERVISION = WORK / "eflomal" / "train.gdfa"  # eflomal's links of the training pairs, en-fr
-SUPERVISION_REVERSED = WORK / "eflomal" / "train.gdfa.rev"  # the same links fr-en
+SPLITS = {"multi30k": {"train": "train", "valid": "val", "test": "test_2016_flickr"},  # ours: the corpus's files
+          "hansards": {"train": "train", "valid": "valid", "test": "test"}}
+SUPERVISED = "data.train_alignments=EFLOMAL"  # eflomal's links of the training pairs (train.gdfa, or .rev fr-en)
+
+
+def use_corpus(corpus: str) -> None:
+    """Every step reads and writes under the corpus's own folder."""
+    global WORK
+    WORK = WORKS[corpus]
+
+
+def supervision(reverse: bool = False) -> Path:
+    """eflomal's grow-diag-final-and links of the training pairs, en-fr (or fr-en)."""
+    return WORK / "eflomal" / ("train.gdfa.rev" if reverse else "train.gdfa")
 
 # Every attention variant, English->French, as `mt train` overrides.
 VARIANTS = {
@@ -72,9 +92,8 @@ VARIANTS = {
     "bahdanau_top3": ["model=rnn_bahdanau", "model.attention.top_k=3"],
     "bahdanau_hard": ["model=rnn_bahdanau", "model.attention.hard=true"],
     # Bahdanau with its attention supervised by eflomal's grow-diag-final-and links of the
-    # Multi30k training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
-    "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0",
-                            f"data.train_alignments={SUPERVISION}"],
+    # training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
+    "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0", SUPERVISED],
     "transformer": ["model=transformer"],
 }
 
@@ -85,7 +104,7 @@ _PUNCT_RE = re.compile(r"(?<!\d)([.,])|([.,])(?!\d)|([!?;:()\"«»/\[\]-])")
 
 
 def hansards_style(line: str, lang: str) -> str:
-    """A Multi30k line written the way the Hansards gold text is."""
+    """A line of training text written the way the Hansards gold text is."""
     text = line.strip().lower().replace("’", "'")
     if lang == "fr":
         text = text.replace("aujourd'hui", "aujourd' hui")
@@ -95,6 +114,12 @@ def hansards_style(line: str, lang: str) -> str:
         text = re.sub(r"(\w)n't\b", r"\1 n't", text)
     text = _PUNCT_RE.sub(lambda m: f" {m.group(0)} ", text)
     return " ".join(text.split())
+
+
+def strip_accents(text: str) -> str:
+    """``é`` -> ``e``: the Hansards training French has none. Words (and so the gold's
+    indices) do not change."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
 
 
 def gold_pairs(gold_dir: Path) -> tuple[list[str], list[str]]:
@@ -109,12 +134,18 @@ def gold_pairs(gold_dir: Path) -> tuple[list[str], list[str]]:
 def prepare(ns) -> Path:
     data = WORK / "data"
     data.mkdir(parents=True, exist_ok=True)
-    for split, raw in SPLITS.items():
+    folder = ns.multi30k if ns.corpus == "multi30k" else ns.hansards
+    for split, raw in SPLITS[ns.corpus].items():
         for lang in ("en", "fr"):
-            with gzip.open(ns.multi30k / f"{raw}.{lang}.gz", "rt", encoding="utf-8") as handle:
+            path = folder / f"{raw}.{lang}.gz"
+            if not path.is_file():
+                raise SystemExit(f"missing {path}: pass --{ns.corpus} DIR (the folder of {raw}.{lang}.gz)")
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
                 lines = [hansards_style(line, lang) for line in handle.read().splitlines()]
             (data / f"{split}.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
     sources, targets = gold_pairs(ns.gold)
+    if ns.corpus == "hansards":
+        targets = [strip_accents(t) for t in targets]
     (WORK / "gold.pairs").write_text("".join(f"{s} ||| {t}\n" for s, t in zip(sources, targets)), encoding="utf-8")
     print(f"prepared {data} and {WORK / 'gold.pairs'} ({len(sources)} gold pairs)", flush=True)
     return data
@@ -129,11 +160,12 @@ def aer_of(links_file: Path, gold: list[str]) -> dict:
     return {k: round(scores[k], 2) for k in ("aer", "precision", "recall")}
 
 
-def eflomal_links(lines: slice, work: Path = WORK / "eflomal") -> tuple[list[set], list[set]]:
-    """eflomal's forward and reverse links of some of the lines it aligned (for Multi30k:
+def eflomal_links(lines: slice, work: Path | None = None) -> tuple[list[set], list[set]]:
+    """eflomal's forward and reverse links of some of the lines it aligned (for a corpus:
     train, valid, test, then the gold pairs)."""
     from mt.evaluation.alignment import read_pharaoh
 
+    work = work or WORK / "eflomal"
     return ([g.sure for g in read_pharaoh(work / "all.fwd")[lines]],
             [g.sure for g in read_pharaoh(work / "all.rev")[lines]])
 
@@ -144,9 +176,10 @@ def eflomal(ns) -> dict:
     work = WORK / "eflomal"
     work.mkdir(parents=True, exist_ok=True)
     data = WORK / "data"
-    src = [line for s in SPLITS for line in (data / f"{s}.en").read_text(encoding="utf-8").splitlines()]
-    tgt = [line for s in SPLITS for line in (data / f"{s}.fr").read_text(encoding="utf-8").splitlines()]
-    gold_src, gold_tgt = gold_pairs(ns.gold)
+    src = [line for s in SPLITS[ns.corpus] for line in (data / f"{s}.en").read_text(encoding="utf-8").splitlines()]
+    tgt = [line for s in SPLITS[ns.corpus] for line in (data / f"{s}.fr").read_text(encoding="utf-8").splitlines()]
+    pairs = [line.split(" ||| ") for line in (WORK / "gold.pairs").read_text(encoding="utf-8").splitlines()]
+    gold_src, gold_tgt = [p[0] for p in pairs], [p[1] for p in pairs]  # as prepared (accents stripped for hansards)
     n = len(gold_src)
     (work / "text.en").write_text("".join(x + "\n" for x in [*src, *(s.lower() for s in gold_src)]), encoding="utf-8")
     (work / "text.fr").write_text("".join(x + "\n" for x in [*tgt, *(t.lower() for t in gold_tgt)]), encoding="utf-8")
@@ -191,32 +224,31 @@ def score_eflomal(ns, work: Path, fwd: list[set], rev: list[set], gold: list[str
 
 
 def training_alignments() -> Path:
-    """eflomal's grow-diag-final-and links of the Multi30k training pairs (the first lines of
-    what it aligned), for the alignment-supervised variant."""
+    """eflomal's grow-diag-final-and links of the training pairs (the first lines of what it
+    aligned), for the alignment-supervised variant."""
     from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
 
     work = WORK / "eflomal"
-    out = SUPERVISION
+    out = supervision()
     if not (work / "all.fwd").is_file():
         raise SystemExit("no eflomal alignments yet: run the eflomal step first")
     n = len((WORK / "data" / "train.en").read_text(encoding="utf-8").splitlines())
     links = [grow_diag_final_and(f, r) for f, r in zip(*eflomal_links(slice(n)))]
     write_pharaoh(out, links)
-    write_pharaoh(SUPERVISION_REVERSED, [{(j, i) for i, j in pair} for pair in links])  # for fr->en
+    write_pharaoh(supervision(reverse=True), [{(j, i) for i, j in pair} for pair in links])  # for fr->en
     return out
 
 
 def train(ns) -> None:
     if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
-            and not SUPERVISION_REVERSED.is_file():
+            and not supervision(reverse=True).is_file():
         training_alignments()
     data = WORK / "data"
     runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
     for name, src, tgt in runs:
-        overrides = VARIANTS[name]
-        if src == "fr":  # a supervised French->English model learns the same links, swapped
-            overrides = [f"data.train_alignments={SUPERVISION_REVERSED}" if o.startswith("data.train_alignments=")
-                         else o for o in overrides]
+        # A supervised French->English model learns the same links, swapped.
+        overrides = [f"data.train_alignments={supervision(reverse=src == 'fr')}" if o == SUPERVISED else o
+                     for o in VARIANTS[name]]
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
@@ -242,14 +274,14 @@ def rules_for(name: str) -> dict[str, list[str]]:
     return rules
 
 
-IN_DOMAIN = 500  # Multi30k validation pairs of the in-domain check
+IN_DOMAIN = 500  # validation pairs of the training corpus in the in-domain check
 
 
 def in_domain_reference() -> tuple[list[str], list[str]]:
-    """The first IN_DOMAIN Multi30k validation pairs as --pairs input, and eflomal's
+    """The first IN_DOMAIN validation pairs of the training corpus as --pairs input, and eflomal's
     grow-diag-final-and links of them (written by the eflomal step) as --gold arguments: how
     closely a model's attention follows a statistical aligner on the text it was trained for.
-    Agreement with eflomal, not accuracy: there is no human gold for Multi30k."""
+    Agreement with eflomal, not accuracy: there is no human gold for those pairs."""
     from mt.evaluation.alignment import grow_diag_final_and, write_pharaoh
 
     work = WORK / "in_domain"
@@ -300,7 +332,7 @@ def align(ns, corpus: str = "hansards") -> dict:
             subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), *in_domain[0], "--pharaoh",
                             str(out), *rules[best]], check=True, capture_output=True)
             results[name]["in_domain_vs_eflomal"] = {"rule": best, **aer_of(out, in_domain[1])}
-            print(f"{name:20s} {'Multi30k valid, against eflomal (' + best + ')':45s} "
+            print(f"{name:20s} {'own validation pairs, against eflomal (' + best + ')':45s} "
                   f"{results[name]['in_domain_vs_eflomal']}", flush=True)
     return results
 
@@ -374,7 +406,8 @@ def _last_valid(path: Path) -> dict:
 def table(report: dict) -> str:
     """Markdown tables: Hansards (eflomal first), then the demo corpus."""
     out = []
-    for key, title in (("attention", "Hansards en-fr"), ("demo", "demo corpus en-de")):
+    trained = {"multi30k": "trained on Multi30k", "hansards": "trained on Hansards"}[report.get("corpus", "multi30k")]
+    for key, title in (("attention", f"Hansards gold en-fr, {trained}"), ("demo", "demo corpus en-de")):
         if key not in report and not (key == "attention" and "eflomal" in report):  # a demo table needs its models
             continue
         lines = [f"{title}", "", "| aligner | valid BLEU | rule | AER | precision | recall |",
@@ -392,8 +425,8 @@ def table(report: dict) -> str:
         out.append("\n".join(lines))
     checks = {n: r for n, r in report.get("attention", {}).items() if "in_domain_vs_eflomal" in r}
     if checks:
-        title = (f"In-domain check ({IN_DOMAIN} Multi30k validation pairs, against eflomal's grow-diag-final-and "
-                 "links of them; agreement, not accuracy)")
+        title = (f"Check on the training corpus ({IN_DOMAIN} of its validation pairs, against eflomal's "
+                 "grow-diag-final-and links of them; agreement, not accuracy)")
         header = "| model | rule | AER against eflomal | precision | recall | Hansards gold AER, same rule |"
         lines = [title, "", header, "| --- | --- | ---: | ---: | ---: | ---: |"]
         for name, res in checks.items():
@@ -407,7 +440,10 @@ def table(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "demo", "all"])
+    parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
+                        "is the same): multi30k (another domain) or hansards (the gold's own)")
     parser.add_argument("--multi30k", type=Path, default=REPO.parent / "shared" / "data" / "multi30k")
+    parser.add_argument("--hansards", type=Path, default=REPO.parent / "shared" / "data" / "hansards")
     parser.add_argument("--gold", type=Path, default=REPO.parent / "shared" / "data" / "alignments" / "en-fr-hansards")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--backward", nargs="*", default=["bahdanau"], choices=list(VARIANTS),
@@ -430,7 +466,10 @@ def main() -> None:
     ns.jobs = max(1, min(ns.jobs, ns.threads))
     if not (ns.gold / "enfr.gold").is_file():
         raise SystemExit(f"missing {ns.gold / 'enfr.gold'}: pass --gold DIR (the en-fr-hansards folder)")
-    report: dict = {}
+    if ns.corpus == "hansards" and ns.step == "demo":
+        raise SystemExit("the demo step trains on the demo corpus: run it without --corpus hansards")
+    use_corpus(ns.corpus)
+    report: dict = {"corpus": ns.corpus}
     if ns.step in ("prepare", "all") or not (WORK / "data" / "train.en").is_file():
         prepare(ns)
     if ns.step in ("eflomal", "all"):
@@ -439,10 +478,10 @@ def main() -> None:
         train(ns)
     if ns.step in ("align", "all"):
         report["attention"] = align(ns)
-    if ns.step in ("demo", "all"):
+    if ns.step in ("demo", "all") and ns.corpus == "multi30k":
         report["demo_eflomal"] = demo_eflomal(ns)
         report["demo"] = demo(ns)
-    if report:
+    if len(report) > 1:
         print(table(report))
     if ns.json:  # merged into what the file holds, each step's settings kept beside its figures
         previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}

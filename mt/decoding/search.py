@@ -140,7 +140,7 @@ class SearchConfig:
                 "max_len_b": self.max_len_b, "penalty": self.penalty.value, "no_repeat_ngram": self.no_repeat_ngram}
 
 
-PRUNE_SHARE = 0.25  # greedy search drops its ended rows once they are this share of the batch
+PRUNE_SHARE = 0.5  # greedy search drops its ended rows once they are this share of the batch
 GREEDY = SearchConfig()  # the defaults: greedy, a * n + b = 2n + 10, no length penalty beyond plain 1.0
 
 
@@ -159,11 +159,11 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
     ``max_len``: the most output steps the model can take (a Transformer's positions).
 
     A sentence that ends (EOS or its own length limit) is set aside, and the ended rows leave
-    the batch once they are a quarter of it (``PRUNE_SHARE``), so a batch of mixed lengths (a
+    the batch once they are half of it (``PRUNE_SHARE``), so a batch of mixed lengths (a
     server's, in arrival order; a whole file's, where one runaway sentence held every row to
-    its length limit) stops paying for its longest sentence on every row. Pruning at each
-    ending sentence cost more in copies than it saved for a small RNN batch on two threads
-    (docs/BENCHMARKS.md)."""
+    its length limit) stops paying for its longest sentence on every row. Dropping each row as
+    it ended, or a quarter at a time, made a 32-sentence RNN batch slower on two threads than
+    half at a time (docs/BENCHMARKS.md, 2026-12-01)."""
     limits = length_limits(src_mask, search, max_len)
     src_lens = src_mask.sum(1).tolist()
     alive = torch.arange(src.size(0), device=src.device)                  # the sentence of each row
