@@ -1,0 +1,40 @@
+"""The text preparation of scripts/hansards_aer.py: training text written as the gold's
+annotators wrote theirs, and the gold's French made to match accent-free training text
+without moving a word (the gold's links index words)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "hansards_aer.py"
+
+
+@pytest.fixture(scope="module")
+def prep():
+    spec = importlib.util.spec_from_file_location("hansards_aer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_french_elisions_and_punctuation_as_the_gold(prep):
+    assert prep.hansards_style("C'est l'avis qu'il a donné, aujourd'hui.", "fr") == \
+        "ce est le avis que il a donné , aujourd' hui ."
+    assert prep.hansards_style("It's the Minister's view; isn't it?", "en") == \
+        "it 's the minister 's view ; is n't it ?"
+
+
+def test_contractions_only_where_asked(prep):
+    line = "Le rapport du comité des finances, au nom des députés aux Communes."
+    assert prep.hansards_style(line, "fr") == "le rapport du comité des finances , au nom des députés aux communes ."
+    assert prep.hansards_style(line, "fr", contractions=True) == \
+        "le rapport de le comité de les finances , à le nom de les députés à les communes ."
+    assert prep.hansards_style("dues aux deux duos", "fr", contractions=True) == "dues à les deux duos"  # words only
+
+
+def test_stripping_accents_keeps_every_word_in_place(prep):
+    gold = "il a été élu à le poste de ministre de la santé , où il a œuvré ."
+    stripped = prep.strip_accents(gold)
+    assert stripped == "il a ete elu a le poste de ministre de la sante , ou il a œuvre ."
+    assert len(stripped.split()) == len(gold.split())
