@@ -32,6 +32,7 @@ class AttentionReduction(Enum):
 
     last_layer = "last_layer"  # mean over the heads of the last decoder layer
     all_layers = "all_layers"  # mean over all layers and heads
+    one_head = "one_head"      # one head of one layer (model.alignment_layer / alignment_head): Garg et al. 2019
 
 
 class Cell(Enum):
@@ -156,6 +157,8 @@ class ModelConfig:
     tie_output: bool = True          # the output layer reuses the target embedding
     share_embeddings: bool = False   # one embedding for both sides: needs data.tokenizer.joint=true
     attention_reduction: AttentionReduction = AttentionReduction.last_layer
+    alignment_layer: int = -2  # attention_reduction=one_head: this decoder layer (-2: the penultimate, as Garg et al.)
+    alignment_head: int = 0    # ... and this head of it
 
     def __post_init__(self) -> None:
         for key in ("emb_dim", "hidden_dim", "enc_layers", "dec_layers"):
@@ -166,6 +169,13 @@ class ModelConfig:
             _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
                    f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
             _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
+            if self.attention_reduction is AttentionReduction.one_head:
+                _check(-self.dec_layers <= self.alignment_layer < self.dec_layers,
+                       f"model.alignment_layer={self.alignment_layer} does not exist: the decoder has "
+                       f"{self.dec_layers} layers (0 to {self.dec_layers - 1}, or -1 to -{self.dec_layers} from the top)")
+                _check(0 <= self.alignment_head < self.heads,
+                       f"model.alignment_head={self.alignment_head} does not exist: each layer has {self.heads} heads "
+                       f"(0 to {self.heads - 1})")
             default = AttentionConfig()
             changed = next((key for key in ("score", "normalizer", "top_k", "hard")
                             if getattr(self.attention, key) != getattr(default, key)), None)

@@ -95,6 +95,10 @@ VARIANTS = {
     # training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
     "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0", SUPERVISED],
     "transformer": ["model=transformer"],
+    # The Transformer with one head supervised by the same links, head 0 of its penultimate
+    # layer (Garg et al., 2019; model.attention_reduction=one_head): the map align reads.
+    "transformer_supervised": ["model=transformer", "model.attention_reduction=one_head", "train.alignment_loss=1.0",
+                               SUPERVISED],
 }
 
 _FR_ELISION = {"l": "le", "d": "de", "j": "je", "n": "ne", "s": "se", "c": "ce", "m": "me", "t": "te",
@@ -265,7 +269,7 @@ def train(ns) -> None:
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
             continue
-        seconds = ns.transformer_seconds if name == "transformer" else ns.seconds
+        seconds = ns.transformer_seconds if name.startswith("transformer") else ns.seconds
         cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
                f"data.tgt_lang={tgt}", *overrides, "train.epochs=1000", f"train.max_seconds={seconds}",
                f"train.seed={ns.seed}", f"train.threads={ns.threads}", "train.log_seconds=60",

@@ -80,10 +80,12 @@ def test_alignment_loss_errors_name_the_problem(corpus_dir, tmp_path):
         prepare_data(compose([*base, f"data.dir={bare}", "data.source=files", f"data.train_alignments={wrong}"]))
 
 
-def test_a_transformer_trains_with_supervised_attention(corpus_dir, tmp_path):
+@pytest.mark.parametrize("head", [[], ["model.attention_reduction=one_head", "model.dec_layers=2"]],
+                         ids=["last-layer-mean", "one-head"])
+def test_a_transformer_trains_with_supervised_attention(corpus_dir, tmp_path, head):
     cfg = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "model=transformer",
                    "model.hidden_dim=24", "model.enc_layers=1", "model.dec_layers=1", "train.max_steps=3",
-                   "train.alignment_loss=1"])
+                   "train.alignment_loss=1", *head])
     plain = compose([*TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "model=transformer",
                      "model.hidden_dim=24", "model.enc_layers=1", "model.dec_layers=1", "train.max_steps=3"])
     supervised = run_training(cfg, tmp_path / "a", progress="off").history[-1]

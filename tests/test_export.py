@@ -77,6 +77,25 @@ def test_forced_reading_and_the_attention_maps_match(transformer_dir, exported, 
         ct2.force_decode_ids([[5]], [[6]], layer=0)
 
 
+def test_one_supervised_head_comes_out_of_the_export(transformer_dir, corpus_dir, tmp_path):
+    """attention_reduction=one_head (Garg et al.'s supervised head): the export returns that head."""
+    import shutil
+
+    one = tmp_path / "one_head"
+    shutil.copytree(transformer_dir, one)
+    config = (one / "config.yaml").read_text()
+    assert "attention_reduction: last_layer" in config
+    (one / "config.yaml").write_text(config.replace("attention_reduction: last_layer", "attention_reduction: one_head"))
+    torch_model = Translator.from_dir(str(one), "cpu", "fp32")
+    ct2 = Translator.from_dir(str(export_ctranslate2(one, tmp_path / "ct2", "float32")), "cpu")
+    src, ref = (corpus_dir / "test.en").read_text().splitlines()[3], (corpus_dir / "test.de").read_text().splitlines()[3]
+    a, b = ct2.force_decode(src, ref), torch_model.force_decode(src, ref)
+    head = torch_model.attention_maps(src, b.tgt_ids)[0, 0]  # head 0 of the penultimate of 2 layers
+    np.testing.assert_allclose(b.attention, head, atol=1e-6)
+    np.testing.assert_allclose(a.attention, b.attention, atol=1e-4)
+    assert not np.allclose(head, torch_model.attention_maps(src, b.tgt_ids)[-1].mean(0), atol=1e-3)
+
+
 def test_every_command_takes_the_export(transformer_dir, exported, corpus_dir, tmp_path):
     src, ref = corpus_dir / "test.en", corpus_dir / "test.de"
     plain = run_mt("translate", str(transformer_dir), "--beam", "2", "--precision", "fp32", cwd=tmp_path,

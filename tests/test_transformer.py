@@ -37,8 +37,44 @@ def test_every_layer_and_head_comes_out_and_reductions_are_means():
         torch.testing.assert_close(maps.sum(-1), torch.ones(3, 2, 4, 5))
         assert torch.all(maps[1, ..., 2:] == 0)
         _, reduced = model(batch.src, batch.src_mask, batch.tgt_in)
-        expected = maps[:, -1].mean(1) if reduction is AttentionReduction.last_layer else maps.mean((1, 2))
+        expected = {AttentionReduction.last_layer: maps[:, -1].mean(1), AttentionReduction.all_layers: maps.mean((1, 2)),
+                    AttentionReduction.one_head: maps[:, 0, 0]}[reduction]  # one_head: head 0 of the penultimate
         torch.testing.assert_close(reduced, expected)
+
+
+@pytest.mark.parametrize("layer, head", [(-2, 0), (1, 3), (-1, 2)])
+def test_one_head_is_that_head_in_training_and_in_each_decoder_step(layer, head):
+    """The supervised head (Garg et al.) is the map forward returns, and incremental decoding
+    returns the same rows, so translate, align and the heatmaps read the head that was trained."""
+    model = _model(attention_reduction=AttentionReduction.one_head, alignment_layer=layer, alignment_head=head)
+    batch = collate(SRC, TGT)
+    maps = model.attention_maps(batch.src, batch.src_mask, batch.tgt_in)
+    _, reduced = model(batch.src, batch.src_mask, batch.tgt_in)
+    torch.testing.assert_close(reduced, maps[:, layer, head])
+    memory = model.encode(batch.src, batch.src_mask)
+    state = model.init_state(memory)
+    for step in range(batch.tgt_in.size(1)):
+        _, state, attn = model.decode_step(memory, state, batch.tgt_in[:, step])
+        torch.testing.assert_close(attn, reduced[:, step], atol=1e-5, rtol=1e-5)
+
+
+def test_one_head_names_a_layer_and_head_that_exist():
+    with pytest.raises(ConfigError, match="model.alignment_layer=2 does not exist: the decoder has 2 layers"):
+        tiny_transformer_config(attention_reduction=AttentionReduction.one_head, alignment_layer=2)
+    with pytest.raises(ConfigError, match="model.alignment_head=4 does not exist: each layer has 4 heads"):
+        tiny_transformer_config(attention_reduction=AttentionReduction.one_head, alignment_head=4)
+    tiny_transformer_config(alignment_head=9)  # read only by one_head
+
+
+def test_ctranslate2_export_refuses_maps_it_cannot_return():
+    from mt.errors import MTError
+    from mt.export.ctranslate2 import exportable
+
+    for reduction, head in ((AttentionReduction.all_layers, 0), (AttentionReduction.one_head, 1)):
+        with pytest.raises(MTError, match="CTranslate2 can only return the mean of the first heads of one layer"):
+            exportable(ExperimentConfig(model=tiny_transformer_config(attention_reduction=reduction, alignment_head=head)))
+    for reduction in (AttentionReduction.last_layer, AttentionReduction.one_head):
+        exportable(ExperimentConfig(model=tiny_transformer_config(attention_reduction=reduction)))
 
 
 def test_tied_and_shared_embeddings_are_one_tensor_and_survive_saving(tmp_path, tokenizers):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mt.config import ExperimentConfig
+from mt.config import AttentionReduction, ExperimentConfig
 from mt.errors import MTError
 from mt.model_dir import LoadedModel, load_model_dir, write_export_files, written_dir
 from mt.models.transformer import TransformerSeq2Seq
@@ -42,6 +42,16 @@ def exportable(config: ExperimentConfig) -> None:
     if config.model.arch.value != "transformer":
         raise MTError(f"{config.model.name} is an RNN ({config.model.arch.value}) and CTranslate2 runs Transformers "
                       "only: export it with --to int8 instead")
+    # CTranslate2 returns the mean of the first N heads of one layer: the last layer's heads
+    # (mt's default) and one head 0 (one_head) are that; other maps would come out changed.
+    model, reduction = config.model, config.model.attention_reduction
+    if reduction is AttentionReduction.all_layers or (reduction is AttentionReduction.one_head
+                                                      and model.alignment_head != 0):
+        shown = ("all_layers" if reduction is AttentionReduction.all_layers
+                 else f"one_head with model.alignment_head={model.alignment_head}")
+        raise MTError(f"{model.name} shows attention_reduction={shown}, and CTranslate2 can only return the mean of "
+                      "the first heads of one layer, so the export's attention would differ: export it with --to "
+                      "int8 instead")
 
 
 def build_spec(loaded: LoadedModel):
@@ -52,9 +62,10 @@ def build_spec(loaded: LoadedModel):
     model = loaded.model
     assert isinstance(model, TransformerSeq2Seq)
     heads = model.decoder[0].self_attn.heads
+    one = model.reduction == "one_head"  # head 0 of one layer (exportable refuses others); else the last layer's mean
     spec = transformer_spec.TransformerSpec.from_config(
         (len(model.encoder), len(model.decoder)), heads, pre_norm=True, activation=common_spec.Activation.RELU,
-        alignment_layer=-1, alignment_heads=heads)  # mt's map: the mean of the last layer's heads
+        alignment_layer=model.reduction_layer if one else -1, alignment_heads=1 if one else heads)
 
     def array(t):
         return t.detach().float().cpu().numpy()

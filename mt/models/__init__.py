@@ -33,5 +33,6 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
             enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
             max_positions=cfg.max_positions, learned_positions=cfg.positions is Positions.learned,
             tie_output=cfg.tie_output, share_embeddings=cfg.share_embeddings,
-            reduction=cfg.attention_reduction.value)
+            reduction=cfg.attention_reduction.value, reduction_layer=cfg.alignment_layer,
+            reduction_head=cfg.alignment_head)
     raise AssertionError(f"unhandled architecture {cfg.arch}")

@@ -5,7 +5,9 @@ weights are not needed (training), and an explicit softmax(QK^T / sqrt(d)) V tha
 returns them (translation, alignments). ``attention_maps`` gives every layer and
 head, ``[batch, layers, heads, tgt_len, src_len]``; the interface's
 ``[batch, tgt_len, src_len]`` is its reduction by ``attention_reduction``: the mean over
-the heads of the last layer (default) or over all layers and heads.
+the heads of the last layer (default), over all layers and heads, or one head of one layer
+(``one_head``: the head Garg et al. 2019 supervise with word alignments, so that the map
+that is trained is the map that translate, align and the heatmaps read).
 
 Translation decodes incrementally: the decoder state holds each layer's self-attention
 keys and values so far, and the encoder memory holds each layer's cross-attention keys
@@ -147,7 +149,8 @@ class DecoderLayer(nn.Module):
 class TransformerSeq2Seq(Seq2SeqModel):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, dim: int, heads: int, ff_dim: int,
                  enc_layers: int, dec_layers: int, dropout: float, max_positions: int, learned_positions: bool,
-                 tie_output: bool, share_embeddings: bool, reduction: str = "last_layer") -> None:
+                 tie_output: bool, share_embeddings: bool, reduction: str = "last_layer", reduction_layer: int = -2,
+                 reduction_head: int = 0) -> None:
         super().__init__()
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError("shared embeddings need one vocabulary for both sides")
@@ -163,6 +166,8 @@ class TransformerSeq2Seq(Seq2SeqModel):
         if tie_output:
             self.output.weight = self.tgt_embed.tokens.weight
         self.reduction = reduction
+        self.reduction_layer = reduction_layer % dec_layers  # one_head's layer, counted from 0
+        self.reduction_head = reduction_head
         self.checkpointing = False  # set_activation_checkpointing
 
     def set_activation_checkpointing(self, on: bool) -> None:
@@ -185,10 +190,14 @@ class TransformerSeq2Seq(Seq2SeqModel):
 
     # -- helpers ---------------------------------------------------------------------
     def _weights_needed(self, layer: int) -> bool:
+        if self.reduction == "one_head":
+            return layer == self.reduction_layer
         return self.reduction == "all_layers" or layer == len(self.decoder) - 1
 
     def _reduce(self, maps: list[Tensor]) -> Tensor:
-        """Per-layer [batch, heads, tgt, src] -> [batch, tgt, src]."""
+        """Per-layer [batch, heads, tgt, src] (of the layers _weights_needed) -> [batch, tgt, src]."""
+        if self.reduction == "one_head":
+            return maps[0][:, self.reduction_head]
         return torch.stack(maps, 1).mean(dim=(1, 2))
 
     def _decode(self, memory: TensorDict, tgt_in: Tensor, need: str) -> tuple[Tensor, list[Tensor]]:
