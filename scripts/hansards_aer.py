@@ -173,7 +173,11 @@ def aer_of(links_file: Path, gold: list[str]) -> dict:
     subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "aer", *gold, "--pred", str(links_file), "--json", str(out)],
                    check=True, capture_output=True)
     scores = json.loads(out.read_text())
-    return {k: round(scores[k], 2) for k in ("aer", "precision", "recall")}
+    result = {k: round(scores[k], 2) for k in ("aer", "precision", "recall")}
+    if "by_length" in scores:  # --by-length among the gold arguments
+        result["by_length"] = {b["source_words"]: {k: b[k] for k in ("aer", "precision", "recall", "sentences")}
+                               for b in scores["by_length"]}
+    return result
 
 
 def eflomal_links(lines: slice, work: Path | None = None) -> tuple[list[set], list[set]]:
@@ -202,7 +206,8 @@ def eflomal(ns) -> dict:
     seconds = run_eflomal(work, "fr")
     training_alignments()
     fwd, rev = eflomal_links(slice(-n, None))
-    return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"],
+    return score_eflomal(ns, work, fwd, rev, ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based", "--by-length",
+                                              str(WORK / "gold.pairs"), "--edges", "10", "18"],
                          {"seconds": round(seconds, 1), "sentences": len(src) + n})
 
 
@@ -319,7 +324,9 @@ def align(ns, corpus: str = "hansards") -> dict:
     forward, backward_dir = ("en-fr", "fr-en") if corpus == "hansards" else ("en-de", "de-en")
     if corpus == "hansards":
         inputs = ["--pairs", str(WORK / "gold.pairs"), "--lowercase"]
-        gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
+        # By source length too: 1-18 words is as long as the Hansards training text gets.
+        gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based", "--by-length", str(WORK / "gold.pairs"),
+                "--edges", "10", "18"]
     else:
         inputs = ["--src-file", str(ns.demo / "test.en"), "--ref-file", str(ns.demo / "test.de")]
         gold = ["--gold", str(ns.demo / "test.align")]

@@ -13,6 +13,7 @@ from mt.data.tokenizer import word_ids
 from mt.errors import MTError
 from mt.evaluation.alignment import (
     GoldLinks,
+    aer_by_length,
     alignment_error_rate,
     argmax_links,
     format_pharaoh,
@@ -137,6 +138,37 @@ def test_mt_aer_command(tmp_path, capsys):
     (tmp_path / "short.txt").write_text("0-0\n")
     assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--pred", str(tmp_path / "short.txt")]) == 2
     assert "2 lines" in capsys.readouterr().err
+
+
+def test_aer_by_source_length_buckets():
+    golds = [gold([(0, 0)]), gold([(0, 0), (1, 1)]), gold([(2, 2)]), gold([(0, 1)])]
+    preds = [{(0, 0)}, {(0, 0)}, {(0, 0)}, {(0, 1)}]
+    buckets = aer_by_length(golds, preds, lengths=[3, 12, 25, 30], edges=[10, 18])
+    assert [label for label, _ in buckets] == ["1-10", "11-18", "19+"]
+    assert [s.sentences for _, s in buckets] == [1, 1, 2]
+    assert buckets[0][1].aer == 0.0 and buckets[1][1].recall == 50.0
+    assert buckets[2][1] == alignment_error_rate(golds[2:], preds[2:])  # the rest, scored together
+    assert [label for label, _ in aer_by_length(golds, preds, [3, 4, 5, 6], [10, 18])] == ["1-10"]  # none empty
+    with pytest.raises(MTError, match="3 sentence lengths for 4 gold sentences"):
+        aer_by_length(golds, preds, [1, 2, 3], [10])
+    with pytest.raises(MTError, match="positive and ascending"):
+        aer_by_length(golds, preds, [1, 2, 3, 4], [18, 10])
+
+
+def test_mt_aer_by_length(tmp_path, capsys):
+    (tmp_path / "gold.txt").write_text("0-0\n0-0 1-1\n")
+    (tmp_path / "pred.txt").write_text("0-0\n0-0\n")
+    (tmp_path / "pairs.txt").write_text("a b ||| x y\n" + " ".join(["w"] * 12) + " ||| z\n")
+    out = tmp_path / "aer.json"
+    assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--pred", str(tmp_path / "pred.txt"), "--by-length",
+                 str(tmp_path / "pairs.txt"), "--edges", "10", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1-10 source words: AER 0.00" in printed and "11+ source words: AER 33.33" in printed
+    data = json.loads(out.read_text())
+    assert [b["source_words"] for b in data["by_length"]] == ["1-10", "11+"] and data["sentences"] == 2
+    assert main(["aer", "--gold", str(tmp_path / "gold.txt"), "--pred", str(tmp_path / "pred.txt"), "--by-length",
+                 str(tmp_path / "missing.txt")]) == 2
+    assert "missing file" in capsys.readouterr().err
 
 
 # Attention rows sum to one within what the precision resolves: fp32's 24-bit mantissa, or

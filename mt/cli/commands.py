@@ -219,16 +219,31 @@ def aer(args: list[str]) -> int:
     parser.add_argument("--pred-one-based", action="store_true", help="the prediction counts words from 1")
     parser.add_argument("--swap-gold", action="store_true",
                         help="the gold writes target-source (j-i): swap each pair before scoring")
+    parser.add_argument("--by-length", metavar="TEXT", help="also score by source length: the source sentences "
+                        "of the same pairs, one a line (or 'source ||| target' lines, as mt align --pairs reads)")
+    parser.add_argument("--edges", type=int, nargs="+", default=[10, 18], metavar="N",
+                        help="with --by-length: the longest sentence of each bucket (default 10 18: 1-10, 11-18, 19+)")
     parser.add_argument("--json", help="also write the scores here as JSON")
     ns = parser.parse_args(args)
-    from mt.evaluation.alignment import aer_of_files
+    from mt.evaluation.alignment import aer_by_length, aer_of_files, read_pharaoh
 
     scores = aer_of_files(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
     print(f"AER {scores.aer:.2f}  precision {scores.precision:.2f}  recall {scores.recall:.2f}  "
           f"({scores.sentences} sentences; {scores.predicted} predicted, {scores.sure} sure and "
           f"{scores.possible} possible gold links)")
+    result = scores.as_dict()
+    if ns.by_length:
+        from mt.data.corpus import read_lines
+
+        lengths = [len(line.split(" ||| ")[0].split()) for line in read_lines(ns.by_length)]
+        buckets = aer_by_length(read_pharaoh(ns.gold, ns.gold_one_based, ns.swap_gold),
+                                [p.possible for p in read_pharaoh(ns.pred, ns.pred_one_based)], lengths, ns.edges)
+        for label, s in buckets:
+            print(f"  {label:>7} source words: AER {s.aer:.2f}  precision {s.precision:.2f}  recall {s.recall:.2f}  "
+                  f"({s.sentences} sentences)")
+        result["by_length"] = [{"source_words": label, **s.as_dict()} for label, s in buckets]
     if ns.json:
-        scores.to_json(ns.json)
+        Path(ns.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -117,6 +117,27 @@ def alignment_error_rate(gold: Sequence[GoldLinks], predicted: Sequence[Iterable
                      sentences=len(gold))
 
 
+def aer_by_length(gold: Sequence[GoldLinks], predicted: Sequence[Iterable[Link]], lengths: Sequence[int],
+                  edges: Sequence[int]) -> list[tuple[str, AERScores]]:
+    """AER of the sentences in each length bucket (``lengths``: each pair's source words;
+    ``edges``: each bucket's longest, ascending; the last bucket takes the rest), so a model
+    read on sentences longer than any it trained on shows what that costs. Empty buckets
+    are left out."""
+    if len(lengths) != len(gold):
+        raise MTError(f"{len(lengths)} sentence lengths for {len(gold)} gold sentences: give the text of the same "
+                      "pairs, one per line")
+    if list(edges) != sorted(set(edges)) or (edges and edges[0] < 1):
+        raise MTError(f"length edges must be positive and ascending, got {' '.join(map(str, edges))}")
+    out, low = [], 1
+    for high in [*edges, None]:
+        rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
+        if rows:
+            label = f"{low}-{high}" if high is not None else f"{low}+"
+            out.append((label, alignment_error_rate([gold[i] for i in rows], [predicted[i] for i in rows])))
+        low = (high or 0) + 1
+    return out
+
+
 # --- from attention to links ------------------------------------------------------------
 
 def aer_of_files(gold_path: str | Path, pred_path: str | Path, gold_one_based: bool = False,
