@@ -135,13 +135,23 @@ def strip_accents(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
 
 
-def gold_pairs(gold_dir: Path) -> tuple[list[str], list[str]]:
-    sources, targets = [], []
-    for line in (gold_dir / "enfr.src-tgt").read_text(encoding="utf-8").splitlines():
-        src, tgt = line.split(" ||| ")
-        sources.append(" ".join(src.split()))
-        targets.append(" ".join(tgt.split()))
-    return sources, targets
+def gold_pairs(path: Path) -> tuple[list[str], list[str]]:
+    """The sentences of a 'source ||| target' file (the gold's enfr.src-tgt, or gold.pairs as
+    prepared), single-spaced: word i stays word i."""
+    from mt.analysis.align import read_pairs
+
+    sources, targets = read_pairs(str(path))
+    return [" ".join(s.split()) for s in sources], [" ".join(t.split()) for t in targets]
+
+
+def coverage(data: Path, sources: list[str], targets: list[str]) -> dict:
+    """The share of the gold's tokens (lower-cased) that occur in the prepared training text."""
+    out = {}
+    for lang, gold in (("en", sources), ("fr", targets)):
+        seen = set((data / f"train.{lang}").read_text(encoding="utf-8").split())
+        tokens = [w.lower() for line in gold for w in line.split()]
+        out[lang] = round(100 * sum(w in seen for w in tokens) / len(tokens), 1)
+    return out
 
 
 def prepare(ns) -> Path:
@@ -159,11 +169,13 @@ def prepare(ns) -> Path:
                 if ns.corpus == "hansards" and lang == "fr":  # as the training French: no accents
                     lines = [strip_accents(line) for line in lines]
             (data / f"{split}.{lang}").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    sources, targets = gold_pairs(ns.gold)
+    sources, targets = gold_pairs(ns.gold / "enfr.src-tgt")
     if ns.corpus == "hansards":
         targets = [strip_accents(t) for t in targets]
     (WORK / "gold.pairs").write_text("".join(f"{s} ||| {t}\n" for s, t in zip(sources, targets)), encoding="utf-8")
-    print(f"prepared {data} and {WORK / 'gold.pairs'} ({len(sources)} gold pairs)", flush=True)
+    covered = coverage(data, sources, targets)
+    print(f"prepared {data} and {WORK / 'gold.pairs'} ({len(sources)} gold pairs; the training text holds "
+          f"{covered['en']}% of the gold's English tokens, {covered['fr']}% of its French)", flush=True)
     return data
 
 
@@ -198,8 +210,7 @@ def eflomal(ns) -> dict:
     data = WORK / "data"
     src = [line for s in SPLITS[ns.corpus] for line in (data / f"{s}.en").read_text(encoding="utf-8").splitlines()]
     tgt = [line for s in SPLITS[ns.corpus] for line in (data / f"{s}.fr").read_text(encoding="utf-8").splitlines()]
-    pairs = [line.split(" ||| ") for line in (WORK / "gold.pairs").read_text(encoding="utf-8").splitlines()]
-    gold_src, gold_tgt = [p[0] for p in pairs], [p[1] for p in pairs]  # as prepared (accents stripped for hansards)
+    gold_src, gold_tgt = gold_pairs(WORK / "gold.pairs")  # as prepared (accents stripped for hansards)
     n = len(gold_src)
     (work / "text.en").write_text("".join(x + "\n" for x in [*src, *(s.lower() for s in gold_src)]), encoding="utf-8")
     (work / "text.fr").write_text("".join(x + "\n" for x in [*tgt, *(t.lower() for t in gold_tgt)]), encoding="utf-8")
@@ -504,7 +515,7 @@ def main() -> None:
     if ns.step in ("demo", "all") and ns.corpus == "multi30k":
         report["demo_eflomal"] = demo_eflomal(ns)
         report["demo"] = demo(ns)
-    if len(report) > 1:
+    if set(report) - {"corpus"}:
         print(table(report))
     if ns.json:  # merged into what the file holds, each step's settings kept beside its figures
         previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}

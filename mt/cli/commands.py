@@ -225,9 +225,10 @@ def aer(args: list[str]) -> int:
                         help="with --by-length: the longest sentence of each bucket (default 10 18: 1-10, 11-18, 19+)")
     parser.add_argument("--json", help="also write the scores here as JSON")
     ns = parser.parse_args(args)
-    from mt.evaluation.alignment import aer_by_length, aer_of_files, read_pharaoh
+    from mt.evaluation.alignment import aer_by_length, alignment_error_rate, read_gold_and_predicted
 
-    scores = aer_of_files(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
+    gold, predicted = read_gold_and_predicted(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
+    scores = alignment_error_rate(gold, predicted)
     print(f"AER {scores.aer:.2f}  precision {scores.precision:.2f}  recall {scores.recall:.2f}  "
           f"({scores.sentences} sentences; {scores.predicted} predicted, {scores.sure} sure and "
           f"{scores.possible} possible gold links)")
@@ -235,9 +236,8 @@ def aer(args: list[str]) -> int:
     if ns.by_length:
         from mt.data.corpus import read_lines
 
-        lengths = [len(line.split(" ||| ")[0].split()) for line in read_lines(ns.by_length)]
-        buckets = aer_by_length(read_pharaoh(ns.gold, ns.gold_one_based, ns.swap_gold),
-                                [p.possible for p in read_pharaoh(ns.pred, ns.pred_one_based)], lengths, ns.edges)
+        lengths = [len(line.split("|||")[0].split()) for line in read_lines(ns.by_length)]  # source words
+        buckets = aer_by_length(gold, predicted, lengths, ns.edges)
         for label, s in buckets:
             print(f"  {label:>7} source words: AER {s.aer:.2f}  precision {s.precision:.2f}  recall {s.recall:.2f}  "
                   f"({s.sentences} sentences)")

@@ -184,7 +184,7 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
             attention = torch.cat([attention, attn.unsqueeze(1)], dim=1) if attention is not None \
                 else attn.unsqueeze(1)
         ended = prev == EOS
-        done = active & (ended | (limits[alive] <= step))  # a sentence at its own limit stops there
+        done = active & (ended | (limits <= step))  # a sentence at its own limit stops there
         if not bool(done.any()):
             continue
         for i in done.nonzero().squeeze(1).tolist():
@@ -199,7 +199,8 @@ def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: Se
         if left.numel() == 0:
             break
         if (active.numel() - left.numel()) >= PRUNE_SHARE * active.numel():
-            alive, active, prev, scores, tokens = alive[left], active[left], prev[left], scores[left], tokens[left]
+            alive, active, limits = alive[left], active[left], limits[left]
+            prev, scores, tokens = prev[left], scores[left], tokens[left]
             memory, state = select_rows(memory, left), select_rows(state, left)
             attention = attention[left] if attention is not None else None
     assert all(h is not None for h in out)

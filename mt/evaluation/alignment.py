@@ -18,7 +18,6 @@ Luong et al. 2015) or ``threshold_links``. ``shift_rows`` is Shift-Att (Chen et 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -92,11 +91,6 @@ class AERScores:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def to_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
-
 
 def alignment_error_rate(gold: Sequence[GoldLinks], predicted: Sequence[Iterable[Link]]) -> AERScores:
     """Corpus-level AER, precision and recall: the counts are summed over sentences first."""
@@ -140,15 +134,17 @@ def aer_by_length(gold: Sequence[GoldLinks], predicted: Sequence[Iterable[Link]]
 
 # --- from attention to links ------------------------------------------------------------
 
-def aer_of_files(gold_path: str | Path, pred_path: str | Path, gold_one_based: bool = False,
-                 pred_one_based: bool = False, swap_gold: bool = False) -> AERScores:
-    """AER of a Pharaoh file of predicted links against a gold file, line by line."""
+def read_gold_and_predicted(gold_path: str | Path, pred_path: str | Path, gold_one_based: bool = False,
+                            pred_one_based: bool = False,
+                            swap_gold: bool = False) -> tuple[list[GoldLinks], list[set[Link]]]:
+    """A gold file and a Pharaoh file of predicted links that pair line by line."""
     gold = read_pharaoh(gold_path, one_based=gold_one_based, swap=swap_gold)
     pred = read_pharaoh(pred_path, one_based=pred_one_based)
     if len(gold) != len(pred):
         raise DataError(f"{gold_path} has {len(gold)} lines but {pred_path} has {len(pred)}: "
                         "they must pair line by line")
-    return alignment_error_rate(gold, [p.possible for p in pred])
+    return gold, [p.possible for p in pred]
+
 
 
 def merge_to_words(attention: Tensor, src_words: Sequence[int], tgt_words: Sequence[int]) -> Tensor:

@@ -49,7 +49,7 @@ def exportable(config: ExperimentConfig) -> None:
                                                       and model.alignment_head != 0):
         shown = ("all_layers" if reduction is AttentionReduction.all_layers
                  else f"one_head with model.alignment_head={model.alignment_head}")
-        raise MTError(f"{model.name} shows attention_reduction={shown}, and CTranslate2 can only return the mean of "
+        raise MTError(f"{model.name} uses attention_reduction={shown}, and CTranslate2 can only return the mean of "
                       "the first heads of one layer, so the export's attention would differ: export it with --to "
                       "int8 instead")
 

@@ -8,10 +8,10 @@ loop over output steps, and in the server's process it would hold the interprete
 that the event loop needs (measured: the server then used one of two cores). In fp32 the
 search is batch-invariant (a sentence's output does not depend on what it is batched with),
 so a sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
-load). In bf16 it almost is: the products' rounding depends on the batch's padded length, and
-2 of 400 Multi30k sentences came out differently alone and in one batch (the Transformer of
-docs/BENCHMARKS.md's serve section, Zen 4); fp32 gave 0 of 400. The queue is bounded in sentences: a full one refuses new work at once (the server
-answers 503 with Retry-After) instead of growing without limit.
+load). In bf16 it almost is: the products' rounding depends on the batch's padded length, so
+a few sentences in a thousand can come out differently alone (docs/BENCHMARKS.md,
+``scripts/batch_invariance.py``). The queue is bounded in sentences: a full one refuses new
+work at once (the server answers 503 with Retry-After) instead of growing without limit.
 """
 
 from __future__ import annotations

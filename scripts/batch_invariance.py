@@ -1,0 +1,52 @@
+"""How many sentences translate differently alone than in a batch, at a precision.
+
+    .venv/bin/python scripts/batch_invariance.py MODEL_DIR --precision bf16 [--lines 400 --alone 100]
+
+Greedy search over the first ``--lines`` Multi30k test 2016 sentences, three ways: the whole
+set in one call (batched by length, as ``mt translate`` does a file), 32 lines a call (as a
+server's batches at 32 clients), and the first ``--alone`` one at a time. In fp32 the search
+is batch-invariant; in bf16 the products' rounding depends on a batch's padded length, which
+this counts. Prints one JSON line with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--lines", type=int, default=400)
+    parser.add_argument("--alone", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    ns = parser.parse_args()
+    import torch
+
+    from mt.decoding.translator import Translator
+    from mt.hardware import machine
+
+    torch.set_num_threads(ns.threads)
+    translator = Translator.from_dir(ns.model, "cpu", ns.precision)
+    lines = gzip.decompress(TEST.read_bytes()).decode().splitlines()[: ns.lines]
+    whole = [t.text for t in translator.translate(lines)]
+    by_32 = [t.text for i in range(0, len(lines), 32) for t in translator.translate(lines[i:i + 32])]
+    alone = [translator.translate([line])[0].text for line in lines[: ns.alone]]
+    print(json.dumps({"model": ns.model, "precision": translator.precision.name, "lines": len(lines),
+                      "whole_vs_32_a_call": sum(a != b for a, b in zip(whole, by_32)), "alone": len(alone),
+                      "whole_vs_alone": sum(a != b for a, b in zip(whole, alone)), "threads": ns.threads,
+                      "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}))
+
+
+if __name__ == "__main__":
+    main()
