@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mt.data.batching import collate
-from mt.decoding.search import SearchConfig, beam_search, greedy_search
+from mt.decoding.search import RunningGreedy, SearchConfig, beam_search, greedy_search
 from mt.models import build_model
 
 from .conftest import ALL_VARIANTS, variant_config
@@ -256,3 +256,62 @@ def test_score_is_the_log_probability_for_greedy_and_beam(variant):
             logits, _ = model(forced.src, forced.src_mask, forced.tgt_in)
             logp = _log_probs(logits[0]).gather(-1, forced.tgt_out[0].unsqueeze(-1)).sum().item()
             assert hyp.score == pytest.approx(logp, abs=1e-4)
+
+
+@pytest.mark.parametrize("variant,ngram", [(v, 0) for v in ALL_VARIANTS] + [("bahdanau-gru", 2), ("transformer", 2)])
+def test_sentences_that_join_a_running_search_get_what_they_get_alone(variant, ngram):
+    """Continuous batching: sentences added while others are part-way (so the Transformer's
+    caches are padded and masked, and memories of different lengths joined) come out as they do
+    searched alone: the same tokens, scores and attention, and each is given back the step it ends."""
+    model = _trained_ish(variant)
+    sources = SRC + [[18, 19, 20, 21, 22, 23, 24, 25, 26], [27], [5, 9, 13, 17, 21]]
+    search = SearchConfig(max_len_a=1.0, max_len_b=4, no_repeat_ngram=ngram)
+    alone = [_greedy(model, collate([src]), 12, max_len_a=1.0, max_len_b=4, no_repeat_ngram=ngram)[0]
+             for src in sources]
+    running = RunningGreedy(model, search, 12)
+    got, joined_at, ended_at = {}, {}, {}
+    plan = {0: [0, 1], 2: [2], 3: [3, 4], 6: [5]}  # step -> sentences that join before it
+    step = 0
+    while running or any(s >= step for s in plan):
+        if step in plan:
+            batch = collate([sources[i] for i in plan[step]])
+            running.add(batch.src, batch.src_mask, plan[step])
+            joined_at.update(dict.fromkeys(plan[step], step))
+        for key, hyp in running.step():
+            got[key], ended_at[key] = hyp, step + 1
+        step += 1
+    assert sorted(got) == list(range(len(sources)))
+    for i, hyp in enumerate(alone):
+        assert got[i].tokens == hyp.tokens, i
+        assert got[i].finished == hyp.finished
+        assert abs(got[i].score - hyp.score) < 1e-4
+        assert ended_at[i] - joined_at[i] == len(hyp.tokens) + hyp.finished  # back the step it ended
+        if hyp.attention is not None:
+            torch.testing.assert_close(got[i].attention, hyp.attention, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["bahdanau-gru", "transformer"])
+def test_a_running_search_sheds_the_rows_and_columns_nobody_needs(variant):
+    """Once the long sentences have ended and left, the batch holds only the sentences still
+    searching, the source memory is cut to the longest of them, and the Transformer's cache
+    holds no column before the oldest row's first step (and no mask once the rows are in step)."""
+    model = _trained_ish(variant)
+    running = RunningGreedy(model, SearchConfig(max_len_a=0.0, max_len_b=2), 12)  # every sentence: 2 steps
+    long = collate([[5] * 9, [6] * 9])
+    running.add(long.src, long.src_mask, ["a", "b"])
+    running.step()
+    short = collate([[7, 8], [9]])
+    running.add(short.src, short.src_mask, ["c", "d"])
+    if variant == "transformer":
+        assert running.state["self_mask"].tolist() == [[True]] * 2 + [[False]] * 2
+    assert {key for key, _ in running.step()} == {"a", "b"}  # the long ones end here
+    assert len(running) == 2
+    running.add(collate([[10]]).src, collate([[10]]).src_mask, ["e"])  # joining drops the ended rows
+    assert running.keys == ["c", "d", "e"]
+    assert running.memory["mask"].size(1) == 2
+    if variant == "transformer":
+        assert running.state["self_k0"].size(2) == 1
+        assert running.state["self_mask"].tolist() == [[True], [True], [False]]
+    assert {key for key, _ in running.step()} == {"c", "d"}
+    assert {key for key, _ in running.step()} == {"e"}
+    assert not running and running.step() == []

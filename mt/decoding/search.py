@@ -13,6 +13,7 @@ hypotheses are ranked by their length-penalised score; ``beam_size=1`` is exactl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from mt.data.tokenizer import BOS, EOS, PAD
 from mt.errors import ConfigError
-from mt.models.interface import Seq2SeqModel, select_rows
+from mt.models.interface import Seq2SeqModel, pad_cat, select_rows
 
 
 @dataclass
@@ -56,13 +57,16 @@ def _log_probs(logits: Tensor) -> Tensor:
     return torch.log_softmax(logits.float().index_fill(1, never, float("-inf")), dim=-1)
 
 
-def _block_repeats(logp: Tensor, tokens: Tensor, n: int) -> Tensor:
+def _block_repeats(logp: Tensor, tokens: Tensor, n: int, lengths: Tensor | None = None) -> Tensor:
     """Forbid any token that would repeat an n-gram the hypothesis already holds (fairseq's
-    ``--no-repeat-ngram-size``). tokens: [rows, steps] output so far; logp: [rows, vocab]."""
+    ``--no-repeat-ngram-size``). tokens: [rows, steps] output so far (with ``lengths`` [rows],
+    each row's own last ``lengths`` columns); logp: [rows, vocab]."""
     if n <= 0 or tokens.size(1) < n - 1 or tokens.size(1) == 0:
         return logp
     banned_rows, banned_ids = [], []
-    for row, seq in enumerate(tokens.tolist()):
+    own = lengths.tolist() if lengths is not None else [tokens.size(1)] * tokens.size(0)
+    for row, (seq, length) in enumerate(zip(tokens.tolist(), own)):
+        seq = seq[len(seq) - length:]
         prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
         for j in range(len(seq) - n + 1):
             if tuple(seq[j:j + n - 1]) == prefix:
@@ -151,58 +155,136 @@ def length_limits(src_mask: Tensor, search: SearchConfig, max_len: int | None = 
     return limits.clamp(max=max_len) if max_len is not None else limits
 
 
+class RunningGreedy:
+    """Greedy search over a batch that sentences join while it runs (continuous batching): a
+    server adds the sentences of each request as it arrives (``add``) and takes each one back
+    the step it ends (``step``), so no sentence waits for a batch to form or for the longest
+    sentence of its batch. Each row keeps its own step count, length limit and score, so a
+    sentence's result does not depend on when it joined or what it ran beside (up to the
+    rounding of padded products; docs/BENCHMARKS.md). ``greedy_search`` is this with one ``add``.
+
+    A sentence that ends (EOS or its own length limit) is set aside, and the ended rows leave
+    the batch once they are half of it (``PRUNE_SHARE``), or when new sentences join (the
+    batch is copied then anyway). Dropping each row as it ended, or a quarter at a time, made
+    a 32-sentence RNN batch slower on two threads than half at a time (docs/BENCHMARKS.md,
+    2026-12-01)."""
+
+    def __init__(self, model: Seq2SeqModel, search: SearchConfig = GREEDY, max_len: int | None = None) -> None:
+        self.model, self.search, self.max_len = model, search, max_len
+        self.keys: list[Any] = []          # what each row's sentence is called by the caller
+        self.src_lens: list[int] = []
+        self.memory: dict[str, Tensor] = {}
+        self.state: dict[str, Tensor] = {}
+        self.attention: Tensor | None = None  # [rows, steps, src_len], rows that joined later padded at the start
+        self._alive = 0                    # rows still searching
+
+    def __len__(self) -> int:
+        """Sentences still searching."""
+        return self._alive
+
+    @torch.no_grad()
+    def add(self, src: Tensor, src_mask: Tensor, keys: Sequence[Any]) -> None:
+        """Sentences join at the next step. src, src_mask: [n, src_len]; ``keys``: one per row,
+        given back with its hypothesis."""
+        n, device = src.size(0), src.device
+        memory = self.model.encode(src, src_mask)
+        state = self.model.init_state(memory)
+        new = {"prev": torch.full((n,), BOS, dtype=torch.long, device=device),
+               "scores": torch.zeros(n, device=device),
+               "tokens": torch.zeros((n, 0), dtype=torch.long, device=device),  # [rows, steps]
+               "steps": torch.zeros(n, dtype=torch.long, device=device),
+               "limits": length_limits(src_mask, self.search, self.max_len),
+               "active": torch.ones(n, dtype=torch.bool, device=device)}
+        if not self.keys:
+            self.memory, self.state = memory, state
+            self.prev, self.scores, self.tokens = new["prev"], new["scores"], new["tokens"]
+            self.steps, self.limits, self.active = new["steps"], new["limits"], new["active"]
+            self.attention = None
+        else:
+            self._keep(self.active.nonzero().squeeze(1))
+            self.memory, self.state = self.model.join([self.memory, memory], [self.state, state])
+            self.prev = torch.cat([self.prev, new["prev"]])
+            self.scores = torch.cat([self.scores, new["scores"]])
+            self.tokens = pad_cat([self.tokens, new["tokens"]], 1, PAD, left=True)
+            self.steps = torch.cat([self.steps, new["steps"]])
+            self.limits = torch.cat([self.limits, new["limits"]])
+            self.active = torch.cat([self.active, new["active"]])
+            if self.attention is not None:  # the new rows have no steps yet: all padding
+                rows, steps, width = self.attention.shape
+                attention = self.attention.new_zeros(rows + n, steps, max(width, src.size(1)))
+                attention[:rows, :, :width] = self.attention
+                self.attention = attention
+        self.keys += list(keys)
+        self.src_lens += src_mask.sum(1).tolist()
+        self._alive += n
+
+    @torch.no_grad()
+    def step(self) -> list[tuple[Any, Hypothesis]]:
+        """One output token for every sentence still searching; returns (key, hypothesis) of
+        the sentences that ended at it."""
+        if not self._alive:
+            return []
+        search = self.search
+        logits, self.state, attn = self.model.decode_step(self.memory, self.state, self.prev)
+        best, self.prev = _block_repeats(_log_probs(logits), self.tokens, search.no_repeat_ngram,
+                                         self.steps).max(dim=-1)
+        self.scores += best
+        self.tokens = torch.cat([self.tokens, self.prev.unsqueeze(1)], dim=1)
+        self.steps += 1
+        if search.keep_attention and attn is not None:
+            self.attention = torch.cat([self.attention, attn.unsqueeze(1)], dim=1) if self.attention is not None \
+                else attn.unsqueeze(1)
+        ended = self.prev == EOS
+        done = self.active & (ended | (self.limits <= self.steps))  # a sentence at its own limit stops there
+        if not bool(done.any()):
+            return []
+        out = []
+        width = self.tokens.size(1)
+        for i in done.nonzero().squeeze(1).tolist():
+            eos, steps = bool(ended[i]), int(self.steps[i])  # attention rows: the tokens and the EOS step
+            attn_rows = self.attention[i, width - steps:, : self.src_lens[i]].float().cpu() \
+                if self.attention is not None else None
+            score = float(self.scores[i])
+            out.append((self.keys[i], Hypothesis(self.tokens[i, width - steps: width - eos].tolist(), score, attn_rows,
+                                                 eos, score / float(search.penalty(steps, search.length_penalty)))))
+        self.active &= ~done
+        self._alive -= len(out)
+        if not self._alive:
+            self.keys, self.src_lens, self.memory, self.state, self.attention = [], [], {}, {}, None
+        elif self.active.numel() - self._alive >= PRUNE_SHARE * self.active.numel():
+            self._keep(self.active.nonzero().squeeze(1))
+        return out
+
+    def _keep(self, rows: Tensor) -> None:
+        """Only ``rows`` (those still searching) stay in the batch."""
+        if rows.numel() == self.active.numel():
+            return
+        index = rows.tolist()
+        self.keys = [self.keys[i] for i in index]
+        self.src_lens = [self.src_lens[i] for i in index]
+        self.memory, self.state = self.model.join([select_rows(self.memory, rows)], [select_rows(self.state, rows)])
+        self.prev, self.scores, self.steps = self.prev[rows], self.scores[rows], self.steps[rows]
+        self.limits, self.active = self.limits[rows], self.active[rows]
+        # the columns before the longest row's first step are padding for every row left
+        self.tokens = self.tokens[rows][:, self.tokens.size(1) - int(self.steps.max()):]
+        if self.attention is not None:
+            self.attention = self.attention[rows][:, self.attention.size(1) - int(self.steps.max()):,
+                                                  : max(self.src_lens)]
+
+
 @torch.no_grad()
 def greedy_search(model: Seq2SeqModel, src: Tensor, src_mask: Tensor, search: SearchConfig = GREEDY,
                   max_len: int | None = None) -> list[Hypothesis]:
-    """The most probable token at each step (``search.beam`` is not read). The length
-    penalty only sets ``Hypothesis.normalized``, so greedy and beam output can be compared.
-    ``max_len``: the most output steps the model can take (a Transformer's positions).
-
-    A sentence that ends (EOS or its own length limit) is set aside, and the ended rows leave
-    the batch once they are half of it (``PRUNE_SHARE``), so a batch of mixed lengths (a
-    server's, in arrival order; a whole file's, where one runaway sentence held every row to
-    its length limit) stops paying for its longest sentence on every row. Dropping each row as
-    it ended, or a quarter at a time, made a 32-sentence RNN batch slower on two threads than
-    half at a time (docs/BENCHMARKS.md, 2026-12-01)."""
-    limits = length_limits(src_mask, search, max_len)
-    src_lens = src_mask.sum(1).tolist()
-    alive = torch.arange(src.size(0), device=src.device)                  # the sentence of each row
-    active = torch.ones(src.size(0), dtype=torch.bool, device=src.device)  # rows still searching
-    memory = model.encode(src, src_mask)
-    state = model.init_state(memory)
-    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)
-    scores = torch.zeros(src.size(0), device=src.device)
-    tokens = torch.zeros((src.size(0), 0), dtype=torch.long, device=src.device)  # [rows, steps]
-    attention: Tensor | None = None                                        # [rows, steps, src_len]
+    """The most probable token at each step (``search.beam`` is not read): ``RunningGreedy``
+    with every sentence added at once. The length penalty only sets
+    ``Hypothesis.normalized``, so greedy and beam output can be compared. ``max_len``: the
+    most output steps the model can take (a Transformer's positions)."""
+    running = RunningGreedy(model, search, max_len)
+    running.add(src, src_mask, range(src.size(0)))
     out: list[Hypothesis | None] = [None] * src.size(0)
-    for step in range(1, int(limits.max()) + 1):
-        logits, state, attn = model.decode_step(memory, state, prev)
-        best, prev = _block_repeats(_log_probs(logits), tokens, search.no_repeat_ngram).max(dim=-1)
-        scores += best
-        tokens = torch.cat([tokens, prev.unsqueeze(1)], dim=1)
-        if search.keep_attention and attn is not None:
-            attention = torch.cat([attention, attn.unsqueeze(1)], dim=1) if attention is not None \
-                else attn.unsqueeze(1)
-        ended = prev == EOS
-        done = active & (ended | (limits <= step))  # a sentence at its own limit stops there
-        if not bool(done.any()):
-            continue
-        for i in done.nonzero().squeeze(1).tolist():
-            s, eos = int(alive[i]), bool(ended[i])
-            steps = tokens.size(1)  # attention rows: the tokens and the EOS step
-            attn_rows = attention[i, :, : src_lens[s]].float().cpu() if attention is not None else None
-            score = float(scores[i])
-            out[s] = Hypothesis(tokens[i, : steps - eos].tolist(), score, attn_rows, eos,
-                                score / float(search.penalty(steps, search.length_penalty)))
-        active &= ~done
-        left = active.nonzero().squeeze(1)
-        if left.numel() == 0:
-            break
-        if (active.numel() - left.numel()) >= PRUNE_SHARE * active.numel():
-            alive, active, limits = alive[left], active[left], limits[left]
-            prev, scores, tokens = prev[left], scores[left], tokens[left]
-            memory, state = select_rows(memory, left), select_rows(state, left)
-            attention = attention[left] if attention is not None else None
+    while running:
+        for key, hyp in running.step():
+            out[key] = hyp
     assert all(h is not None for h in out)
     return out  # type: ignore[return-value]
 

@@ -10,6 +10,8 @@ dimension is the batch, so beam search can reorder any model's state with
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,21 @@ TensorDict = dict[str, Tensor]
 def select_rows(tree: TensorDict, index: Tensor) -> TensorDict:
     """Rows ``index`` of every tensor (dimension 0 is the batch)."""
     return {key: value.index_select(0, index) for key, value in tree.items()}
+
+
+def pad_cat(tensors: Sequence[Tensor], dim: int, value: float | bool = 0, left: bool = False) -> Tensor:
+    """Tensors stacked along the batch (dimension 0), each padded with ``value`` along ``dim``
+    (at its end, or its start with ``left``) to the longest."""
+    size = max(t.size(dim) for t in tensors)
+    padded = []
+    for t in tensors:
+        if t.size(dim) < size:
+            shape = list(t.shape)
+            shape[dim] = size - t.size(dim)
+            fill = t.new_full(shape, value)
+            t = torch.cat([fill, t] if left else [t, fill], dim=dim)
+        padded.append(t)
+    return torch.cat(padded, dim=0)
 
 
 class Seq2SeqModel(nn.Module, ABC):
@@ -34,6 +51,8 @@ class Seq2SeqModel(nn.Module, ABC):
     src_vocab_size: int
     tgt_vocab_size: int
     max_positions: int | None = None  # longest source or target it can read (None: no limit)
+    # memory entry -> its source-length dimension (the others have none), for ``join``
+    source_dims: ClassVar[dict[str, int]] = {"states": 1, "keys": 1, "mask": 1}
 
     @abstractmethod
     def encode(self, src: Tensor, src_mask: Tensor) -> TensorDict:
@@ -49,6 +68,25 @@ class Seq2SeqModel(nn.Module, ABC):
 
         Returns logits [batch, vocab], the next state, attention [batch, src_len] or None.
         """
+
+    def join(self, memories: Sequence[TensorDict], states: Sequence[TensorDict]) -> tuple[TensorDict, TensorDict]:
+        """Several running searches as one, their rows in order (continuous batching: sentences
+        join a search under way, each at its own step; one search alone is trimmed after rows
+        left it). Memories are padded to the longest source along ``source_dims`` (the mask
+        with False, so padding gets no weight) and cut to the longest left; this
+        default suits a state with no time dimension (an RNN's); a model whose state grows with
+        the steps (a Transformer's caches) overrides it."""
+        if len(memories) == 1:
+            memory, state = dict(memories[0]), dict(states[0])
+        else:
+            memory = {key: pad_cat([m[key] for m in memories], self.source_dims[key], False if key == "mask" else 0)
+                      if key in self.source_dims else torch.cat([m[key] for m in memories]) for key in memories[0]}
+            state = {key: torch.cat([s[key] for s in states]) for key in states[0]}
+        used = int(memory["mask"].any(0).nonzero().max()) + 1 if bool(memory["mask"].any()) else 0
+        if used < memory["mask"].size(1):  # the longest sources left: columns no row reads are dropped
+            memory = {key: value.narrow(self.source_dims[key], 0, used).contiguous() if key in self.source_dims else value
+                      for key, value in memory.items()}
+        return memory, state
 
     @property
     def output_layer(self) -> nn.Linear | None:

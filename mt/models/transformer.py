@@ -17,6 +17,7 @@ and values, computed once per sentence.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from mt.data.tokenizer import PAD
 from mt.models.dropout import Dropout
 from mt.models.dropout import dropout as drop
-from mt.models.interface import Seq2SeqModel, TensorDict
+from mt.models.interface import Seq2SeqModel, TensorDict, pad_cat
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
@@ -56,12 +57,20 @@ class Embedding(nn.Module):
         self.dropout = Dropout(dropout)
         self.max_positions = max_positions
 
-    def forward(self, ids: Tensor, offset: int = 0) -> Tensor:
-        """ids: [batch, length] -> [batch, length, dim]; positions start at ``offset``."""
-        end = offset + ids.size(1)
-        if end > self.max_positions:
-            raise ValueError(f"sequence of {end} tokens exceeds model.max_positions={self.max_positions}")
-        positions = self.learned.weight[offset:end] if self.learned is not None else self.table[offset:end]
+    def forward(self, ids: Tensor, offset: int | Tensor = 0) -> Tensor:
+        """ids: [batch, length] -> [batch, length, dim]; positions start at ``offset``, or for
+        one token per row ([batch, 1]) at each row's own ``offset`` ([batch], continuous batching)."""
+        table = self.learned.weight if self.learned is not None else self.table
+        if isinstance(offset, Tensor):
+            if offset.numel() and int(offset.max()) >= self.max_positions:
+                raise ValueError(f"sequence of {int(offset.max()) + 1} tokens exceeds "
+                                 f"model.max_positions={self.max_positions}")
+            positions = table.index_select(0, offset).unsqueeze(1)           # [batch, 1, dim]
+        else:
+            end = offset + ids.size(1)
+            if end > self.max_positions:
+                raise ValueError(f"sequence of {end} tokens exceeds model.max_positions={self.max_positions}")
+            positions = table[offset:end]
         return self.dropout(self.tokens(ids) * self.scale + positions)
 
 
@@ -138,9 +147,11 @@ class DecoderLayer(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, self_k: Tensor, self_v: Tensor, cross_k: Tensor, cross_v: Tensor,
-                src_mask: Tensor, causal: bool, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-        """self_k/self_v: keys and values of the target so far, this step's included."""
-        x = x + self.dropout(self.self_attn(self.norm1(x), self_k, self_v, causal=causal)[0])
+                src_mask: Tensor, causal: bool, need_weights: bool,
+                self_mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """self_k/self_v: keys and values of the target so far, this step's included;
+        ``self_mask``: which of them each row may attend (rows that joined later are padded)."""
+        x = x + self.dropout(self.self_attn(self.norm1(x), self_k, self_v, mask=self_mask, causal=causal)[0])
         cross, weights = self.cross_attn(self.norm2(x), cross_k, cross_v, mask=src_mask, need_weights=need_weights)
         x = x + self.dropout(cross)
         return x + self.dropout(self.ff(self.norm3(x))), weights
@@ -169,6 +180,7 @@ class TransformerSeq2Seq(Seq2SeqModel):
         self.reduction_layer = reduction_layer % dec_layers  # one_head's layer, counted from 0
         self.reduction_head = reduction_head
         self.checkpointing = False  # set_activation_checkpointing
+        self.source_dims = {"states": 1, "mask": 1, **{f"cross_{kv}{i}": 2 for i in range(dec_layers) for kv in "kv"}}
 
     def set_activation_checkpointing(self, on: bool) -> None:
         """Training keeps only each layer's input and recomputes the layer in the backward
@@ -232,21 +244,56 @@ class TransformerSeq2Seq(Seq2SeqModel):
         return {f"self_{kv}{i}": empty for i in range(len(self.decoder)) for kv in "kv"}
 
     def decode_step(self, memory: TensorDict, state: TensorDict, prev: Tensor) -> tuple[Tensor, TensorDict, Tensor]:
-        step = state["self_k0"].size(2)
-        x = self.tgt_embed(prev.unsqueeze(1), offset=step)             # [batch, 1, dim]
+        # Rows that joined a running search (``join``) are at different steps: their caches are
+        # padded at the start, ``self_mask`` [batch, steps] says which entries are theirs, and
+        # each row's position is its own count of steps.
+        self_mask = state.get("self_mask")
+        new_state = {}
+        if self_mask is None:
+            x = self.tgt_embed(prev.unsqueeze(1), offset=state["self_k0"].size(2))  # [batch, 1, dim]
+            attend = None
+        else:
+            x = self.tgt_embed(prev.unsqueeze(1), offset=self_mask.sum(1))
+            self_mask = torch.cat([self_mask, self_mask.new_ones(self_mask.size(0), 1)], dim=1)
+            new_state["self_mask"] = self_mask
+            attend = self_mask[:, None, None, :]                          # [batch, 1, 1, steps]
         src_mask = memory["mask"][:, None, None, :]
-        new_state, maps = {}, []
+        maps = []
         for i, layer in enumerate(self.decoder):
             k, v = layer.self_attn.keys_values(layer.norm1(x))
             k = torch.cat([state[f"self_k{i}"], k], dim=2)
             v = torch.cat([state[f"self_v{i}"], v], dim=2)
             new_state[f"self_k{i}"], new_state[f"self_v{i}"] = k, v
             x, w = layer(x, k, v, memory[f"cross_k{i}"], memory[f"cross_v{i}"], src_mask, False,
-                         self._weights_needed(i))
+                         self._weights_needed(i), attend)
             if w is not None:
                 maps.append(w)
         logits = self.output(self.decoder_norm(x))[:, 0]
         return logits, new_state, self._reduce(maps)[:, 0]
+
+    def join(self, memories: Sequence[TensorDict], states: Sequence[TensorDict]) -> tuple[TensorDict, TensorDict]:
+        """The interface's ``join``: sources padded at the end, the self-attention caches at the
+        start (each row's steps end at the same column), with ``self_mask`` marking each row's
+        own entries. Columns no row uses any more are dropped, and the mask with them once
+        every row is at the same step, so the search runs as an ordinary batch again."""
+        memory, _ = super().join(memories, [{} for _ in states])
+        if len(states) == 1 and "self_mask" not in states[0]:
+            return memory, dict(states[0])
+        masks = [s.get("self_mask") for s in states]
+        steps = [s["self_k0"].size(2) for s in states]
+        state = {key: pad_cat([s[key] for s in states], 2, 0, left=True) for key in states[0] if key != "self_mask"}
+        if any(m is not None for m in masks) or len(set(steps)) > 1:
+            mask = pad_cat([m if m is not None else states[j]["self_k0"].new_ones(states[j]["self_k0"].size(0),
+                                                                                     steps[j], dtype=torch.bool)
+                            for j, m in enumerate(masks)], 1, False, left=True)  # [batch, steps]
+            used = mask.any(0)
+            first = int(used.long().argmax()) if bool(used.any()) else mask.size(1)
+            if first:
+                mask = mask[:, first:]
+                state = {key: value[:, :, first:].contiguous() for key, value in state.items()}
+            if not bool(mask.all()):
+                state["self_mask"] = mask
+        return memory, state
 
     @property
     def output_layer(self) -> nn.Linear:
