@@ -2,11 +2,13 @@
 
     .venv/bin/python scripts/batch_invariance.py MODEL_DIR --precision bf16 [--lines 400 --alone 100]
 
-Greedy search over the first ``--lines`` Multi30k test 2016 sentences, three ways: the whole
+Greedy search over the first ``--lines`` Multi30k test 2016 sentences, four ways: the whole
 set in one call (batched by length, as ``mt translate`` does a file), 32 lines a call (as a
-server's batches at 32 clients), and the first ``--alone`` one at a time. In fp32 the search
-is batch-invariant; in bf16 the products' rounding depends on a batch's padded length, which
-this counts. Prints one JSON line with the machine.
+server's window batches at 32 clients), streamed (``mt serve``'s continuous batching: one
+sentence joins the running search at every step, each beside whatever is under way), and the
+first ``--alone`` one at a time. In fp32 the search is batch-invariant so far as measured; in
+bf16 the products' rounding depends on a batch's padded length, which this counts. Prints
+one JSON line with the machine.
 """
 
 from __future__ import annotations
@@ -42,10 +44,28 @@ def main() -> None:
     whole = [t.text for t in translator.translate(lines)]
     by_32 = [t.text for i in range(0, len(lines), 32) for t in translator.translate(lines[i:i + 32])]
     alone = [translator.translate([line])[0].text for line in lines[: ns.alone]]
+    streamed = _streamed(translator, lines)
     print(json.dumps({"model": ns.model, "precision": translator.precision.name, "lines": len(lines),
                       "whole_vs_32_a_call": sum(a != b for a, b in zip(whole, by_32)), "alone": len(alone),
-                      "whole_vs_alone": sum(a != b for a, b in zip(whole, alone)), "threads": ns.threads,
+                      "whole_vs_alone": sum(a != b for a, b in zip(whole, alone)),
+                      "streamed_vs_whole": sum(a != b for a, b in zip(whole, streamed)),
+                      "streamed_vs_alone": sum(a != b for a, b in zip(alone, streamed)), "threads": ns.threads,
                       "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}))
+
+
+def _streamed(translator, lines: list[str]) -> list[str]:
+    from mt.decoding.search import SearchConfig
+    from mt.decoding.streaming import StreamingTranslator
+
+    stream, search = StreamingTranslator(translator), SearchConfig(keep_attention=False)
+    done: dict[int, str] = {}
+    for i, line in enumerate(lines):
+        for key, result in stream.submit(i, [line], search) + stream.step():
+            done[key] = result[0][0].text
+    while stream.busy:
+        for key, result in stream.step():
+            done[key] = result[0][0].text
+    return [done[i] for i in range(len(lines))]
 
 
 if __name__ == "__main__":

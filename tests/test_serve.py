@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -132,14 +134,16 @@ def _metric(text: str, name: str) -> float:
 def test_fifty_concurrent_requests_get_what_mt_translate_gives_each_line_alone(server, translator, corpus_dir):
     lines = [line for line in (corpus_dir / "train.en").read_text().splitlines()
              if len(translator.src_tokenizer.encode([line])[0]) <= 60][:50]
-    before = _metric(httpx.get(f"{server.url}/metrics").text, "mt_batch_sentences_count")
+    text = httpx.get(f"{server.url}/metrics").text
+    before = _metric(text, "mt_batch_sentences_count"), _metric(text, "mt_batch_sentences_sum")
     answers = asyncio.run(_many(server.url, lines))
     assert len(lines) == 50 and [a.status_code for a in answers] == [200] * 50
     alone = [translator.translate([line])[0].text for line in lines]
     assert [a.json()["translatedText"] for a in answers] == alone
     metrics = httpx.get(f"{server.url}/metrics").text
-    batches = _metric(metrics, "mt_batch_sentences_count") - before
-    assert 1 <= batches < 50  # several requests shared a batch
+    answered = _metric(metrics, "mt_batch_sentences_count") - before[0]  # one per request (continuous batching)
+    shared = _metric(metrics, "mt_batch_sentences_sum") - before[1]      # the sentences searched beside each
+    assert answered == 50 and shared > 2 * answered  # requests searched together, not one by one
     assert _metric(metrics, 'mt_requests_total{path="/translate",status="200"}') >= 50
 
 
@@ -191,7 +195,7 @@ def test_metrics_count_what_was_sent(server):
 
 
 def test_a_full_queue_answers_503_and_sigterm_loses_no_request_in_flight(trained_model_dir, corpus_dir, translator):
-    s = Server(str(trained_model_dir), "--max-queue", "6", "--min-wait-ms", "1500")
+    s = Server(str(trained_model_dir), "--batching", "window", "--max-queue", "6", "--min-wait-ms", "1500")
     lines = (corpus_dir / "test.en").read_text().splitlines()[:10]
 
     async def flood() -> list:
@@ -267,7 +271,7 @@ def test_the_page_translates_and_draws_the_attention_in_a_real_browser(server, t
 
 
 def test_a_request_past_its_timeout_is_a_503_and_the_server_lives_on(trained_model_dir):
-    s = Server(str(trained_model_dir), "--timeout", "0.3", "--min-wait-ms", "2000")
+    s = Server(str(trained_model_dir), "--batching", "window", "--timeout", "0.3", "--min-wait-ms", "2000")
     try:
         late = httpx.post(f"{s.url}/translate", json={"q": "The dog sleeps.", "source": "en", "target": "de"})
         assert late.status_code == 503 and late.headers["retry-after"] == "5"
@@ -334,3 +338,51 @@ def test_a_model_worker_with_two_searches_overlaps_their_batches_and_loses_no_jo
     assert a_start < b_end and b_start < a_end  # the two batches ran at the same time
     assert sorted(line for runs in spans.values() for _, _, lines in runs for line in lines) == \
         sorted(r.split(":")[1] for r in results)
+
+
+class _HeldSearch:
+    """A search process stand-in whose answers wait until the test releases them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[str], Future]] = []
+
+    def submit(self, lines: list[str], _search: SearchConfig, stream: bool = True) -> Future:
+        future: Future = Future()
+        self.sent.append((lines, future))
+        return future
+
+    def release(self) -> None:
+        for lines, future in self.sent:
+            if not future.done():
+                future.batch_sentences = len(self.sent)  # type: ignore[attr-defined]
+                future.set_result([[f"t:{line}"] for line in lines])
+
+    def close(self) -> None:
+        pass
+
+
+def test_continuous_batching_bounds_what_it_holds_spreads_requests_and_stops_after_the_last_answer():
+    from mt.serving.batcher import BatchingOptions, QueueFull, StreamingWorker
+
+    searches = [_HeldSearch(), _HeldSearch()]
+    batches = []
+    worker = StreamingWorker(searches, BatchingOptions(max_queue=5), on_batch=lambda b, n: batches.append((b, n)))
+    futures = [worker.submit(["a", "b"], 4, SearchConfig()), worker.submit(["c"], 2, SearchConfig()),
+               worker.submit(["d", "e"], 4, SearchConfig())]
+    assert [len(s.sent) for s in searches] == [1, 2]  # each request to the search holding fewest sentences
+    assert worker.queued_sentences == 5 and worker.busy_since is not None
+    with pytest.raises(QueueFull, match="5 sentences are being translated"):
+        worker.submit(["f"], 2, SearchConfig())
+    stopper = threading.Thread(target=worker.stop, args=(10,))
+    stopper.start()
+    time.sleep(0.2)
+    assert stopper.is_alive()  # stop waits for the requests it holds
+    with pytest.raises(QueueFull, match="shutting down"):
+        worker.submit(["g"], 2, SearchConfig())
+    for search in searches:
+        search.release()
+    stopper.join(5)
+    assert not stopper.is_alive()
+    assert [f.result(1) for f in futures] == [[["t:a"], ["t:b"]], [["t:c"]], [["t:d"], ["t:e"]]]
+    assert worker.queued_sentences == 0 and worker.busy_since is None
+    assert sorted(n for _, n in batches) == [1, 2, 2]

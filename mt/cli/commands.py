@@ -386,16 +386,21 @@ def serve(args: list[str]) -> int:
                         "only; 0.0.0.0 lets every machine that reaches this one translate, unauthenticated)")
     parser.add_argument("--port", type=int, default=5000)
     _add_search_options(parser)
+    parser.add_argument("--batching", choices=["continuous", "window", "off"], default="continuous",
+                        help="continuous (default): a request's sentences join the running search at its next step "
+                        "and leave it the step they end; window: requests gathered into batches (--max-wait-ms, "
+                        "--min-wait-ms); off: each request alone (for comparison)")
     parser.add_argument("--max-batch-tokens", type=int, default=4096, metavar="N",
-                        help="source pieces per batch of concurrent requests (default 4096)")
+                        help="source pieces searching at once, or per batch of concurrent requests (default 4096)")
     parser.add_argument("--max-wait-ms", type=float, default=20.0, metavar="MS",
-                        help="how long a batch waits at most for the requests of a steady load to come back "
-                        "(default 20 ms; a lone request does not wait)")
+                        help="--batching window: how long a batch waits at most for the requests of a steady load "
+                        "to come back (default 20 ms; a lone request does not wait)")
     parser.add_argument("--min-wait-ms", type=float, default=0.0, metavar="MS",
-                        help="how long every batch waits for company (default 0; more: throughput before latency)")
+                        help="--batching window: how long every batch waits for company (default 0; more: "
+                        "throughput before latency)")
     parser.add_argument("--max-queue", type=int, default=2048, metavar="N",
-                        help="sentences waiting per model before requests get 503 (default 2048)")
-    parser.add_argument("--no-batching", action="store_true", help="translate each request alone (for comparison)")
+                        help="sentences per model waiting or being translated before requests get 503 (default 2048)")
+    parser.add_argument("--no-batching", action="store_true", help="the same as --batching off")
     parser.add_argument("--char-limit", type=int, default=5000, help="characters per request (default 5000)")
     parser.add_argument("--max-texts", type=int, default=64, help="texts in one request's q list (default 64)")
     parser.add_argument("--max-body", type=int, default=1_000_000, help="bytes of request body (default 1 MB)")
@@ -422,7 +427,7 @@ def serve(args: list[str]) -> int:
 
     return run_server(ns.models, ns.host, ns.port, ns.device, ns.precision, _search(ns, keep_attention=False),
                       BatchingOptions(max_tokens=ns.max_batch_tokens, max_wait=ns.max_wait_ms / 1000,
-                                      max_queue=ns.max_queue, enabled=not ns.no_batching,
+                                      max_queue=ns.max_queue, mode="off" if ns.no_batching else ns.batching,
                                       min_wait=ns.min_wait_ms / 1000),
                       Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads,
                       processes=ns.search_processes)

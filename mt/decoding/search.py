@@ -182,6 +182,11 @@ class RunningGreedy:
         """Sentences still searching."""
         return self._alive
 
+    @property
+    def pieces(self) -> int:
+        """Source pieces of the sentences still searching (what a token budget counts)."""
+        return sum(n for n, on in zip(self.src_lens, self.active.tolist()) if on) if self._alive else 0
+
     @torch.no_grad()
     def add(self, src: Tensor, src_mask: Tensor, keys: Sequence[Any]) -> None:
         """Sentences join at the next step. src, src_mask: [n, src_len]; ``keys``: one per row,

@@ -64,7 +64,8 @@ class Translator:
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
                    resolve_precision(precision, device))
 
-    def _translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
+    def translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
+        """A search's hypothesis as text, pieces and attention."""
         attention = hyp.attention.numpy() if hyp.attention is not None else None
         return Translation(
             source=source,
@@ -111,7 +112,7 @@ class Translator:
                 else:
                     hyps = beam_search(self.model, batch.src, batch.src_mask, search, limit)
             for r, hyp in zip(rows, hyps):
-                results[r] = [self._translation(lines[r], ids[r], h) for h in hyp]
+                results[r] = [self.translation(lines[r], ids[r], h) for h in hyp]
         return [r for r in results if r is not None]
 
     def source_ids(self, lines: Sequence[str], search: SearchConfig) -> list[list[int]]:
@@ -195,7 +196,7 @@ class Translator:
             logits, attn = self.model(batch.src, batch.src_mask, batch.tgt_in)
         logp = torch.log_softmax(logits.float(), -1)[0].gather(-1, batch.tgt_out[0].unsqueeze(-1)).sum()
         hyp = Hypothesis(tgt_ids, float(logp), attn[0].float().cpu() if attn is not None else None)
-        translation = self._translation(source, src_ids, hyp)
+        translation = self.translation(source, src_ids, hyp)
         translation.text = reference
         return translation
 

@@ -1,8 +1,9 @@
 """The ASGI app of ``mt serve``: LibreTranslate's API, mt's own fields, health, models,
 Prometheus metrics and the live attention page.
 
-Each model has a ``ModelWorker`` (micro-batching on its own thread); handlers only parse,
-check, queue and wait, so ``/health`` answers while a long batch runs. Every problem a client
+Each model has a worker (``StreamingWorker``: continuous batching in its search processes, the
+default; ``ModelWorker``: batches gathered in windows, or each request alone); handlers only
+parse, check, queue and wait, so ``/health`` answers while a long batch runs. Every problem a client
 can cause is a 4xx with ``{"error": "..."}`` (LibreTranslate's shape), never a 500.
 """
 
@@ -26,7 +27,7 @@ from mt import __version__
 from mt.decoding.aligner import ARGMAX, AlignOptions, translation_pair
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.serving.batcher import BatchingOptions, ModelWorker, QueueFull, Search, request_search
+from mt.serving.batcher import BatchingOptions, ModelWorker, QueueFull, Search, StreamingWorker, request_search
 from mt.serving.protocol import (
     IGNORED_FIELDS,
     LANGUAGE_NAMES,
@@ -52,7 +53,7 @@ class ServedModel:
     target: str
     info: dict[str, Any] = field(default_factory=dict)  # what GET /models shows
     search: list[Search] | None = None  # each runs a batch (SearchProcesses); None: the translator, in the worker thread
-    worker: ModelWorker | None = None
+    worker: ModelWorker | StreamingWorker | None = None
 
 
 class Metrics:
@@ -66,7 +67,8 @@ class Metrics:
                                  registry=self.registry,
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
         self.sentences = Counter("mt_sentences", "Sentences translated, by model", ["model"], registry=self.registry)
-        self.batch = Histogram("mt_batch_sentences", "Sentences per batch the model ran", ["model"],
+        self.batch = Histogram("mt_batch_sentences", "Sentences searched together: per batch (--batching window), "
+                               "or in the step a request ended (continuous), by model", ["model"],
                                registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.queue = Gauge("mt_queue_sentences", "Sentences waiting, by model", ["model"], registry=self.registry)
 
@@ -220,8 +222,11 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         for served in models:
-            served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name),
-                                        search=served.search)
+            if batching.mode == "continuous" and served.search:
+                served.worker = StreamingWorker(served.search, batching, on_batch=_batch_counter(served.name))
+            else:
+                served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name),
+                                            search=served.search)
         log.info("serving %s", ", ".join(f"{m.name} ({m.source}->{m.target})" for m in models))
         yield
         for served in models:
@@ -229,8 +234,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
                 served.worker.stop()
 
     def _batch_counter(name: str):
-        def count(sentences: int, _pieces: int) -> None:
-            metrics.batch.labels(name).observe(sentences)
+        def count(batch: int, sentences: int) -> None:
+            metrics.batch.labels(name).observe(batch)
             metrics.sentences.labels(name).inc(sentences)
         return count
 

@@ -17,6 +17,7 @@ work at once (the server answers 503 with Retry-After) instead of growing withou
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import signal
@@ -24,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 
 from mt.decoding.search import SearchConfig
@@ -46,36 +47,58 @@ class Job:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+BATCHING_MODES = ("continuous", "window", "off")
+
+
 @dataclass(frozen=True)
 class BatchingOptions:
-    """``max_tokens`` source pieces per batch; ``max_wait`` seconds a batch waits at most for the
-    requests of a steady load to come back (a lone request does not wait); ``max_queue``
-    sentences waiting at most; ``enabled`` False translates each request alone (the
-    benchmark's baseline); ``min_wait`` seconds every batch waits for company (throughput
-    before latency)."""
+    """``mode``: ``continuous`` (a request's sentences join the running greedy search at its
+    next step and leave the step they end; beam and n-best requests run whole between steps),
+    ``window`` (requests gathered into batches: ``max_wait`` seconds at most for the requests
+    of a steady load to come back, a lone request does not wait; ``min_wait`` seconds every
+    batch waits for company), or ``off`` (each request alone: the benchmark's baseline).
+    ``max_tokens`` source pieces per batch (continuous: searching at once); ``max_queue``
+    sentences waiting at most (continuous: sent to the search and not yet answered)."""
 
     max_tokens: int = 4096
     max_wait: float = 0.02
     max_queue: int = 2048
-    enabled: bool = True
+    mode: str = "continuous"
     min_wait: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in BATCHING_MODES:
+            raise ValueError(f"batching mode must be one of {', '.join(BATCHING_MODES)}, got {self.mode!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
 
 
 Search = Callable[[list[str], SearchConfig], list[list[Translation]]]
 
 
 class SearchProcess:
-    """A model directory loaded in a child process that runs searches sent over a pipe.
+    """A model directory loaded in a child process that translates the jobs sent over a pipe.
 
-    The child ignores SIGINT and SIGTERM (the server stops it once its requests are done) and
-    ends when the pipe closes. If it dies (killed, out of memory), the batch it held fails
-    with an error and a new child is started for the next."""
+    A job is a whole batch (``__call__``: the window batcher's) or a request that joins the
+    child's running search (``submit(..., stream=True)``: continuous batching, answered when
+    its last sentence ends, while other requests go on). A reader thread hands each answer
+    to its future. The child ignores SIGINT and SIGTERM (the server stops it once its requests
+    are done) and ends when the pipe closes. If it dies (killed, out of memory), the jobs it
+    held fail with an error and a new child is started for the next."""
 
-    def __init__(self, model_dir: str, device: str = "auto", precision: str = "auto", threads: int = 0) -> None:
-        self._args = (model_dir, device, precision, threads)
+    def __init__(self, model_dir: str, device: str = "auto", precision: str = "auto", threads: int = 0,
+                 max_tokens: int = 4096) -> None:
+        self._args = (model_dir, device, precision, threads, max_tokens)
         self._context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pipe and the pending jobs
+        self._pending: dict[int, Future] = {}
+        self._ids = itertools.count()
+        self._closing = False
         self._start()
+        self._reader = threading.Thread(target=self._read, name="mt-serve-reader", daemon=True)
+        self._reader.start()
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -88,22 +111,52 @@ class SearchProcess:
         if status != "ready":
             raise RuntimeError(f"the search process could not load the model: {value}")
 
-    def __call__(self, lines: list[str], search: SearchConfig) -> list[list[Translation]]:
+    def submit(self, lines: list[str], search: SearchConfig, stream: bool = True) -> Future:
+        """-> list[list[Translation]], n-best per line."""
+        future: Future = Future()
         with self._lock:
+            job = next(self._ids)
+            self._pending[job] = future
             try:
-                self._conn.send((lines, search))
-                status, value = self._conn.recv()
+                self._conn.send((job, stream, lines, search))
+            except OSError:  # the child is gone: the reader fails this job and starts another
+                pass
+        return future
+
+    def __call__(self, lines: list[str], search: SearchConfig) -> list[list[Translation]]:
+        return self.submit(lines, search, stream=False).result()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                job, status, value, batch = self._conn.recv()
             except (EOFError, OSError):
-                code = self._process.exitcode
-                self._process.join(5)
-                self._start()
-                raise RuntimeError(f"the search process ended (exit status {code}); a new one was started") \
-                    from None
-        if status != "ok":
-            raise RuntimeError(value)
-        return value
+                if self._closing:
+                    return
+                with self._lock:
+                    code = self._process.exitcode
+                    self._process.join(5)
+                    lost, self._pending = self._pending, {}
+                    error = RuntimeError(f"the search process ended (exit status {code}); a new one was started")
+                    for future in lost.values():
+                        with contextlib.suppress(InvalidStateError):
+                            future.set_exception(error)
+                    log.error("the search process ended (exit status %s); starting another", code)
+                    self._start()
+                continue
+            with self._lock:
+                future = self._pending.pop(job, None)
+            if future is None or future.cancelled():  # timed out: its answer is not wanted any more
+                continue
+            future.batch_sentences = batch  # type: ignore[attr-defined]  # the search it ended in: metrics
+            with contextlib.suppress(InvalidStateError):
+                if status == "ok":
+                    future.set_result(value)
+                else:
+                    future.set_exception(RuntimeError(value))
 
     def close(self) -> None:
+        self._closing = True
         with contextlib.suppress(OSError):
             self._conn.send(None)
         self._process.join(10)
@@ -111,31 +164,50 @@ class SearchProcess:
             self._process.terminate()
 
 
-def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int) -> None:
+def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int, max_tokens: int) -> None:
+    """The child: whole batches are translated as they come; requests that stream join the
+    running search, which takes a step whenever no message waits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import torch
 
+        from mt.decoding.streaming import StreamingTranslator
+
         if threads:
             torch.set_num_threads(threads)
         translator = Translator.from_dir(model_dir, device, precision)
+        streaming = StreamingTranslator(translator, max_tokens)
     except Exception as err:  # noqa: BLE001 - told to the parent, which names it
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
     conn.send(("ready", None))
+
+    def answer(job, result, batch: int) -> None:
+        if isinstance(result, Exception):
+            conn.send((job, "error", f"{type(result).__name__}: {result}", batch))
+        else:
+            conn.send((job, "ok", result, batch))
+
     while True:
         try:
-            message = conn.recv()
-        except EOFError:  # the server is gone
+            while conn.poll(0 if streaming.busy else None):
+                message = conn.recv()
+                if message is None:
+                    return
+                job, stream, lines, search = message
+                if stream:
+                    for key, result in streaming.submit(job, lines, search):
+                        answer(key, result, len(lines))
+                    continue
+                try:
+                    answer(job, translator.translate_nbest(lines, search=search), len(lines))
+                except Exception as err:  # noqa: BLE001 - the batch fails, the process lives on
+                    answer(job, err, len(lines))
+            for key, result in streaming.step():
+                answer(key, result, streaming.last_step)
+        except (EOFError, BrokenPipeError):  # the server is gone
             return
-        if message is None:
-            return
-        lines, search = message
-        try:
-            conn.send(("ok", translator.translate_nbest(lines, search=search)))
-        except Exception as err:  # noqa: BLE001 - the batch fails, the process lives on
-            conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
 class ModelWorker:
@@ -150,7 +222,7 @@ class ModelWorker:
         self.searches: list[Search] = list(search) if search else \
             [lambda lines, config: translator.translate_nbest(lines, search=config)]
         self.options = options
-        self.on_batch = on_batch  # (sentences, source pieces) of every batch run: metrics
+        self.on_batch = on_batch  # (sentences in the batch, sentences answered) of every batch run: metrics
         self._jobs: deque[Job] = deque()
         self._waiting = 0  # sentences queued
         self._cond = threading.Condition()
@@ -264,11 +336,69 @@ class ModelWorker:
                 with self._cond:
                     last_done, level = time.perf_counter(), len(jobs) + len(self._jobs)
             if self.on_batch is not None:
-                self.on_batch(len(lines), sum(job.pieces for job in jobs))
+                self.on_batch(len(lines), len(lines))
             start = 0
             for job in jobs:
                 job.future.set_result(results[start:start + len(job.lines)])
                 start += len(job.lines)
+
+
+class StreamingWorker:
+    """Continuous batching for one model: each request goes at once to the search process with
+    the fewest sentences in hand, joins its running search and is answered when its last
+    sentence ends. Same face as ``ModelWorker`` (submit, stop, busy_since, queued_sentences);
+    the queue bound counts the sentences sent and not yet answered."""
+
+    def __init__(self, searches: Sequence[SearchProcess], options: BatchingOptions,
+                 on_batch: Callable[[int, int], None] | None = None) -> None:
+        self.searches = list(searches)
+        self.options = options
+        self.on_batch = on_batch  # (sentences searching in the step a request ended, its sentences): metrics
+        self._lock = threading.Condition()
+        self._held = [0] * len(self.searches)  # sentences each search holds
+        self._sent: dict[Future, float] = {}    # unanswered request -> when it was sent
+        self._stopping = False
+
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest request still unanswered was sent (None: none is)."""
+        return min(self._sent.values(), default=None)
+
+    @property
+    def queued_sentences(self) -> int:
+        return sum(self._held)
+
+    def submit(self, lines: Sequence[str], pieces: int, search: SearchConfig) -> Future:
+        n = len(lines)
+        with self._lock:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            held = sum(self._held)
+            if held and held + n > self.options.max_queue:
+                raise QueueFull(f"{held} sentences are being translated (the queue holds {self.options.max_queue})")
+            j = min(range(len(self.searches)), key=self._held.__getitem__)
+            self._held[j] += n
+        future = self.searches[j].submit(list(lines), replace(search, max_tokens=self.options.max_tokens))
+        with self._lock:
+            self._sent[future] = time.perf_counter()
+        future.add_done_callback(lambda f: self._answered(f, j, n))
+        return future
+
+    def _answered(self, future: Future, j: int, n: int) -> None:
+        with self._lock:
+            self._held[j] -= n
+            self._sent.pop(future, None)
+            self._lock.notify_all()
+        if self.on_batch is not None and not future.cancelled() and future.exception() is None:
+            self.on_batch(getattr(future, "batch_sentences", n), n)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Waits for the requests sent (up to ``timeout`` s), then ends the search processes."""
+        with self._lock:
+            self._stopping = True
+            self._lock.wait_for(lambda: not self._sent, timeout)
+        for search in self.searches:
+            search.close()
 
 
 def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep_attention: bool,
@@ -281,4 +411,5 @@ def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep
                    **{k: v for k, v in settings.items() if v is not None})
 
 
-__all__ = ["BatchingOptions", "Job", "ModelWorker", "QueueFull", "SearchProcess", "Translation", "request_search"]
+__all__ = ["BATCHING_MODES", "BatchingOptions", "Job", "ModelWorker", "QueueFull", "SearchProcess", "StreamingWorker",
+           "Translation", "request_search"]

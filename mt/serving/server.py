@@ -47,10 +47,11 @@ def model_specs(args: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto",
-                threads: int = 0, search_process: bool = True, processes: int = 1):
+                threads: int = 0, search_process: bool = True, processes: int = 1, max_tokens: int = 4096):
     """Each model directory loaded (a bad one is one line naming it), with what GET /models shows;
     ``search_process``: its searches run in processes of their own (``processes`` of them per
-    model, each with ``threads`` torch threads; 0: its share of torch's default)."""
+    model, each with ``threads`` torch threads; 0: its share of torch's default; ``max_tokens``
+    source pieces searching at once in each)."""
     served = []
     for name, folder in specs:
         translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
@@ -63,7 +64,7 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
              "parameters": translator.model.num_parameters(), "device": str(translator.device),
              "precision": translator.precision.name, "engine": export_format(folder) or "pytorch",
              "directory": str(Path(folder).resolve())},
-            [SearchProcess(folder, device, precision, threads) for _ in range(processes)] if search_process
+            [SearchProcess(folder, device, precision, threads, max_tokens) for _ in range(processes)] if search_process
             else None))
     return served
 
@@ -77,8 +78,10 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     threads = threads or max(1, torch.get_num_threads() // processes)
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
-    models = load_models(model_specs(model_args), device, precision, threads, processes=processes)
-    app = create_app(models, search or SearchConfig(keep_attention=False), batching or BatchingOptions(),
+    batching = batching or BatchingOptions()
+    models = load_models(model_specs(model_args), device, precision, threads, processes=processes,
+                         max_tokens=batching.max_tokens)
+    app = create_app(models, search or SearchConfig(keep_attention=False), batching,
                      limits or Limits(), align or AlignOptions())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
                             access_log=False)
