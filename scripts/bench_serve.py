@@ -119,11 +119,12 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
 
 
 def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0,
-            prune_share: float | None = None) -> dict:
+            prune_share: float | None = None, stream: int = 0) -> dict:
     """``mt translate`` of the sentences in one file, timed around the translation only;
     ``batch`` N > 0: N lines a call, in file order (what a server's batches can hold when N
     clients each have one sentence in flight); ``prune_share``: greedy search's PRUNE_SHARE
-    for this measurement (None: mt's)."""
+    for this measurement (None: mt's); ``stream`` N > 0: continuous batching as ``mt serve`` does it,
+    N sentences in flight (a new one joins as one ends), without HTTP."""
     share = f"import mt.decoding.search as S; S.PRUNE_SHARE = {prune_share}; " if prune_share is not None else ""
     code = (f"import sys, time, torch; {share}from mt.decoding.translator import Translator; "
             f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
@@ -131,6 +132,19 @@ def offline(model: str, sentences: list[str], threads: int, env: dict[str, str],
             f"n = {batch} or len(lines); s = time.perf_counter(); "
             "[t.translate(lines[i:i + n]) for i in range(0, len(lines), n)]; "
             "print(len(lines) / (time.perf_counter() - s))")
+    if stream:  # continuous batching without the server: ``stream`` sentences in flight, each replaced as it ends
+        code = (f"import sys, time, torch; {share}from mt.decoding.translator import Translator; "
+                "from mt.decoding.streaming import StreamingTranslator; from mt.decoding.search import SearchConfig; "
+                f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
+                "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
+                "st, cfg, todo, done = StreamingTranslator(t), SearchConfig(keep_attention=False), list(lines), 0; "
+                "s = time.perf_counter(); "
+                f"[st.submit(i, [todo.pop()], cfg) for i in range({stream})]\n"
+                "with t.precision.autocast():\n"
+                "  while st.busy:\n"
+                "    ended = st.step(); done += len(ended)\n"
+                "    [st.submit(0, [todo.pop()], cfg) for _ in ended if todo]\n"
+                "print(done / (time.perf_counter() - s))")
     path = Path("/tmp") / f"bench_serve_{time.time_ns()}.txt"
     path.write_text("\n".join(sentences) + "\n")
     runs = [float(subprocess.run([sys.executable, "-c", code, model.split("=")[-1], str(path)], cwd=REPO, check=True,
@@ -138,7 +152,7 @@ def offline(model: str, sentences: list[str], threads: int, env: dict[str, str],
             for _ in range(3)]
     path.unlink()
     return {"offline_sentences_per_s": round(statistics.median(runs), 2), "offline_runs": [round(r, 2) for r in runs],
-            "offline_batch": batch or "whole file"}
+            "offline_batch": f"{stream} in flight, streamed" if stream else batch or "whole file"}
 
 
 async def _soak(server: Server, sentences: list[str], seconds: float, pair: tuple[str, str],
@@ -173,6 +187,9 @@ def main() -> None:
                         "with 32 clients)")
     parser.add_argument("--prune-share", type=float, help="offline only: greedy search drops its ended rows once "
                         "they are this share of the batch (mt.decoding.search.PRUNE_SHARE; default: mt's)")
+    parser.add_argument("--offline-stream", type=int, nargs="*", default=[], metavar="N",
+                        help="offline also with continuous batching, N sentences in flight (mt serve's search "
+                             "without HTTP)")
     parser.add_argument("--json", help="append one line per measurement here")
     parser.add_argument("--label", default="", help="written into every line (what this run varies)")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
@@ -204,6 +221,9 @@ def main() -> None:
                 for batch in ns.offline_batches:
                     emit({"model": name, "kind": "offline", "offline_threads": threads,
                           **offline(model, sentences, threads, env, batch, ns.prune_share)})
+                for stream in ns.offline_stream:
+                    emit({"model": name, "kind": "offline", "offline_threads": threads,
+                          **offline(model, sentences, threads, env, prune_share=ns.prune_share, stream=stream)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
             if not levels:

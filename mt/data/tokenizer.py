@@ -47,7 +47,11 @@ class Tokenizer:
         return " ".join(text.split())
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Subword ids without BOS/EOS."""
+        """Subword ids without BOS/EOS. A few texts are encoded one by one: SentencePiece's list
+        call starts a thread pool each time, 0.14 ms for one line against 0.005 alone (2 cores,
+        quiet; 0.6 ms under a server's load), and a server encodes every request."""
+        if len(texts) < 16:
+            return [self.sp.encode(self.normalize(t)) for t in texts]
         return self.sp.encode([self.normalize(t) for t in texts])
 
     def pieces(self, text: str) -> list[str]:

@@ -23,6 +23,8 @@ from mt.decoding.search import Hypothesis, RunningGreedy, SearchConfig
 from mt.decoding.translator import Translation, Translator
 
 Answer = tuple[Hashable, list[list[Translation]] | Exception]  # a request's key and its n-best lists (or why not)
+JOIN_SHARE = 0.25    # waiting sentences join once they are this share of those searching...
+MAX_WAIT_STEPS = 4   # ...or the first of them has waited this many steps
 
 
 @dataclass
@@ -31,6 +33,7 @@ class _Request:
     lines: list[str]
     ids: list[list[int]]
     search: SearchConfig
+    arrived: int = 0  # the stream's step count when it came
     results: list[list[Translation] | None] = field(default_factory=list)
     missing: int = 0
 
@@ -39,12 +42,18 @@ class StreamingTranslator:
     """``submit`` requests, call ``step`` while ``busy``; each returns the requests that are done.
 
     ``max_tokens``: source pieces of the sentences searching at once; more wait, in arrival
-    order, until enough have ended. A sentence's output is what ``Translator.translate`` gives
+    order, until enough have ended. Call it inside ``translator.precision.autocast()`` held
+    open, as the server's search process does: autocast casts the weights to bf16 once per
+    context, so a context per step re-cast them at every step (1.3x slower for RNN-Bahdanau,
+    32 sentences in flight, docs/BENCHMARKS.md). A sentence's output is what ``Translator.translate`` gives
     it alone (in fp32 exactly so far as measured; docs/BENCHMARKS.md)."""
 
-    def __init__(self, translator: Translator, max_tokens: int = 4096) -> None:
+    def __init__(self, translator: Translator, max_tokens: int = 4096, join_share: float = JOIN_SHARE,
+                 max_wait_steps: int = MAX_WAIT_STEPS) -> None:
         self.translator = translator
         self.max_tokens = max_tokens
+        self.join_share, self.max_wait_steps = join_share, max_wait_steps
+        self._steps = 0  # steps taken; a waiting sentence records the step it arrived at
         self.streams = type(translator).translate_nbest is Translator.translate_nbest  # not an export's engine
         self._running: dict[SearchConfig, RunningGreedy] = {}
         self._waiting: deque[tuple[_Request, int]] = deque()  # sentences not yet searching: (request, line)
@@ -64,14 +73,17 @@ class StreamingTranslator:
         """Sentences waiting for room in the running searches."""
         return len(self._waiting)
 
-    def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig) -> list[Answer]:
-        """A request joins; answered at once (returned) when it needs no running search."""
+    def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig,
+               ids: Sequence[Sequence[int]] | None = None) -> list[Answer]:
+        """A request joins; answered at once (returned) when it needs no running search.
+        ``ids``: its lines' source pieces, if the caller has them (within the input limit)."""
         if search.beam > 1 or not self.streams:
             try:
                 return [(key, self.translator.translate_nbest(lines, search=search))]
             except Exception as err:  # noqa: BLE001 - this request fails, the others go on
                 return [(key, err)]
-        request = _Request(key, list(lines), self.translator.source_ids(lines, search), search)
+        request = _Request(key, list(lines), [list(seq) for seq in ids] if ids is not None
+                           else self.translator.source_ids(lines, search), search, arrived=self._steps)
         request.results = [None] * len(lines)
         for i, seq in enumerate(request.ids):
             if seq:
@@ -85,18 +97,25 @@ class StreamingTranslator:
     def step(self) -> list[Answer]:
         """Waiting sentences join (as many as the budget lets), then one output token for
         every sentence searching."""
-        self.translator.model.eval()
         answers: list[Answer] = []
         joining: dict[SearchConfig, list[tuple[_Request, int]]] = {}
-        searching = sum(running.pieces for running in self._running.values())
-        while self._waiting:
-            request, i = self._waiting[0]
-            pieces = len(request.ids[i])
-            if searching and searching + pieces > self.max_tokens:
-                break
-            self._waiting.popleft()
-            searching += pieces
-            joining.setdefault(request.search, []).append((request, i))
+        rows = self.searching
+        # Joining copies the running batch and runs the encoder (an RNN's reads a sentence token
+        # by token, however few join), so sentences join in groups: once they are ``join_share``
+        # of the sentences searching, or the first has waited ``max_wait_steps`` steps.
+        if self._waiting and (not rows or len(self._waiting) >= self.join_share * rows
+                              or self._steps - self._waiting[0][0].arrived >= self.max_wait_steps):
+            searching = sum(running.pieces for running in self._running.values())
+            while self._waiting:
+                request, i = self._waiting[0]
+                pieces = len(request.ids[i])
+                if searching and searching + pieces > self.max_tokens:
+                    break
+                self._waiting.popleft()
+                searching += pieces
+                joining.setdefault(request.search, []).append((request, i))
+        if joining:
+            self.translator.model.eval()
         for search, sentences in joining.items():
             running = self._running.get(search)
             if running is None:
@@ -105,6 +124,7 @@ class StreamingTranslator:
             batch = collate([request.ids[i] for request, i in sentences]).to(self.translator.device)
             answers += self._guarded(search, partial(running.add, batch.src, batch.src_mask, sentences), sentences)
         self.last_step = self.searching
+        self._steps += 1
         for search, running in list(self._running.items()):
             ended = self._guarded(search, running.step)
             for (request, i), hyp in ended:

@@ -182,7 +182,11 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
     conn.send(("ready", None))
+    with translator.precision.autocast():  # held open: the weights are cast once (see StreamingTranslator)
+        _serve_jobs(conn, translator, streaming)
 
+
+def _serve_jobs(conn, translator: Translator, streaming) -> None:
     def answer(job, result, batch: int) -> None:
         if isinstance(result, Exception):
             conn.send((job, "error", f"{type(result).__name__}: {result}", batch))
