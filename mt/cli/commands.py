@@ -410,7 +410,8 @@ def serve(args: list[str]) -> int:
                         "gave 1.25x the sentences/s of one for a Transformer on 2 cores under load, "
                         "docs/BENCHMARKS.md)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads of each search process (default: the cores shared among them)")
+                        help="torch threads of each search process (default: the cores shared among them, less "
+                        "one for the HTTP side with --batching continuous)")
     ns = parser.parse_args(args)
     for name in ("port", "search_processes", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
         if getattr(ns, name) < 1:

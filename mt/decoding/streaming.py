@@ -24,7 +24,7 @@ from mt.decoding.translator import Translation, Translator
 
 Answer = tuple[Hashable, list[list[Translation]] | Exception]  # a request's key and its n-best lists (or why not)
 JOIN_SHARE = 0.25    # waiting sentences join once they are this share of those searching...
-MAX_WAIT_STEPS = 4   # ...or the first of them has waited this many steps
+MAX_WAIT_STEPS = 4   # ...or the first of them has sat out this many steps
 
 
 @dataclass
@@ -122,31 +122,33 @@ class StreamingTranslator:
                 running = self._running[search] = RunningGreedy(self.translator.model, search,
                                                                 self.translator.model.max_positions)
             batch = collate([request.ids[i] for request, i in sentences]).to(self.translator.device)
-            answers += self._guarded(search, partial(running.add, batch.src, batch.src_mask, sentences), sentences)
+            answers += self._guarded(search, partial(running.add, batch.src, batch.src_mask, sentences), sentences)[1]
         self.last_step = self.searching
         self._steps += 1
         for search, running in list(self._running.items()):
-            ended = self._guarded(search, running.step)
+            ended, failed = self._guarded(search, running.step)
+            answers += failed
             for (request, i), hyp in ended:
                 answers += self._ended(request, i, hyp)
             if not running:
-                del self._running[search]
+                self._running.pop(search, None)
         return answers
 
-    def _guarded(self, search: SearchConfig, work, joining: Sequence[tuple[_Request, int]] = ()) -> list:
-        """``work()`` under the translator's precision. If it fails, the search is dropped and
-        every request with a sentence in it (or joining it) fails with the error; the others
-        go on."""
+    def _guarded(self, search: SearchConfig, work, joining: Sequence[tuple[_Request, int]] = ()
+                 ) -> tuple[list, list[Answer]]:
+        """``work()`` under the translator's precision: (its result, []). If it fails, the search
+        is dropped and every request with a sentence in it (or joining it) fails with the error
+        (([], their answers)); the others go on."""
         try:
             with self.translator.precision.autocast():
-                return work() or []
+                return work() or [], []
         except Exception as err:  # noqa: BLE001 - told to each request it touched
             running = self._running.pop(search, None)
             failed = {id(r): r for r, _ in [*(running.keys if running else []), *joining] if r.missing >= 0}
             for request in failed.values():
                 request.missing = -1  # answered
             self._waiting = deque(s for s in self._waiting if s[0].missing >= 0)
-            return [(request.key, err) for request in failed.values()]
+            return [], [(request.key, err) for request in failed.values()]
 
     def _ended(self, request: _Request, i: int, hyp: Hypothesis) -> list[Answer]:
         if request.missing < 0:

@@ -74,11 +74,15 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
           limits: Limits | None = None, align: AlignOptions | None = None, threads: int = 0,
           log_level: str = "info", processes: int = 1) -> int:
     """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop.
-    ``processes`` search processes per model share the cores (``threads`` each, or their share)."""
+    ``processes`` search processes per model share the cores (``threads`` each, or their share;
+    continuous batching leaves one core to the HTTP side)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    threads = threads or max(1, torch.get_num_threads() // processes)
-    torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
     batching = batching or BatchingOptions()
+    # A continuous search never idles between batches, so by default it leaves one core to the
+    # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01).
+    cores = torch.get_num_threads()
+    threads = threads or max(1, (cores - (batching.mode == "continuous" and cores > 1)) // processes)
+    torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
     models = load_models(model_specs(model_args), device, precision, threads, processes=processes,
                          max_tokens=batching.max_tokens)
     app = create_app(models, search or SearchConfig(keep_attention=False), batching,
