@@ -45,8 +45,8 @@ class StreamingTranslator:
     order, until enough have ended. Call it inside ``translator.precision.autocast()`` held
     open, as the server's search process does: autocast casts the weights to bf16 once per
     context, so a context per step re-cast them at every step (1.3x slower for RNN-Bahdanau,
-    32 sentences in flight, docs/BENCHMARKS.md). A sentence's output is what ``Translator.translate`` gives
-    it alone (in fp32 exactly so far as measured; docs/BENCHMARKS.md)."""
+    32 sentences in flight, docs/BENCHMARKS.md). A sentence's output is what
+    ``Translator.translate`` gives it alone (in fp32 exactly so far as measured)."""
 
     def __init__(self, translator: Translator, max_tokens: int = 4096, join_share: float = JOIN_SHARE,
                  max_wait_steps: int = MAX_WAIT_STEPS) -> None:
@@ -73,17 +73,14 @@ class StreamingTranslator:
         """Sentences waiting for room in the running searches."""
         return len(self._waiting)
 
-    def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig,
-               ids: Sequence[Sequence[int]] | None = None) -> list[Answer]:
-        """A request joins; answered at once (returned) when it needs no running search.
-        ``ids``: its lines' source pieces, if the caller has them (within the input limit)."""
+    def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig) -> list[Answer]:
+        """A request joins; answered at once (returned) when it needs no running search."""
         if search.beam > 1 or not self.streams:
             try:
                 return [(key, self.translator.translate_nbest(lines, search=search))]
             except Exception as err:  # noqa: BLE001 - this request fails, the others go on
                 return [(key, err)]
-        request = _Request(key, list(lines), [list(seq) for seq in ids] if ids is not None
-                           else self.translator.source_ids(lines, search), search, arrived=self._steps)
+        request = _Request(key, list(lines), self.translator.source_ids(lines, search), search, arrived=self._steps)
         request.results = [None] * len(lines)
         for i, seq in enumerate(request.ids):
             if seq:
