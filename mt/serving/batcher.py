@@ -29,6 +29,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field, replace
 
 from mt.decoding.search import SearchConfig
+from mt.decoding.streaming import StreamingTranslator
 from mt.decoding.translator import Translation, Translator
 
 log = logging.getLogger("mt.serve")
@@ -172,8 +173,6 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
     try:
         import torch
 
-        from mt.decoding.streaming import StreamingTranslator
-
         if threads:
             torch.set_num_threads(threads)
         translator = Translator.from_dir(model_dir, device, precision)
@@ -186,7 +185,7 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
         _serve_jobs(conn, translator, streaming)
 
 
-def _serve_jobs(conn, translator: Translator, streaming) -> None:
+def _serve_jobs(conn, translator: Translator, streaming: StreamingTranslator) -> None:
     def answer(job, result, batch: int) -> None:
         if isinstance(result, Exception):
             conn.send((job, "error", f"{type(result).__name__}: {result}", batch))
