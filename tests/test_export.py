@@ -179,6 +179,7 @@ def test_mt_serve_serves_the_export(exported, lines):
     try:
         info = httpx.get(f"{s.url}/models").json()[0]
         assert info["engine"] == "ctranslate2" and info["arch"] == "transformer"
+        assert info["batching"] == "window"  # continuous batching is mt's own search; the engine batches requests
         answer = httpx.post(f"{s.url}/translate", json={"q": lines[:3], "source": "en", "target": "de",
                                                        "attention": True}, timeout=60)
         assert answer.status_code == 200, answer.text

@@ -104,7 +104,7 @@ def test_libretranslate_requests_and_answers(server, translator):
     assert httpx.get(f"{server.url}/languages").json() == [{"code": "en", "name": "English", "targets": ["de"]}]
     models = httpx.get(f"{server.url}/models").json()
     assert [m["name"] for m in models] == ["rnn", "second"] and models[0]["parameters"] > 1000
-    assert models[0]["source"] == "en" and models[0]["precision"] == "fp32"
+    assert models[0]["source"] == "en" and models[0]["precision"] == "fp32" and models[0]["batching"] == "continuous"
     assert "/translate" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
 
 

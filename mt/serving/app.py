@@ -222,11 +222,15 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         for served in models:
-            if batching.mode == "continuous" and served.search:
+            # Continuous batching needs mt's own search; an export's engine (CTranslate2) batches
+            # whole requests, so it gets window batching.
+            if batching.mode == "continuous" and served.search and served.info.get("engine", "pytorch") == "pytorch":
                 served.worker = StreamingWorker(served.search, batching, on_batch=_batch_counter(served.name))
+                served.info["batching"] = "continuous"
             else:
                 served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name),
                                             search=served.search)
+                served.info["batching"] = "window" if batching.enabled else "off"
         log.info("serving %s", ", ".join(f"{m.name} ({m.source}->{m.target})" for m in models))
         yield
         for served in models:
