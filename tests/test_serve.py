@@ -386,3 +386,16 @@ def test_continuous_batching_bounds_what_it_holds_spreads_requests_and_stops_aft
     assert [f.result(1) for f in futures] == [[["t:a"], ["t:b"]], [["t:c"]], [["t:d"], ["t:e"]]]
     assert worker.queued_sentences == 0 and worker.busy_since is None
     assert sorted(n for _, n in batches) == [1, 2, 2]
+
+
+def test_a_continuous_search_leaves_one_core_to_the_http_side_by_default(trained_model_dir):
+    from mt.serving.server import load_models
+
+    def threads(**settings) -> int:
+        (served,) = load_models([("m", str(trained_model_dir))], "cpu", "fp32", search_process=False, cores=4,
+                                **settings)
+        return served.info["threads"]
+
+    assert threads(continuous=True) == 3 and threads(continuous=False) == 4
+    assert threads(continuous=True, processes=2) == 1 and threads(continuous=False, processes=2) == 2
+    assert threads(continuous=True, threads=4) == 4  # --threads decides when given

@@ -47,13 +47,22 @@ def model_specs(args: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precision: str = "auto",
-                threads: int = 0, search_process: bool = True, processes: int = 1, max_tokens: int = 4096):
+                threads: int = 0, search_process: bool = True, processes: int = 1, max_tokens: int = 4096,
+                continuous: bool = False, cores: int | None = None):
     """Each model directory loaded (a bad one is one line naming it), with what GET /models shows;
     ``search_process``: its searches run in processes of their own (``processes`` of them per
-    model, each with ``threads`` torch threads; 0: its share of torch's default; ``max_tokens``
-    source pieces searching at once in each)."""
+    model, each with ``threads`` torch threads; 0: its share of the ``cores``, less one for the
+    HTTP side where the search is ``continuous``; ``max_tokens`` source pieces searching at
+    once in each)."""
+    cores = cores or torch.get_num_threads()
     served = []
     for name, folder in specs:
+        engine = export_format(folder) or "pytorch"
+        # A continuous search never idles between batches, so by default it leaves one core to the
+        # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01). An
+        # export's engine gets window batching (mt.serving.app), so all of them.
+        spare = continuous and engine == "pytorch" and cores > 1
+        share = threads or max(1, (cores - spare) // processes)
         translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
         config = load_yaml(Path(folder) / CONFIG, ExperimentConfig)
         model = config.model
@@ -62,9 +71,9 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
             {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
              if model.arch.value == "rnn" else "multi-head",
              "parameters": translator.model.num_parameters(), "device": str(translator.device),
-             "precision": translator.precision.name, "engine": export_format(folder) or "pytorch",
+             "precision": translator.precision.name, "engine": engine, "threads": share,
              "directory": str(Path(folder).resolve())},
-            [SearchProcess(folder, device, precision, threads, max_tokens) for _ in range(processes)] if search_process
+            [SearchProcess(folder, device, precision, share, max_tokens) for _ in range(processes)] if search_process
             else None))
     return served
 
@@ -78,13 +87,10 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
     continuous batching leaves one core to the HTTP side)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     batching = batching or BatchingOptions()
-    # A continuous search never idles between batches, so by default it leaves one core to the
-    # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01).
     cores = torch.get_num_threads()
-    threads = threads or max(1, (cores - (batching.mode == "continuous" and cores > 1)) // processes)
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
     models = load_models(model_specs(model_args), device, precision, threads, processes=processes,
-                         max_tokens=batching.max_tokens)
+                         max_tokens=batching.max_tokens, continuous=batching.mode == "continuous", cores=cores)
     app = create_app(models, search or SearchConfig(keep_attention=False), batching,
                      limits or Limits(), align or AlignOptions())
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
