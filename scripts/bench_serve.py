@@ -119,32 +119,35 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
 
 
 def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0,
-            prune_share: float | None = None, stream: int = 0) -> dict:
+            prune_share: float | None = None, stream: int = 0, join_share: float | None = None,
+            held_autocast: bool = True) -> dict:
     """``mt translate`` of the sentences in one file, timed around the translation only;
     ``batch`` N > 0: N lines a call, in file order (what a server's batches can hold when N
     clients each have one sentence in flight); ``prune_share``: greedy search's PRUNE_SHARE
-    for this measurement (None: mt's); ``stream`` N > 0: continuous batching as ``mt serve`` does it,
-    N sentences in flight (a new one joins as one ends), without HTTP."""
+    for this measurement (None: mt's); ``stream`` N > 0: continuous batching as ``mt serve`` does
+    it, N sentences in flight (a new one joins as one ends), without HTTP, with ``join_share``
+    (None: mt's JOIN_SHARE; 0: every sentence joins at once) and the autocast context held
+    open across steps as the server's search process holds it (``held_autocast``), or one per step."""
     share = f"import mt.decoding.search as S; S.PRUNE_SHARE = {prune_share}; " if prune_share is not None else ""
     code = (f"import sys, time, torch; {share}from mt.decoding.translator import Translator; "
             f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
-            "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
-            f"n = {batch} or len(lines); s = time.perf_counter(); "
-            "[t.translate(lines[i:i + n]) for i in range(0, len(lines), n)]; "
-            "print(len(lines) / (time.perf_counter() - s))")
-    if stream:  # continuous batching without the server: ``stream`` sentences in flight, each replaced as it ends
-        code = (f"import sys, time, torch; {share}from mt.decoding.translator import Translator; "
-                "from mt.decoding.streaming import StreamingTranslator; from mt.decoding.search import SearchConfig; "
-                f"torch.set_num_threads({threads}); t = Translator.from_dir(sys.argv[1]); "
-                "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); "
-                "st, cfg, todo, done = StreamingTranslator(t), SearchConfig(keep_attention=False), list(lines), 0; "
-                "s = time.perf_counter(); "
-                f"[st.submit(i, [todo.pop()], cfg) for i in range({stream})]\n"
-                "with t.precision.autocast():\n"
-                "  while st.busy:\n"
-                "    ended = st.step(); done += len(ended)\n"
-                "    [st.submit(0, [todo.pop()], cfg) for _ in ended if todo]\n"
-                "print(done / (time.perf_counter() - s))")
+            "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); ")
+    if not stream:
+        code += (f"n = {batch} or len(lines); s = time.perf_counter(); "
+                 "[t.translate(lines[i:i + n]) for i in range(0, len(lines), n)]; "
+                 "print(len(lines) / (time.perf_counter() - s))")
+    else:  # continuous batching without the server: ``stream`` sentences in flight, each replaced as it ends
+        joins = f", join_share={join_share}" if join_share is not None else ""
+        context = "t.precision.autocast()" if held_autocast else "__import__('contextlib').nullcontext()"
+        code += ("from mt.decoding.streaming import StreamingTranslator; from mt.decoding.search import SearchConfig; "
+                 f"st, cfg, todo, done = StreamingTranslator(t{joins}), SearchConfig(keep_attention=False), "
+                 "list(lines), 0; s = time.perf_counter(); "
+                 f"[st.submit(i, [todo.pop()], cfg) for i in range({stream})]\n"
+                 f"with {context}:\n"
+                 "  while st.busy:\n"
+                 "    ended = st.step(); done += len(ended)\n"
+                 "    [st.submit(0, [todo.pop()], cfg) for _ in ended if todo]\n"
+                 "print(done / (time.perf_counter() - s))")
     path = Path("/tmp") / f"bench_serve_{time.time_ns()}.txt"
     path.write_text("\n".join(sentences) + "\n")
     runs = [float(subprocess.run([sys.executable, "-c", code, model.split("=")[-1], str(path)], cwd=REPO, check=True,
@@ -190,6 +193,10 @@ def main() -> None:
     parser.add_argument("--offline-stream", type=int, nargs="*", default=[], metavar="N",
                         help="offline also with continuous batching, N sentences in flight (mt serve's search "
                              "without HTTP)")
+    parser.add_argument("--join-share", type=float, help="--offline-stream only: waiting sentences join once they "
+                        "are this share of those searching (mt.decoding.streaming.JOIN_SHARE; 0: each at once)")
+    parser.add_argument("--autocast-per-step", action="store_true", help="--offline-stream only: one autocast "
+                        "context per step (the weights re-cast each step) instead of one held open")
     parser.add_argument("--json", help="append one line per measurement here")
     parser.add_argument("--label", default="", help="written into every line (what this run varies)")
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
@@ -202,6 +209,8 @@ def main() -> None:
     sentences = gzip.decompress(TEST.read_bytes()).decode().splitlines()
     info = {"label": ns.label, "server_env": ns.server_env, "server_args": ns.server_args, "threads": ns.threads,
             **({"prune_share": ns.prune_share} if ns.prune_share is not None else {}),
+            **({"join_share": ns.join_share} if ns.join_share is not None else {}),
+            **({"autocast": "per step"} if ns.autocast_per_step else {}),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     env = dict(item.split("=", 1) for item in ns.server_env)
 
@@ -223,7 +232,8 @@ def main() -> None:
                           **offline(model, sentences, threads, env, batch, ns.prune_share)})
                 for stream in ns.offline_stream:
                     emit({"model": name, "kind": "offline", "offline_threads": threads,
-                          **offline(model, sentences, threads, env, prune_share=ns.prune_share, stream=stream)})
+                          **offline(model, sentences, threads, env, prune_share=ns.prune_share, stream=stream,
+                                    join_share=ns.join_share, held_autocast=not ns.autocast_per_step)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
             if not levels:

@@ -48,8 +48,8 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Subword ids without BOS/EOS. A few texts are encoded one by one: SentencePiece's list
-        call starts a thread pool each time, 0.14 ms for one line against 0.005 alone (2 cores,
-        quiet; 0.6 ms under a server's load), and a server encodes every request."""
+        call starts a thread pool each time, about 30x the time of one line alone, and a server
+        encodes every request (docs/BENCHMARKS.md, "Continuous batching")."""
         if len(texts) < 16:
             return [self.sp.encode(self.normalize(t)) for t in texts]
         return self.sp.encode([self.normalize(t) for t in texts])

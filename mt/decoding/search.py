@@ -196,24 +196,20 @@ class RunningGreedy:
         state = self.model.init_state(memory)
         new = {"prev": torch.full((n,), BOS, dtype=torch.long, device=device),
                "scores": torch.zeros(n, device=device),
-               "tokens": torch.zeros((n, 0), dtype=torch.long, device=device),  # [rows, steps]
                "steps": torch.zeros(n, dtype=torch.long, device=device),
                "limits": length_limits(src_mask, self.search, self.max_len),
                "active": torch.ones(n, dtype=torch.bool, device=device)}
         if not self.keys:
-            self.memory, self.state = memory, state
-            self.prev, self.scores, self.tokens = new["prev"], new["scores"], new["tokens"]
-            self.steps, self.limits, self.active = new["steps"], new["limits"], new["active"]
-            self.attention = None
+            self.memory, self.state, self.attention = memory, state, None
+            self.tokens = torch.zeros((n, 0), dtype=torch.long, device=device)  # [rows, steps]
+            for name, value in new.items():
+                setattr(self, name, value)
         else:
             self._keep(self.active.nonzero().squeeze(1))
             self.memory, self.state = self.model.join([self.memory, memory], [self.state, state])
-            self.prev = torch.cat([self.prev, new["prev"]])
-            self.scores = torch.cat([self.scores, new["scores"]])
-            self.tokens = pad_cat([self.tokens, new["tokens"]], 1, PAD, left=True)
-            self.steps = torch.cat([self.steps, new["steps"]])
-            self.limits = torch.cat([self.limits, new["limits"]])
-            self.active = torch.cat([self.active, new["active"]])
+            self.tokens = pad_cat([self.tokens, self.tokens.new_zeros(n, 0)], 1, PAD, left=True)
+            for name, value in new.items():
+                setattr(self, name, torch.cat([getattr(self, name), value]))
             if self.attention is not None:  # the new rows have no steps yet: all padding
                 rows, steps, width = self.attention.shape
                 attention = self.attention.new_zeros(rows + n, steps, max(width, src.size(1)))

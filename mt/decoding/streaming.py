@@ -51,6 +51,7 @@ class StreamingTranslator:
     def __init__(self, translator: Translator, max_tokens: int = 4096, join_share: float = JOIN_SHARE,
                  max_wait_steps: int = MAX_WAIT_STEPS) -> None:
         self.translator = translator
+        translator.model.eval()
         self.max_tokens = max_tokens
         self.join_share, self.max_wait_steps = join_share, max_wait_steps
         self._steps = 0  # steps taken; a waiting sentence records the step it arrived at
@@ -111,8 +112,6 @@ class StreamingTranslator:
                 self._waiting.popleft()
                 searching += pieces
                 joining.setdefault(request.search, []).append((request, i))
-        if joining:
-            self.translator.model.eval()
         for search, sentences in joining.items():
             running = self._running.get(search)
             if running is None:

@@ -82,8 +82,8 @@ class Seq2SeqModel(nn.Module, ABC):
             memory = {key: pad_cat([m[key] for m in memories], self.source_dims[key], False if key == "mask" else 0)
                       if key in self.source_dims else torch.cat([m[key] for m in memories]) for key in memories[0]}
             state = {key: torch.cat([s[key] for s in states]) for key in states[0]}
-        used = int(memory["mask"].any(0).nonzero().max()) + 1 if bool(memory["mask"].any()) else 0
-        if used < memory["mask"].size(1):  # the longest sources left: columns no row reads are dropped
+        used = int(memory["mask"].sum(1).max())  # masks are True then padding: the longest source left
+        if used < memory["mask"].size(1):  # columns no row reads are dropped
             memory = {key: value.narrow(self.source_dims[key], 0, used).contiguous() if key in self.source_dims else value
                       for key, value in memory.items()}
         return memory, state

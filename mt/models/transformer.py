@@ -279,15 +279,14 @@ class TransformerSeq2Seq(Seq2SeqModel):
         memory, _ = super().join(memories, [{} for _ in states])
         if len(states) == 1 and "self_mask" not in states[0]:
             return memory, dict(states[0])
-        masks = [s.get("self_mask") for s in states]
-        steps = [s["self_k0"].size(2) for s in states]
+        def own(s: TensorDict) -> Tensor:  # [rows, steps]: False, then each row's own steps
+            k = s["self_k0"]
+            return s["self_mask"] if "self_mask" in s else k.new_ones(k.size(0), k.size(2), dtype=torch.bool)
+
         state = {key: pad_cat([s[key] for s in states], 2, 0, left=True) for key in states[0] if key != "self_mask"}
-        if any(m is not None for m in masks) or len(set(steps)) > 1:
-            mask = pad_cat([m if m is not None else states[j]["self_k0"].new_ones(states[j]["self_k0"].size(0),
-                                                                                     steps[j], dtype=torch.bool)
-                            for j, m in enumerate(masks)], 1, False, left=True)  # [batch, steps]
-            used = mask.any(0)
-            first = int(used.long().argmax()) if bool(used.any()) else mask.size(1)
+        if any("self_mask" in s for s in states) or len({s["self_k0"].size(2) for s in states}) > 1:
+            mask = pad_cat([own(s) for s in states], 1, False, left=True)  # [batch, steps]
+            first = mask.size(1) - int(mask.sum(1).max())  # columns before the oldest row's first step
             if first:
                 mask = mask[:, first:]
                 state = {key: value[:, :, first:].contiguous() for key, value in state.items()}
