@@ -296,6 +296,31 @@ def test_a_killed_search_process_fails_its_batch_with_a_503_and_a_new_one_serves
     assert again.status_code == 200 and again.json()["translatedText"]
 
 
+def test_a_search_process_that_cannot_start_again_fails_requests_at_once_and_retries(trained_model_dir, tmp_path):
+    from mt.serving.batcher import SearchProcess
+
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    search = SearchProcess(str(model), threads=1)
+    search.RETRY_S = 0.5
+    config = SearchConfig()
+    try:
+        assert search(["The dog sleeps."], config)[0][0].text
+        shutil.move(model, tmp_path / "moved")  # the next child cannot load it
+        os.kill(search._process.pid, signal.SIGKILL)
+        time.sleep(3)  # the reader saw the death and tried a new child, which failed to load
+        start = time.perf_counter()
+        failed = search.submit(["The dog sleeps."], config)
+        with pytest.raises(RuntimeError, match="could not load the model.*tried again every 0.5 s"):
+            failed.result(timeout=30)
+        assert time.perf_counter() - start < 10  # at once (or one failed retry), not a request timeout
+        shutil.move(tmp_path / "moved", model)
+        time.sleep(0.6)
+        assert search.submit(["The dog sleeps."], config).result(timeout=60)[0][0].text  # started again
+    finally:
+        search.close()
+
+
 def test_two_search_processes_run_batches_side_by_side_and_give_what_one_gives(trained_model_dir, translator,
                                                                               corpus_dir):
     s = Server(str(trained_model_dir), "--search-processes", "2", "--max-input-len", "60")

@@ -275,7 +275,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
                 future.cancel()
                 raise RequestError(503, f"no answer within {limits.timeout:g} s (the request timeout): the server is "
                                         "busy; retry shortly", retry_after=5) from None
-            except RuntimeError as err:  # the search process died under this batch; a new one was started
+            except RuntimeError as err:  # the search process died under this batch, or cannot start again
                 raise RequestError(503, f"the translation failed ({err}); retry", retry_after=1) from None
             return JSONResponse(_answer(req, served, results, align))
         except RequestError as err:

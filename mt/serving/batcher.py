@@ -87,7 +87,11 @@ class SearchProcess:
     its last sentence ends, while other requests go on). A reader thread hands each answer
     to its future. The child ignores SIGINT and SIGTERM (the server stops it once its requests
     are done) and ends when the pipe closes. If it dies (killed, out of memory), the jobs it
-    held fail with an error and a new child is started for the next."""
+    held fail with an error and a new child is started for the next. If that one cannot load
+    the model either (its directory moved, memory still short), every job fails at once with
+    the reason, and a new start is tried at most every ``RETRY_S`` seconds as jobs come."""
+
+    RETRY_S = 5.0
 
     def __init__(self, model_dir: str, device: str = "auto", precision: str = "auto", threads: int = 0,
                  max_tokens: int = 4096) -> None:
@@ -97,9 +101,10 @@ class SearchProcess:
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
         self._closing = False
+        self._broken: str | None = None  # why the last start failed: jobs fail at once with it
+        self._tried_at = 0.0
         self._start()
-        self._reader = threading.Thread(target=self._read, name="mt-serve-reader", daemon=True)
-        self._reader.start()
+        self._read_from_child()
 
     def _start(self) -> None:
         parent, child = self._context.Pipe()
@@ -108,14 +113,39 @@ class SearchProcess:
         self._process.start()
         child.close()
         self._conn = parent
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):  # died while loading (out of memory, a crash in torch)
+            self._process.join(5)
+            status, value = "error", f"it ended while loading (exit status {self._process.exitcode})"
         if status != "ready":
             raise RuntimeError(f"the search process could not load the model: {value}")
+
+    def _read_from_child(self) -> None:
+        self._reader = threading.Thread(target=self._read, args=(self._conn,), name="mt-serve-reader", daemon=True)
+        self._reader.start()
+
+    def _restart(self) -> None:
+        """Under the lock, the child gone: start another, or remember why it could not start."""
+        self._tried_at = time.monotonic()
+        try:
+            self._start()
+        except RuntimeError as err:
+            self._broken = f"{err}; it is tried again every {self.RETRY_S:g} s as requests come"
+            log.error("%s", self._broken)
+            return
+        self._broken = None
+        self._read_from_child()
 
     def submit(self, lines: list[str], search: SearchConfig, stream: bool = True) -> Future:
         """-> list[list[Translation]], n-best per line."""
         future: Future = Future()
         with self._lock:
+            if self._broken is not None and time.monotonic() - self._tried_at >= self.RETRY_S:
+                self._restart()
+            if self._broken is not None:
+                future.set_exception(RuntimeError(self._broken))
+                return future
             job = next(self._ids)
             self._pending[job] = future
             try:
@@ -127,24 +157,25 @@ class SearchProcess:
     def __call__(self, lines: list[str], search: SearchConfig) -> list[list[Translation]]:
         return self.submit(lines, search, stream=False).result()
 
-    def _read(self) -> None:
+    def _read(self, conn) -> None:
+        """One child's answers, until it ends; then its jobs fail and (not closing) another starts."""
         while True:
             try:
-                job, status, value, batch = self._conn.recv()
+                job, status, value, batch = conn.recv()
             except (EOFError, OSError):
                 if self._closing:
                     return
                 with self._lock:
-                    code = self._process.exitcode
                     self._process.join(5)
+                    code = self._process.exitcode
                     lost, self._pending = self._pending, {}
-                    error = RuntimeError(f"the search process ended (exit status {code}); a new one was started")
+                    error = RuntimeError(f"the search process ended (exit status {code}); another is being started")
                     for future in lost.values():
                         with contextlib.suppress(InvalidStateError):
                             future.set_exception(error)
                     log.error("the search process ended (exit status %s); starting another", code)
-                    self._start()
-                continue
+                    self._restart()
+                return
             with self._lock:
                 future = self._pending.pop(job, None)
             if future is None or future.cancelled():  # timed out: its answer is not wanted any more
