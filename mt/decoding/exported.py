@@ -60,6 +60,8 @@ class ExportedModel:
 class CT2Translator(Translator):
     """A CTranslate2 export behind ``Translator``'s methods (see the module's notes)."""
 
+    streams = False  # the engine searches whole batches: no step to join
+
     def __init__(self, engine: Any, info: dict, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, device: str,
                  compute_type: str) -> None:
         super().__init__(ExportedModel(info), src_tokenizer, tgt_tokenizer, "cpu")  # type: ignore[arg-type]

@@ -55,7 +55,6 @@ class StreamingTranslator:
         self.max_tokens = max_tokens
         self.join_share, self.max_wait_steps = join_share, max_wait_steps
         self._steps = 0  # steps taken; a waiting sentence records the step it arrived at
-        self.streams = type(translator).translate_nbest is Translator.translate_nbest  # not an export's engine
         self._running: dict[SearchConfig, RunningGreedy] = {}
         self._waiting: deque[tuple[_Request, int]] = deque()  # sentences not yet searching: (request, line)
         self.last_step = 0  # sentences the last step searched (metrics)
@@ -76,7 +75,7 @@ class StreamingTranslator:
 
     def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig) -> list[Answer]:
         """A request joins; answered at once (returned) when it needs no running search."""
-        if search.beam > 1 or not self.streams:
+        if search.beam > 1 or not self.translator.streams:
             try:
                 return [(key, self.translator.translate_nbest(lines, search=search))]
             except Exception as err:  # noqa: BLE001 - this request fails, the others go on

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ class Translation:
 
 
 class Translator:
+    streams: ClassVar[bool] = True  # its model runs mt's own step-by-step search (continuous batching can join it)
+
     def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
                  device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32) -> None:
         self.model = model

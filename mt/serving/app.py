@@ -224,7 +224,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
         for served in models:
             # Continuous batching needs mt's own search; an export's engine (CTranslate2) batches
             # whole requests, so it gets window batching.
-            if batching.mode == "continuous" and served.search and served.info.get("engine", "pytorch") == "pytorch":
+            if batching.mode == "continuous" and served.search and served.translator.streams:
                 served.worker = StreamingWorker(served.search, batching, on_batch=_batch_counter(served.name))
                 served.info["batching"] = "continuous"
             else:

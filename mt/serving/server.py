@@ -57,13 +57,12 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     cores = cores or torch.get_num_threads()
     served = []
     for name, folder in specs:
-        engine = export_format(folder) or "pytorch"
+        translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
         # A continuous search never idles between batches, so by default it leaves one core to the
         # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01). An
-        # export's engine gets window batching (mt.serving.app), so all of them.
-        spare = continuous and engine == "pytorch" and cores > 1
+        # export's engine cannot stream: window batching (mt.serving.app), all of them.
+        spare = continuous and translator.streams and cores > 1
         share = threads or max(1, (cores - spare) // processes)
-        translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
         config = load_yaml(Path(folder) / CONFIG, ExperimentConfig)
         model = config.model
         served.append(ServedModel(
@@ -71,7 +70,7 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
             {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
              if model.arch.value == "rnn" else "multi-head",
              "parameters": translator.model.num_parameters(), "device": str(translator.device),
-             "precision": translator.precision.name, "engine": engine, "threads": share,
+             "precision": translator.precision.name, "engine": export_format(folder) or "pytorch", "threads": share,
              "directory": str(Path(folder).resolve())},
             [SearchProcess(folder, device, precision, share, max_tokens) for _ in range(processes)] if search_process
             else None))
