@@ -231,6 +231,19 @@ def test_a_bad_command_line_is_one_line(trained_model_dir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", f"a={trained_model_dir}", f"a={trained_model_dir}"]) == 2
     assert "two models are named 'a'" in capsys.readouterr().err
+    for flags, needle in ((["--port", "99999"], "--port must be at most 65535"),
+                          (["--threads", "-1"], "--threads must be at least 0"),
+                          (["--host", "no.such.host.invalid"], "--host no.such.host.invalid: ")):
+        assert main(["serve", str(trained_model_dir), *flags]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    with socket.socket() as taken:  # a port another server holds: said in a second, before any model loads
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        start = time.perf_counter()
+        assert main(["serve", str(trained_model_dir), "--port", str(taken.getsockname()[1])]) == 2
+        assert f"port {taken.getsockname()[1]} on 127.0.0.1 is in use" in capsys.readouterr().err
+        assert time.perf_counter() - start < 5
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium (see the README)")

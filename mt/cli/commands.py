@@ -416,6 +416,10 @@ def serve(args: list[str]) -> int:
     for name in ("port", "search_processes", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
         if getattr(ns, name) < 1:
             raise MTError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(ns, name)}")
+    if ns.port > 65535:
+        raise MTError(f"--port must be at most 65535, got {ns.port}")
+    if ns.threads < 0:
+        raise MTError(f"--threads must be at least 0 (0: the cores shared among the search processes), got {ns.threads}")
     if ns.timeout <= 0 or ns.max_wait_ms < 0 or ns.min_wait_ms < 0:
         raise MTError("--timeout must be above 0, --max-wait-ms and --min-wait-ms at least 0")
     try:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,6 +87,7 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
     ``processes`` search processes per model share the cores (``threads`` each, or their share;
     continuous batching leaves one core to the HTTP side)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    check_address(host, port)  # before the models load: a bad address or a taken port fails in a second
     batching = batching or BatchingOptions()
     cores = torch.get_num_threads()
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
@@ -97,6 +100,28 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
     server = _Server(config)
     server.run()
     return 0 if server.started else 1
+
+
+def check_address(host: str, port: int) -> None:
+    """That this process can listen on ``host``:``port`` (bound as uvicorn binds, then let go), or
+    one line naming what is wrong and the fix."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise MTError(f"--host {host}: {getattr(err, 'strerror', None) or err}: give an address of this machine "
+                      "(127.0.0.1, the default, or 0.0.0.0 for every interface)") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise MTError(f"port {port} on {host} is in use (another mt serve?): stop that server or pick "
+                              "another --port") from None
+            raise MTError(f"cannot listen on {host}:{port}: {err.strerror}: give an address of this machine "
+                          "(127.0.0.1 or 0.0.0.0)" + (" or a --port above 1023" if err.errno == errno.EACCES
+                                                         else "")) from None
 
 
 class _Server:
