@@ -3,6 +3,7 @@
     .venv/bin/python scripts/hansards_aer.py all --json docs/bench/FILE.json   # everything
     .venv/bin/python scripts/hansards_aer.py prepare | eflomal | train | align | demo  # one step
     .venv/bin/python scripts/hansards_aer.py --corpus hansards prepare | eflomal | train | align  # in-domain
+    .venv/bin/python scripts/hansards_aer.py --corpus hansards explore --out docs/hansards_explorer.html
 
 ``--corpus`` picks the training text: ``multi30k`` (the default; another domain than the
 gold, work under ``.bench/hansards``) or ``hansards`` (``../shared/data/hansards``, 305,739
@@ -33,6 +34,10 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   machine, the date and the versions. Beside the gold, an in-domain check: each model's links
   of 500 Multi30k validation pairs scored against eflomal's links of them (agreement with
   eflomal, not accuracy), which separates bad attention from a domain the model cannot read.
+- ``explore``: one explorer page (``mt explore``) of the first ``--sentences`` gold pairs (50)
+  with every trained English->French model, each reading the gold's French, and the gold's sure
+  and possible links drawn over the maps (sorted by AER if you like): a self-contained HTML file
+  at ``--out``.
 - ``demo``: the same table on the synthetic demo corpus (``data/demo``, its gold
   ``test.align``), eflomal beside: every variant at the demo's size (``mt demo``'s widths, the
   Transformer at d_model 128) trained until validation BLEU stops improving (``--demo-patience``
@@ -371,6 +376,39 @@ def align(ns, corpus: str = "hansards") -> dict:
     return results
 
 
+def zero_based(gold_line: str) -> str:
+    """A line of the gold's 1-based links (``i-j`` sure, ``ipj`` possible) 0-based, as mt explore
+    reads them; a possible link that is also sure is written once, as sure."""
+    from mt.evaluation.alignment import parse_pharaoh
+
+    links = parse_pharaoh(gold_line, one_based=True)
+    return " ".join([f"{i}-{j}" for i, j in sorted(links.sure)] +
+                    [f"{i}p{j}" for i, j in sorted(links.possible - links.sure)])
+
+
+def explore(ns) -> Path:
+    """The explorer page of the first gold pairs, every trained English->French model beside the
+    gold links."""
+    runs = WORK / "runs"
+    models = [runs / f"{name}.en-fr" / "model" for name in ns.variants if (runs / f"{name}.en-fr" / "model").is_dir()]
+    if not models:
+        raise SystemExit(f"no trained model under {runs}: run the train step first")
+    sources, targets = gold_pairs(WORK / "gold.pairs")
+    gold = (ns.gold / "enfr.gold").read_text(encoding="utf-8").splitlines()
+    n = min(ns.sentences, len(sources))
+    folder = WORK / "explore"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, lines in (("gold.en", sources), ("gold.fr", targets), ("gold.align", [zero_based(g) for g in gold])):
+        (folder / name).write_text("".join(line + "\n" for line in lines[:n]), encoding="utf-8")
+    out = ns.out or WORK / "explore" / "hansards_explorer.html"
+    subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "explore", *map(str, models), "--src-file",
+                    str(folder / "gold.en"), "--ref-file", str(folder / "gold.fr"), "--gold", str(folder / "gold.align"),
+                    "--out", str(out), "--max-sentences", str(n), "--title",
+                    f"Attention on the first {n} Hansards gold pairs ({ns.corpus} training text)"], check=True)
+    print(f"wrote {out}: {n} gold pairs, {len(models)} models", flush=True)
+    return Path(out)
+
+
 def demo_size(name: str) -> list[str]:
     """The demo's model size and training settings (``mt demo``'s, which reach their best BLEU
     on this corpus in minutes); the Transformer at the same d_model as the RNN decoders."""
@@ -473,7 +511,7 @@ def table(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "demo", "all"])
+    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all"])
     parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
                         "is the same): multi30k (another domain) or hansards (the gold's own)")
     parser.add_argument("--multi30k", type=Path, default=REPO.parent / "shared" / "data" / "multi30k")
@@ -496,6 +534,8 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true", help="train again models that exist")
     parser.add_argument("--eflomal-version", default="2.0.0")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--sentences", type=int, default=50, help="explore: the first N gold pairs")
+    parser.add_argument("--out", type=Path, help="explore: the page to write (default under the corpus's folder)")
     ns = parser.parse_args()
     ns.jobs = max(1, min(ns.jobs, ns.threads))
     if not (ns.gold / "enfr.gold").is_file():
@@ -512,6 +552,8 @@ def main() -> None:
         train(ns)
     if ns.step in ("align", "all"):
         report["attention"] = align(ns)
+    if ns.step == "explore":
+        explore(ns)
     if ns.step in ("demo", "all") and ns.corpus == "multi30k":
         report["demo_eflomal"] = demo_eflomal(ns)
         report["demo"] = demo(ns)

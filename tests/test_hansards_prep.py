@@ -38,3 +38,8 @@ def test_stripping_accents_keeps_every_word_in_place(prep):
     stripped = prep.strip_accents(gold)
     assert stripped == "il a ete elu a le poste de ministre de la sante , ou il a œuvre ."
     assert len(stripped.split()) == len(gold.split())
+
+
+def test_the_gold_is_written_zero_based_for_the_explorer_sure_and_possible_kept(prep):
+    assert prep.zero_based("1-1 2p3 2-2 3p1 3-1") == "0-0 1-1 2-0 1p2"  # 3p1 is also sure: once, as 3-1
+    assert prep.zero_based("") == ""
