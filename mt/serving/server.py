@@ -103,25 +103,29 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
 
 
 def check_address(host: str, port: int) -> None:
-    """That this process can listen on ``host``:``port`` (bound as uvicorn binds, then let go), or
-    one line naming what is wrong and the fix."""
+    """That this process can listen on ``host``:``port`` (every address the name resolves to,
+    bound as asyncio's server binds them, then let go), or one line naming what is wrong and
+    the fix."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        infos = set(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
     except (socket.gaierror, UnicodeError) as err:
         raise MTError(f"--host {host}: {getattr(err, 'strerror', None) or err}: give an address of this machine "
                       "(127.0.0.1, the default, or 0.0.0.0 for every interface)") from None
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                raise MTError(f"port {port} on {host} is in use (another mt serve?): stop that server or pick "
-                              "another --port") from None
-            raise MTError(f"cannot listen on {host}:{port}: {err.strerror}: give an address of this machine "
-                          "(127.0.0.1 or 0.0.0.0)" + (" or a --port above 1023" if err.errno == errno.EACCES
-                                                         else "")) from None
+    with contextlib.ExitStack() as held:
+        for family, kind, proto, _, address in infos:
+            sock = held.enter_context(socket.socket(family, kind, proto))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    raise MTError(f"port {port} on {host} is in use (another mt serve?): stop that server or pick "
+                                  "another --port") from None
+                raise MTError(f"cannot listen on {host}:{port}: {err.strerror}: give an address of this machine "
+                              "(127.0.0.1 or 0.0.0.0)" + (" or a --port above 1023" if err.errno == errno.EACCES
+                                                             else "")) from None
 
 
 class _Server:
