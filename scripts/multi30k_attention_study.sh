@@ -32,7 +32,8 @@
 # record, attention statistics; `mt compare --save-systems`). A run whose record is there is not
 # trained again, and the final `mt compare` sets the records beside the models trained now
 # (`--systems`). So a later session (a fresh checkout) goes on where the last one stopped, and
-# `--compare OUT` at any point compares what is finished and writes the new records.
+# `--compare OUT` at any point compares what is finished and writes the new records. Each run
+# also writes its own record as soon as it ends, so a session cut off loses only the runs in progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: $0 OUT_DIR [VARIANTS|all] [SEEDS] [OVERRIDES...]}
@@ -123,6 +124,11 @@ run() {  # variant seed overrides...
   last=$(tail -n 1 "$dir/metrics.jsonl" | grep -o '"epoch": [0-9]*' | tr -d '"')
   best=$(grep '"best": true' "$dir/metrics.jsonl" | tail -n 1 | grep -o '"epoch": [0-9]*\|"valid_bleu": [0-9.]*' | paste -sd' ' | tr -d '"')
   echo "$(date +%T) end   $dir: stopped at ${last:-?}; best ${best:-?}"
+  # Its record now, not only at the final compare: a session cut off later keeps this run.
+  [ -f "$dir/done" ] && .venv/bin/mt compare "$dir" --save-systems "$records" --split test --beam 5 \
+    --out "$dir/record" --no-progress > "$out/${name}_seed$seed.record.log" 2>&1 \
+    && echo "$(date +%T) record $records/${name}_seed$seed.system.json.gz"
+  return 0
 }
 export -f run
 export out common records threads epochs patience
