@@ -9,6 +9,12 @@ CSVs into those Markdown tables, so the report is regenerated, not retyped:
     .venv/bin/python scripts/m30k_study_tables.py cmp/                          # print them
     .venv/bin/python scripts/m30k_study_tables.py cmp/ --write docs/RESULTS.md  # replace them there
 
+A second compare of the same records against another baseline (``--baseline``, say Bahdanau's
+median seed) adds its p-values as a column of the runs table:
+
+    mt compare --systems docs/bench/m30k_study --split test --beam 5 --baseline "NAME" --out cmp-b/
+    .venv/bin/python scripts/m30k_study_tables.py cmp/ --against cmp-b/ --write docs/RESULTS.md
+
 With --write, each table replaces the lines between ``<!-- m30k-study:NAME -->`` and
 ``<!-- /m30k-study:NAME -->`` (NAME: runs, variants, length) and the rest of the file is left
 as it is. Only formatting happens here; every number is read from the CSVs.
@@ -78,20 +84,40 @@ def table(header: list[str], align: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def runs_table(scores: list[dict]) -> str:
+def p_cell(p: str) -> str:
+    return f"{float(p):.3f}" if p else "(baseline)"
+
+
+def against(scores: list[dict], other: list[dict]) -> tuple[str, dict[str, str]]:
+    """The other compare's baseline, named as the report names it, and its p-value for each
+    model of ``scores`` (matched by name: the same records compared twice name them alike)."""
+    base = [r for r in other if not r["p_value_vs_baseline"]]
+    if len(base) != 1:
+        sys.exit("--against: its scores.csv has no single baseline row; pass the --out folder of an mt compare run")
+    missing = {r["model"] for r in scores} - {r["model"] for r in other}
+    if missing:
+        sys.exit(f"--against: {len(missing)} model(s) are not in its scores.csv ({', '.join(sorted(missing)[:3])}); "
+                 "compare the same records in both")
+    name, seed = display(base[0]["variant"])[1], seed_of(base[0])
+    return f"{name}{f' (seed {seed})' if seed else ''}", {r["model"]: p_cell(r["p_value_vs_baseline"]) for r in other}
+
+
+def runs_table(scores: list[dict], other: list[dict] | None = None) -> str:
+    second_name, second = against(scores, other) if other else ("", {})
     rows = []
     for r in sorted(scores, key=lambda r: (display(r["variant"]), int(seed_of(r) or 0))):
-        p = r["p_value_vs_baseline"]
         epochs = f"{r['epochs']} / {r['best_epoch']}" if r.get("epochs") else ""
         interval = r["bleu_95ci"].split("+-")[-1].strip() if r["bleu_95ci"] else ""
         rows.append([display(r["variant"])[1], seed_of(r), num(r["parameters"], thousands=True), epochs,
                      num(r["train_seconds"], thousands=True), num(r["valid_bleu"]),
                      f"{num(r['test_bleu'])} (+- {interval})" if interval else num(r["test_bleu"]),
-                     num(r["test_chrf"]), f"{float(p):.3f}" if p else "(baseline)",
-                     num(r["attention_entropy"])])
+                     num(r["test_chrf"]), p_cell(r["p_value_vs_baseline"]),
+                     *([second[r["model"]]] if other else []), num(r["attention_entropy"])])
     return table(["model", "seed", "parameters", "epochs (stop / best)", "train s", "valid BLEU",
-                  "test BLEU (95% interval)", "test chrF", "p vs no attention", "attention entropy (nats)"],
-                 ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"], rows)
+                  "test BLEU (95% interval)", "test chrF", "p vs no attention",
+                  *([f"p vs {second_name}"] if other else []), "attention entropy (nats)"],
+                 ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", *(["---:"] if other else []),
+                  "---:"], rows)
 
 
 def variants_table(scores: list[dict], by_variant: list[dict]) -> str:
@@ -152,11 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("compare_dir", type=Path, help="the --out folder of mt compare")
     parser.add_argument("--min-sentences", type=int, default=10,
                         help="length buckets with fewer sentences stay in the CSV only (default 10)")
+    parser.add_argument("--against", type=Path, metavar="COMPARE_DIR",
+                        help="a second mt compare of the same models against another baseline: its p-values "
+                             "become a column of the runs table")
     parser.add_argument("--write", type=Path, metavar="FILE",
                         help="replace the tables between their markers in FILE instead of printing them")
     args = parser.parse_args(argv)
     scores = read(args.compare_dir / "scores.csv")
-    tables = {"runs": runs_table(scores)}
+    tables = {"runs": runs_table(scores, read(args.against / "scores.csv") if args.against else None)}
     if (args.compare_dir / "scores_by_variant.csv").is_file():  # written once a variant has two seeds
         tables["variants"] = variants_table(scores, read(args.compare_dir / "scores_by_variant.csv"))
     tables["length"] = length_table(scores, read(args.compare_dir / "bleu_by_length.csv"), args.min_sentences)

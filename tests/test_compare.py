@@ -79,6 +79,20 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     written = report.read_text()
     assert written.startswith("Intro.\n") and "\nMiddle.\n" in written and written.endswith("End.\n")
     assert "old" not in written and written.count("| no attention |") == 2  # the runs and the length table
+    # --against: a second compare of the same models against the attention model adds its p-values.
+    other = tmp_path / "cmp-attn"
+    assert main(["compare", str(trained_model_dir.parent), str(noattn_model_dir), "--src", str(corpus_dir / "test.en"),
+                 "--ref", str(corpus_dir / "test.de"), "--out", str(other), "--bootstrap", "50", "--beam", "2",
+                 "--baseline", "rnn_bahdanau", "--no-progress"]) == 0
+    p_attn = next(r for r in csv.DictReader((other / "scores.csv").open()) if r["model"] == "rnn_noattn")
+    both = subprocess.run([*script, "--against", str(other)], capture_output=True, text=True, check=True,
+                          cwd=root).stdout.split("<!-- m30k-study:length -->")[0]
+    cells = {line.split(" | ")[0].lstrip("| "): [c.strip() for c in line.strip("| ").split(" | ")]
+             for line in both.splitlines() if line.startswith("| ") and "---" not in line}
+    column = cells["model"].index("p vs Bahdanau (seed 1)")
+    assert cells["model"][column - 1] == "p vs no attention"
+    assert cells["Bahdanau"][column] == "(baseline)" and cells["Bahdanau"][column - 1] != "(baseline)"
+    assert cells["no attention"][column] == f"{float(p_attn['p_value_vs_baseline']):.3f}"
     report.write_text("no markers\n")
     failed = subprocess.run([*script, "--write", str(report)], check=False, cwd=root, capture_output=True, text=True)
     assert failed.returncode != 0 and "m30k-study:runs" in failed.stderr and report.read_text() == "no markers\n"
