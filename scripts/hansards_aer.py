@@ -451,6 +451,15 @@ def demo(ns) -> dict:
     return align(ns, "demo")
 
 
+def demo_corpus(folder: Path) -> Path:
+    """The demo corpus as ``mt train data=demo`` generates it on first use (its schema's sizes and seed)."""
+    from mt.config import DataConfig
+    from mt.data.demo_corpus import ensure_demo_corpus
+
+    defaults = DataConfig()
+    return ensure_demo_corpus(folder, tuple(defaults.demo_sizes), defaults.demo_seed)
+
+
 def demo_eflomal(ns) -> dict:
     """eflomal on the demo corpus (training and test pairs, whitespace words as the gold
     counts them), scored against the test pairs' gold."""
@@ -555,6 +564,7 @@ def main() -> None:
     if ns.step == "explore":
         explore(ns)
     if ns.step in ("demo", "all") and ns.corpus == "multi30k":
+        demo_corpus(ns.demo)  # a fresh checkout has none yet; eflomal reads it before any model trains
         report["demo_eflomal"] = demo_eflomal(ns)
         report["demo"] = demo(ns)
     if set(report) - {"corpus"}:
