@@ -390,7 +390,7 @@ def explore(ns) -> Path:
     """The explorer page of the first gold pairs, every trained English->French model beside the
     gold links."""
     runs = WORK / "runs"
-    models = [runs / f"{name}.en-fr" / "model" for name in ns.variants if (runs / f"{name}.en-fr" / "model").is_dir()]
+    models = [m for m in (runs / f"{name}.en-fr" / "model" for name in ns.variants) if m.is_dir()]
     if not models:
         raise SystemExit(f"no trained model under {runs}: run the train step first")
     sources, targets = gold_pairs(WORK / "gold.pairs")

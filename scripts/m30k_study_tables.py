@@ -104,6 +104,7 @@ def against(scores: list[dict], other: list[dict]) -> tuple[str, dict[str, str]]
 
 def runs_table(scores: list[dict], other: list[dict] | None = None) -> str:
     second_name, second = against(scores, other) if other else ("", {})
+    second_header = [f"p vs {second_name}"] if other else []
     rows = []
     for r in sorted(scores, key=lambda r: (display(r["variant"]), int(seed_of(r) or 0))):
         epochs = f"{r['epochs']} / {r['best_epoch']}" if r.get("epochs") else ""
@@ -113,11 +114,9 @@ def runs_table(scores: list[dict], other: list[dict] | None = None) -> str:
                      f"{num(r['test_bleu'])} (+- {interval})" if interval else num(r["test_bleu"]),
                      num(r["test_chrf"]), p_cell(r["p_value_vs_baseline"]),
                      *([second[r["model"]]] if other else []), num(r["attention_entropy"])])
-    return table(["model", "seed", "parameters", "epochs (stop / best)", "train s", "valid BLEU",
-                  "test BLEU (95% interval)", "test chrF", "p vs no attention",
-                  *([f"p vs {second_name}"] if other else []), "attention entropy (nats)"],
-                 ["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", *(["---:"] if other else []),
-                  "---:"], rows)
+    header = ["model", "seed", "parameters", "epochs (stop / best)", "train s", "valid BLEU",
+              "test BLEU (95% interval)", "test chrF", "p vs no attention", *second_header, "attention entropy (nats)"]
+    return table(header, ["---"] + ["---:"] * (len(header) - 1), rows)
 
 
 def variants_table(scores: list[dict], by_variant: list[dict]) -> str:

@@ -125,10 +125,13 @@ run() {  # variant seed overrides...
   best=$(grep '"best": true' "$dir/metrics.jsonl" | tail -n 1 | grep -o '"epoch": [0-9]*\|"valid_bleu": [0-9.]*' | paste -sd' ' | tr -d '"')
   echo "$(date +%T) end   $dir: stopped at ${last:-?}; best ${best:-?}"
   # Its record now, not only at the final compare: a session cut off later keeps this run.
-  [ -f "$dir/done" ] && .venv/bin/mt compare "$dir" --save-systems "$records" --split test --beam 5 \
-    --out "$dir/record" --no-progress > "$out/${name}_seed$seed.record.log" 2>&1 \
-    && echo "$(date +%T) record $records/${name}_seed$seed.system.json.gz"
-  return 0
+  [ -f "$dir/done" ] || return 0
+  if .venv/bin/mt compare "$dir" --save-systems "$records" --split test --beam 5 --out "$dir/record" \
+      --no-progress > "$out/${name}_seed$seed.record.log" 2>&1; then
+    echo "$(date +%T) record $records/${name}_seed$seed.system.json.gz"
+  else  # the run is kept: the final compare records it
+    echo "$(date +%T) no record for $dir (see $out/${name}_seed$seed.record.log); the final compare writes it"
+  fi
 }
 export -f run
 export out common records threads epochs patience
