@@ -19,20 +19,26 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   Hansards corpus, whose French has no accents, the gold's French accents are stripped too
   (``é`` -> ``e``; the words and their indices stay).
 - ``eflomal``: the statistical baseline. Installs eflomal from PyPI into its own virtual
-  environment (``.bench/eflomal-venv``), aligns the Multi30k text plus the 447 gold sentence
+  environment (``.bench/eflomal-venv``), aligns the corpus's text plus the 447 gold sentence
   pairs (an unsupervised aligner may see the test text; it never sees the gold links) in both
   directions, and scores forward, reverse, intersection and grow-diag-final-and.
-- ``train``: trains every attention variant English->French on the prepared Multi30k with
-  ``mt train`` for the same wall-clock budget (``--seconds`` each; the Transformer
-  ``--transformer-seconds``), and the models named by ``--backward`` French->English for
-  symmetrisation. ``bahdanau_supervised`` learns its attention from eflomal's links of the
-  training pairs (``train.alignment_loss``; it needs the eflomal step first).
+- ``train``: trains every variant of ``--variants`` English->French with ``mt train`` (``noattn``,
+  no attention, for BLEU only) and those of ``--backward`` French->English for
+  symmetrisation, ``--jobs`` at a time with the ``--threads`` shared, each for the same budget:
+  ``--epochs`` with ``--patience`` (early stopping on validation BLEU) and, if not 0,
+  ``--seconds`` of wall clock (the Transformer ``--transformer-seconds``). Each run folder gets
+  ``trained.json`` (its wall clock and machine); a run cut off part-way resumes from its last
+  checkpoint when the step is rerun. ``*_supervised`` learn their attention from eflomal's
+  grow-diag-final-and links of the training pairs (``train.alignment_loss``; it needs the eflomal
+  step first).
 - ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
   Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and with the
-  backward model. Prints a table (Markdown) and with ``--json`` writes every figure, the
-  machine, the date and the versions. Beside the gold, an in-domain check: each model's links
-  of 500 Multi30k validation pairs scored against eflomal's links of them (agreement with
+  backward model; for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
+  trained (wall clock, epochs, speed, precision, machine). Prints a table (Markdown) and with
+  ``--json`` writes every figure, the machine, the date and the versions (merged per variant, so
+  models trained in different sessions add up in one file). Beside the gold, an in-domain check: each model's links
+  of 500 of its corpus's validation pairs scored against eflomal's links of them (agreement with
   eflomal, not accuracy), which separates bad attention from a domain the model cannot read.
 - ``explore``: one explorer page (``mt explore``) of the first ``--sentences`` gold pairs (50)
   with every trained English->French model, each reading the gold's French, and the gold's sure
@@ -81,6 +87,7 @@ def supervision(reverse: bool = False) -> Path:
 
 # Every attention variant, English->French, as `mt train` overrides.
 VARIANTS = {
+    "noattn": ["model=rnn_noattn"],  # no attention: test BLEU only, the baseline of what attention buys
     "bahdanau": ["model=rnn_bahdanau"],
     "bahdanau_sparsemax": ["model=rnn_bahdanau", "model.attention.normalizer=sparsemax"],
     "luong_dot": ["model=rnn_luong_dot"],
@@ -277,28 +284,66 @@ def training_alignments() -> Path:
 
 
 def train(ns) -> None:
+    """Every model of --variants (English->French) and --backward (French->English), ``--jobs`` at
+    a time with the threads shared, each for its budget: ``--epochs`` with ``--patience`` (early
+    stopping on validation BLEU) and, if given, ``--seconds`` of wall clock. Each run's folder gets
+    ``trained.json``: the command, its wall-clock seconds and the machine it ran on (sessions may
+    train the models on different machines)."""
+    from mt.hardware import machine
+
     if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
             and not supervision(reverse=True).is_file():
         training_alignments()
     data = WORK / "data"
     runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
+    pending = []
     for name, src, tgt in runs:
         # A supervised French->English model learns the same links, swapped.
         overrides = [f"data.train_alignments={supervision(reverse=src == 'fr')}" if o == SUPERVISED else o
                      for o in VARIANTS[name]]
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
-        if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
+        if (run_dir / "trained.json").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
             continue
         seconds = ns.transformer_seconds if name.startswith("transformer") else ns.seconds
-        cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
-               f"data.tgt_lang={tgt}", *overrides, "train.epochs=1000", f"train.max_seconds={seconds}",
-               f"train.seed={ns.seed}", f"train.threads={ns.threads}", "train.log_seconds=60",
-               f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]
-        print(f"== {name} {src}->{tgt}: {' '.join(cmd[2:])}", flush=True)
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+        pending.append((run_dir, [
+            str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
+            f"data.tgt_lang={tgt}", *overrides, f"train.epochs={ns.epochs}", f"train.patience={ns.patience}",
+            f"train.max_seconds={seconds}", f"train.precision={ns.precision}", f"train.seed={ns.seed}",
+            f"train.threads={max(1, ns.threads // ns.jobs)}", "train.log_seconds=60",
+            # a run cut off part-way goes on from its last checkpoint when the step is rerun
+            *([f"train.resume={run_dir}"] if (run_dir / "checkpoints" / "last").is_dir() else []),
+            f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]))
+
+    def finished(run_dir: Path, cmd: list[str], seconds: float) -> None:
+        last = _last_valid(run_dir / "metrics.jsonl")
+        record = {"command": " ".join(["mt", *cmd[1:]]), "seconds": round(seconds), "date": time.strftime("%Y-%m-%d"),
+                  "machine": machine(), "best": last}
+        (run_dir / "trained.json").write_text(json.dumps(record, indent=2))
+        print(f"   {run_dir.name}: {seconds:.0f} s", flush=True)
+
+    run_parallel(pending, ns.jobs, finished)
+
+
+def run_parallel(commands: list[tuple[Path, list[str]]], jobs: int, finished=None) -> None:
+    """Run (folder, command) pairs ``jobs`` at a time; ``finished(folder, command, seconds)`` after
+    each; the first failure stops the step (what finished stays finished)."""
+    pending, running = list(commands), []
+    while pending or running:
+        while pending and len(running) < jobs:
+            folder, cmd = pending.pop(0)
+            print(f"== {folder.name}: {' '.join(cmd[2:])}", flush=True)
+            running.append((folder, cmd, time.perf_counter(), subprocess.Popen(cmd, cwd=REPO)))
+        time.sleep(1)
+        for item in [r for r in running if r[3].poll() is not None]:
+            running.remove(item)
+            folder, cmd, start, process = item
+            if process.returncode:
+                for *_, other in running:
+                    other.wait()
+                raise SystemExit(f"training failed ({process.returncode}): {' '.join(cmd[2:])}")
+            if finished:
+                finished(folder, cmd, time.perf_counter() - start)
 
 
 def rules_for(name: str) -> dict[str, list[str]]:
@@ -354,6 +399,15 @@ def align(ns, corpus: str = "hansards") -> dict:
             continue
         metrics = _last_valid(model.parent / "metrics.jsonl")
         results[name] = {"valid_bleu": metrics.get("valid_bleu"), "steps": metrics.get("step"), "rules": {}}
+        if corpus == "hansards":
+            results[name] |= {"test_bleu": test_bleu(model), "training": training_record(model.parent)}
+            backward_run = runs / f"{name}.{backward_dir}"
+            if (backward_run / "model").is_dir():
+                results[name]["backward_training"] = training_record(backward_run)
+            print(f"{name:20s} test BLEU {results[name]['test_bleu']['bleu']}, trained "
+                  f"{results[name]['training'].get('seconds')} s", flush=True)
+        if name == "noattn":  # no attention to align: its BLEU is the baseline of the others'
+            continue
         backward = runs / f"{name}.{backward_dir}" / "model"
         rules = rules_for(name)
         best = "argmax, Shift-Att" if name == "transformer" else "argmax"  # the rule each is meant for
@@ -374,6 +428,35 @@ def align(ns, corpus: str = "hansards") -> dict:
             print(f"{name:20s} {'own validation pairs, against eflomal (' + best + ')':45s} "
                   f"{results[name]['in_domain_vs_eflomal']}", flush=True)
     return results
+
+
+def test_bleu(model: Path) -> dict:
+    """BLEU and chrF of beam 5 (fp32 on every machine) on the prepared test split: lower-cased and
+    tokenized as the gold, so not comparable with published detokenized BLEU."""
+    out = model.parent / "test_bleu.json"
+    data = WORK / "data"
+    src, tgt = ("en", "fr") if model.parent.name.endswith("en-fr") else ("fr", "en")
+    if not out.is_file():
+        subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "evaluate", str(model), "--src", str(data / f"test.{src}"),
+                        "--ref", str(data / f"test.{tgt}"), "--beam", "5", "--precision", "fp32", "--json", str(out)],
+                       check=True, capture_output=True)
+    scores = json.loads(out.read_text())["scores"]
+    return {"bleu": scores["bleu"], "chrf": scores["chrf"], "sentences": scores["sentences"], "beam": 5}
+
+
+def training_record(run_dir: Path) -> dict:
+    """How a run trained: its wall clock and machine (trained.json), how far it got and at what
+    speed and precision (its metrics)."""
+    record = json.loads((run_dir / "trained.json").read_text()) if (run_dir / "trained.json").is_file() else {}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    rows = [r for r in rows if "valid_bleu" in r]
+    if rows:
+        record |= {"epochs": rows[-1]["epoch"], "steps": rows[-1]["step"], "precision": rows[-1].get("precision"),
+                   "best_epoch": _last_valid(run_dir / "metrics.jsonl")["epoch"],
+                   "tokens_per_s": round(sorted(r["tokens_per_s"] for r in rows)[len(rows) // 2])}
+    record.pop("best", None)
+    return record
 
 
 def zero_based(gold_line: str) -> str:
@@ -426,28 +509,19 @@ def demo(ns) -> dict:
     a time, threads shared (seen once in the progress lines of the 2026-11-23 run: two
     one-thread Bahdanau trainings at 4.8k + 4.5k tokens/s against 6.8k for one on two
     threads), then every rule against its gold."""
-    ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])]  # Multi30k's links
+    ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])  # Multi30k's links
+                   and n != "noattn"]  # no attention, nothing to align
     pending = []
     for name in ns.variants:
         run_dir = WORK / "demo_runs" / f"{name}.en-de"
         if (run_dir / "model" / "model.safetensors").is_file() and not ns.retrain:
             continue
-        pending.append([str(REPO / ".venv" / "bin" / "mt"), "train", "data=demo", f"data.dir={ns.demo}",
+        pending.append((run_dir, [str(REPO / ".venv" / "bin" / "mt"), "train", "data=demo", f"data.dir={ns.demo}",
                         *VARIANTS[name], *demo_size(name), f"train.epochs={ns.demo_epochs}",
                         f"train.patience={ns.demo_patience}", f"train.max_seconds={ns.demo_seconds}",
                         f"train.seed={ns.seed}", f"train.threads={max(1, ns.threads // ns.jobs)}",
-                        f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"])
-    running: list[subprocess.Popen] = []
-    while pending or running:
-        while pending and len(running) < ns.jobs:
-            cmd = pending.pop(0)
-            print(f"== demo: {' '.join(cmd[2:])}", flush=True)
-            running.append(subprocess.Popen(cmd, cwd=REPO))
-        time.sleep(1)
-        for process in [p for p in running if p.poll() is not None]:
-            running.remove(process)
-            if process.returncode:
-                raise SystemExit(f"training failed ({process.returncode}): {' '.join(process.args[2:])}")
+                        f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]))
+    run_parallel(pending, ns.jobs)
     return align(ns, "demo")
 
 
@@ -491,7 +565,8 @@ def table(report: dict) -> str:
     for key, title in (("attention", f"Hansards gold en-fr, {trained}"), ("demo", "demo corpus en-de")):
         if key not in report and not (key == "attention" and "eflomal" in report):  # a demo table needs its models
             continue
-        lines = [f"{title}", "", "| aligner | valid BLEU | rule | AER | precision | recall |",
+        test = key == "attention" and report.get("corpus") == "hansards"  # in-domain: BLEU of the test split
+        lines = [f"{title}", "", f"| aligner | {'test' if test else 'valid'} BLEU | rule | AER | precision | recall |",
                  "| --- | ---: | --- | ---: | ---: | ---: |"]
         flo = report.get("eflomal" if key == "attention" else "demo_eflomal")
         if flo:
@@ -500,9 +575,11 @@ def table(report: dict) -> str:
                 lines.append(f"| eflomal {flo['version']} | - | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
                              f"{s['recall']:.1f} |")
         for name, res in report.get(key, {}).items():
+            bleu = res["test_bleu"]["bleu"] if test and "test_bleu" in res else res["valid_bleu"]
+            if not res["rules"]:  # no attention: BLEU only
+                lines.append(f"| {name} | {bleu} | - | - | - | - |")
             for rule, s in res["rules"].items():
-                lines.append(f"| {name} | {res['valid_bleu']} | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
-                             f"{s['recall']:.1f} |")
+                lines.append(f"| {name} | {bleu} | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | {s['recall']:.1f} |")
         out.append("\n".join(lines))
     checks = {n: r for n, r in report.get("attention", {}).items() if "in_domain_vs_eflomal" in r}
     if checks:
@@ -529,11 +606,17 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--backward", nargs="*", default=["bahdanau"], choices=list(VARIANTS),
                         help="variants also trained French->English, for grow-diag-final-and")
-    parser.add_argument("--seconds", type=float, default=240, help="training budget of each RNN (wall clock)")
+    parser.add_argument("--seconds", type=float, default=240, help="training budget of each RNN (wall clock; "
+                        "0: none, then --epochs and --patience end it)")
     parser.add_argument("--transformer-seconds", type=float, default=1200)
+    parser.add_argument("--epochs", type=int, default=1000, help="train: most epochs of each model")
+    parser.add_argument("--patience", type=int, default=0, help="train: stop a model after this many validations "
+                        "without a better BLEU (0: never)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="train: auto is bf16 where the CPU computes it natively")
     parser.add_argument("--demo", type=Path, default=REPO / "data" / "demo", help="the demo corpus (mt train "
                         "data=demo writes it)")
-    parser.add_argument("--jobs", type=int, default=2, help="demo models trained at once (threads shared)")
+    parser.add_argument("--jobs", type=int, default=2, help="models trained at once (threads shared)")
     parser.add_argument("--demo-epochs", type=int, default=8, help="most epochs of each demo model")
     parser.add_argument("--demo-patience", type=int, default=2, help="validations without a better BLEU "
                         "before a demo model stops")
@@ -576,7 +659,8 @@ def main() -> None:
                 previous[key].update(value)
             else:
                 previous[key] = value
-        settings = {"train": {"seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds},
+        settings = {"train": {"seconds": ns.seconds, "transformer_seconds": ns.transformer_seconds, "epochs": ns.epochs,
+                              "patience": ns.patience, "precision": ns.precision, "jobs": ns.jobs},
                     "demo": {"demo_epochs": ns.demo_epochs, "demo_patience": ns.demo_patience,
                              "demo_seconds": ns.demo_seconds, "jobs": ns.jobs}}
         own = settings["train"] | settings["demo"] if ns.step == "all" else settings.get(ns.step, {})
@@ -585,7 +669,7 @@ def main() -> None:
             "threads": ns.threads, "seed": ns.seed, **own}
         from mt.hardware import machine
 
-        previous["machine"] = machine()
+        previous["steps"][ns.step]["machine"] = previous["machine"] = machine()  # sessions may differ in machine
         ns.json.write_text(json.dumps(previous, indent=2))
 
 

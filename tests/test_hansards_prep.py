@@ -43,3 +43,28 @@ def test_stripping_accents_keeps_every_word_in_place(prep):
 def test_the_gold_is_written_zero_based_for_the_explorer_sure_and_possible_kept(prep):
     assert prep.zero_based("1-1 2p3 2-2 3p1 3-1") == "0-0 1-1 2-0 1p2"  # 3p1 is also sure: once, as 3-1
     assert prep.zero_based("") == ""
+
+
+def test_models_train_a_few_at_a_time_and_a_failure_stops_the_step(prep, tmp_path):
+    import sys
+
+    done = []
+    write = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text('x')"
+    commands = [(tmp_path / f"run{i}", [sys.executable, "-c", write, str(tmp_path / f"out{i}")]) for i in range(3)]
+    prep.run_parallel(commands, 2, lambda folder, cmd, seconds: done.append(folder.name))
+    assert sorted(done) == ["run0", "run1", "run2"] and all((tmp_path / f"out{i}").is_file() for i in range(3))
+    with pytest.raises(SystemExit, match="training failed"):
+        prep.run_parallel([(tmp_path / "bad", [sys.executable, "-c", "raise SystemExit(3)"])], 2)
+
+
+def test_a_training_record_reads_wall_clock_epochs_and_speed(prep, tmp_path):
+    import json
+
+    rows = [{"epoch": 1, "step": 10, "valid_bleu": 5.0, "tokens_per_s": 900.0, "precision": "bf16"},
+            {"epoch": 2, "step": 20, "valid_bleu": 7.0, "tokens_per_s": 1000.0, "precision": "bf16"},
+            {"epoch": 3, "step": 30, "valid_bleu": 6.0, "tokens_per_s": 1100.0, "precision": "bf16"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "trained.json").write_text(json.dumps({"seconds": 42, "machine": {"cpu": "x"}, "best": {}}))
+    record = prep.training_record(tmp_path)
+    assert record == {"seconds": 42, "machine": {"cpu": "x"}, "epochs": 3, "steps": 30, "precision": "bf16",
+                      "best_epoch": 2, "tokens_per_s": 1000}
