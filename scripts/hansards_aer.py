@@ -4,6 +4,7 @@
     .venv/bin/python scripts/hansards_aer.py prepare | eflomal | train | align | demo  # one step
     .venv/bin/python scripts/hansards_aer.py --corpus hansards prepare | eflomal | train | align  # in-domain
     .venv/bin/python scripts/hansards_aer.py --corpus hansards explore --out docs/hansards_explorer.html
+    .venv/bin/python scripts/hansards_aer.py table --json docs/bench/FILE.json   # the tables of what it holds
 
 ``--corpus`` picks the training text: ``multi30k`` (the default; another domain than the
 gold, work under ``.bench/hansards``) or ``hansards`` (``../shared/data/hansards``, 305,739
@@ -566,20 +567,34 @@ def table(report: dict) -> str:
         if key not in report and not (key == "attention" and "eflomal" in report):  # a demo table needs its models
             continue
         test = key == "attention" and report.get("corpus") == "hansards"  # in-domain: BLEU of the test split
-        lines = [f"{title}", "", f"| aligner | {'test' if test else 'valid'} BLEU | rule | AER | precision | recall |",
-                 "| --- | ---: | --- | ---: | ---: | ---: |"]
         flo = report.get("eflomal" if key == "attention" else "demo_eflomal")
-        if flo:
-            for rule in ("forward", "reverse", "intersection", "grow-diag-final-and"):
-                s = flo[rule]
-                lines.append(f"| eflomal {flo['version']} | - | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | "
-                             f"{s['recall']:.1f} |")
+        rows = [(f"eflomal {flo['version']}", "-", rule, flo[rule]) for rule in
+                ("forward", "reverse", "intersection", "grow-diag-final-and")] if flo else []
         for name, res in report.get(key, {}).items():
             bleu = res["test_bleu"]["bleu"] if test and "test_bleu" in res else res["valid_bleu"]
-            if not res["rules"]:  # no attention: BLEU only
-                lines.append(f"| {name} | {bleu} | - | - | - | - |")
-            for rule, s in res["rules"].items():
-                lines.append(f"| {name} | {bleu} | {rule} | {s['aer']:.1f} | {s['precision']:.1f} | {s['recall']:.1f} |")
+            rows += [(name, bleu, "-", None)] if not res["rules"] else []  # no attention: BLEU only
+            rows += [(name, bleu, rule, s) for rule, s in res["rules"].items()]
+        buckets = next((list(s["by_length"]) for *_, s in rows if s and "by_length" in s), [])
+        by_length = f" AER, {' / '.join(buckets)} words |" if buckets else ""
+        lines = [f"{title}", "", f"| aligner | {'test' if test else 'valid'} BLEU | rule | AER | precision | recall |"
+                 + by_length, "| --- | ---: | --- | ---: | ---: | ---: |" + (" --- |" if buckets else "")]
+        for name, bleu, rule, s in rows:
+            cells = [f"{s[k]:.1f}" for k in ("aer", "precision", "recall")] if s else ["-"] * 3
+            if buckets:
+                cells.append(" / ".join(f"{s['by_length'][b]['aer']:.1f}" for b in buckets) if s else "-")
+            lines.append(f"| {name} | {bleu} | {rule} | {' | '.join(cells)} |")
+        out.append("\n".join(lines))
+    runs = {n: r for n, r in report.get("attention", {}).items() if r.get("training")}
+    if runs:
+        lines = ["How each model trained (one row per direction)", "",
+                 "| model | direction | epochs (best) | wall clock | target tokens/s | precision | CPU |",
+                 "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+        for name, res in runs.items():
+            for direction, t in (("en-fr", res["training"]), ("fr-en", res.get("backward_training"))):
+                if t:
+                    lines.append(f"| {name} | {direction} | {t.get('epochs')} ({t.get('best_epoch')}) | "
+                                 f"{t.get('seconds', 0) / 60:.0f} min | {t.get('tokens_per_s'):,} | "
+                                 f"{t.get('precision')} | {cpu_label(t.get('machine', {}))} |")
         out.append("\n".join(lines))
     checks = {n: r for n, r in report.get("attention", {}).items() if "in_domain_vs_eflomal" in r}
     if checks:
@@ -595,9 +610,18 @@ def table(report: dict) -> str:
     return "\n\n".join(out)
 
 
+def cpu_label(info: dict) -> str:
+    """A machine() record in a few words: its CPU and what it computes bf16 with."""
+    flags = info.get("flags", [])
+    isa = "AMX" if "amx_bf16" in flags else "AVX-512-BF16" if "avx512_bf16" in flags else \
+        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    return f"{info.get('cpu', '?')}, {info.get('cores', '?')} cores" + (f", {isa}" if isa else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all"])
+    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all", "table"],
+                        help="table: print the tables of what --json holds (every session's models)")
     parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
                         "is the same): multi30k (another domain) or hansards (the gold's own)")
     parser.add_argument("--multi30k", type=Path, default=REPO.parent / "shared" / "data" / "multi30k")
@@ -634,6 +658,11 @@ def main() -> None:
         raise SystemExit(f"missing {ns.gold / 'enfr.gold'}: pass --gold DIR (the en-fr-hansards folder)")
     if ns.corpus == "hansards" and ns.step == "demo":
         raise SystemExit("the demo step trains on the demo corpus: run it without --corpus hansards")
+    if ns.step == "table":
+        if not (ns.json and ns.json.is_file()):
+            raise SystemExit("the table step reads --json FILE: pass the JSON an align step wrote")
+        print(table(json.loads(ns.json.read_text())))
+        return
     use_corpus(ns.corpus)
     report: dict = {"corpus": ns.corpus}
     if ns.step in ("prepare", "all") or not (WORK / "data" / "train.en").is_file():
