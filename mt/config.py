@@ -262,6 +262,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.0
     alignment_loss: float = 0.0  # weight of attention supervised by word alignments (Garg et al., 2019); 0: off
+    alignment_shift: bool = False  # supervise the step that reads target word j, not the one that predicts it (align with --shift-att)
     activation_checkpointing: bool = False  # Transformer: keep only each layer's input, recompute the rest in backward (less memory, slower)
     mmap_threshold_mb: float = 0.0  # CPU with glibc: blocks this large are mapped and freed at once, so the resident memory follows the live tensors (0: glibc's default)
     precision: Precision = Precision.auto  # auto: bf16 only where the hardware computes it natively
@@ -295,6 +296,8 @@ class TrainConfig:
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
         _check(0.0 <= self.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _check(self.alignment_loss >= 0, f"train.alignment_loss must be 0 (off) or positive, got {self.alignment_loss}")
+        _check(not self.alignment_shift or self.alignment_loss > 0, "train.alignment_shift=true shifts the supervised "
+               "attention rows, so it needs train.alignment_loss above 0: set both, or drop train.alignment_shift")
         _check(self.valid_beam >= 1, f"train.valid_beam must be at least 1, got {self.valid_beam}")
         _check(min(self.patience, self.checkpoint_every, self.valid_every, self.keep_checkpoints) >= 0
                and self.weight_decay >= 0, "train.patience, train.checkpoint_every, train.valid_every, "

@@ -107,6 +107,12 @@ VARIANTS = {
     # Bahdanau with its attention supervised by eflomal's grow-diag-final-and links of the
     # training pairs (Garg et al., 2019; train.alignment_loss); never the gold links.
     "bahdanau_supervised": ["model=rnn_bahdanau", "train.alignment_loss=1.0", SUPERVISED],
+    # The same links on Luong general, supervising the step that reads target word j rather than
+    # the one that predicts it (train.alignment_shift; read back with Shift-Att): Luong's
+    # attention comes after the decoder has read its input, so that step knows which word it
+    # places. (Bahdanau's attention comes before, so it cannot.)
+    "luong_general_supervised": ["model=rnn_luong_general", "train.alignment_loss=1.0", "train.alignment_shift=true",
+                                 SUPERVISED],
     "transformer": ["model=transformer"],
     # The Transformer with one head supervised by the same links, head 0 of its penultimate
     # layer (Garg et al., 2019; model.attention_reduction=one_head): the map align reads.
@@ -411,7 +417,9 @@ def align(ns, corpus: str = "hansards") -> dict:
             continue
         backward = runs / f"{name}.{backward_dir}" / "model"
         rules = rules_for(name)
-        best = "argmax, Shift-Att" if name == "transformer" else "argmax"  # the rule each is meant for
+        # the rule each is meant for: Shift-Att where the supervision was shifted too
+        best = "argmax, Shift-Att" if name == "transformer" or "train.alignment_shift=true" in VARIANTS[name] \
+            else "argmax"
         if backward.is_dir():
             rules[f"{best}, grow-diag-final-and"] = [*rules[best], "--backward-model", str(backward)]
         for rule, extra in rules.items():

@@ -128,28 +128,31 @@ def pad(seqs: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: Seque
     return torch.from_numpy(out)
 
 
-def gold_attention(links: Sequence[np.ndarray], tgt_len: int, src_len: int) -> Tensor:
+def gold_attention(links: Sequence[np.ndarray], tgt_len: int, src_len: int, shift: bool = False) -> Tensor:
     """[batch, tgt_len, src_len] target distributions: each supervised row sums to one, the
-    others are zero."""
+    others are zero. Row t is the step that predicts target piece t; with ``shift`` piece t's
+    links go to row t + 1, the step that reads piece t as its input (and so knows which word
+    it aligns: Shift-Att, Chen et al. 2020), and row 0 (BOS in) is not supervised."""
     gold = torch.zeros(len(links), tgt_len, src_len)
     for row, pairs in enumerate(links):
         if len(pairs):
             index = torch.from_numpy(pairs.astype(np.int64))
-            gold[row, index[:, 0], index[:, 1]] = 1.0
+            gold[row, index[:, 0] + int(shift), index[:, 1]] = 1.0
     return gold / gold.sum(-1, keepdim=True).clamp(min=1.0)
 
 
 def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None = None,
-            links: Sequence | None = None) -> Batch:
+            links: Sequence | None = None, shift_links: bool = False) -> Batch:
     """A padded batch; without ``tgt`` only the source side is filled; ``links`` (piece
-    links of each pair) add the gold attention for alignment supervision."""
+    links of each pair) add the gold attention for alignment supervision (``shift_links``:
+    see gold_attention)."""
     src_t = pad(src)
     if tgt is None:
         empty = torch.zeros((len(src), 0), dtype=torch.long)
         return Batch(src_t, src_t != PAD, empty, empty, 0)
     tgt_in = pad(tgt, prefix=(BOS,))
     tgt_out = pad(tgt, suffix=(EOS,))
-    align = None if links is None else gold_attention(links, tgt_out.size(1), src_t.size(1))
+    align = None if links is None else gold_attention(links, tgt_out.size(1), src_t.size(1), shift_links)
     return Batch(src_t, src_t != PAD, tgt_in, tgt_out, int((tgt_out != PAD).sum()), align)
 
 

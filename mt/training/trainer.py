@@ -280,7 +280,8 @@ class Trainer:
         for k, pos in enumerate(mine or [0]):
             idx = update[pos]
             links = [self.train_data.links[j] for j in idx] if supervised else None
-            batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx], links).to(self.device)
+            batch = collate([self.train_data.src[j] for j in idx], [tgt[j] for j in idx], links,
+                            self.cfg.alignment_shift).to(self.device)
             last = k == max(len(mine), 1) - 1
             sync = contextlib.nullcontext() if last or self.world_size == 1 else self.train_model.no_sync()
             with sync:
