@@ -12,6 +12,7 @@ from mt.cli.main import main
 from mt.data.tokenizer import word_ids
 from mt.errors import MTError
 from mt.evaluation.alignment import (
+    SYMMETRISATIONS,
     GoldLinks,
     aer_by_length,
     alignment_error_rate,
@@ -229,7 +230,8 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     pred = tmp_path / "test.pharaoh"
     n = len((corpus_dir / "test.en").read_text().splitlines())
     for extra in ([], ["--shift-att"], ["--rule", "threshold", "--threshold", "0.2"],
-                  ["--layer", "-1", "--head", "0"], ["--backward-model", str(trained_model_dir)]):
+                  ["--layer", "-1", "--head", "0"], ["--backward-model", str(trained_model_dir)],
+                  ["--backward-model", str(trained_model_dir), "--symmetrize", "intersection"]):
         assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
                      "--ref-file", str(corpus_dir / "test.de"), "--pharaoh", str(pred), *extra]) == 0
         assert len(pred.read_text().splitlines()) == n
@@ -244,6 +246,17 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     assert "must pair line by line" in capsys.readouterr().err
     assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en")]) == 2
     assert "nothing to write" in capsys.readouterr().err
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"), "--ref-file",
+                 str(corpus_dir / "test.de"), "--pharaoh", str(pred), "--symmetrize", "union"]) == 2
+    assert "give --backward-model too" in capsys.readouterr().err
+
+
+def test_symmetrisations_keep_what_both_directions_say_or_either():
+    forward, backward = {(0, 0), (1, 1), (2, 1)}, {(0, 0), (1, 1), (2, 2)}
+    assert SYMMETRISATIONS["intersection"](forward, backward) == {(0, 0), (1, 1)}
+    assert SYMMETRISATIONS["union"](forward, backward) == forward | backward
+    gdfa = SYMMETRISATIONS["grow-diag-final-and"](forward, backward)
+    assert {(0, 0), (1, 1)} <= gdfa <= forward | backward
 
 
 def test_prepare_text_changes_words_in_place_so_gold_indices_hold():

@@ -22,7 +22,7 @@ from mt.decoding.aligner import AlignedPair, AlignOptions, align_pairs
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translation, Translator
 from mt.errors import DataError, MTError
-from mt.evaluation.alignment import grow_diag_final_and, has_moses_escapes, prepare_text, write_pharaoh
+from mt.evaluation.alignment import SYMMETRISATIONS, has_moses_escapes, prepare_text, write_pharaoh
 from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
 
@@ -104,9 +104,10 @@ def prepare_pairs(sources: list[str], targets: list[str] | None, lowercase: bool
 
 def align_files(translator: Translator, sources: list[str], targets: list[str] | None, files: AlignmentFiles,
                 search: SearchConfig, options: AlignOptions, backward: Translator | None = None,
-                name: str = "model") -> list[AlignedPair]:
+                name: str = "model", symmetrise: str = "grow-diag-final-and") -> list[AlignedPair]:
     """Aligns every pair (the model's own translation where ``targets`` is None) and writes
-    ``files``; ``backward``, a model of the other direction, symmetrises the links."""
+    ``files``; ``backward``, a model of the other direction, symmetrises the links (by
+    ``symmetrise``, a key of SYMMETRISATIONS)."""
     progress = sys.stderr.isatty()
     pairs = align_pairs(translator, sources, targets, search, options, progress=progress)
     if all(p.attention is None for p in pairs) and any(p.source.strip() for p in pairs):
@@ -114,8 +115,9 @@ def align_files(translator: Translator, sources: list[str], targets: list[str] |
     if backward is not None:
         reverse = align_pairs(backward, [p.target for p in pairs], [p.source for p in pairs], None, options,
                               progress=progress)
+        combine = SYMMETRISATIONS[symmetrise]
         for pair, rev in zip(pairs, reverse):
-            pair.links = grow_diag_final_and(pair.links, {(i, j) for j, i in rev.links})
+            pair.links = combine(pair.links, {(i, j) for j, i in rev.links})
     if files.explore:
         page = write_explore_page(files.explore, [(name, translator)], sources, targets, None, search,
                                   f"mt align: {name}")

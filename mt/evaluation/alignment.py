@@ -243,3 +243,11 @@ def grow_diag_final_and(forward: set[Link], backward: set[Link]) -> set[Link]:
                 src_done.add(i)
                 tgt_done.add(j)
     return links
+
+
+# How two directions' links of a pair become one set (mt align --backward-model --symmetrize):
+# intersection keeps what both agree on (precision), union everything (recall), grow-diag-final-and
+# starts from the intersection and grows towards the union.
+SYMMETRISATIONS = {"grow-diag-final-and": grow_diag_final_and,
+                   "intersection": lambda forward, backward: forward & backward,
+                   "union": lambda forward, backward: forward | backward}
