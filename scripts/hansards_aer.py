@@ -118,6 +118,10 @@ VARIANTS = {
     # layer (Garg et al., 2019; model.attention_reduction=one_head): the map align reads.
     "transformer_supervised": ["model=transformer", "model.attention_reduction=one_head", "train.alignment_loss=1.0",
                                SUPERVISED],
+    # The same head supervised on the step that reads target word j (train.alignment_shift), as
+    # luong_general_supervised: read back with Shift-Att.
+    "transformer_supervised_shift": ["model=transformer", "model.attention_reduction=one_head",
+                                     "train.alignment_loss=1.0", "train.alignment_shift=true", SUPERVISED],
 }
 
 _FR_ELISION = {"l": "le", "d": "de", "j": "je", "n": "ne", "s": "se", "c": "ce", "m": "me", "t": "te",
