@@ -424,6 +424,8 @@ def align(ns, corpus: str = "hansards") -> dict:
         # the rule each is meant for: Shift-Att where the supervision was shifted too
         best = "argmax, Shift-Att" if name == "transformer" or "train.alignment_shift=true" in VARIANTS[name] \
             else "argmax"
+        if best == "argmax, Shift-Att" and name != "transformer":  # shifted supervision: mt align's default threshold
+            rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
         if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
             for how in ("grow-diag-final-and", "intersection"):
                 rules[f"{best}, {how}"] = [*rules[best], "--backward-model", str(backward), "--symmetrize", how]
