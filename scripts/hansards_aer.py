@@ -327,9 +327,8 @@ def train(ns) -> None:
             f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]))
 
     def finished(run_dir: Path, cmd: list[str], seconds: float) -> None:
-        last = _last_valid(run_dir / "metrics.jsonl")
         record = {"command": " ".join(["mt", *cmd[1:]]), "seconds": round(seconds), "date": time.strftime("%Y-%m-%d"),
-                  "machine": machine(), "best": last}
+                  "machine": machine()}
         (run_dir / "trained.json").write_text(json.dumps(record, indent=2))
         print(f"   {run_dir.name}: {seconds:.0f} s", flush=True)
 
@@ -357,9 +356,21 @@ def run_parallel(commands: list[tuple[Path, list[str]]], jobs: int, finished=Non
                 finished(folder, cmd, time.perf_counter() - start)
 
 
+def shifted(name: str) -> bool:
+    """Supervised on the step that reads the word (train.alignment_shift): read with Shift-Att."""
+    return "train.alignment_shift=true" in VARIANTS[name]
+
+
+def best_rule(name: str) -> str:
+    """The rule each model is meant for, and the one symmetrised and checked in-domain."""
+    return "argmax, Shift-Att" if name == "transformer" or shifted(name) else "argmax"
+
+
 def rules_for(name: str) -> dict[str, list[str]]:
     rules = {"argmax": [], "threshold 0.3": ["--rule", "threshold", "--threshold", "0.3"],
              "argmax, Shift-Att": ["--shift-att"]}
+    if shifted(name):  # mt align's default threshold, on the rows the supervision shaped
+        rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
     if name == "transformer":
         for layer in range(3):
             rules[f"argmax, layer {layer} mean of heads, Shift-Att"] = ["--shift-att", "--layer", str(layer)]
@@ -420,12 +431,7 @@ def align(ns, corpus: str = "hansards") -> dict:
         if name == "noattn":  # no attention to align: its BLEU is the baseline of the others'
             continue
         backward = runs / f"{name}.{backward_dir}" / "model"
-        rules = rules_for(name)
-        # the rule each is meant for: Shift-Att where the supervision was shifted too
-        best = "argmax, Shift-Att" if name == "transformer" or "train.alignment_shift=true" in VARIANTS[name] \
-            else "argmax"
-        if best == "argmax, Shift-Att" and name != "transformer":  # shifted supervision: mt align's default threshold
-            rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
+        rules, best = rules_for(name), best_rule(name)
         if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
             for how in ("grow-diag-final-and", "intersection"):
                 rules[f"{best}, {how}"] = [*rules[best], "--backward-model", str(backward), "--symmetrize", how]
@@ -469,9 +475,8 @@ def training_record(run_dir: Path) -> dict:
     rows = [r for r in rows if "valid_bleu" in r]
     if rows:
         record |= {"epochs": rows[-1]["epoch"], "steps": rows[-1]["step"], "precision": rows[-1].get("precision"),
-                   "best_epoch": _last_valid(run_dir / "metrics.jsonl")["epoch"],
+                   "best_epoch": max(rows, key=lambda r: r["valid_bleu"])["epoch"],
                    "tokens_per_s": round(sorted(r["tokens_per_s"] for r in rows)[len(rows) // 2])}
-    record.pop("best", None)
     return record
 
 

@@ -64,7 +64,7 @@ def test_a_training_record_reads_wall_clock_epochs_and_speed(prep, tmp_path):
             {"epoch": 2, "step": 20, "valid_bleu": 7.0, "tokens_per_s": 1000.0, "precision": "bf16"},
             {"epoch": 3, "step": 30, "valid_bleu": 6.0, "tokens_per_s": 1100.0, "precision": "bf16"}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "trained.json").write_text(json.dumps({"seconds": 42, "machine": {"cpu": "x"}, "best": {}}))
+    (tmp_path / "trained.json").write_text(json.dumps({"seconds": 42, "machine": {"cpu": "x"}}))
     record = prep.training_record(tmp_path)
     assert record == {"seconds": 42, "machine": {"cpu": "x"}, "epochs": 3, "steps": 30, "precision": "bf16",
                       "best_epoch": 2, "tokens_per_s": 1000}

@@ -159,9 +159,10 @@ def align(args: list[str]) -> int:
                        "(the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links (--symmetrize)")
+    # the keys of mt.evaluation.alignment.SYMMETRISATIONS, written here so that parsing needs no torch
     files.add_argument("--symmetrize", choices=["grow-diag-final-and", "intersection", "union"],
-                       default="grow-diag-final-and", help="with --backward-model: grow-diag-final-and (default), "
-                       "intersection (links both directions agree on: precision) or union (recall)")
+                       help="with --backward-model: grow-diag-final-and (default), intersection (links both "
+                       "directions agree on: precision) or union (recall)")
     ns = parser.parse_args(args)
     search = _search(ns)
     if ns.src_file or ns.pairs:
@@ -196,11 +197,11 @@ def _align_files(ns: argparse.Namespace, search) -> int:
         raise MTError("give either --pairs or --src-file/--ref-file, not both")
     sources, targets = read_pairs(ns.pairs) if ns.pairs else read_parallel(ns.src_file, ns.ref_file)
     sources, targets = prepare_pairs(sources, targets, ns.lowercase, ns.unescape_moses)
-    if ns.symmetrize != "grow-diag-final-and" and not ns.backward_model:
+    if ns.symmetrize and not ns.backward_model:
         raise MTError(f"--symmetrize {ns.symmetrize} combines two directions: give --backward-model too")
     backward = _translator(ns, ns.backward_model) if ns.backward_model else None
     pairs = align_files(_translator(ns), sources, targets, files, search, options, backward,
-                        Path(ns.model_dir).parent.name or "model", ns.symmetrize)
+                        Path(ns.model_dir).parent.name or "model", ns.symmetrize or "grow-diag-final-and")
     drawn = draw_pairs(pairs, files)
     written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]
                                                                   if ns.out_dir else [])
