@@ -367,14 +367,16 @@ def best_rule(name: str) -> str:
 
 
 def rules_for(name: str) -> dict[str, list[str]]:
-    rules = {"argmax": [], "threshold 0.3": ["--rule", "threshold", "--threshold", "0.3"],
+    # --no-shift-att said outright: mt align reads a model trained with train.alignment_shift
+    # shifted unless told otherwise
+    rules = {"argmax": ["--no-shift-att"], "threshold 0.3": ["--no-shift-att", "--rule", "threshold", "--threshold", "0.3"],
              "argmax, Shift-Att": ["--shift-att"]}
     if shifted(name):  # mt align's default threshold, on the rows the supervision shaped
         rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
     if name == "transformer":
         for layer in range(3):
             rules[f"argmax, layer {layer} mean of heads, Shift-Att"] = ["--shift-att", "--layer", str(layer)]
-            rules[f"argmax, layer {layer} mean of heads"] = ["--layer", str(layer)]
+            rules[f"argmax, layer {layer} mean of heads"] = ["--no-shift-att", "--layer", str(layer)]
     return rules
 
 

@@ -329,3 +329,55 @@ def test_every_variant_aligns_files_with_every_rule(variant, tokenizers, corpus_
     path = tmp_path / "out.pharaoh"
     write_pharaoh(path, [p.links for p in pairs])
     assert len(path.read_text().split("\n")) == len(sources) + 1
+
+
+def test_a_model_trained_shifted_is_read_with_shift_att_unless_told_otherwise(trained_model_dir, corpus_dir, tmp_path,
+                                                                              capsys):
+    import base64
+    import shutil
+
+    import yaml
+
+    from mt.analysis.explore import build_explorer_data
+    from mt.decoding.aligner import align_pairs
+    from mt.decoding.translator import Translator
+
+    shifted_dir = tmp_path / "shifted"  # the same weights, its config saying train.alignment_shift=true
+    shutil.copytree(trained_model_dir, shifted_dir)
+    config = yaml.safe_load((shifted_dir / "config.yaml").read_text())
+    config["train"].update(alignment_loss=1.0, alignment_shift=True)
+    (shifted_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    plain, shifted = Translator.from_dir(str(trained_model_dir), "cpu"), Translator.from_dir(str(shifted_dir), "cpu")
+    assert not plain.alignment_shift and shifted.alignment_shift
+    sources = (corpus_dir / "test.en").read_text().splitlines()[:6]
+    targets = (corpus_dir / "test.de").read_text().splitlines()[:6]
+    as_trained = align_pairs(shifted, sources, targets)
+    assert all(p.shift_att for p in as_trained)
+    assert [p.links for p in as_trained] == [p.links for p in align_pairs(plain, sources, targets, shift_att=True)]
+    unshifted = align_pairs(shifted, sources, targets, shift_att=False)
+    assert [p.links for p in unshifted] == [p.links for p in align_pairs(plain, sources, targets)]
+    # the rows read differ (the tiny model's links may not: it attends to one word throughout)
+    assert not all(np.allclose(a.word_attention, b.word_attention) for a, b in zip(unshifted, as_trained))
+
+    # mt align: the same default, and --no-shift-att / --shift-att say it outright
+    (tmp_path / "pairs.txt").write_text("".join(f"{s} ||| {t}\n" for s, t in zip(sources, targets)))
+    out = {}
+    for name, model, flags in (("default", shifted_dir, []), ("no", shifted_dir, ["--no-shift-att"]),
+                               ("plain", trained_model_dir, []), ("plain_shift", trained_model_dir, ["--shift-att"])):
+        out[name] = tmp_path / f"{name}.jsonl"
+        assert main(["align", str(model), "--pairs", str(tmp_path / "pairs.txt"), "--jsonl", str(out[name]),
+                     *flags]) == 0
+        out[name] = [json.loads(line)["word_attention"] for line in out[name].read_text().splitlines()]
+    capsys.readouterr()
+    assert out["default"] == out["plain_shift"] != out["plain"] == out["no"]
+
+    # the explorer draws the rows the links were read from: piece t's row is the step that reads it
+    data = build_explorer_data([("plain", plain), ("shifted", shifted)], sources[:2], targets[:2])
+    for sentence in data["sentences"]:
+        drawn = []
+        for model in sentence["models"]:
+            view = model["forced"]
+            drawn.append(np.frombuffer(base64.b64decode(view["map"]), "<u2").reshape(view["rows"], -1))
+        assert not sentence["models"][0]["forced"]["shift_att"] and sentence["models"][1]["forced"]["shift_att"]
+        np.testing.assert_array_equal(drawn[1][:-1], drawn[0][1:])
+        assert not drawn[1][-1].any()  # no step reads the EOS

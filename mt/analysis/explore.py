@@ -30,8 +30,12 @@ def _view(pair: AlignedPair, maps: np.ndarray | None) -> dict:
     """One model's attention on one pair: pieces, their words, the map (pieces, EOS step
     included) and, for a Transformer, every layer and head."""
     att = pair.attention
+    if pair.shift_att and att is not None:  # draw the rows the links were read from (Shift-Att)
+        att = _shifted(att)
+        maps = None if maps is None else _shifted(maps)
     view = {"tgt": pair.target, "tgt_pieces": pair.tgt_pieces, "tgt_words": pair.tgt_words,
-            "tgt_word_index": pair.tgt_word_index, "rows": 0, "map": None, "heads": None, "links": []}
+            "tgt_word_index": pair.tgt_word_index, "rows": 0, "map": None, "heads": None, "links": [],
+            "shift_att": pair.shift_att}
     if att is not None:
         view["rows"] = int(att.shape[0])
         view["map"] = pack_weights(att)
@@ -39,6 +43,14 @@ def _view(pair: AlignedPair, maps: np.ndarray | None) -> dict:
     if maps is not None and maps.shape[0] * maps.shape[1] > 1:
         view["heads"] = {"layers": int(maps.shape[0]), "heads": int(maps.shape[1]), "data": pack_weights(maps, np.uint8)}
     return view
+
+
+def _shifted(maps: np.ndarray) -> np.ndarray:
+    """Row t becomes the step that reads piece t as its input (the next one); no step reads the
+    EOS, whose row is left empty. ``maps``: [..., pieces + 1, src]."""
+    out = np.zeros_like(maps)
+    out[..., :-1, :] = maps[..., 1:, :]
+    return out
 
 
 def build_explorer_data(models: Sequence[tuple[str, Translator]], sources: Sequence[str],

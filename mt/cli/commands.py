@@ -150,8 +150,9 @@ def align(args: list[str]) -> int:
                        help="argmax: each target word to its heaviest source word; threshold: every pair whose "
                        "weight reaches --threshold")
     files.add_argument("--threshold", type=float, default=0.5)
-    files.add_argument("--shift-att", action="store_true", help="Shift-Att: read target word j from the step where "
-                       "it is the decoder's input (Chen et al. 2020; helps Transformers)")
+    files.add_argument("--shift-att", action=argparse.BooleanOptionalAction, default=None,
+                       help="Shift-Att: read target word j from the step where it is the decoder's input (Chen et al. "
+                       "2020; helps Transformers). Default: as the model was trained (train.alignment_shift)")
     files.add_argument("--layer", type=int, help="use this layer's cross-attention (Transformer; -1: the last) "
                        "instead of the model's summary map")
     files.add_argument("--head", type=int, help="with --layer: this head only (default: the mean of the heads)")

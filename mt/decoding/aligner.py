@@ -10,7 +10,7 @@ decoder's input (Chen et al. 2020).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -30,12 +30,14 @@ RULES = ("argmax", "threshold")
 class AlignOptions:
     """How attention becomes word links: ``rule`` argmax (each target word to its heaviest
     source word) or threshold (every pair whose weight reaches ``threshold``); ``shift_att``
-    reads target word j from the step where it is the decoder's input; ``layer`` / ``head``
+    reads target word j from the step where it is the decoder's input (None: as the model was
+    trained, ``train.alignment_shift``, so a model supervised that way is read the way it
+    learned); ``layer`` / ``head``
     read one cross-attention map of a Transformer (``head`` None: the mean of the layer's)."""
 
     rule: str = "argmax"
     threshold: float = 0.5
-    shift_att: bool = False
+    shift_att: bool | None = None
     layer: int | None = None
     head: int | None = None
 
@@ -65,6 +67,7 @@ class AlignedPair:
     src_word_index: list[int] = field(default_factory=list)  # the word of each source piece
     tgt_word_index: list[int] = field(default_factory=list)  # the word of each target piece
     tgt_ids: list[int] = field(default_factory=list)         # the target pieces' ids
+    shift_att: bool = False  # word_attention and links read each word from the step that reads it (Shift-Att)
 
     def as_dict(self) -> dict:
         return {"source": self.source, "target": self.target, "src_tokens": self.src_pieces,
@@ -83,6 +86,7 @@ def align_pairs(translator: Translator, sources: Sequence[str], targets: Sequenc
     AlignOptions by name, for calls from Python (``align_pairs(t, src, ref, rule="threshold")``)."""
     own = {f.name for f in fields(AlignOptions)}
     options = AlignOptions(**{**(options or ARGMAX).__dict__, **{k: v for k, v in settings.items() if k in own}})
+    options = as_trained(translator, options)
     search = SearchConfig.of(search, **{k: v for k, v in settings.items() if k not in own})
     if targets is not None and len(targets) != len(sources):
         raise MTError(f"{len(sources)} source lines but {len(targets)} target lines: they must pair line by line")
@@ -112,8 +116,17 @@ def translation_pair(translator: Translator, translation: Translation, options: 
     """A translation with the attention its search kept, as an ``AlignedPair`` (pieces, words,
     matrices, links): what ``mt serve`` answers, in ``mt align --json``'s shape."""
     src_ids = translator.src_tokenizer.encode([translation.source])[0][: len(translation.src_pieces)]
+    finished = len(translation.tgt_pieces) > len(translation.tgt_ids)  # the EOS step, which Shift-Att needs
+    options = as_trained(translator, options) if finished else replace(options, shift_att=bool(options.shift_att))
     return _pair(translator.src_tokenizer, translator.tgt_tokenizer, translation.source, translation.text, src_ids,
                  translation.tgt_ids, translation.attention, options)
+
+
+def as_trained(translator: Translator, options: AlignOptions) -> AlignOptions:
+    """``options`` with an unset ``shift_att`` resolved to how the model's attention was trained."""
+    if options.shift_att is not None:
+        return options
+    return replace(options, shift_att=translator.alignment_shift)
 
 
 def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_ids: list[int],
@@ -123,6 +136,7 @@ def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_
     src_words = src_tok.word_index(source, src_ids)
     tgt_words = tgt_tok.word_index(target, tgt_ids)
     pair.src_word_index, pair.tgt_word_index, pair.tgt_ids = src_words, tgt_words, list(tgt_ids)
+    pair.shift_att = bool(options.shift_att)
     pair.unknown_src = len({w for w, i in zip(src_words, src_ids) if i == UNK})
     pair.unknown_tgt = len({w for w, i in zip(tgt_words, tgt_ids) if i == UNK})
     if attention is None or not src_ids or not tgt_ids:

@@ -42,6 +42,9 @@ class Translation:
 
 class Translator:
     streams: ClassVar[bool] = True  # its model runs mt's own step-by-step search (continuous batching can join it)
+    # Its attention was supervised on the step that reads each target word (train.alignment_shift):
+    # alignment reads it with Shift-Att unless told otherwise.
+    alignment_shift: bool = False
 
     def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
                  device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32) -> None:
@@ -63,8 +66,10 @@ class Translator:
             return EXPORT_RUNNERS[kind](path, device, precision)
         device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
-        return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
-                   resolve_precision(precision, device))
+        translator = cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
+                         resolve_precision(precision, device))
+        translator.alignment_shift = loaded.config.train.alignment_shift
+        return translator
 
     def translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         """A search's hypothesis as text, pieces and attention."""
