@@ -302,7 +302,7 @@ def train(ns) -> None:
     train the models on different machines)."""
     from mt.hardware import machine
 
-    if any("alignment_loss" in " ".join(VARIANTS[name]) for name in [*ns.variants, *ns.backward]) \
+    if any(supervised(name) for name in [*ns.variants, *ns.backward]) \
             and not supervision(reverse=True).is_file():
         training_alignments()
     data = WORK / "data"
@@ -354,6 +354,11 @@ def run_parallel(commands: list[tuple[Path, list[str]]], jobs: int, finished=Non
                 raise SystemExit(f"training failed ({process.returncode}): {' '.join(cmd[2:])}")
             if finished:
                 finished(folder, cmd, time.perf_counter() - start)
+
+
+def supervised(name: str) -> bool:
+    """Its attention learns eflomal's links of the training pairs (train.alignment_loss)."""
+    return SUPERVISED in VARIANTS[name]
 
 
 def shifted(name: str) -> bool:
@@ -435,8 +440,9 @@ def align(ns, corpus: str = "hansards") -> dict:
         backward = runs / f"{name}.{backward_dir}" / "model"
         rules, best = rules_for(name), best_rule(name)
         if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
-            for how in ("grow-diag-final-and", "intersection"):
-                rules[f"{best}, {how}"] = [*rules[best], "--backward-model", str(backward), "--symmetrize", how]
+            for rule in [best, *[r for r in rules if r.startswith("threshold") and "Shift-Att" in r]]:
+                for how in ("grow-diag-final-and", "intersection"):
+                    rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
         for rule, extra in rules.items():
             out = WORK / f"align_{corpus}" / f"{name}.{re.sub(r'[^a-z0-9]+', '_', rule.lower())}.pharaoh"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -532,7 +538,7 @@ def demo(ns) -> dict:
     a time, threads shared (seen once in the progress lines of the 2026-11-23 run: two
     one-thread Bahdanau trainings at 4.8k + 4.5k tokens/s against 6.8k for one on two
     threads), then every rule against its gold."""
-    ns.variants = [n for n in ns.variants if "alignment_loss" not in " ".join(VARIANTS[n])  # Multi30k's links
+    ns.variants = [n for n in ns.variants if not supervised(n)  # they learn eflomal's links of its corpus
                    and n != "noattn"]  # no attention, nothing to align
     pending = []
     for name in ns.variants:

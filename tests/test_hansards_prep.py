@@ -68,3 +68,14 @@ def test_a_training_record_reads_wall_clock_epochs_and_speed(prep, tmp_path):
     record = prep.training_record(tmp_path)
     assert record == {"seconds": 42, "machine": {"cpu": "x"}, "epochs": 3, "steps": 30, "precision": "bf16",
                       "best_epoch": 2, "tokens_per_s": 1000}
+
+
+def test_every_rule_says_whether_it_shifts_since_mt_align_defaults_to_how_the_model_trained(prep):
+    for name in prep.VARIANTS:
+        rules = prep.rules_for(name)
+        assert prep.best_rule(name) in rules
+        for rule, flags in rules.items():  # never left to the model's default
+            assert ("--shift-att" in flags) == ("Shift-Att" in rule) != ("--no-shift-att" in flags), (name, rule)
+        assert ("threshold 0.5, Shift-Att" in rules) == prep.shifted(name)
+    assert prep.supervised("luong_general_supervised") and not prep.supervised("luong_general")
+    assert prep.shifted("transformer_supervised_shift") and not prep.shifted("transformer_supervised")
