@@ -378,6 +378,8 @@ def rules_for(name: str) -> dict[str, list[str]]:
              "argmax, Shift-Att": ["--shift-att"]}
     if shifted(name):  # mt align's default threshold, on the rows the supervision shaped
         rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
+    elif supervised(name):
+        rules["threshold 0.5"] = ["--no-shift-att", "--rule", "threshold", "--threshold", "0.5"]
     if name == "transformer":
         for layer in range(3):
             rules[f"argmax, layer {layer} mean of heads, Shift-Att"] = ["--shift-att", "--layer", str(layer)]
@@ -440,7 +442,7 @@ def align(ns, corpus: str = "hansards") -> dict:
         backward = runs / f"{name}.{backward_dir}" / "model"
         rules, best = rules_for(name), best_rule(name)
         if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
-            for rule in [best, *[r for r in rules if r.startswith("threshold") and "Shift-Att" in r]]:
+            for rule in [best, *[r for r in rules if r.startswith("threshold 0.5")]]:
                 for how in ("grow-diag-final-and", "intersection"):
                     rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
         for rule, extra in rules.items():

@@ -76,6 +76,7 @@ def test_every_rule_says_whether_it_shifts_since_mt_align_defaults_to_how_the_mo
         assert prep.best_rule(name) in rules
         for rule, flags in rules.items():  # never left to the model's default
             assert ("--shift-att" in flags) == ("Shift-Att" in rule) != ("--no-shift-att" in flags), (name, rule)
-        assert ("threshold 0.5, Shift-Att" in rules) == prep.shifted(name)
+        assert ("threshold 0.5, Shift-Att" in rules) == prep.shifted(name)  # on the rows the supervision shaped
+        assert ("threshold 0.5" in rules) == (prep.supervised(name) and not prep.shifted(name))
     assert prep.supervised("luong_general_supervised") and not prep.supervised("luong_general")
     assert prep.shifted("transformer_supervised_shift") and not prep.shifted("transformer_supervised")
