@@ -504,7 +504,8 @@ def explore(ns) -> Path:
     """The explorer page of the first gold pairs, every trained English->French model beside the
     gold links."""
     runs = WORK / "runs"
-    models = [m for m in (runs / f"{name}.en-fr" / "model" for name in ns.variants) if m.is_dir()]
+    # finished runs only: a run still training has a model folder from its first epoch
+    models = [runs / f"{name}.en-fr" / "model" for name in ns.variants if (runs / f"{name}.en-fr" / "trained.json").is_file()]
     if not models:
         raise SystemExit(f"no trained model under {runs}: run the train step first")
     sources, targets = gold_pairs(WORK / "gold.pairs")
