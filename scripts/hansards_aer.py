@@ -34,8 +34,8 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   step first).
 - ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
-  Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and and the
-  intersection with the backward model; for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
+  Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and, the
+  intersection and the mean of both soft matrices with the backward model; for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
   trained (wall clock, epochs, speed, precision, machine). Prints a table (Markdown) and with
   ``--json`` writes every figure, the machine, the date and the versions (merged per variant, so
   models trained in different sessions add up in one file). Beside the gold, an in-domain check: each model's links
@@ -443,7 +443,7 @@ def align(ns, corpus: str = "hansards") -> dict:
         rules, best = rules_for(name), best_rule(name)
         if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
             for rule in [best, *[r for r in rules if r.startswith("threshold 0.5")]]:
-                for how in ("grow-diag-final-and", "intersection"):
+                for how in ("grow-diag-final-and", "intersection", "mean"):
                     rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
         for rule, extra in rules.items():
             out = WORK / f"align_{corpus}" / f"{name}.{re.sub(r'[^a-z0-9]+', '_', rule.lower())}.pharaoh"

@@ -231,7 +231,8 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     n = len((corpus_dir / "test.en").read_text().splitlines())
     for extra in ([], ["--shift-att"], ["--rule", "threshold", "--threshold", "0.2"],
                   ["--layer", "-1", "--head", "0"], ["--backward-model", str(trained_model_dir)],
-                  ["--backward-model", str(trained_model_dir), "--symmetrize", "intersection"]):
+                  ["--backward-model", str(trained_model_dir), "--symmetrize", "intersection"],
+                  ["--backward-model", str(trained_model_dir), "--symmetrize", "mean"]):
         assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
                      "--ref-file", str(corpus_dir / "test.de"), "--pharaoh", str(pred), *extra]) == 0
         assert len(pred.read_text().splitlines()) == n
@@ -257,6 +258,26 @@ def test_symmetrisations_keep_what_both_directions_say_or_either():
     assert SYMMETRISATIONS["union"](forward, backward) == forward | backward
     gdfa = SYMMETRISATIONS["grow-diag-final-and"](forward, backward)
     assert {(0, 0), (1, 1)} <= gdfa <= forward | backward
+
+
+def test_mean_symmetrisation_reads_the_rule_from_both_directions_averaged():
+    from mt.analysis.align import average_directions
+    from mt.decoding.aligner import AlignedPair, AlignOptions
+
+    def pair(words):
+        return AlignedPair("s", "t", word_attention=np.array(words, dtype=np.float32), links={(9, 9)})
+
+    # forward: 2 target words x 3 source words; reverse: 3 source words x 2 target words
+    forward = pair([[0.6, 0.4, 0.0], [0.1, 0.5, 0.4]])
+    reverse = pair([[0.2, 0.8], [0.9, 0.1], [0.0, 1.0]])
+    average_directions(forward, reverse, AlignOptions())
+    np.testing.assert_allclose(forward.word_attention, [[0.4, 0.65, 0.0], [0.45, 0.3, 0.7]])
+    assert forward.links == {(1, 0), (2, 1)}  # argmax of the mean: source 1 for target 0, source 2 for target 1
+    forward = pair([[0.6, 0.4, 0.0], [0.1, 0.5, 0.4]])
+    average_directions(forward, reverse, AlignOptions("threshold", 0.6))
+    assert forward.links == {(1, 0), (2, 1)}
+    average_directions(forward, pair([[1.0]]), AlignOptions())  # the reverse could not align it: forward kept
+    assert forward.links == {(1, 0), (2, 1)}
 
 
 def test_prepare_text_changes_words_in_place_so_gold_indices_hold():

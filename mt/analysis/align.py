@@ -3,7 +3,8 @@
 Whole files: each pair is force-decoded (``mt.decoding.aligner``), its attention merged to
 words and turned into links; the links go to a Pharaoh file, the matrices to JSON lines or
 NumPy, the heatmaps to a folder and the whole set to the explorer page, as asked. With a
-model of the other direction, both directions' links are symmetrised (grow-diag-final-and).
+model of the other direction, both directions' links are symmetrised (grow-diag-final-and, or
+another rule of ``--symmetrize``; ``mean`` averages the two soft matrices before the rule reads them).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mt.analysis.explore import write_explore_page
 from mt.data.corpus import read_lines
-from mt.decoding.aligner import AlignedPair, AlignOptions, align_pairs
+from mt.decoding.aligner import AlignedPair, AlignOptions, align_pairs, links_by_rule
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translation, Translator
 from mt.errors import DataError, MTError
@@ -115,9 +117,11 @@ def align_files(translator: Translator, sources: list[str], targets: list[str] |
     if backward is not None:
         reverse = align_pairs(backward, [p.target for p in pairs], [p.source for p in pairs], None, options,
                               progress=progress)
-        combine = SYMMETRISATIONS[symmetrise]
         for pair, rev in zip(pairs, reverse):
-            pair.links = combine(pair.links, {(i, j) for j, i in rev.links})
+            if symmetrise == "mean":
+                average_directions(pair, rev, options)
+            else:
+                pair.links = SYMMETRISATIONS[symmetrise](pair.links, {(i, j) for j, i in rev.links})
     if files.explore:
         page = write_explore_page(files.explore, [(name, translator)], sources, targets, None, search,
                                   f"mt align: {name}")
@@ -137,6 +141,17 @@ def align_files(translator: Translator, sources: list[str], targets: list[str] |
                 arrays[f"words_{n}"] = pair.word_attention
         np.savez_compressed(files.npz, **arrays)
     return pairs
+
+
+def average_directions(pair: AlignedPair, reverse: AlignedPair, options: AlignOptions) -> None:
+    """``--symmetrize mean``: the pair's word matrix becomes the mean of both directions' (the
+    reverse one transposed) and the rule reads its links from that; a pair the reverse model
+    could not align (too long for it) keeps its forward links."""
+    if pair.word_attention is None or reverse.word_attention is None or \
+            pair.word_attention.shape != reverse.word_attention.T.shape:
+        return
+    pair.word_attention = (pair.word_attention + reverse.word_attention.T) / 2  # [tgt_words, src_words]
+    pair.links = links_by_rule(torch.from_numpy(pair.word_attention), options)
 
 
 def draw_pairs(pairs: Sequence[AlignedPair], files: AlignmentFiles) -> int:

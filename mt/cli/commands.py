@@ -160,10 +160,12 @@ def align(args: list[str]) -> int:
                        "(the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links (--symmetrize)")
-    # the keys of mt.evaluation.alignment.SYMMETRISATIONS, written here so that parsing needs no torch
-    files.add_argument("--symmetrize", choices=["grow-diag-final-and", "intersection", "union"],
+    # the keys of mt.evaluation.alignment.SYMMETRISATIONS and mean (mt.analysis.align.average_directions),
+    # written here so that parsing needs no torch
+    files.add_argument("--symmetrize", choices=["grow-diag-final-and", "intersection", "union", "mean"],
                        help="with --backward-model: grow-diag-final-and (default), intersection (links both "
-                       "directions agree on: precision) or union (recall)")
+                       "directions agree on: precision), union (recall), or mean (the rule reads the mean of both "
+                       "directions' soft word matrices)")
     ns = parser.parse_args(args)
     search = _search(ns)
     if ns.src_file or ns.pairs:

@@ -145,5 +145,10 @@ def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_
     rows = shift_rows(rows) if options.shift_att else rows[: len(tgt_ids)]
     words = merge_to_words(rows, src_words, tgt_words)
     pair.word_attention = words.numpy()
-    pair.links = argmax_links(words) if options.rule == "argmax" else threshold_links(words, options.threshold)
+    pair.links = links_by_rule(words, options)
     return pair
+
+
+def links_by_rule(words: torch.Tensor, options: AlignOptions) -> set[Link]:
+    """The links ``options.rule`` reads from a word matrix ``[tgt_words, src_words]``."""
+    return argmax_links(words) if options.rule == "argmax" else threshold_links(words, options.threshold)
