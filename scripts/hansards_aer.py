@@ -203,7 +203,8 @@ def prepare(ns) -> Path:
 
 
 def aer_of(links_file: Path, gold: list[str]) -> dict:
-    """``mt aer`` of a 0-based Pharaoh file; ``gold``: its --gold arguments."""
+    """``mt aer`` of a 0-based Pharaoh file; ``gold``: its --gold arguments. On the Hansards gold
+    also the split of ``split_aer``."""
     out = links_file.with_suffix(".aer.json")
     subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "aer", *gold, "--pred", str(links_file), "--json", str(out)],
                    check=True, capture_output=True)
@@ -212,7 +213,53 @@ def aer_of(links_file: Path, gold: list[str]) -> dict:
     if "by_length" in scores:  # --by-length among the gold arguments
         result["by_length"] = {b["source_words"]: {k: b[k] for k in ("aer", "precision", "recall", "sentences")}
                                for b in scores["by_length"]}
+    if "--gold-one-based" in gold:  # the Hansards gold
+        result |= split_aer(links_file, gold)
     return result
+
+
+DEV = 100  # the Hansards gold's first sentences choose a rule; the other 347 score the choice
+
+
+def split_aer(links_file: Path, gold: list[str]) -> dict:
+    """AER on the gold's first DEV sentences (to choose a rule by) and AER, precision and recall
+    on the rest (to report it by): no rule is then chosen on the sentences that score it."""
+    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+
+    truth = read_pharaoh(gold[gold.index("--gold") + 1], one_based="--gold-one-based" in gold)
+    links = [g.sure for g in read_pharaoh(links_file)]
+    dev, rest = alignment_error_rate(truth[:DEV], links[:DEV]), alignment_error_rate(truth[DEV:], links[DEV:])
+    return {"dev_aer": round(dev.aer, 2),
+            "held_out": {k: round(getattr(rest, k), 2) for k in ("aer", "precision", "recall")}}
+
+
+def slug(rule: str) -> str:
+    """A rule's name in its Pharaoh file's name."""
+    return re.sub(r"[^a-z0-9]+", "_", rule.lower())
+
+
+def rescore(ns, report: dict) -> dict:
+    """The ``split`` step: ``split_aer`` added to every figure of ``report`` (a JSON the align and
+    eflomal steps wrote) from the links those steps left on disk, once each file is checked to
+    give the whole-gold AER the JSON holds (eflomal samples: a rerun's links are others)."""
+    gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
+    files = [(report["eflomal"][rule], WORK / "eflomal" / f"{rule}.pharaoh") for rule in
+             ("forward", "reverse", "intersection", "grow-diag-final-and") if rule in report.get("eflomal", {})]
+    files += [(scores, WORK / "align_hansards" / f"{name}.{slug(rule)}.pharaoh")
+              for name, res in report.get("attention", {}).items() for rule, scores in res["rules"].items()]
+    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+
+    truth = read_pharaoh(ns.gold / "enfr.gold", one_based=True)
+    for scores, path in files:
+        if not path.is_file():
+            print(f"   {path.name}: not on disk, left without the split", flush=True)
+            continue
+        whole = alignment_error_rate(truth, [g.sure for g in read_pharaoh(path)]).aer
+        if abs(whole - scores["aer"]) > 0.01:
+            raise SystemExit(f"{path} gives {whole:.2f} AER but the JSON holds {scores['aer']}: these are not the "
+                             "links it scored; rerun the step that wrote them")
+        scores |= split_aer(path, gold)
+    return report
 
 
 def eflomal_links(lines: slice, work: Path | None = None) -> tuple[list[set], list[set]]:
@@ -446,7 +493,7 @@ def align(ns, corpus: str = "hansards") -> dict:
                 for how in ("grow-diag-final-and", "intersection", "mean"):
                     rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
         for rule, extra in rules.items():
-            out = WORK / f"align_{corpus}" / f"{name}.{re.sub(r'[^a-z0-9]+', '_', rule.lower())}.pharaoh"
+            out = WORK / f"align_{corpus}" / f"{name}.{slug(rule)}.pharaoh"
             out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), *inputs, "--pharaoh", str(out),
                             *extra], check=True, capture_output=True)
@@ -615,6 +662,8 @@ def table(report: dict) -> str:
                 cells.append(" / ".join(f"{s['by_length'][b]['aer']:.1f}" for b in buckets) if s else "-")
             lines.append(f"| {name} | {bleu} | {rule} | {' | '.join(cells)} |")
         out.append("\n".join(lines))
+    out += [chosen_table(report)] if any("dev_aer" in s for s in report.get("eflomal", {}).values()
+                                        if isinstance(s, dict)) else []
     runs = {n: r for n, r in report.get("attention", {}).items() if r.get("training")}
     if runs:
         lines = ["How each model trained (one row per direction)", "",
@@ -641,6 +690,24 @@ def table(report: dict) -> str:
     return "\n\n".join(out)
 
 
+def chosen_table(report: dict) -> str:
+    """Each aligner's rule chosen on the gold's first DEV sentences, scored on the others."""
+    lines = [f"The rule chosen on the gold's first {DEV} sentences, scored on the other 347", "",
+             f"| aligner | rule (lowest AER on the first {DEV}) | AER there | AER on the other 347 | precision | recall |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    flo = report["eflomal"]
+    aligners = [(f"eflomal {flo['version']}", {r: s for r, s in flo.items() if isinstance(s, dict) and "dev_aer" in s})]
+    aligners += [(name, {r: s for r, s in res["rules"].items() if "dev_aer" in s})
+                 for name, res in report.get("attention", {}).items()]
+    for name, rules in aligners:
+        if rules:
+            rule, s = min(rules.items(), key=lambda item: item[1]["dev_aer"])
+            h = s["held_out"]
+            lines.append(f"| {name} | {rule} | {s['dev_aer']:.1f} | {h['aer']:.1f} | {h['precision']:.1f} | "
+                         f"{h['recall']:.1f} |")
+    return "\n".join(lines)
+
+
 def cpu_label(info: dict) -> str:
     """A machine() record in a few words: its CPU and what it computes bf16 with."""
     flags = info.get("flags", [])
@@ -651,7 +718,8 @@ def cpu_label(info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all", "table"],
+    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all", "table",
+                                         "split"],
                         help="table: print the tables of what --json holds (every session's models)")
     parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
                         "is the same): multi30k (another domain) or hansards (the gold's own)")
@@ -689,10 +757,14 @@ def main() -> None:
         raise SystemExit(f"missing {ns.gold / 'enfr.gold'}: pass --gold DIR (the en-fr-hansards folder)")
     if ns.corpus == "hansards" and ns.step == "demo":
         raise SystemExit("the demo step trains on the demo corpus: run it without --corpus hansards")
-    if ns.step == "table":
+    if ns.step in ("table", "split"):
         if not (ns.json and ns.json.is_file()):
-            raise SystemExit("the table step reads --json FILE: pass the JSON an align step wrote")
-        print(table(json.loads(ns.json.read_text())))
+            raise SystemExit(f"the {ns.step} step reads --json FILE: pass the JSON an align step wrote")
+        report = json.loads(ns.json.read_text())
+        if ns.step == "split":
+            use_corpus(report.get("corpus", "multi30k"))
+            ns.json.write_text(json.dumps(rescore(ns, report), indent=2))
+        print(table(report))
         return
     use_corpus(ns.corpus)
     report: dict = {"corpus": ns.corpus}

@@ -80,3 +80,25 @@ def test_every_rule_says_whether_it_shifts_since_mt_align_defaults_to_how_the_mo
         assert ("threshold 0.5" in rules) == (prep.supervised(name) and not prep.shifted(name))
     assert prep.supervised("luong_general_supervised") and not prep.supervised("luong_general")
     assert prep.shifted("transformer_supervised_shift") and not prep.shifted("transformer_supervised")
+
+
+def test_a_rule_is_chosen_on_the_first_gold_sentences_and_scored_on_the_others(prep, tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "DEV", 2)
+    gold = tmp_path / "gold"  # 1-based, as the Hansards gold
+    gold.write_text("1-1 2-2\n1-1\n1-1 2-2\n2-1\n")
+    exact, shifted = tmp_path / "exact.pharaoh", tmp_path / "shifted.pharaoh"  # 0-based predictions
+    exact.write_text("0-0 1-1\n0-0\n0-0\n0-0\n")  # right on the first two, half right after
+    shifted.write_text("1-0\n1-0\n0-0 1-1\n1-0\n")  # wrong on the first two, right after
+    args = ["--gold", str(gold), "--gold-one-based"]
+    split = prep.split_aer(exact, args)
+    assert split["dev_aer"] == 0.0
+    assert split["held_out"] == {"aer": 60.0, "precision": 50.0, "recall": 33.33}  # |A|=2, |S|=3, one right: 1 - 2/5
+    assert prep.split_aer(shifted, args) == {"dev_aer": 100.0,
+                                             "held_out": {"aer": 0.0, "precision": 100.0, "recall": 100.0}}
+    report = {"eflomal": {"version": "2.0.0", "forward": {"aer": 1.0, **prep.split_aer(exact, args)}},
+              "attention": {"m": {"rules": {"shifted": {"aer": 1.0, **prep.split_aer(shifted, args)},
+                                            "exact": {"aer": 1.0, **split}}}}}
+    table = prep.chosen_table(report)
+    # the rule the first sentences choose is reported, not the one best on the others
+    assert "| m | exact | 0.0 | 60.0 | 50.0 | 33.3 |" in table
+    assert "| eflomal 2.0.0 | forward | 0.0 | 60.0 |" in table
