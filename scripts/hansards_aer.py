@@ -471,24 +471,23 @@ def align(ns, corpus: str = "hansards") -> dict:
         gold = ["--gold", str(ns.demo / "test.align")]
     in_domain = in_domain_reference() if corpus == "hansards" and (WORK / "eflomal" / "all.fwd").is_file() else None
     for name in ns.variants:
-        model = runs / f"{name}.{forward}" / "model"
-        if not model.is_dir():
-            print(f"== {name}: no model at {model}; run the train step", flush=True)
+        model = finished_model(runs / f"{name}.{forward}")
+        if model is None:
+            print(f"== {name}: no finished run at {runs / f'{name}.{forward}'}; run the train step", flush=True)
             continue
         metrics = _last_valid(model.parent / "metrics.jsonl")
         results[name] = {"valid_bleu": metrics.get("valid_bleu"), "steps": metrics.get("step"), "rules": {}}
         if corpus == "hansards":
             results[name] |= {"test_bleu": test_bleu(model), "training": training_record(model.parent)}
-            backward_run = runs / f"{name}.{backward_dir}"
-            if (backward_run / "model").is_dir():
-                results[name]["backward_training"] = training_record(backward_run)
+            if finished_model(runs / f"{name}.{backward_dir}"):
+                results[name]["backward_training"] = training_record(runs / f"{name}.{backward_dir}")
             print(f"{name:20s} test BLEU {results[name]['test_bleu']['bleu']}, trained "
                   f"{results[name]['training'].get('seconds')} s", flush=True)
         if name == "noattn":  # no attention to align: its BLEU is the baseline of the others'
             continue
-        backward = runs / f"{name}.{backward_dir}" / "model"
+        backward = finished_model(runs / f"{name}.{backward_dir}")
         rules, best = rules_for(name), best_rule(name)
-        if backward.is_dir():  # symmetrised with the model of the other direction, as eflomal's two
+        if backward is not None:  # symmetrised with the model of the other direction, as eflomal's two
             for rule in [best, *[r for r in rules if r.startswith("threshold 0.5")]]:
                 for how in ("grow-diag-final-and", "intersection", "mean"):
                     rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
@@ -507,6 +506,14 @@ def align(ns, corpus: str = "hansards") -> dict:
             print(f"{name:20s} {'own validation pairs, against eflomal (' + best + ')':45s} "
                   f"{results[name]['in_domain_vs_eflomal']}", flush=True)
     return results
+
+
+def finished_model(run_dir: Path) -> Path | None:
+    """A run's model once its training finished: the train step writes trained.json at the end
+    (the demo step, which trains before it aligns, writes none); a run still training already
+    has a model folder from its first epoch."""
+    done = (run_dir / "trained.json").is_file() or run_dir.parent.name == "demo_runs"
+    return run_dir / "model" if done and (run_dir / "model").is_dir() else None
 
 
 def test_bleu(model: Path) -> dict:
@@ -551,8 +558,7 @@ def explore(ns) -> Path:
     """The explorer page of the first gold pairs, every trained English->French model beside the
     gold links."""
     runs = WORK / "runs"
-    # finished runs only: a run still training has a model folder from its first epoch
-    models = [runs / f"{name}.en-fr" / "model" for name in ns.variants if (runs / f"{name}.en-fr" / "trained.json").is_file()]
+    models = [m for m in (finished_model(runs / f"{name}.en-fr") for name in ns.variants) if m is not None]
     if not models:
         raise SystemExit(f"no trained model under {runs}: run the train step first")
     sources, targets = gold_pairs(WORK / "gold.pairs")

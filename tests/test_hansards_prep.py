@@ -102,3 +102,15 @@ def test_a_rule_is_chosen_on_the_first_gold_sentences_and_scored_on_the_others(p
     # the rule the first sentences choose is reported, not the one best on the others
     assert "| m | exact | 0.0 | 60.0 | 50.0 | 33.3 |" in table
     assert "| eflomal 2.0.0 | forward | 0.0 | 60.0 |" in table
+
+
+def test_only_finished_runs_are_aligned_or_explored(prep, tmp_path):
+    run = tmp_path / "runs" / "bahdanau.en-fr"
+    (run / "model").mkdir(parents=True)  # written after the first epoch, before the run ends
+    assert prep.finished_model(run) is None
+    (run / "trained.json").write_text("{}")
+    assert prep.finished_model(run) == run / "model"
+    demo = tmp_path / "demo_runs" / "bahdanau.en-de"  # the demo step trains to the end before it aligns
+    (demo / "model").mkdir(parents=True)
+    assert prep.finished_model(demo) == demo / "model"
+    assert prep.finished_model(tmp_path / "runs" / "none.en-fr") is None
