@@ -32,6 +32,9 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   checkpoint when the step is rerun. ``*_supervised`` learn their attention from eflomal's
   grow-diag-final-and links of the training pairs (``train.alignment_loss``; it needs the eflomal
   step first).
+- ``split`` (with ``--json``): each Hansards-gold figure of the JSON also on the gold's first 100
+  sentences, which choose a rule, and on the other 347, which score it (the align and eflomal
+  steps add this themselves; the step adds it to figures from before, from the links on disk).
 - ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
   Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and, the
@@ -229,8 +232,8 @@ def split_aer(links_file: Path, gold: list[str]) -> dict:
     truth = read_pharaoh(gold[gold.index("--gold") + 1], one_based="--gold-one-based" in gold)
     links = [g.sure for g in read_pharaoh(links_file)]
     dev, rest = alignment_error_rate(truth[:DEV], links[:DEV]), alignment_error_rate(truth[DEV:], links[DEV:])
-    return {"dev_aer": round(dev.aer, 2),
-            "held_out": {k: round(getattr(rest, k), 2) for k in ("aer", "precision", "recall")}}
+    return {"dev_aer": round(dev.aer, 2), "held_out": {**{k: round(getattr(rest, k), 2) for k in ("aer", "precision", "recall")},
+                                                        "sentences": rest.sentences}}
 
 
 def slug(rule: str) -> str:
@@ -242,13 +245,13 @@ def rescore(ns, report: dict) -> dict:
     """The ``split`` step: ``split_aer`` added to every figure of ``report`` (a JSON the align and
     eflomal steps wrote) from the links those steps left on disk, once each file is checked to
     give the whole-gold AER the JSON holds (eflomal samples: a rerun's links are others)."""
+    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
+
     gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
     files = [(report["eflomal"][rule], WORK / "eflomal" / f"{rule}.pharaoh") for rule in
              ("forward", "reverse", "intersection", "grow-diag-final-and") if rule in report.get("eflomal", {})]
     files += [(scores, WORK / "align_hansards" / f"{name}.{slug(rule)}.pharaoh")
               for name, res in report.get("attention", {}).items() for rule, scores in res["rules"].items()]
-    from mt.evaluation.alignment import alignment_error_rate, read_pharaoh
-
     truth = read_pharaoh(ns.gold / "enfr.gold", one_based=True)
     for scores, path in files:
         if not path.is_file():
@@ -698,10 +701,11 @@ def table(report: dict) -> str:
 
 def chosen_table(report: dict) -> str:
     """Each aligner's rule chosen on the gold's first DEV sentences, scored on the others."""
-    lines = [f"The rule chosen on the gold's first {DEV} sentences, scored on the other 347", "",
-             f"| aligner | rule (lowest AER on the first {DEV}) | AER there | AER on the other 347 | precision | recall |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
     flo = report["eflomal"]
+    rest = next(s["held_out"]["sentences"] for s in flo.values() if isinstance(s, dict) and "held_out" in s)
+    lines = [f"The rule chosen on the gold's first {DEV} sentences, scored on the other {rest}", "",
+             f"| aligner | rule (lowest AER on the first {DEV}) | AER there | AER on the other {rest} | precision | recall |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     aligners = [(f"eflomal {flo['version']}", {r: s for r, s in flo.items() if isinstance(s, dict) and "dev_aer" in s})]
     aligners += [(name, {r: s for r, s in res["rules"].items() if "dev_aer" in s})
                  for name, res in report.get("attention", {}).items()]
@@ -726,7 +730,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all", "table",
                                          "split"],
-                        help="table: print the tables of what --json holds (every session's models)")
+                        help="table: print the tables of what --json holds (every session's models); split: add "
+                        "the first-100 / other-347 split of the gold to its figures")
     parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
                         "is the same): multi30k (another domain) or hansards (the gold's own)")
     parser.add_argument("--multi30k", type=Path, default=REPO.parent / "shared" / "data" / "multi30k")

@@ -92,15 +92,16 @@ def test_a_rule_is_chosen_on_the_first_gold_sentences_and_scored_on_the_others(p
     args = ["--gold", str(gold), "--gold-one-based"]
     split = prep.split_aer(exact, args)
     assert split["dev_aer"] == 0.0
-    assert split["held_out"] == {"aer": 60.0, "precision": 50.0, "recall": 33.33}  # |A|=2, |S|=3, one right: 1 - 2/5
+    assert split["held_out"] == {"aer": 60.0, "precision": 50.0, "recall": 33.33, "sentences": 2}  # |A|=2, |S|=3, one right: 1 - 2/5
     assert prep.split_aer(shifted, args) == {"dev_aer": 100.0,
-                                             "held_out": {"aer": 0.0, "precision": 100.0, "recall": 100.0}}
+                                             "held_out": {"aer": 0.0, "precision": 100.0, "recall": 100.0,
+                                                          "sentences": 2}}
     report = {"eflomal": {"version": "2.0.0", "forward": {"aer": 1.0, **prep.split_aer(exact, args)}},
               "attention": {"m": {"rules": {"shifted": {"aer": 1.0, **prep.split_aer(shifted, args)},
                                             "exact": {"aer": 1.0, **split}}}}}
     table = prep.chosen_table(report)
     # the rule the first sentences choose is reported, not the one best on the others
-    assert "| m | exact | 0.0 | 60.0 | 50.0 | 33.3 |" in table
+    assert "| m | exact | 0.0 | 60.0 | 50.0 | 33.3 |" in table and "scored on the other 2" in table
     assert "| eflomal 2.0.0 | forward | 0.0 | 60.0 |" in table
 
 
