@@ -116,8 +116,8 @@ def translation_pair(translator: Translator, translation: Translation, options: 
     """A translation with the attention its search kept, as an ``AlignedPair`` (pieces, words,
     matrices, links): what ``mt serve`` answers, in ``mt align --json``'s shape."""
     src_ids = translator.src_tokenizer.encode([translation.source])[0][: len(translation.src_pieces)]
-    finished = len(translation.tgt_pieces) > len(translation.tgt_ids)  # the EOS step, which Shift-Att needs
-    options = as_trained(translator, options) if finished else replace(options, shift_att=bool(options.shift_att))
+    if len(translation.tgt_pieces) > len(translation.tgt_ids):  # finished: the EOS step Shift-Att needs is there
+        options = as_trained(translator, options)
     return _pair(translator.src_tokenizer, translator.tgt_tokenizer, translation.source, translation.text, src_ids,
                  translation.tgt_ids, translation.attention, options)
 

@@ -240,10 +240,9 @@ def load_int8(path: str, device: str = "auto", precision: str = "auto") -> Trans
     parameters = loaded.model.num_parameters()
     model = int8_compute(loaded.model, inplace=True)  # no second copy of the weights in memory
     model.num_parameters = lambda: parameters  # packed int8 weights are no longer nn.Parameters to count
-    translator = Translator(model, loaded.src_tokenizer, loaded.tgt_tokenizer, "cpu",  # type: ignore[arg-type]
-                            ResolvedPrecision("int8", "int8 export: dynamic int8 products, fp32 activations"))
-    translator.alignment_shift = loaded.config.train.alignment_shift
-    return translator
+    return Translator(model, loaded.src_tokenizer, loaded.tgt_tokenizer, "cpu",  # type: ignore[arg-type]
+                      ResolvedPrecision("int8", "int8 export: dynamic int8 products, fp32 activations"),
+                      loaded.config.train.alignment_shift)
 
 
 def int8_compute(model: torch.nn.Module, inplace: bool = False) -> torch.nn.Module:

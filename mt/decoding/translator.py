@@ -42,12 +42,12 @@ class Translation:
 
 class Translator:
     streams: ClassVar[bool] = True  # its model runs mt's own step-by-step search (continuous batching can join it)
-    # Its attention was supervised on the step that reads each target word (train.alignment_shift):
-    # alignment reads it with Shift-Att unless told otherwise.
-    alignment_shift: bool = False
-
     def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
-                 device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32) -> None:
+                 device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32,
+                 alignment_shift: bool = False) -> None:
+        """``alignment_shift``: its attention was supervised on the step that reads each target
+        word (train.alignment_shift), so alignment reads it with Shift-Att unless told otherwise."""
+        self.alignment_shift = alignment_shift
         self.model = model
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
@@ -66,10 +66,8 @@ class Translator:
             return EXPORT_RUNNERS[kind](path, device, precision)
         device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
-        translator = cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
-                         resolve_precision(precision, device))
-        translator.alignment_shift = loaded.config.train.alignment_shift
-        return translator
+        return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
+                   resolve_precision(precision, device), loaded.config.train.alignment_shift)
 
     def translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         """A search's hypothesis as text, pieces and attention."""

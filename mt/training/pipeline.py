@@ -193,7 +193,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     precision = resolve_precision(cfg.train.precision.value, device)
     log.info("%smodel %s: %s parameters, device %s, %s", prefix, cfg.model.name,
              f"{model.num_parameters():,}", device, precision.describe())
-    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision)
+    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision, cfg.train.alignment_shift)
 
     trainer = Trainer(model, cfg.train, TrainingData(data.train, data.valid, data.valid_src, data.valid_ref),
                       translator, RunFiles(run_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer),
