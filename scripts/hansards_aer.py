@@ -421,6 +421,9 @@ def best_rule(name: str) -> str:
     return "argmax, Shift-Att" if name == "transformer" or shifted(name) else "argmax"
 
 
+TRANSFORMER_LAYERS, TRANSFORMER_HEADS = 3, 4  # conf/model/transformer.yaml's decoder
+
+
 def rules_for(name: str) -> dict[str, list[str]]:
     # --no-shift-att said outright: mt align reads a model trained with train.alignment_shift
     # shifted unless told otherwise
@@ -430,10 +433,14 @@ def rules_for(name: str) -> dict[str, list[str]]:
         rules["threshold 0.5, Shift-Att"] = ["--shift-att", "--rule", "threshold", "--threshold", "0.5"]
     elif supervised(name):
         rules["threshold 0.5"] = ["--no-shift-att", "--rule", "threshold", "--threshold", "0.5"]
-    if name == "transformer":
-        for layer in range(3):
+    if name == "transformer":  # layer and head: the split step chooses one on the gold's first DEV sentences
+        for layer in range(TRANSFORMER_LAYERS):
             rules[f"argmax, layer {layer} mean of heads, Shift-Att"] = ["--shift-att", "--layer", str(layer)]
             rules[f"argmax, layer {layer} mean of heads"] = ["--no-shift-att", "--layer", str(layer)]
+            for head in range(TRANSFORMER_HEADS):
+                where = ["--layer", str(layer), "--head", str(head)]
+                rules[f"argmax, layer {layer} head {head}, Shift-Att"] = ["--shift-att", *where]
+                rules[f"argmax, layer {layer} head {head}"] = ["--no-shift-att", *where]
     return rules
 
 

@@ -82,6 +82,22 @@ def test_every_rule_says_whether_it_shifts_since_mt_align_defaults_to_how_the_mo
     assert prep.shifted("transformer_supervised_shift") and not prep.shifted("transformer_supervised")
 
 
+def test_the_transformer_is_read_at_every_layer_and_head_of_its_preset(prep):
+    import yaml
+
+    from mt.config import ModelConfig
+
+    preset = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "transformer.yaml").read_text())
+    assert (prep.TRANSFORMER_LAYERS, prep.TRANSFORMER_HEADS) == (preset["model"]["dec_layers"], ModelConfig().heads)
+    rules = prep.rules_for("transformer")
+    for layer in range(prep.TRANSFORMER_LAYERS):
+        for head in range(prep.TRANSFORMER_HEADS):
+            assert rules[f"argmax, layer {layer} head {head}, Shift-Att"] == [
+                "--shift-att", "--layer", str(layer), "--head", str(head)]
+    assert f"argmax, layer 0 head {prep.TRANSFORMER_HEADS}" not in rules
+    assert not any("head" in rule for rule in prep.rules_for("transformer_supervised_shift"))  # one head, trained
+
+
 def test_a_rule_is_chosen_on_the_first_gold_sentences_and_scored_on_the_others(prep, tmp_path, monkeypatch):
     monkeypatch.setattr(prep, "DEV", 2)
     gold = tmp_path / "gold"  # 1-based, as the Hansards gold
