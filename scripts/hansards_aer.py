@@ -37,7 +37,8 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   steps add this themselves; the step adds it to figures from before, from the links on disk).
 - ``align``: for every model and extraction rule, ``mt align --pairs`` force-decodes the gold
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
-  Shift-Att (Chen et al. 2020), the Transformer's layers, and grow-diag-final-and, the
+  Shift-Att (Chen et al. 2020), each of the Transformer's layers and heads (the ``split`` step
+  chooses one on the gold's first 100 sentences), and grow-diag-final-and, the
   intersection and the mean of both soft matrices with the backward model; for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
   trained (wall clock, epochs, speed, precision, machine). Prints a table (Markdown) and with
   ``--json`` writes every figure, the machine, the date and the versions (merged per variant, so
