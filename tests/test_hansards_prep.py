@@ -95,6 +95,8 @@ def test_the_transformer_is_read_at_every_layer_and_head_of_its_preset(prep):
             assert rules[f"argmax, layer {layer} head {head}, Shift-Att"] == [
                 "--shift-att", "--layer", str(layer), "--head", str(head)]
     assert f"argmax, layer 0 head {prep.TRANSFORMER_HEADS}" not in rules
+    assert prep.best_rule("transformer") == "argmax, layer 1 mean of heads"  # the penultimate, as Garg et al.
+    assert prep.best_rule("transformer_supervised_shift") == "argmax, Shift-Att"
     assert not any("head" in rule for rule in prep.rules_for("transformer_supervised_shift"))  # one head, trained
 
 
