@@ -392,6 +392,26 @@ def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
     assert path.is_file() and path.read_text().count("model 11") == 1
 
 
+def test_a_setting_that_names_a_file_is_labelled_by_the_file_name_and_an_empty_one_as_none(tmp_path):
+    """The Hansards explorer's tabs read 'data.train_alignments=/work/main/.bench/.../train.gdfa'
+    beside 'data.train_alignments=': a line long each, the folder telling nothing apart."""
+    from mt.analysis.entries import describe_models
+    from mt.config import to_yaml
+
+    links = tmp_path / "deep" / "folder" / "train.gdfa"
+    links.parent.mkdir(parents=True)
+    links.write_text("0-0\n")
+    dirs = []
+    for folder, extra in (("plain", []), ("supervised", [f"data.train_alignments={links}", "train.alignment_loss=1.0"])):
+        model = tmp_path / folder / "model"
+        model.mkdir(parents=True)
+        (model / "config.yaml").write_text(to_yaml(compose(["model=rnn_bahdanau", *extra])))
+        dirs.append(model)
+    plain, supervised = (e.name for e in describe_models(dirs))
+    assert "data.train_alignments=train.gdfa" in supervised and str(links.parent) not in supervised
+    assert "data.train_alignments=none" in plain
+
+
 def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed_alone(tmp_path):
     """Two rnn_bahdanau runs with seed 1 that differ in train.alignment_loss (or input feeding,
     lr, ...) were named apart but averaged as "2 seeds" in scores_by_variant.csv, the length plot

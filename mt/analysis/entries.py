@@ -167,8 +167,16 @@ def _distinguish_variants(entries: list[ModelEntry]) -> None:
                          if len({json.dumps(d[k]) for d in parsed.values()}) == 1})
         for e in members:
             own = parsed[e.settings]
-            said = ", ".join(f"{k}={own[k]}" if k in own else f"{k} unknown" for k in keys)
+            said = ", ".join(f"{k}={_shown(own[k])}" if k in own else f"{k} unknown" for k in keys)
             e.variant = f"{e.variant}{SETTING_MARK}{said}"
+
+
+def _shown(value: object) -> object:
+    """A setting as a label shows it: a file by its name (the folder it was read from makes
+    labels a line long), an empty one as none."""
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return "none" if value == "" else value
 
 
 def name_runs(entries: list[ModelEntry]) -> None:
