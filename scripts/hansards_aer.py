@@ -491,17 +491,17 @@ def align(ns, corpus: str = "hansards") -> dict:
         if model is None:
             print(f"== {name}: no finished run at {runs / f'{name}.{forward}'}; run the train step", flush=True)
             continue
+        backward = finished_model(runs / f"{name}.{backward_dir}")  # the other direction's, if trained
         metrics = _last_valid(model.parent / "metrics.jsonl")
         results[name] = {"valid_bleu": metrics.get("valid_bleu"), "steps": metrics.get("step"), "rules": {}}
         if corpus == "hansards":
             results[name] |= {"test_bleu": test_bleu(model), "training": training_record(model.parent)}
-            if finished_model(runs / f"{name}.{backward_dir}"):
-                results[name]["backward_training"] = training_record(runs / f"{name}.{backward_dir}")
+            if backward is not None:
+                results[name]["backward_training"] = training_record(backward.parent)
             print(f"{name:20s} test BLEU {results[name]['test_bleu']['bleu']}, trained "
                   f"{results[name]['training'].get('seconds')} s", flush=True)
         if name == "noattn":  # no attention to align: its BLEU is the baseline of the others'
             continue
-        backward = finished_model(runs / f"{name}.{backward_dir}")
         rules, best = rules_for(name), best_rule(name)
         if backward is not None:  # symmetrised with the model of the other direction, as eflomal's two
             for rule in [best, *[r for r in rules if r.startswith("threshold 0.5")]]:
