@@ -11,7 +11,9 @@ length, invalid UTF-8; each becomes a one-line ``DataError`` naming file and fix
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import datasets
 
 from mt.config import CorpusSource, DataConfig
 from mt.data.demo_corpus import ensure_demo_corpus
-from mt.data.streams import DatasetPairs, PairSource, TextPairs
+from mt.data.streams import DatasetPairs, PairSource, TextPairs, files_digest, saved_split_digest
 from mt.errors import DataError
 
 datasets.disable_progress_bars()
@@ -93,11 +95,14 @@ def load_parallel_files(src_path: str | Path, tgt_path: str | Path, align_path: 
     return datasets.Dataset.from_dict(columns)
 
 
-def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list[str]) -> datasets.DatasetDict:
+def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list[str],
+           content: Callable[[str], str] | None = None) -> datasets.DatasetDict:
     """``src`` / ``tgt`` columns from a DatasetDict whose sentences are in a column per
     language code, or (``data.hub_field``) in one column of {lang: text} dicts. Columns are
     selected and renamed in Arrow, not copied into Python lists, so a large corpus stays
-    memory-mapped."""
+    memory-mapped. ``content`` (local files: split -> a hash of its bytes) names the cache of
+    the hub_field mapping, which datasets would otherwise name after the dataset's own
+    fingerprint and read back stale when that does not follow the rows."""
     out = {}
     for name, split in zip(("train", "validation", "test"), splits):
         if split not in raw:
@@ -113,9 +118,11 @@ def _pairs(raw: datasets.DatasetDict, cfg: DataConfig, origin: str, splits: list
                 if first and lang not in first:
                     raise DataError(f"{origin} has no language '{lang}' in '{column}' "
                                     f"(it has {sorted(first)}): check data.src_lang and data.tgt_lang")
+            named = {} if content is None else {"new_fingerprint": hashlib.sha256(
+                f"{content(split)}|{_columns(cfg)}".encode()).hexdigest()[:32]}
             part = part.map(_split_translations, fn_kwargs={"column": column, "src": cfg.src_lang,
                                                             "tgt": cfg.tgt_lang},
-                            batched=True, remove_columns=part.column_names)
+                            batched=True, remove_columns=part.column_names, **named)
         else:
             for lang in (cfg.src_lang, cfg.tgt_lang):
                 if lang not in part.column_names:
@@ -170,7 +177,15 @@ def _load_tsv(path: Path) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"src": src, "tgt": tgt})
 
 
-def _local_structured(cfg: DataConfig, directory: Path) -> datasets.DatasetDict:
+def _columns(cfg: DataConfig) -> str:
+    """The settings that pick a dataset's ``src`` / ``tgt`` columns."""
+    return f"{cfg.src_lang}|{cfg.tgt_lang}|{cfg.hub_field}"
+
+
+def _local_structured(cfg: DataConfig, directory: Path) -> tuple[datasets.DatasetDict, Callable[[], str]]:
+    """The three splits, and what the training split's rows are made of, as a hash (read when
+    first asked for, except JSONL's): the bytes of its files and the columns picked. Not the
+    library's fingerprint, which for local files follows their path and mtime (see DatasetPairs)."""
     prefixes = [cfg.train, cfg.valid, cfg.test]
     if cfg.source is CorpusSource.disk:
         try:
@@ -179,16 +194,26 @@ def _local_structured(cfg: DataConfig, directory: Path) -> datasets.DatasetDict:
             raise DataError(f"{directory} is not a dataset saved with save_to_disk: {err}") from err
         if isinstance(raw, datasets.Dataset):
             raise DataError(f"{directory} holds one split; save a DatasetDict with train, validation and test")
-        return _pairs(raw, cfg, str(directory), list(cfg.hub_splits))
+        splits = list(cfg.hub_splits)
+        saved = functools.cache(lambda split: saved_split_digest(directory / split))
+        return (_pairs(raw, cfg, str(directory), splits, saved),
+                lambda: f"disk|{splits[0]}|{_columns(cfg)}|{saved(splits[0])}")
     if cfg.source is CorpusSource.tsv:
-        return datasets.DatasetDict({name: _load_tsv(resolve_text_file(directory / f"{prefix}.tsv"))
-                                     for name, prefix in zip(("train", "validation", "test"), prefixes)})
-    files = {p: str(resolve_text_file(directory / f"{p}.jsonl")) for p in prefixes}
+        paths = [resolve_text_file(directory / f"{prefix}.tsv") for prefix in prefixes]
+        return (datasets.DatasetDict({name: _load_tsv(path) for name, path in zip(("train", "validation", "test"), paths)}),
+                lambda: f"tsv|{files_digest(paths[0])}")
+    files = {p: resolve_text_file(directory / f"{p}.jsonl") for p in prefixes}
+    digests = {p: files_digest(path) for p, path in files.items()}
+    # datasets keys its Arrow conversion of local files by their path and mtime: a file rewritten
+    # with its mtime kept would be read back stale. A configuration named after the bytes (the
+    # builder's cache folder begins with it) converts each content once and reuses it after.
+    name = "mt-" + hashlib.sha256("|".join(digests[p] for p in prefixes).encode()).hexdigest()[:16]
     try:
-        raw = datasets.load_dataset("json", data_files=files)
+        raw = datasets.load_dataset("json", name=name, data_files={p: str(path) for p, path in files.items()})
     except Exception as err:  # the json builder raises several types for one cause: a bad line
         raise DataError(f"cannot read the JSONL files in {directory}: {str(err).splitlines()[0]}") from err
-    return _pairs(raw, cfg, str(directory), prefixes)
+    return (_pairs(raw, cfg, str(directory), prefixes, lambda split: digests[split]),
+            lambda: f"jsonl|{_columns(cfg)}|{digests[cfg.train]}")
 
 
 @dataclass
@@ -207,7 +232,7 @@ class Corpus:
 def open_corpus(cfg: DataConfig) -> Corpus:
     """The configured corpus (the demo corpus is generated on first use)."""
     if cfg.source is CorpusSource.hub and not cfg.dir:
-        return _from_datasets(load_hub_corpus(cfg), f"dataset '{cfg.hub_id}'")
+        return _from_datasets(load_hub_corpus(cfg), None, f"dataset '{cfg.hub_id}'")
     if not cfg.dir:
         raise DataError("data.dir is not set: point it at the corpus folder, e.g. data.dir=path/to/corpus")
     directory = Path(cfg.dir)
@@ -216,7 +241,7 @@ def open_corpus(cfg: DataConfig) -> Corpus:
     elif not directory.is_dir():
         raise DataError(f"data.dir {directory} is not a directory: point data.dir at the corpus folder")
     if cfg.source in (CorpusSource.tsv, CorpusSource.jsonl, CorpusSource.disk):
-        return _from_datasets(_local_structured(cfg, directory), str(directory))
+        return _from_datasets(*_local_structured(cfg, directory), str(directory))
     files = {}
     for split, prefix in (("train", cfg.train), ("validation", cfg.valid), ("test", cfg.test)):
         files[split] = (resolve_text_file(directory / f"{prefix}.{cfg.src_lang}"),
@@ -225,8 +250,9 @@ def open_corpus(cfg: DataConfig) -> Corpus:
                   {split: (lambda f=f: load_parallel_files(*f)) for split, f in files.items()})
 
 
-def _from_datasets(splits: datasets.DatasetDict, origin: str) -> Corpus:
-    return Corpus(DatasetPairs(splits["train"], f"{origin}, split train"),
+def _from_datasets(splits: datasets.DatasetDict, content: Callable[[], str] | None, origin: str) -> Corpus:
+    """``content``: a hash of what the training rows are made of, or None (hub) for the library's fingerprint."""
+    return Corpus(DatasetPairs(splits["train"], f"{origin}, split train", content),
                   {name: (lambda name=name: splits[name]) for name in ("train", "validation", "test")})
 
 

@@ -4,15 +4,17 @@
 A corpus of millions of pairs passes through here twice at most (a sample for SentencePiece,
 then the encoding into mt.data.encoded's cache), a chunk at a time. Text files keep the
 checks ``read_lines`` makes (invalid UTF-8 and sides of unequal length are one-line errors
-naming the file and the line), counted across chunks. Each source has a fingerprint (a hash
-of the files' bytes, or the dataset's own) that keys the caches built from it.
+naming the file and the line), counted across chunks. Each source has a fingerprint that keys
+the caches built from it: a hash of the bytes its rows are read from (text, JSONL or TSV
+files, a saved dataset's Arrow files), or for a hub dataset the library's own.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -86,6 +88,19 @@ def files_digest(*paths: Path) -> str:
     return digest.hexdigest()
 
 
+def saved_split_digest(folder: Path) -> str:
+    """A hash of what defines the rows of a split that ``save_to_disk`` wrote into ``folder``:
+    the bytes of the Arrow files its state.json lists, in its order, and that state (format,
+    split) without the fingerprint datasets recorded, which need not follow the rows."""
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        files = [folder / entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"cannot read {folder / 'state.json'} (a split saved with save_to_disk): {err}") from err
+    state.pop("_fingerprint", None)
+    return hashlib.sha256(f"{json.dumps(state, sort_keys=True)}|{files_digest(*files)}".encode()).hexdigest()
+
+
 class PairSource(Protocol):
     """Where a training split's pairs come from, a chunk at a time."""
 
@@ -144,13 +159,27 @@ class TextPairs:
 
 
 class DatasetPairs:
-    """The ``src`` / ``tgt`` columns of a ``datasets.Dataset`` (hub, disk, JSONL, TSV)."""
+    """The ``src`` / ``tgt`` columns of a ``datasets.Dataset`` (hub, disk, JSONL, TSV).
 
-    def __init__(self, dataset: datasets.Dataset, name: str) -> None:
-        self.dataset, self.name = dataset, name
+    ``content`` says what the rows are made of, as a hash: the bytes of the local files they
+    are read from and the settings that pick the columns (mt.data.corpus gives it for JSONL,
+    TSV and saved datasets). It keys the caches as ``files_digest`` does for text files, and
+    is called once, on the first ``fingerprint()``. Without it (a hub dataset: its files are
+    behind a revision, not ours to hash in one cheap pass) the key is the library's
+    ``_fingerprint``, which datasets derives from the repository revision, or for local data
+    files from their path and modification time: a file rewritten with its mtime kept would
+    keep that key."""
+
+    def __init__(self, dataset: datasets.Dataset, name: str, content: Callable[[], str] | None = None) -> None:
+        self.dataset, self.name, self._content = dataset, name, content
+        self._digest: str | None = None
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.dataset._fingerprint}|{len(self.dataset)}".encode()).hexdigest()
+        if self._digest is None:
+            key = (f"{self.dataset._fingerprint}|{len(self.dataset)}" if self._content is None
+                   else f"content|{self._content()}")
+            self._digest = hashlib.sha256(key.encode()).hexdigest()
+        return self._digest
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[list[str], list[str]]]:
         for start, batch in enumerate(self.dataset.iter(batch_size=size)):
