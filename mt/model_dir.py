@@ -12,6 +12,7 @@ save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from mt import __version__
 from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
+from mt.files import check_out_dir, fsync_path, output_kind, remove_own, verify_manifest, write_manifest
 from mt.models import Seq2SeqModel, build_model
 
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
@@ -50,44 +52,90 @@ def write_model_files(path: Path, model: Seq2SeqModel, config: ExperimentConfig,
     copy_tokenizer(tgt_tokenizer, path / TGT_SPM)
 
 
+# What a directory written before manifests holds, by its files (mt.files.output_kind).
+_MODEL_FILES = {WEIGHTS, CONFIG, SRC_SPM, TGT_SPM}
+_CHECKPOINT_FILES = _MODEL_FILES | {"optimizer.pt", "progress.json"}
+MODEL_KINDS = {"model", "checkpoint", "average"}  # the kinds load_model_dir reads
+
+
+def legacy_kind(path: Path) -> str | None:
+    """The kind of an output an earlier mt wrote without a manifest: an export by its
+    ``export.json``, a model or checkpoint by holding nothing but their files."""
+    if (path / EXPORT_INFO).is_file():
+        try:
+            return f"{json.loads((path / EXPORT_INFO).read_text(encoding='utf-8'))['format']} export"
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+    names = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    if WEIGHTS in names and names <= _CHECKPOINT_FILES:
+        return "checkpoint" if names & {"optimizer.pt", "progress.json"} else "model"
+    return None
+
+
+def _old(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
+
+
+def _clear_stale_temps(path: Path) -> None:
+    """Half-written ``.NAME.mt-tmp-PID`` folders of processes that are gone (a kill mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.mt-tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def fresh_temp_dir(path: Path) -> Path:
-    """An empty ``<path>.tmp`` to write into before ``replace_dir``."""
-    tmp = path.with_name(path.name + ".tmp")
+    """An empty folder beside ``path``, this process's own, to write into before ``replace_dir``."""
+    _clear_stale_temps(path)
+    tmp = path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     return tmp
 
 
-def replace_dir(tmp: Path, path: Path) -> Path:
-    """Puts the finished ``tmp`` at ``path``. At every moment either ``path`` or
-    ``<path>.old`` holds a complete directory (``existing_dir`` finds it)."""
-    old = path.with_name(path.name + ".old")
+def replace_dir(tmp: Path, path: Path, kind: str, replaces: set[str] | None = None) -> Path:
+    """Seals the finished ``tmp`` as ``kind`` (mt.files.write_manifest) and puts it at ``path``.
+    At every moment either ``path`` or ``<path>.old`` holds a complete directory (``existing_dir``
+    finds it). Only an output of the ``replaces`` kinds (default: ``kind``) is ever replaced."""
+    allowed = replaces or {kind}
+    write_manifest(tmp, kind)
+    old = _old(path)
     if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
+        remove_own(old, allowed | {kind}, legacy_kind)
+        if output_kind(path, legacy_kind) not in allowed and any(path.iterdir()):
+            raise MTError(f"{path} is in the way and is not {' or '.join(sorted(allowed))} mt wrote: move it elsewhere "
+                          "(mt never replaces a folder it did not write)")
         path.rename(old)
     tmp.rename(path)
-    if old.exists():
-        shutil.rmtree(old)
+    fsync_path(path.parent)
+    remove_own(old, allowed | {kind}, legacy_kind)
     return path
 
 
 def existing_dir(path: Path) -> Path | None:
     """``path``, or the complete previous version a kill mid-replace left as ``.old``."""
-    old = path.with_name(path.name + ".old")
+    old = _old(path)
     return path if path.is_dir() else old if old.is_dir() else None
 
 
-def written_dir(path: Path, write: Callable[[Path], None], what: str, after: str = "") -> Path:
-    """``write`` fills a fresh ``<path>.tmp``, which then replaces ``path``. A failed write (a
-    full disk) removes the half-written folder, keeps the previous ``path`` and ends in one
-    line naming ``what`` could not be written and, with ``after``, what to do next."""
-    tmp = path.with_name(path.name + ".tmp")
+def written_dir(path: Path, write: Callable[[Path], None], what: str, kind: str, after: str = "",
+                replaces: set[str] | None = None) -> Path:
+    """``write`` fills a fresh temporary folder, which is sealed as ``kind`` and replaces
+    ``path`` (only an output of the ``replaces`` kinds, default ``kind``). A failed write (a
+    full disk) removes the half-written folder, keeps the previous ``path`` and ends in one line
+    naming ``what`` could not be written and, with ``after``, what to do next."""
+    tmp = path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
     try:
         tmp = fresh_temp_dir(path)
         write(tmp)
-        return replace_dir(tmp, path)
+        return replace_dir(tmp, path, kind, replaces)
     except (OSError, RuntimeError) as err:
         why = write_failure(err)
         if why is None:
@@ -95,6 +143,24 @@ def written_dir(path: Path, write: Callable[[Path], None], what: str, after: str
         shutil.rmtree(tmp, ignore_errors=True)
         raise WriteError(f"could not write {what} to {path} ({why}); {after or 'free space there and run again'}") \
             from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+DERIVED_KINDS = {"average", "int8 export", "ctranslate2 export"}  # made again from models: --force may replace
+
+
+def check_derived_out(out: Path, kind: str, sources: Sequence[Path], force: bool) -> None:
+    """Before ``mt export`` or ``mt average`` does any work: ``out`` is new, empty or an earlier
+    output of ``kind`` (with ``force``, of any kind made from models), never a source."""
+    check_out_dir(out, kind, force, DERIVED_KINDS, tuple(sources), legacy_kind)
+
+
+def write_derived(out: Path, kind: str, write: Callable[[Path], None], what: str, force: bool) -> Path:
+    """``write`` into a sealed folder of ``kind`` that replaces ``out`` (checked first with
+    ``check_derived_out``)."""
+    return written_dir(out, write, what, kind, replaces=DERIVED_KINDS if force else {kind})
 
 
 def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConfig,
@@ -102,7 +168,7 @@ def save_model_dir(path: str | Path, model: Seq2SeqModel, config: ExperimentConf
     path = Path(path)
     previous = "the previous one is kept" if existing_dir(path) is not None else "nothing was kept"
     return written_dir(path, lambda tmp: write_model_files(tmp, model, config, src_tokenizer, tgt_tokenizer),
-                       "the model directory", f"{previous}; free space there and resume the run (train.resume)")
+                       "the model directory", "model", f"{previous}; free space there and resume the run (train.resume)")
 
 
 def export_info(path: str | Path) -> dict | None:
@@ -141,7 +207,9 @@ def write_export_files(path: Path, loaded: LoadedModel, info: dict) -> None:
 def read_config_and_tokenizers(path: Path, files: Sequence[str], what: str,
                                fix: str) -> tuple[ExperimentConfig, Tokenizer, Tokenizer]:
     """The config and tokenizers of a model or export directory, once ``files`` are all there
-    (else one line: '{path} is not {what}: NAME is missing; {fix}')."""
+    (else one line: '{path} is not {what}: NAME is missing; {fix}'), and each file checked
+    against the manifest's size and checksum, where mt wrote one."""
+    verify_manifest(path, fix or "copy it again from where it was written, or train it again")
     for name in files:
         if not (path / name).is_file():
             raise MTError(f"{path} is not {what}: {name} is missing{'; ' + fix if fix else ''}")

@@ -86,6 +86,7 @@ def test_one_supervised_head_comes_out_of_the_export(transformer_dir, corpus_dir
     config = (one / "config.yaml").read_text()
     assert "attention_reduction: last_layer" in config
     (one / "config.yaml").write_text(config.replace("attention_reduction: last_layer", "attention_reduction: one_head"))
+    (one / "manifest.json").unlink()  # edited on purpose
     torch_model = Translator.from_dir(str(one), "cpu", "fp32")
     ct2 = Translator.from_dir(str(export_ctranslate2(one, tmp_path / "ct2", "float32")), "cpu")
     src, ref = (corpus_dir / "test.en").read_text().splitlines()[3], (corpus_dir / "test.de").read_text().splitlines()[3]
@@ -167,6 +168,8 @@ def test_what_cannot_be_exported_or_honoured_is_one_line(trained_model_dir, tran
     assert "export.json is damaged" in error(["translate", str(damaged), "--input", str(tmp_path / "in.txt")])
     (damaged / "export.json").write_text((exported / "export.json").read_text())
     (damaged / "model.bin").write_bytes(b"garbage")
+    assert "model.bin is damaged: 7 bytes where" in error(["translate", str(damaged), "--input", str(tmp_path / "in.txt")])
+    (damaged / "manifest.json").unlink()  # as an export of an earlier mt: CTranslate2's own check still holds
     assert "CTranslate2 could not load" in error(["translate", str(damaged), "--input", str(tmp_path / "in.txt")])
 
 

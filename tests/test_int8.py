@@ -98,3 +98,47 @@ def test_int8_compute_leaves_the_fp32_model_alone(tokenizers):
     quantized = int8_compute(model)
     assert quantized is not model
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def _quantized_layers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every int8 weight the runner computes with, by its state-dict name (dynamic Linear:
+    NAME.weight; dynamic GRU/LSTM: NAME.weight_ih_l0 ...)."""
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    layers = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nnqd.Linear):
+            layers[f"{name}.weight"] = module.weight()
+        elif isinstance(module, (nnqd.GRU, nnqd.LSTM)):
+            layers.update({f"{name}.{k}": w for k, w in module.get_weight().items()})
+    return layers
+
+
+@pytest.mark.parametrize("variant", ["bahdanau-gru", "luong-cosine-lstm", "transformer"])
+def test_the_int8_runner_computes_with_the_stored_integers_and_row_scales(variant, tokenizers, tmp_path):
+    """Every quantized layer of a loaded int8 export holds exactly the integers and per-row
+    scales the export stored (not torch's own re-quantization of int8 x scale), and
+    int8_compute of the fp32 model quantizes to those same integers and scales."""
+    from safetensors.torch import load_file
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    src_tok, tgt_tok = tokenizers
+    torch.manual_seed(0)
+    config = ExperimentConfig(model=variant_config(variant))
+    model = build_model(config.model, len(src_tok), len(tgt_tok)).eval()
+    out = export_int8(save_model_dir(tmp_path / "model", model, config, src_tok, tgt_tok), tmp_path / "int8")
+    aliases = json.loads((out / "export.json").read_text())["aliases"]
+    stored = load_file(str(out / INT8_WEIGHTS))
+    runner = Translator.from_dir(str(out)).model
+    assert not any(type(m) in (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM) for m in runner.modules())
+    kinds = {type(m) for m in runner.modules()}
+    assert nnqd.Linear in kinds and (nnqd.GRU in kinds or nnqd.LSTM in kinds or variant == "transformer")
+    for what, quantized in (("runner", runner), ("int8_compute", int8_compute(model))):
+        layers = _quantized_layers(quantized)
+        assert len(layers) >= 5, what
+        for name, weight in layers.items():
+            base = aliases.get(name, name)
+            assert torch.equal(weight.int_repr(), stored[f"{base}.int8"]), (what, name)
+            assert weight.qscheme() == torch.per_channel_affine and weight.q_per_channel_axis() == 0, (what, name)
+            assert torch.equal(weight.q_per_channel_scales().float(), stored[f"{base}.scale"]), (what, name)
+            assert not weight.q_per_channel_zero_points().any(), (what, name)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mt"
 # Bottom to top (README, Layout). A module may import its own package and anything lower.
 LAYERS = {
     "mt": 0,  # the package itself: its version only
-    "mt.errors": 1, "mt.config": 2, "mt.hardware": 2, "mt.precision": 3, "mt.presets": 3,
+    "mt.errors": 1, "mt.files": 2, "mt.config": 2, "mt.hardware": 2, "mt.precision": 3, "mt.presets": 3,
     "mt.data": 4,
     "mt.models": 5, "mt.evaluation": 5, "mt.visualization": 5,
     "mt.model_dir": 6,

@@ -261,11 +261,14 @@ def average(args: list[str]) -> int:
     parser.add_argument("paths", nargs="+", help="model directories, or a run directory whose kept checkpoints "
                                                  "(train.keep_checkpoints) are averaged")
     parser.add_argument("--last", type=int, default=0, help="use only the newest N models (0: all)")
-    parser.add_argument("--out", required=True, help="the model directory to write")
+    parser.add_argument("--out", required=True, help="the model directory to write: a new or empty folder, or an "
+                        "earlier average (replaced once the new one is complete)")
+    parser.add_argument("--force", action="store_true", help="also replace an export mt wrote at --out (never a "
+                        "trained model or a folder mt did not write)")
     ns = parser.parse_args(args)
     from mt.training.averaging import average_paths
 
-    dirs, out = average_paths([Path(p) for p in ns.paths], Path(ns.out), ns.last)
+    dirs, out = average_paths([Path(p) for p in ns.paths], Path(ns.out), ns.last, ns.force)
     print(f"averaged {len(dirs)} models: {', '.join(str(d) for d in dirs)}\nmodel directory: {out}")
     return 0
 
@@ -281,14 +284,17 @@ def export(args: list[str]) -> int:
     parser.add_argument("--quantization", default=None,
                         help="for --to ctranslate2, the weight type: int8 (default), int8_float32, int16, float32, "
                         "bfloat16, int8_bfloat16")
-    parser.add_argument("--out", required=True, help="the directory to write (replaced once the new one is complete)")
+    parser.add_argument("--out", required=True, help="the directory to write: a new or empty folder, or an earlier "
+                        "export of the same kind (replaced once the new one is complete)")
+    parser.add_argument("--force", action="store_true", help="also replace an export of the other kind or an average "
+                        "mt wrote at --out (never a trained model or a folder mt did not write)")
     ns = parser.parse_args(args)
     if ns.to == "int8":
         if ns.quantization not in (None, "int8"):
             raise MTError(f"--quantization {ns.quantization} is for --to ctranslate2; --to int8 always writes int8")
         from mt.export.int8 import export_int8
 
-        out = export_int8(ns.model_dir, ns.out)
+        out = export_int8(ns.model_dir, ns.out, ns.force)
         size = (out / "model.int8.safetensors").stat().st_size
         print(f"int8 model ({size / 2**20:.2f} MiB of weights): {out}\n"
               f"translate with it as with a model directory: mt translate {out} < input.txt")
@@ -296,7 +302,7 @@ def export(args: list[str]) -> int:
     from mt.export.ctranslate2 import export_ctranslate2
 
     quantization = ns.quantization or "int8"
-    out = export_ctranslate2(ns.model_dir, ns.out, quantization)
+    out = export_ctranslate2(ns.model_dir, ns.out, quantization, ns.force)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"CTranslate2 model ({quantization}, {size / 2**20:.1f} MiB): {out}\n"
           f"translate with it as with a model directory: mt translate {out} < input.txt")

@@ -5,12 +5,15 @@
                                 the vocabulary fits, int32 else)
         src.offsets.npy, tgt.offsets.npy   where each pair's ids start (int64, pairs + 1)
         kept.npy                the index in the input of each kept pair
-        meta.json               counts, dtypes, what was skipped; written last
+        meta.json               counts, dtypes, what was skipped, each file's size, and a checksum
+                                of itself, the offsets and kept.npy; written last
 
 The key hashes the text (mt.data.streams fingerprints), both SentencePiece models' bytes
 and the filters (``data.max_len``, ``data.max_ratio``), so a change to any of them encodes
-afresh. The folder is written under a temporary name and renamed into place, so a run
-killed while encoding leaves nothing that a later run trusts. Every process (each DDP rank,
+afresh. The folder is written under a temporary name, fsynced, and renamed into place, so a
+run killed while encoding leaves nothing that a later run trusts; before mapping, every
+file's size and the checksum are checked, and a damaged entry is set aside (``KEY.damaged``)
+and encoded again with one warning line. Every process (each DDP rank,
 each run) maps the same files: the ids live once in the page cache, not once per process.
 Encoding runs SentencePiece's own threads over chunks of pairs, with a progress bar.
 """
@@ -34,10 +37,45 @@ from mt.data.batching import EncodedCorpus, TokenRows, keep_mask
 from mt.data.streams import CHUNK, PairSource
 from mt.data.tokenizer import Tokenizer
 from mt.errors import WriteError, write_failure
+from mt.files import fsync_path, fsync_tree, sha256_file
 
 log = logging.getLogger("mt.train")
-FORMAT = 1
+FORMAT = 2  # 2: sizes and a checksum in meta.json
 META = "meta.json"
+FILES = ("src.bin", "tgt.bin", "src.offsets.npy", "tgt.offsets.npy", "kept.npy")
+CHECKED = ("src.offsets.npy", "tgt.offsets.npy", "kept.npy")  # small: hashed on every mapping
+
+
+class DamagedCache(Exception):
+    """An encoded-corpus folder that does not prove itself complete."""
+
+
+def _checksum(folder: Path, meta: dict) -> str:
+    digest = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in CHECKED:
+        digest.update(sha256_file(folder / name).encode())
+    return digest.hexdigest()
+
+
+def verify_encoded(folder: Path) -> dict:
+    """``meta.json`` of ``folder`` once every file has its size and the checksum holds; else
+    ``DamagedCache`` saying what is wrong."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except FileNotFoundError:
+        raise DamagedCache(f"no {META}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DamagedCache(f"{META} unreadable ({type(err).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("sizes"), dict):
+        raise DamagedCache(f"{META} is not one this mt writes")
+    for name in FILES:
+        want = meta["sizes"].get(name)
+        have = (folder / name).stat().st_size if (folder / name).is_file() else None
+        if have != want:
+            raise DamagedCache(f"{name} is {'missing' if have is None else f'{have} bytes'} where {want} were written")
+    if _checksum(folder, meta) != meta.get("checksum"):
+        raise DamagedCache("the checksum of its offsets and metadata differs from the one written")
+    return meta
 
 
 def cache_key(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None,
@@ -53,8 +91,8 @@ def _dtype(vocab_size: int) -> np.dtype:
 
 
 def map_encoded(folder: Path) -> EncodedCorpus:
-    """The encoded corpus in ``folder``, memory-mapped read-only."""
-    meta = json.loads((folder / META).read_text())
+    """The encoded corpus in ``folder``, checked (``verify_encoded``) and memory-mapped read-only."""
+    meta = verify_encoded(folder)
     rows = []
     for side in ("src", "tgt"):
         offsets = np.load(folder / f"{side}.offsets.npy", mmap_mode="r")
@@ -71,18 +109,22 @@ def encoded_corpus(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, c
                    chunk: int = CHUNK) -> EncodedCorpus:
     """The kept pairs of ``source`` encoded, from the cache or encoded into it now."""
     folder = Path(cache_dir) / "encoded" / cache_key(source, src_tok, tgt_tok, max_len, max_ratio)
-    if (folder / META).is_file():
-        log.info("encoded corpus: reusing %s", folder)
-        return map_encoded(folder)
+    if folder.exists():
+        try:
+            mapped = map_encoded(folder)
+            log.info("encoded corpus: reusing %s", folder)
+            return mapped
+        except DamagedCache as err:
+            _set_aside(folder, str(err))
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         _encode_into(tmp, source, src_tok, tgt_tok, max_len, max_ratio, progress, chunk)
-        if folder.exists() and not (folder / META).is_file():
-            shutil.rmtree(folder)  # not ours and not complete: never trusted
+        fsync_tree(tmp)
         try:
             tmp.rename(folder)
+            fsync_path(folder.parent)
         except OSError:  # another process finished the same encoding first: keep theirs
             if not (folder / META).is_file():
                 raise
@@ -95,7 +137,25 @@ def encoded_corpus(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, c
                          "free space there or set cache_dir= to a disk with room") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return map_encoded(folder)
+    try:
+        return map_encoded(folder)
+    except DamagedCache as err:  # damaged between the rename and now: the disk, or another hand
+        raise WriteError(f"the encoded corpus {folder} was damaged right after it was written ({err}): check the "
+                         f"disk, delete {folder} and run again") from None
+
+
+def _set_aside(folder: Path, why: str) -> None:
+    """Moves a damaged entry out of the way (replacing an earlier one set aside for the same key)."""
+    aside = folder.with_name(folder.name + ".damaged")
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        pass  # another process set it aside first
+    except OSError as err:  # e.g. another's rename in between: never map it
+        raise WriteError(f"the encoded corpus {folder} is damaged ({why}) and could not be set aside ({err}): "
+                         "delete that folder and run again") from None
+    log.warning("encoded corpus %s is damaged (%s): set aside as %s and encoded again", folder, why, aside.name)
 
 
 def _encode_into(folder: Path, source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int | None,
@@ -136,7 +196,9 @@ def _encode_into(folder: Path, source: PairSource, src_tok: Tokenizer, tgt_tok: 
     meta = {"format": FORMAT, "source": source.name, "pairs": seen, "kept": int(sum(len(k) for k in kept)),
             "skipped_empty": int(skipped[0]), "skipped_long": int(skipped[1]), "skipped_ratio": int(skipped[2]),
             "dtypes": {side: dtype.name for side, dtype in dtypes.items()}, "max_len": max_len,
-            "max_ratio": max_ratio, "seconds": round(time.perf_counter() - start, 1)}
+            "max_ratio": max_ratio, "seconds": round(time.perf_counter() - start, 1),
+            "sizes": {name: (folder / name).stat().st_size for name in FILES}}
+    meta["checksum"] = _checksum(folder, meta)
     (folder / META).write_text(json.dumps(meta, indent=1))
     log.info("encoded corpus: %d pairs encoded in %.0f s, %d kept, into %s", seen, meta["seconds"], meta["kept"],
              folder.parent / folder.name.split(".tmp-")[0])

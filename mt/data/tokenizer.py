@@ -2,7 +2,9 @@
 
 Every model uses the same special ids, so the rest of the code can rely on them:
 ``PAD=0, UNK=1, BOS=2, EOS=3``. A trained model is cached under a hash of the training
-text and the settings, so a second run with the same data reuses it.
+text and the settings, so a second run with the same data reuses it: ``spm/KEY.model`` beside
+``KEY.model.json`` (its size and checksum), both written atomically; a damaged entry is set
+aside and trained again with one warning line.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+import json
+import logging
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +24,9 @@ import sentencepiece as spm
 
 from mt.config import TokenizerType
 from mt.errors import DataError, WriteError, write_failure
+from mt.files import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger("mt.train")
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -116,17 +124,51 @@ def train_tokenizer(
         input_sentence_size=max_sentences, shuffle_input_sentence=True,
         num_threads=2, minloglevel=2,
     )
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    data = model.getvalue()
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(model.getvalue())
-        tmp.replace(out_path)
+        atomic_write_bytes(out_path, data)
+        atomic_write_text(_seal(out_path), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         why = write_failure(err) or str(err)
         raise WriteError(f"could not write the tokenizer model {out_path} ({why}): free space there, or point "
                          "cache_dir at a folder with room") from err
     return out_path
+
+
+def _seal(path: Path) -> Path:
+    """The cached model's size and checksum, written after it: ``NAME.model.json``."""
+    return path.with_name(path.name + ".json")
+
+
+def _cached(path: Path) -> Tokenizer | None:
+    """The cached model at ``path`` if it proves complete; a damaged one is set aside (as
+    ``NAME.model.damaged``) with one warning line, and None says: train it again. A model
+    without its seal (cached by an earlier mt, or killed between the two renames) is taken
+    once SentencePiece reads it, and sealed."""
+    if not path.is_file():
+        return None
+    why = None
+    try:
+        data = path.read_bytes()
+        seal = json.loads(_seal(path).read_text()) if _seal(path).is_file() else None
+        if seal is not None and (seal.get("size") != len(data) or seal.get("sha256") != hashlib.sha256(data).hexdigest()):
+            why = f"{len(data)} bytes where {seal.get('size')} were written" if seal.get("size") != len(data) \
+                else "its checksum differs from the one written"
+        else:
+            tokenizer = Tokenizer(path)
+            if seal is None:
+                atomic_write_text(_seal(path), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
+            return tokenizer
+    except (OSError, ValueError, AttributeError, DataError) as err:
+        why = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        pass  # another process set it aside first
+    log.warning("tokenizer cache %s is damaged (%s): set aside as %s and trained again", path, why, aside.name)
+    return None
 
 
 def _settings_digest(vocab_size: int, model_type: TokenizerType, character_coverage: float, version: str):
@@ -146,9 +188,7 @@ def cached_tokenizer(
         digest.update(text.encode("utf-8"))
         digest.update(b"\n")
     path = Path(cache_dir) / "spm" / f"{digest.hexdigest()[:20]}.model"
-    if not path.is_file():
-        train_tokenizer(texts, path, vocab_size, model_type, character_coverage)
-    return Tokenizer(path)
+    return _cached(path) or Tokenizer(train_tokenizer(texts, path, vocab_size, model_type, character_coverage))
 
 
 def streamed_tokenizer(
@@ -165,9 +205,8 @@ def streamed_tokenizer(
     digest = _settings_digest(vocab_size, model_type, character_coverage, "stream v1")
     digest.update(fingerprint.encode())
     path = Path(cache_dir) / "spm" / f"{digest.hexdigest()[:20]}.model"
-    if not path.is_file():
-        train_tokenizer(itertools.chain.from_iterable(chunks()), path, vocab_size, model_type, character_coverage)
-    return Tokenizer(path)
+    return _cached(path) or Tokenizer(train_tokenizer(itertools.chain.from_iterable(chunks()), path, vocab_size,
+                                                      model_type, character_coverage))
 
 
 def copy_tokenizer(tokenizer: Tokenizer, out_path: Path) -> None:

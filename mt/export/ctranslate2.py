@@ -22,9 +22,10 @@ import torch
 
 from mt.config import AttentionReduction, ExperimentConfig
 from mt.errors import MTError
-from mt.model_dir import LoadedModel, load_model_dir, write_export_files, written_dir
+from mt.model_dir import LoadedModel, check_derived_out, load_model_dir, write_derived, write_export_files
 from mt.models.transformer import TransformerSeq2Seq
 
+KIND = "ctranslate2 export"
 QUANTIZATIONS = ("float32", "int8", "int8_float32", "int16", "bfloat16", "int8_bfloat16")
 
 
@@ -117,15 +118,18 @@ def build_spec(loaded: LoadedModel):
     return spec
 
 
-def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str = "int8") -> Path:
+def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str = "int8",
+                       force: bool = False) -> Path:
     """Writes ``out``: CTranslate2's files (``quantization`` of the weights) beside mt's
-    config, tokenizers and ``export.json``; an existing ``out`` is replaced only once the
-    new one is complete."""
+    config, tokenizers and ``export.json``. An earlier CTranslate2 export at ``out`` is replaced
+    once the new one is complete (with ``force``, an int8 export or an average too); any other
+    non-empty folder is refused (mt.model_dir.check_derived_out)."""
     if quantization not in QUANTIZATIONS:
         raise MTError(f"--quantization {quantization} is not one CTranslate2 stores: choose one of "
                       f"{', '.join(QUANTIZATIONS)}")
     ct2 = _ctranslate2()
     source = Path(model_dir)
+    check_derived_out(Path(out), KIND, [source], force)
     loaded = load_model_dir(source)
     exportable(loaded.config)
     spec = build_spec(loaded)
@@ -139,4 +143,4 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
         spec.save(str(tmp))
         write_export_files(tmp, loaded, info)
 
-    return written_dir(Path(out), write, "the CTranslate2 export")
+    return write_derived(Path(out), KIND, write, "the CTranslate2 export", force)

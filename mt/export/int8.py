@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mt.model_dir import INT8_WEIGHTS, load_model_dir, save_int8_weights, write_export_files, written_dir
+from mt.model_dir import (INT8_WEIGHTS, check_derived_out, load_model_dir, save_int8_weights, write_derived,
+                          write_export_files)
+
+KIND = "int8 export"
 
 
-def export_int8(model_dir: str | Path, out: str | Path) -> Path:
-    """Writes the int8 export of ``model_dir`` to ``out`` (replaced once complete)."""
+def export_int8(model_dir: str | Path, out: str | Path, force: bool = False) -> Path:
+    """Writes the int8 export of ``model_dir`` to ``out``. An earlier int8 export there is
+    replaced once the new one is complete (with ``force``, a CTranslate2 export or an average
+    too); any other non-empty folder is refused (mt.model_dir.check_derived_out)."""
     source = Path(model_dir)
+    check_derived_out(Path(out), KIND, [source], force)
     loaded = load_model_dir(source)
 
     def write(tmp: Path) -> None:
@@ -25,4 +31,4 @@ def export_int8(model_dir: str | Path, out: str | Path) -> Path:
         write_export_files(tmp, loaded, {"format": "int8", "from": str(source.resolve()), "aliases": aliases,
                                          "weights": "symmetric int8, one fp32 scale per row; biases and norms fp32"})
 
-    return written_dir(Path(out), write, "the int8 export")
+    return write_derived(Path(out), KIND, write, "the int8 export", force)

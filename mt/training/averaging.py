@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mt.errors import MTError
-from mt.model_dir import CONFIG, SRC_SPM, TGT_SPM, WEIGHTS, fresh_temp_dir, load_model_dir, replace_dir
+from mt.model_dir import CONFIG, SRC_SPM, TGT_SPM, WEIGHTS, check_derived_out, load_model_dir, write_derived
+
+KIND = "average"
 
 
 def snapshots(run_dir: Path) -> list[Path]:
@@ -18,12 +20,14 @@ def snapshots(run_dir: Path) -> list[Path]:
     return sorted(p for p in (run_dir / "checkpoints").glob("step_*[0-9]") if p.is_dir())
 
 
-def average_models(model_dirs: list[Path], out: Path) -> Path:
+def average_models(model_dirs: list[Path], out: Path, force: bool = False) -> Path:
     """Writes a model directory whose weights are the mean of ``model_dirs``' (the config
-    and tokenizers of the last one)."""
+    and tokenizers of the last one). An earlier average at ``out`` is replaced (with ``force``,
+    an export too); a trained model, a source or a folder mt did not write never is."""
     if len(model_dirs) < 2:
         raise MTError(f"averaging needs at least two models, got {len(model_dirs)}: "
                       "train with train.keep_checkpoints=N or name several model directories")
+    check_derived_out(out, KIND, model_dirs, force)
     for d in model_dirs:
         load_model_dir(d)  # each must be a complete, loadable model directory
     states = [load_file(str(d / WEIGHTS)) for d in model_dirs]
@@ -33,14 +37,16 @@ def average_models(model_dirs: list[Path], out: Path) -> Path:
             raise MTError(f"{d} holds a model of another shape than {model_dirs[0]}: average models of one run")
     averaged = {k: (torch.stack([s[k].double() for s in states]).mean(0)).to(states[0][k].dtype).contiguous()
                 for k in keys}
-    tmp = fresh_temp_dir(out)
-    save_file(averaged, str(tmp / WEIGHTS))
-    for name in (CONFIG, SRC_SPM, TGT_SPM):
-        shutil.copyfile(model_dirs[-1] / name, tmp / name)
-    return replace_dir(tmp, out)
+
+    def write(tmp: Path) -> None:
+        save_file(averaged, str(tmp / WEIGHTS))
+        for name in (CONFIG, SRC_SPM, TGT_SPM):
+            shutil.copyfile(model_dirs[-1] / name, tmp / name)
+
+    return write_derived(out, KIND, write, "the averaged model", force)
 
 
-def average_paths(paths: list[Path], out: Path, last: int = 0) -> tuple[list[Path], Path]:
+def average_paths(paths: list[Path], out: Path, last: int = 0, force: bool = False) -> tuple[list[Path], Path]:
     """``mt average``: model directories, or run directories whose kept snapshots are taken,
     the newest ``last`` of them (0: all), averaged into ``out``."""
     dirs: list[Path] = []
@@ -48,4 +54,4 @@ def average_paths(paths: list[Path], out: Path, last: int = 0) -> tuple[list[Pat
         dirs.extend(snapshots(p) if (p / "checkpoints").is_dir() else [p])
     if last:
         dirs = dirs[-last:]
-    return dirs, average_models(dirs, out)
+    return dirs, average_models(dirs, out, force)

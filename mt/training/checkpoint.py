@@ -7,8 +7,9 @@
                          read back with torch.load(weights_only=True), which refuses pickled code
         progress.json    epoch, batch position in the epoch, step, best score, history
 
-A checkpoint is written into ``last.tmp`` and renamed into place, so a kill at any
-moment leaves the previous checkpoint (as ``last`` or ``last.old``) intact.
+A checkpoint is written into a temporary folder beside ``last``, sealed with a manifest
+(mt.files) and renamed into place, so a kill at any moment leaves the previous checkpoint
+(as ``last`` or ``last.old``) intact, and a file damaged later is named, never loaded.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def save_checkpoint(path: Path, model: Seq2SeqModel, config: ExperimentConfig, s
                     "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / OPTIMIZER)
         (tmp / PROGRESS).write_text(json.dumps(progress.__dict__, indent=1))
 
-    return written_dir(path, write, f"the checkpoint of step {progress.step}", after_failed_checkpoint(path))
+    return written_dir(path, write, f"the checkpoint of step {progress.step}", "checkpoint", after_failed_checkpoint(path))
 
 
 def after_failed_checkpoint(path: Path) -> str:

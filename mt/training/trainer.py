@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +36,8 @@ from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
 from mt.errors import MTError, WriteError, write_failure
 from mt.evaluation.metrics import corpus_scores
+from mt.files import remove_own
+from mt.model_dir import legacy_kind
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
@@ -426,7 +427,7 @@ class Trainer:
         folder = self.run_dir / "checkpoints"
         self.files.save_model(folder / f"step_{self.progress.step:08d}")
         for old in sorted(folder.glob("step_*[0-9]"))[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old)
+            remove_own(old, "model", legacy_kind)
 
     def fit(self) -> TrainResult:
         p = self.progress

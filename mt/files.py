@@ -1,0 +1,215 @@
+"""Writing so that a kill at any moment leaves the old version or the new one, never half of
+one, and never removing what mt did not write.
+
+A file is written beside its final name, flushed and fsynced, then renamed over it (and its
+folder fsynced, so the rename itself survives a power cut). A directory that mt writes as a
+whole (a model, a checkpoint, an export, an average, a report folder) holds ``manifest.json``,
+written last: its kind, mt's version and each file's size and SHA-256. A directory with a
+manifest is complete; its checksums prove that no file was cut short or changed since; and
+it is the only kind of directory that mt ever replaces or removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from mt import __version__
+from mt.errors import MTError
+
+MANIFEST = "manifest.json"
+BLOCK = 8 * 2**20
+
+
+def fsync_path(path: Path) -> None:
+    """Flushes a file's or a folder's entry to the disk (a folder: the names in it)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file under ``folder``, then every folder, deepest first."""
+    folders = []
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            fsync_path(Path(root) / name)
+        folders.append(Path(root))
+    for path in reversed(folders):
+        fsync_path(path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def temp_name(path: Path) -> Path:
+    """A name beside ``path`` for its next version: hidden, and this process's own."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to (by any means: a library's
+    ``savefig``, ``save_file``, ``gzip.open``); renamed over ``path`` once the block ends
+    without an error, removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """``open(path, mode)`` whose content replaces ``path`` only once the block ends."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
+        yield handle
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+# -- directories mt writes as a whole ---------------------------------------------------
+
+
+def write_manifest(folder: Path, kind: str, extra: dict | None = None) -> None:
+    """Seals ``folder``: fsyncs every file, then writes the manifest (kind, sizes, checksums)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    fsync_tree(folder)
+    manifest = {"kind": kind, "mt": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {}),
+                "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+                          for p in files}}
+    with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=1) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_path(folder)
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The manifest of ``folder``, None where there is none or it is not one mt wrote."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(data.get("files"), dict):
+        return None
+    return data
+
+
+def verify_manifest(folder: Path, fix: str) -> dict | None:
+    """The manifest, after checking every file it lists against its size and checksum; a
+    folder without one (written by an mt before manifests) is None, and trusted as before.
+    A damaged, missing or changed file is one line naming it and ``fix``."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise MTError(f"{path} is damaged: {fix}")
+    for name, want in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise MTError(f"{file} is missing (the manifest lists it): {fix}")
+        size = file.stat().st_size
+        if size != want.get("size"):
+            raise MTError(f"{file} is damaged: {size} bytes where {want.get('size')} were written; {fix}")
+        if sha256_file(file) != want.get("sha256"):
+            raise MTError(f"{file} is not the file mt wrote (damaged, or edited since: its checksum differs); {fix} "
+                          f"(edited on purpose? delete {path} to load the folder unchecked)")
+    return manifest
+
+
+def output_kind(folder: Path, legacy: Callable[[Path], str | None] | None = None) -> str | None:
+    """What mt wrote ``folder`` as (its manifest's kind), or what ``legacy`` recognises in a
+    folder written before manifests; None for anything else."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        return manifest["kind"]
+    return legacy(folder) if legacy is not None else None
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def remove_own(path: Path, kind: str | set[str] | None = None,
+               legacy: Callable[[Path], str | None] | None = None) -> None:
+    """Removes ``path`` only if it is empty or an mt output (of ``kind``, where given); else one
+    line: mt never deletes what it did not write."""
+    if not path.exists() and not path.is_symlink():
+        return
+    found = None if _is_empty_dir(path) or not path.is_dir() and path.is_symlink() else output_kind(path, legacy)
+    kinds = {kind} if isinstance(kind, str) else kind
+    if path.is_dir() and not path.is_symlink() and not _is_empty_dir(path) and (
+            found is None or (kinds is not None and found not in kinds)):
+        raise MTError(f"{path} is in the way and was not written by mt as {' or '.join(sorted(kinds or {'an output'}))}"
+                      f": move it elsewhere (mt never deletes a folder it did not write)")
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def check_out_dir(out: Path, kind: str, force: bool, replaceable: set[str], sources: tuple[Path, ...] = (),
+                  legacy: Callable[[Path], str | None] | None = None, flag: str = "--out") -> None:
+    """Whether a command may write ``kind`` to ``out``: a new or empty folder, or an earlier output
+    of the same kind; with ``force``, any output of ``replaceable`` kinds too. Never a folder mt
+    did not write, a file, or a source the command reads (nor a folder holding one)."""
+    resolved = out.resolve()
+    for source in sources:
+        src = source.resolve()
+        if resolved == src or src.is_relative_to(resolved) or resolved.is_relative_to(src):
+            raise MTError(f"{flag} {out} is {'the' if resolved == src else 'inside or around the'} model it reads "
+                          f"({source}): choose another folder")
+    if not out.exists() or _is_empty_dir(out):
+        return
+    if not out.is_dir():
+        raise MTError(f"{flag} {out} is a file: name a folder to write the {kind} to")
+    found = output_kind(out, legacy)
+    if found == kind:
+        return
+    if found is not None and found in replaceable:
+        if force:
+            return
+        raise MTError(f"{flag} {out} holds {_a(found)}, not {_a(kind)}: pass --force to replace it, or choose "
+                      "another folder")
+    names = sorted(p.name for p in out.iterdir())
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    what = f"holds {_a(found)}, which --force never replaces" if found is not None \
+        else f"is not empty ({shown}) and mt did not write it"
+    raise MTError(f"{flag} {out} {what}: choose a new or empty folder (--force replaces only an earlier "
+                  f"{' or '.join(sorted(replaceable | {kind}))})")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
