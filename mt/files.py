@@ -12,6 +12,7 @@ it is the only kind of directory that mt ever replaces or removes.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -58,7 +59,26 @@ def sha256_file(path: Path) -> str:
 
 def temp_name(path: Path) -> Path:
     """A name beside ``path`` for its next version: hidden, and this process's own."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
+
+
+def clear_stale_temps(path: Path) -> None:
+    """Removes what a killed process left half-written beside ``path`` (``temp_name``s whose
+    process is gone); a live process's, and anything named otherwise, stays."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.mt-tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except PermissionError:
+            pass  # alive, another user's
 
 
 @contextlib.contextmanager
@@ -68,6 +88,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     without an error, removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_temps(path)
     tmp = temp_name(path)
     try:
         yield tmp

@@ -12,7 +12,6 @@ save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,16 @@ from mt import __version__
 from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
-from mt.files import check_out_dir, fsync_path, output_kind, remove_own, verify_manifest, write_manifest
+from mt.files import (
+    check_out_dir,
+    clear_stale_temps,
+    fsync_path,
+    output_kind,
+    remove_own,
+    temp_name,
+    verify_manifest,
+    write_manifest,
+)
 from mt.models import Seq2SeqModel, build_model
 
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
@@ -76,24 +84,10 @@ def _old(path: Path) -> Path:
     return path.with_name(path.name + ".old")
 
 
-def _clear_stale_temps(path: Path) -> None:
-    """Half-written ``.NAME.mt-tmp-PID`` folders of processes that are gone (a kill mid-write)."""
-    for tmp in path.parent.glob(f".{path.name}.mt-tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
-
-
 def fresh_temp_dir(path: Path) -> Path:
     """An empty folder beside ``path``, this process's own, to write into before ``replace_dir``."""
-    _clear_stale_temps(path)
-    tmp = path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
+    clear_stale_temps(path)
+    tmp = temp_name(path)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -131,7 +125,7 @@ def written_dir(path: Path, write: Callable[[Path], None], what: str, kind: str,
     ``path`` (only an output of the ``replaces`` kinds, default ``kind``). A failed write (a
     full disk) removes the half-written folder, keeps the previous ``path`` and ends in one line
     naming ``what`` could not be written and, with ``after``, what to do next."""
-    tmp = path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
+    tmp = temp_name(path)
     try:
         tmp = fresh_temp_dir(path)
         write(tmp)

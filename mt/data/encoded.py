@@ -6,7 +6,7 @@
         src.offsets.npy, tgt.offsets.npy   where each pair's ids start (int64, pairs + 1)
         kept.npy                the index in the input of each kept pair
         meta.json               counts, dtypes, what was skipped, each file's size, and a checksum
-                                of itself, the offsets and kept.npy; written last
+                                of itself and every file; written last
 
 The key hashes the text (mt.data.streams fingerprints), both SentencePiece models' bytes
 and the filters (``data.max_len``, ``data.max_ratio``), so a change to any of them encodes
@@ -37,13 +37,13 @@ from mt.data.batching import EncodedCorpus, TokenRows, keep_mask
 from mt.data.streams import CHUNK, PairSource
 from mt.data.tokenizer import Tokenizer
 from mt.errors import WriteError, write_failure
-from mt.files import fsync_path, fsync_tree, sha256_file
+from mt.files import clear_stale_temps, fsync_path, fsync_tree, sha256_file, temp_name
 
 log = logging.getLogger("mt.train")
 FORMAT = 2  # 2: sizes and a checksum in meta.json
 META = "meta.json"
 FILES = ("src.bin", "tgt.bin", "src.offsets.npy", "tgt.offsets.npy", "kept.npy")
-CHECKED = ("src.offsets.npy", "tgt.offsets.npy", "kept.npy")  # small: hashed on every mapping
+CHECKED = FILES  # hashed on every mapping: about 0.3 s for 350 MB (4.5M pairs), against minutes of training
 
 
 class DamagedCache(Exception):
@@ -74,7 +74,7 @@ def verify_encoded(folder: Path) -> dict:
         if have != want:
             raise DamagedCache(f"{name} is {'missing' if have is None else f'{have} bytes'} where {want} were written")
     if _checksum(folder, meta) != meta.get("checksum"):
-        raise DamagedCache("the checksum of its offsets and metadata differs from the one written")
+        raise DamagedCache("the checksum of its files differs from the one written")
     return meta
 
 
@@ -116,7 +116,8 @@ def encoded_corpus(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, c
             return mapped
         except DamagedCache as err:
             _set_aside(folder, str(err))
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    clear_stale_temps(folder)
+    tmp = temp_name(folder)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -201,4 +202,4 @@ def _encode_into(folder: Path, source: PairSource, src_tok: Tokenizer, tgt_tok: 
     meta["checksum"] = _checksum(folder, meta)
     (folder / META).write_text(json.dumps(meta, indent=1))
     log.info("encoded corpus: %d pairs encoded in %.0f s, %d kept, into %s", seen, meta["seconds"], meta["kept"],
-             folder.parent / folder.name.split(".tmp-")[0])
+             folder.parent / folder.name.split(".mt-tmp-")[0].lstrip("."))
