@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mt.model_dir import (INT8_WEIGHTS, check_derived_out, load_model_dir, save_int8_weights, write_derived,
-                          write_export_files)
+from mt.model_dir import (
+    INT8_WEIGHTS,
+    check_derived_out,
+    load_model_dir,
+    save_int8_weights,
+    write_derived,
+    write_export_files,
+)
 
 KIND = "int8 export"
 
