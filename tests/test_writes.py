@@ -112,6 +112,20 @@ def test_training_never_replaces_a_folder_of_the_user_named_like_its_outputs(cor
     assert not list(run.glob(".model.mt-tmp-*"))
 
 
+def test_a_new_run_never_starts_over_an_earlier_one_in_the_same_folder(corpus_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"]
+    assert main(argv) == 0
+    trained = _tree(run / "model")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as leaving:
+        main(argv)
+    assert leaving.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{run} already holds a training run (model and checkpoints): continue it with train.resume={run}" in err
+    assert _tree(run / "model") == trained
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "config.yaml", "src.model"])
 def test_a_flipped_byte_in_a_sealed_model_is_named_never_loaded(model, tmp_path, capsys, name):
     """Damage a parser would still read (a byte of the weights, of a number in the config)."""

@@ -22,7 +22,8 @@ from mt.data.tokenizer import Tokenizer, streamed_tokenizer
 from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
 from mt.hardware import resolve_device
-from mt.model_dir import existing_dir
+from mt.files import output_kind
+from mt.model_dir import MODEL_KINDS, existing_dir, legacy_kind
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
@@ -145,7 +146,7 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
 
 
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
-                 resume_changes: Sequence[str] = ()) -> TrainResult:
+                 resume_changes: Sequence[str] = (), replace: bool = False) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
 
     With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
@@ -153,6 +154,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     ``resume_changes`` names the ``train.*`` keys (mt.config.RUN_CONTROL_KEYS) whose new
     values in ``cfg`` replace the checkpoint's, e.g. ``train.epochs`` to extend the run.
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
+    A new run never starts over an earlier one in ``run_dir`` (its model and checkpoints would
+    be replaced) unless ``replace`` says so (the demo, which retrains its own runs).
     """
     prefix = f"[{name}] " if name else ""
     stages = Stages()
@@ -166,6 +169,18 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
                  checkpoint.progress.epoch, checkpoint.progress.step)
         resume = (checkpoint.training_state, checkpoint.progress)
     else:
+        earlier = []
+        for place in (Path(run_dir) / "model", Path(run_dir) / "checkpoints" / "last"):
+            found = existing_dir(place)
+            if found is None:
+                continue
+            if output_kind(found, legacy_kind) not in MODEL_KINDS:
+                raise MTError(f"{found} is in the way and is not a model mt wrote: move it elsewhere (mt never "
+                              "replaces a folder it did not write), or give this run a new folder (hydra.run.dir=...)")
+            earlier.append("model" if place.name == "model" else "checkpoints")
+        if earlier and not replace:
+            raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
+                          f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
         device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
