@@ -17,13 +17,14 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from mt import __version__
-from mt.errors import MTError
+from mt.errors import MTError, WriteError, write_failure
 
 MANIFEST = "manifest.json"
 BLOCK = 8 * 2**20
@@ -116,6 +117,60 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+    return Path(path)
+
+
+# -- files a command writes for the user --------------------------------------------------
+
+
+def is_stream(path: Path) -> bool:
+    """A device, a pipe or a descriptor (``/dev/stdout``, ``/proc/self/fd/3``, even one that
+    leads to a file): written as it is, never replaced by a file of that name."""
+    return (path.exists() and not path.is_file()) or str(path.absolute()).startswith(("/dev/", "/proc/"))
+
+
+@contextlib.contextmanager
+def output_path(path: str | Path) -> Iterator[Path]:
+    """Where to write the new content of the file ``path`` (by any means: ``savefig``, a zip):
+    a temporary name beside it, renamed over it once the block ends without an error
+    (``mt.files.atomic_path``), so a kill or a full disk leaves the previous version whole and
+    never half a file. A symbolic link is written through (the file it names is replaced, the
+    link kept); a replaced file keeps its permissions; a device, a pipe or a descriptor
+    (``/dev/stdout``, ``is_stream``) is written as it is. A failed write (a full disk, a read-only folder) is one line."""
+    given = Path(path)
+    if given.is_dir():
+        raise MTError(f"{given} is a folder: name a file to write")
+    if is_stream(given):
+        yield given
+        return
+    target = given.resolve() if given.is_symlink() else given
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else None
+        with atomic_path(target) as tmp:
+            yield tmp
+            if mode is not None and tmp.exists():
+                os.chmod(tmp, mode)
+    except OSError as err:
+        why = write_failure(err)
+        if why is None:
+            raise
+        kept = "the previous version is kept" if target.exists() else "nothing was written"
+        raise WriteError(f"could not write {given} ({why}); {kept}") from err
+
+
+@contextlib.contextmanager
+def output_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
+                newline: str | None = None) -> Iterator[IO[Any]]:
+    """``open(path, mode)`` for a file a command writes, whole or not at all (``output_path``)."""
+    with output_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding,
+                                        newline=None if "b" in mode else newline) as handle:
+        yield handle
+
+
+def write_text_file(path: str | Path, text: str) -> Path:
+    """``text`` (UTF-8) as the whole content of ``path``, or the previous version kept."""
+    with output_file(path) as handle:
+        handle.write(text)
     return Path(path)
 
 

@@ -368,6 +368,7 @@ def test_a_model_trained_shifted_is_read_with_shift_att_unless_told_otherwise(tr
     config = yaml.safe_load((shifted_dir / "config.yaml").read_text())
     config["train"].update(alignment_loss=1.0, alignment_shift=True)
     (shifted_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (shifted_dir / "manifest.json").unlink()  # edited on purpose (README, "A model directory")
     plain, shifted = Translator.from_dir(str(trained_model_dir), "cpu"), Translator.from_dir(str(shifted_dir), "cpu")
     assert not plain.alignment_shift and shifted.alignment_shift
     sources = (corpus_dir / "test.en").read_text().splitlines()[:6]

@@ -12,7 +12,7 @@ from .conftest import TINY_TRAIN, run_mt
 
 def test_train_writes_a_movable_model_directory(trained_model_dir: Path):
     names = sorted(p.name for p in trained_model_dir.iterdir())
-    assert names == ["config.yaml", "model.safetensors", "src.model", "tgt.model"]
+    assert names == ["config.yaml", "manifest.json", "model.safetensors", "src.model", "tgt.model"]
     metrics = [json.loads(line) for line in (trained_model_dir.parent / "metrics.jsonl").read_text().splitlines()]
     assert metrics and {"valid_loss", "valid_bleu", "tokens_per_s"} <= set(metrics[0])
 

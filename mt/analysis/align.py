@@ -19,12 +19,14 @@ import numpy as np
 import torch
 
 from mt.analysis.explore import write_explore_page
+from mt.analysis.outputs import HEATMAPS, heatmap_files, kind_of, remove_stale
 from mt.data.corpus import read_lines
 from mt.decoding.aligner import AlignedPair, AlignOptions, align_pairs, links_by_rule
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translation, Translator
 from mt.errors import DataError, MTError
 from mt.evaluation.alignment import SYMMETRISATIONS, has_moses_escapes, prepare_text, write_pharaoh
+from mt.files import output_file, write_text_file
 from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
 
@@ -52,7 +54,7 @@ def draw_sentence(translator: Translator, source: str, out: str | Path, referenc
     else:
         plot_attention(result.attention, result.src_pieces, result.tgt_pieces, out, title=result.text)
     if json_path:
-        Path(json_path).write_text(json.dumps(data, ensure_ascii=False))
+        write_text_file(json_path, json.dumps(data, ensure_ascii=False))
     return result
 
 
@@ -129,7 +131,7 @@ def align_files(translator: Translator, sources: list[str], targets: list[str] |
     if files.pharaoh:
         write_pharaoh(files.pharaoh, [p.links for p in pairs], one_based=files.one_based)
     if files.jsonl:
-        with open(files.jsonl, "w", encoding="utf-8") as handle:
+        with output_file(files.jsonl) as handle:
             for pair in pairs:
                 handle.write(json.dumps(pair.as_dict(), ensure_ascii=False) + "\n")
     if files.npz:
@@ -139,7 +141,8 @@ def align_files(translator: Translator, sources: list[str], targets: list[str] |
                 arrays[f"attention_{n}"] = pair.attention
             if pair.word_attention is not None:
                 arrays[f"words_{n}"] = pair.word_attention
-        np.savez_compressed(files.npz, **arrays)
+        with output_file(files.npz, "wb") as handle:  # a file object: numpy adds no .npz to the name given
+            np.savez_compressed(handle, **arrays)
     return pairs
 
 
@@ -160,18 +163,21 @@ def draw_pairs(pairs: Sequence[AlignedPair], files: AlignmentFiles) -> int:
     if not files.heatmaps:
         return 0
     out_dir = Path(files.heatmaps)
+    earlier = kind_of(out_dir) == HEATMAPS  # a folder of heatmaps an earlier run drew
     out_dir.mkdir(parents=True, exist_ok=True)
-    drawn = 0
+    drawn: list[Path] = []
     for n, pair in enumerate(pairs):
-        if pair.attention is None or (files.max_plots and drawn >= files.max_plots):
+        if pair.attention is None or (files.max_plots and len(drawn) >= files.max_plots):
             continue
         path = out_dir / f"{n + 1:05d}.{files.image_format}"
         if files.words:
             plot_attention(pair.word_attention, pair.src_words, pair.tgt_words, path, title=pair.target)
         else:
             plot_attention(pair.attention, pair.src_pieces, [*pair.tgt_pieces, "</s>"], path, title=pair.target)
-        drawn += 1
-    return drawn
+        drawn.append(path)
+    if earlier:  # the folder shows this run's heatmaps only, not those of an earlier run past them
+        remove_stale(out_dir, set(heatmap_files(out_dir)) - set(drawn))
+    return len(drawn)
 
 
 def unknown_words(pairs: Sequence[AlignedPair]) -> tuple[int, int, int, int] | None:

@@ -11,10 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mt.analysis.compare import Comparison, compare_models, systems_to_save
-from mt.analysis.comparison_report import format_by_length, format_scores, write_comparison
+from mt.analysis.comparison_report import format_by_length, format_scores, seal_report, write_comparison
 from mt.analysis.entries import check_languages, describe_models, find_model_dirs
 from mt.analysis.evaluate import read_test_set, training_split
 from mt.analysis.explore import write_explore_page
+from mt.analysis.outputs import (
+    COMPARE_REPORT,
+    RECORDS,
+    check_output_files,
+    check_report_dir,
+    kind_of,
+    same_file,
+)
 from mt.analysis.saved_systems import load_systems, save_systems
 from mt.decoding.search import GREEDY, SearchConfig
 from mt.decoding.translator import Translator
@@ -45,6 +53,7 @@ class CompareRequest:
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
+    force: bool = False        # also write into a folder of heatmaps mt wrote (mt.analysis.outputs)
 
     def __post_init__(self) -> None:
         if (self.src is None) != (self.ref is None):
@@ -76,6 +85,7 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
               file=sys.stderr)
         saved = [s for s in saved if s not in again]
     check_languages(entries + [s.entry for s in saved], r.src, r.ref)
+    check_outputs(r, [Path(e.model_dir) for e in entries])
     if r.split:
         sources, references, where = training_split(entries, saved, r.split)
     else:
@@ -85,7 +95,10 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
     comparison = compare_models(entries, sources, references, search=r.search, baseline=r.baseline,
                                 buckets=r.buckets, gold=gold, samples=r.bootstrap, seed=r.seed, device=r.device,
                                 precision=r.precision, progress=r.progress, saved=saved)
-    files = write_comparison(comparison, r.out)
+    if r.force and kind_of(Path(r.out)) not in (None, COMPARE_REPORT):
+        print(f"note: writing the report into {r.out}, which mt wrote as {kind_of(Path(r.out))} (--force); "
+              "its other files are kept", file=sys.stderr)
+    files = write_comparison(comparison, r.out, seal=False)  # sealed once the page is written too
     lines = []
     if r.save_systems:
         written = save_systems(systems_to_save(comparison), r.save_systems)
@@ -99,7 +112,22 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
               format_by_length(comparison), f"\nwritten to {r.out}: {', '.join(sorted(files))}"]
     if r.explore:
         lines.append(_explore(r, comparison, gold, where))
+    seal_report(r.out)
     return comparison, "\n".join(lines)
+
+
+def check_outputs(r: CompareRequest, model_dirs: Sequence[Path]) -> None:
+    """Before any model translates: ``--out`` is new, empty or an earlier compare report (with
+    ``--force``, also heatmaps mt wrote); ``--save-systems`` is new, empty or holds records;
+    neither is a folder mt did not write or a model it reads, and the page is no input."""
+    check_report_dir(r.out, COMPARE_REPORT, r.force, "--out", model_dirs)
+    if r.save_systems:
+        if same_file(Path(r.save_systems), Path(r.out)):
+            raise MTError(f"--save-systems {r.save_systems} is the --out folder: give the records a folder of their "
+                          "own (e.g. records/), which later comparisons read with --systems")
+        check_report_dir(r.save_systems, RECORDS, False, "--save-systems", model_dirs)
+    check_output_files([("--explore", r.explore)], [("--src", r.src), ("--ref", r.ref), ("--gold", r.gold)],
+                       model_dirs)
 
 
 def _explore(r: CompareRequest, comparison: Comparison, gold: list | None, where: str) -> str:

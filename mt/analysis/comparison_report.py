@@ -13,7 +13,10 @@ import numpy as np
 
 from mt.analysis.compare import Comparison, by_variant, pick_example
 from mt.analysis.entries import seed_groups
+from mt.analysis.outputs import COMPARE_REPORT, REPORT_FILES, kind_of, remove_stale
+from mt.errors import WriteError, write_failure
 from mt.evaluation.report import format_table, write_csv
+from mt.files import MANIFEST, output_file, write_manifest, write_text_file
 from mt.visualization.curves import plot_bleu_by_length
 from mt.visualization.heatmap import plot_attention_row
 
@@ -92,10 +95,17 @@ def _figures(comparison: Comparison, out: Path, example: int | None) -> dict[str
     return files
 
 
-def write_comparison(comparison: Comparison, out: str | Path, example: int | None = None) -> dict[str, Path]:
+def write_comparison(comparison: Comparison, out: str | Path, example: int | None = None,
+                     seal: bool = True) -> dict[str, Path]:
     """Every table as CSV, Markdown and JSON, the length plot as PNG and SVG, and one figure
-    with the same sentence's attention from every model side by side."""
+    with the same sentence's attention from every model side by side. Each file is written
+    whole or not at all (a failed write keeps its previous version); where ``out`` holds an
+    earlier report, its files this one does not write (a by-variant table, a figure) are
+    removed. ``seal``: mark ``out`` as mt's compare report (``manifest.json``, written last),
+    so a later ``mt compare --out`` may write into it again; a caller that adds files to the
+    folder seals it itself once they are written (``seal_report``)."""
     out = Path(out)
+    earlier = kind_of(out) == COMPARE_REPORT
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     rows = comparison.rows()
@@ -107,8 +117,6 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
           f"{comparison.seed}; {sig}\n\n")
     md += _markdown(SCORE_COLUMNS, [[_fmt(r[c], 4 if c == "p_value_vs_baseline" else 2) for c in SCORE_COLUMNS]
                                     for r in rows])
-    files["scores.md"] = out / "scores.md"
-    files["scores.md"].write_text(md, encoding="utf-8")
     names = [e.name for e in comparison.entries]
     others = [n for n in names if n != comparison.baseline]
     header = ["bucket", "sentences", *names]
@@ -124,23 +132,38 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
         columns = list(variants[0])
         files["scores_by_variant.csv"] = write_csv(out / "scores_by_variant.csv", columns,
                                                    [[v[c] for c in columns] for v in variants])
-        with files["scores.md"].open("a", encoding="utf-8") as handle:
-            handle.write("\nBy variant (mean and standard deviation over seeds):\n\n")
-            handle.write(_markdown(columns, [[v[c] for c in columns] for v in variants]))
-    with (out / "translations.txt").open("w", encoding="utf-8") as handle:
+        md += "\nBy variant (mean and standard deviation over seeds):\n\n"
+        md += _markdown(columns, [[v[c] for c in columns] for v in variants])
+    files["scores.md"] = write_text_file(out / "scores.md", md)
+    with output_file(out / "translations.txt") as handle:
         for i, s in enumerate(comparison.sources):
             handle.write(f"source     {s}\nreference  {comparison.references[i]}\n")
             for n in names:
                 handle.write(f"{n}  {comparison.translations[n][i].text}\n")
             handle.write("\n")
     files["translations.txt"] = out / "translations.txt"
-    files["results.json"] = out / "results.json"
-    files["results.json"].write_text(json.dumps({
+    files["results.json"] = write_text_file(out / "results.json", json.dumps({
         "sentences": comparison.sentences, "beam": comparison.beam, "baseline": comparison.baseline,
         "bootstrap_samples": comparison.bootstrap_samples, "seed": comparison.seed,
         "models": [asdict(e) for e in comparison.entries], "scores": rows,
         "signatures": {n: {"bleu": s.bleu_signature, "chrf": s.chrf_signature} for n, s in comparison.scores.items()},
         "by_length": [asdict(b) for b in comparison.buckets], "by_variant": variants, "search": comparison.search,
         "from_records": comparison.saved,
-    }, indent=2), encoding="utf-8")
+    }, indent=2))
+    if earlier:  # the earlier report's tables and figures this one has no rows for
+        remove_stale(out, [out / name for name in REPORT_FILES if name not in files])
+    if seal:
+        seal_report(out)
     return files
+
+
+def seal_report(out: str | Path) -> None:
+    """Marks ``out`` as a complete compare report (mt.files.write_manifest, written last)."""
+    try:
+        write_manifest(Path(out), COMPARE_REPORT)
+    except OSError as err:
+        why = write_failure(err)
+        if why is None:
+            raise
+        raise WriteError(f"could not write {Path(out) / MANIFEST} ({why}); the report's files are written, "
+                         "free space there and run again") from err

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mt.analysis.compare import compare_models
-from mt.analysis.comparison_report import write_comparison
+from mt.analysis.comparison_report import seal_report, write_comparison
 from mt.analysis.entries import describe_models
 from mt.config import ExperimentConfig
 from mt.data.corpus import load_corpus
@@ -32,6 +32,7 @@ from mt.decoding.search import SearchConfig
 from mt.errors import ConfigError
 from mt.evaluation.alignment import read_pharaoh
 from mt.evaluation.report import format_table
+from mt.files import write_text_file
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.presets import compose
@@ -67,7 +68,7 @@ def _train_one(args: tuple[str, list[str], str]) -> str:
     """Worker: trains one model; returns its model directory."""
     model, overrides, run_dir = args
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    result = run_training(compose(overrides), run_dir, progress="lines", name=model)
+    result = run_training(compose(overrides), run_dir, progress="lines", name=model, replace=True)  # a rerun retrains
     return str(result.best_dir)
 
 
@@ -145,7 +146,7 @@ def _report_speed(plan: TrainingPlan, out: Path, budget_s: float) -> None:
     trained = {m: trained_tokens_per_s(out / m / "metrics.jsonl") for m in MODELS}
     said = ", ".join(f"{m} {v:,.0f}" for m, v in trained.items())
     print(f"trained at {said} target tokens/s (estimated {plan.tokens_per_s:,.0f} on {MODELS[-1]})", flush=True)
-    (out / "plan.json").write_text(json.dumps(
+    write_text_file(out / "plan.json", json.dumps(
         {"budget_s": budget_s, "epochs": plan.epochs, "train_seconds": round(plan.train_seconds, 1),
          "expected_epochs": round(plan.expected_epochs, 2), "fits": plan.fits,
          "estimated_tokens_per_s": round(plan.tokens_per_s, 1), "estimated_on": MODELS[-1],
@@ -188,7 +189,7 @@ def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int
         entry.name = name
     comparison = compare_models(entries, sources, references, search=SearchConfig(beam=beam), gold=gold_links,
                                 progress=False)
-    write_comparison(comparison, out)
+    write_comparison(comparison, out, seal=False)  # sealed below, once the example heatmaps are drawn too
     names, scores, aer = list(model_dirs), comparison.scores, comparison.aer
     score_rows = [[n, f"{scores[n].bleu:.2f}", f"{scores[n].chrf:.2f}", f"{aer[n]:.2f}" if n in aer else "-",
                    f"{comparison.significance[n].p_value:.4f}" if n != comparison.baseline else "-"] for n in names]
@@ -213,4 +214,5 @@ def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int
                 plot_attention(t.attention, t.src_pieces, t.tgt_pieces, out / "alignments" / f"{n}_{k + 1}.png",
                                title=f"{n}: {t.text}")
         lines.append("")
+    seal_report(out)  # a compare report: a later mt compare --out on this folder writes into it again
     return "\n".join(lines)

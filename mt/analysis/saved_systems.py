@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import re
 import time
@@ -28,6 +29,7 @@ from mt.analysis.entries import ModelEntry, settings_key
 from mt.config import ExperimentConfig, load_yaml
 from mt.decoding.translator import Translation
 from mt.errors import MTError
+from mt.files import output_file
 from mt.hardware import machine
 
 SUFFIX = ".system.json.gz"
@@ -76,10 +78,10 @@ def save_systems(systems: Sequence[SavedSystem], folder: str | Path) -> list[Pat
         data = {"format": FORMAT, "written": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                 **{f.name: getattr(system, f.name) for f in fields(SavedSystem) if f.name not in ("entry", "path")},
                 "entry": asdict(system.entry)}
-        tmp = path.with_name(path.name + ".tmp")
-        with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+        # a record is never left half written: a temporary file renamed over the old record once complete
+        with output_file(path, "wb") as raw, gzip.GzipFile(path.name, "wb", fileobj=raw) as packed, \
+                io.TextIOWrapper(packed, encoding="utf-8") as handle:
             json.dump(data, handle, ensure_ascii=False)
-        tmp.replace(path)  # a record is never left half written
         system.path = str(path)
         written.append(path)
     return written

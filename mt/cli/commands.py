@@ -70,6 +70,9 @@ def translate(args: list[str]) -> int:
                         help="write the N best translations of each line as 'i ||| text ||| log-probability ||| "
                              "ranking score' (i counts lines from 0; the beam is at least N wide)")
     ns = parser.parse_args(args)
+    from mt.analysis.outputs import check_output_files
+
+    check_output_files([("--output", ns.output)], [("--input", ns.input)], [ns.model_dir])
     from mt.data.corpus import read_lines, split_lines
     from mt.decoding.translator import nbest_lines
 
@@ -90,7 +93,9 @@ def translate(args: list[str]) -> int:
         return 0
     text = run(read_lines(ns.input) if ns.input else split_lines(sys.stdin.read()))
     if ns.output:
-        Path(ns.output).write_text(text, encoding="utf-8")
+        from mt.files import write_text_file
+
+        write_text_file(ns.output, text)  # whole or not at all: the previous file stays until the new one is complete
     else:
         sys.stdout.write(text)
     return 0
@@ -105,15 +110,20 @@ def evaluate(args: list[str]) -> int:
     ns = parser.parse_args(args)
     from mt.analysis.evaluate import evaluate as evaluate_model
     from mt.analysis.evaluate import read_test_set
+    from mt.analysis.outputs import check_output_files
+    from mt.files import write_text_file
+
+    check_output_files([("--output", ns.output), ("--json", ns.json)], [("--src", ns.src), ("--ref", ns.ref)],
+                       [ns.model_dir])
 
     search = _search(ns, keep_attention=False)
     sources, references = read_test_set(ns.src, ns.ref)
     result = evaluate_model(_translator(ns), sources, references, search)
     if ns.output:
-        Path(ns.output).write_text("".join(h + "\n" for h in result.hypotheses), encoding="utf-8")
+        write_text_file(ns.output, "".join(h + "\n" for h in result.hypotheses))
     print(result.report())
     if ns.json:
-        Path(ns.json).write_text(json.dumps(result.as_dict(ns.model_dir), indent=2))
+        write_text_file(ns.json, json.dumps(result.as_dict(ns.model_dir), indent=2))
     return 0
 
 
@@ -142,7 +152,10 @@ def align(args: list[str]) -> int:
     files.add_argument("--jsonl", help="write each pair's tokens, words, soft matrices and links here, a line each")
     files.add_argument("--npz", help="write the soft matrices here (numpy: attention_N over pieces, words_N over "
                        "words, for line N)")
-    files.add_argument("--out-dir", help="draw a heatmap per pair into this folder")
+    files.add_argument("--out-dir", help="draw a heatmap per pair into this folder: a new or empty one, or the "
+                       "heatmaps of an earlier run (replaced)")
+    files.add_argument("--force", action="store_true", help="also draw into a compare report mt wrote at --out-dir "
+                       "(its files are kept; never a folder mt did not write)")
     files.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help="heatmap file type")
     files.add_argument("--words", action="store_true", help="draw heatmaps over words instead of subword pieces")
     files.add_argument("--max-plots", type=int, default=0, help="draw at most this many heatmaps (0: all)")
@@ -173,9 +186,13 @@ def align(args: list[str]) -> int:
     if ns.src is None or not ns.out:
         raise MTError("give --src and --out to draw one sentence, or --src-file to align a file")
     from mt.analysis.align import draw_sentence
+    from mt.analysis.outputs import check_output_files
+    from mt.visualization.heatmap import image_format
 
     if not ns.src.strip():
         raise MTError("--src is empty: give a sentence to align")
+    image_format(ns.out)
+    check_output_files([("--out", ns.out), ("--json", ns.json)], [], [ns.model_dir])
     result = draw_sentence(_translator(ns), ns.src, ns.out, ns.ref, search, ns.all_heads, ns.json)
     print(f"{result.text}\nheatmap: {ns.out}")
     return 0
@@ -190,6 +207,7 @@ def _align_files(ns: argparse.Namespace, search) -> int:
         read_pairs,
         unknown_words,
     )
+    from mt.analysis.outputs import HEATMAPS, check_output_files, check_report_dir
     from mt.data.corpus import read_parallel
     from mt.decoding.aligner import AlignOptions
 
@@ -198,6 +216,13 @@ def _align_files(ns: argparse.Namespace, search) -> int:
     options = AlignOptions(ns.rule, ns.threshold, ns.shift_att, ns.layer, ns.head)
     if ns.pairs and (ns.src_file or ns.ref_file):
         raise MTError("give either --pairs or --src-file/--ref-file, not both")
+    if ns.explore and not ns.explore.endswith((".html", ".htm")):
+        raise MTError(f"{ns.explore}: the page is HTML; name it e.g. explore.html")
+    models = [ns.model_dir, *([ns.backward_model] if ns.backward_model else [])]
+    check_output_files([("--pharaoh", ns.pharaoh), ("--jsonl", ns.jsonl), ("--npz", ns.npz), ("--explore", ns.explore)],
+                       [("--src-file", ns.src_file), ("--ref-file", ns.ref_file), ("--pairs", ns.pairs)], models)
+    if ns.out_dir:
+        check_report_dir(ns.out_dir, HEATMAPS, ns.force, "--out-dir", models)
     sources, targets = read_pairs(ns.pairs) if ns.pairs else read_parallel(ns.src_file, ns.ref_file)
     sources, targets = prepare_pairs(sources, targets, ns.lowercase, ns.unescape_moses)
     if ns.symmetrize and not ns.backward_model:
@@ -234,6 +259,9 @@ def aer(args: list[str]) -> int:
                         help="with --by-length: the longest sentence of each bucket (default 10 18: 1-10, 11-18, 19+)")
     parser.add_argument("--json", help="also write the scores here as JSON")
     ns = parser.parse_args(args)
+    from mt.analysis.outputs import check_output_files
+
+    check_output_files([("--json", ns.json)], [("--gold", ns.gold), ("--pred", ns.pred), ("--by-length", ns.by_length)])
     from mt.evaluation.alignment import aer_by_length, alignment_error_rate, read_gold_and_predicted
 
     gold, predicted = read_gold_and_predicted(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
@@ -252,7 +280,9 @@ def aer(args: list[str]) -> int:
                   f"({s.sentences} sentences)")
         result["by_length"] = [{"source_words": label, **s.as_dict()} for label, s in buckets]
     if ns.json:
-        Path(ns.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        from mt.files import write_text_file
+
+        write_text_file(ns.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -339,7 +369,10 @@ def compare(args: list[str]) -> int:
     parser.add_argument("--ref", help="reference file, line-aligned with --src")
     parser.add_argument("--split", choices=["valid", "test"],
                         help="instead of --src/--ref: this split of the corpus the models were trained on")
-    parser.add_argument("--out", required=True, help="folder for the tables, plots and translations")
+    parser.add_argument("--out", required=True, help="folder for the tables, plots and translations: a new or empty "
+                        "one, or an earlier compare report (its files replaced)")
+    parser.add_argument("--force", action="store_true", help="also write into a folder of heatmaps mt wrote "
+                        "(mt align --out-dir; its files are kept); never into a folder mt did not write")
     parser.add_argument("--baseline", help="the model the others are tested against (default: the first without "
                         "attention, else the first given; of several seeds of it, the one of median BLEU)")
     parser.add_argument("--gold", help="gold word alignments of the test pairs (Pharaoh i-j / ipj, 0-based) for AER")
@@ -357,7 +390,7 @@ def compare(args: list[str]) -> int:
 
     request = CompareRequest(ns.out, ns.models, ns.systems or (), ns.src, ns.ref, ns.split, _search(ns), ns.baseline,
                              ns.gold, _buckets(ns.buckets), ns.bootstrap, ns.seed, ns.save_systems, ns.explore,
-                             ns.device, ns.precision, not ns.no_progress)
+                             ns.device, ns.precision, not ns.no_progress, force=ns.force)
     _, report = run_compare(request)
     print(report)
     return 0
@@ -382,7 +415,12 @@ def explore(args: list[str]) -> int:
     parser.add_argument("--title", default="", help="the page's title")
     _add_search_options(parser)
     ns = parser.parse_args(args)
+    from mt.analysis.entries import find_model_dirs
     from mt.analysis.explore import explore_models
+    from mt.analysis.outputs import check_output_files
+
+    check_output_files([("--out", ns.out)], [("--src-file", ns.src_file), ("--ref-file", ns.ref_file),
+                                              ("--gold", ns.gold)], find_model_dirs(ns.models))
 
     path, sentences, models = explore_models(ns.models, ns.src_file, ns.ref_file, ns.gold, ns.out, ns.max_sentences,
                                              ns.title, _search(ns), ns.device, ns.precision)

@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from mt.files import atomic_write_text
+
 # --------------------------------------------------------------------------- lexicon
 # Nouns: english singular, english plural, german singular, german plural, gender.
 # Two-word English nouns are compounds in German (many-to-one).
@@ -491,8 +493,9 @@ def write_demo_corpus(
     tgt_lang: str = "de",
 ) -> Path:
     """Writes ``{split}.{en,de,align}`` for train/valid/test. Splits are cut from one
-    stream of distinct sources, so no test sentence occurs in train. Files are written
-    under a temporary name and renamed, so an interrupted run leaves no half corpus."""
+    stream of distinct sources, so no test sentence occurs in train. Each file is written
+    under a temporary name beside it, fsynced and renamed over the old one
+    (mt.files.atomic_write_text), so an interrupted run leaves no half file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pairs = generate_pairs(sum(sizes), seed=seed)
@@ -502,10 +505,7 @@ def write_demo_corpus(
         start += size
         for suffix, lines in ((src_lang, [p.src for p in chunk]), (tgt_lang, [p.tgt for p in chunk]),
                               ("align", [p.alignment for p in chunk])):
-            path = out / f"{split}.{suffix}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-            tmp.replace(path)
+            atomic_write_text(out / f"{split}.{suffix}", "".join(line + "\n" for line in lines))
     return out
 
 
@@ -519,5 +519,5 @@ def ensure_demo_corpus(out_dir: str | Path, sizes: tuple[int, int, int], seed: i
     ):
         return out
     write_demo_corpus(out, sizes, seed)
-    stamp.write_text(settings)
+    atomic_write_text(stamp, settings)  # last: a corpus cut short has no stamp, and is written again
     return out

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from mt.errors import DataError, MTError
+from mt.files import output_file
 
 Link = tuple[int, int]
 
@@ -73,8 +74,9 @@ def read_pharaoh(path: str | Path, one_based: bool = False, swap: bool = False) 
 
 def write_pharaoh(path: str | Path, alignments: Sequence[Iterable[Link]], one_based: bool = False) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(format_pharaoh(links, one_based) + "\n" for links in alignments), encoding="utf-8")
+    with output_file(path) as handle:  # whole or not at all
+        for links in alignments:
+            handle.write(format_pharaoh(links, one_based) + "\n")
     return path
 
 

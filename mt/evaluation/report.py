@@ -1,10 +1,13 @@
-"""Plain-text tables for the terminal; the same rows go to JSON/CSV as data."""
+"""Plain-text tables for the terminal; the same rows go to JSON/CSV as data (written whole or
+not at all, by ``mt.files.output_file``)."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+
+from mt.files import output_file
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -17,7 +20,7 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with output_file(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)

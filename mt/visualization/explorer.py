@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mt.errors import MTError
+from mt.files import output_file
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 DATA_MARK = "/*__MT_DATA__*/null"
@@ -47,8 +48,8 @@ def write_explorer(data: dict, path: str | Path, title: str = "mt explore") -> P
     payload = json.dumps({**data, "title": title}, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     page = page.replace(DATA_MARK, payload).replace("__MT_TITLE__", _html_escape(title))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    with output_file(path) as handle:  # whole or not at all: a page cut short is never left
+        handle.write(page)
     return path
 
 

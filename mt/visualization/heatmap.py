@@ -10,16 +10,34 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+
+from mt.errors import MTError
+from mt.files import output_path
+
+
+def image_format(path: str | Path) -> str:
+    """The image type ``path``'s suffix names (png without one); one line for a type
+    matplotlib cannot write."""
+    kind = Path(path).suffix[1:].lower() or str(matplotlib.rcParams["savefig.format"])
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise MTError(f"{path}: matplotlib writes no .{kind} images; name it .png, .pdf or .svg")
+    return kind
 
 
 def save_figure(fig: plt.Figure, path: str | Path, top: float = 1.0) -> Path:
     """Writes and closes ``fig`` (the format follows the suffix); creates the folder. ``top``
-    (a fraction of the height) keeps the axes below a suptitle, which tight_layout ignores."""
-    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
+    (a fraction of the height) keeps the axes below a suptitle, which tight_layout ignores.
+    The image is drawn under a temporary name and renamed over ``path`` once complete
+    (``output_path``): an interrupted or failed write leaves the previous image, never half one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        kind = image_format(path)  # given, as the temporary name has no suffix to read it from
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
+        with output_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=kind)
+    finally:
+        plt.close(fig)
     return path
 
 
