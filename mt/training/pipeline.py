@@ -21,8 +21,8 @@ from mt.data.encoded import encoded_corpus
 from mt.data.tokenizer import Tokenizer, streamed_tokenizer
 from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
-from mt.hardware import resolve_device
 from mt.files import output_kind
+from mt.hardware import resolve_device
 from mt.model_dir import MODEL_KINDS, existing_dir, legacy_kind
 from mt.models import build_model
 from mt.precision import resolve_precision
