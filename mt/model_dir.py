@@ -263,7 +263,8 @@ def save_int8_weights(model: Seq2SeqModel, path: Path) -> dict[str, str]:
 
 def load_int8_dir(path: str | Path, aliases: dict[str, str]) -> LoadedModel:
     """An int8 export as an fp32 model whose matrices hold the stored int8 values times their
-    scales (what a dynamic int8 engine then quantizes back, row by row, to the same integers)."""
+    scales: the embeddings it computes with; the runner (mt.decoding.exported.int8_compute)
+    packs its int8 layers from the stored integers and row scales themselves."""
     path = Path(path)
     config, src_tok, tgt_tok = read_config_and_tokenizers(path, (INT8_WEIGHTS, CONFIG, SRC_SPM, TGT_SPM),
                                                           "a complete int8 export", "export it again")

@@ -3,9 +3,10 @@ products when it translates.
 
 Every weight matrix (linear layers, embeddings, recurrent cells) is stored as symmetric
 int8 with one scale per row, in safetensors beside mt's config and tokenizers; biases and
-norms stay fp32. ``mt.decoding.exported`` loads it, multiplies the integers back by their
-scales and hands the model to PyTorch's dynamic int8 quantization (int8 products with
-activations quantized as they come), which rounds each row back to the same integers.
+norms stay fp32. ``mt.decoding.exported`` loads it and computes with PyTorch's dynamic int8
+Linear and GRU/LSTM modules built from the stored int8 rows and fp32 scales as they are (per
+channel, nothing re-quantized; activations quantized as they come); embeddings are the
+stored integers times their scales, in fp32.
 """
 
 from __future__ import annotations
