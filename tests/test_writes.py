@@ -239,3 +239,18 @@ def test_two_runs_building_the_same_caches_at_once_both_finish_and_map_the_same_
     assert Path(seen[0]["file"]).parent == _entry(tmp_path / "cache")
     leftovers = [p.name for p in (tmp_path / "cache").rglob("*") if "tmp" in p.name or p.name.endswith(".damaged")]
     assert not leftovers
+
+
+def test_a_run_killed_between_the_two_renames_resumes_from_last_old_and_checkpoints_again(corpus_dir, tmp_path):
+    """Found by the fault sweep: resuming from ``last.old`` read the tokenizers from there, and
+    the first new checkpoint removed that folder under the run's next save."""
+    run = tmp_path / "run"
+    base = ["train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}",
+            "train.checkpoint_every=1", "train.valid_every=2"]
+    assert main([*base, "train.max_steps=2", f"hydra.run.dir={run}"]) == 0
+    last = run / "checkpoints" / "last"
+    last.rename(last.with_name("last.old"))  # where a kill between the renames leaves it
+    assert main(["train", "train.max_steps=4", f"train.resume={run}", f"hydra.run.dir={tmp_path / 'again'}"]) == 0
+    assert json.loads((last / "progress.json").read_text())["step"] == 4
+    assert not last.with_name("last.old").exists()
+    load_model_dir(run / "model")

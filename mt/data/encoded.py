@@ -82,7 +82,7 @@ def cache_key(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, max_le
               max_ratio: float) -> str:
     digest = hashlib.sha256(f"format {FORMAT}|{source.fingerprint()}|{max_len}|{max_ratio}|".encode())
     for tok in (src_tok, tgt_tok):
-        digest.update(tok.path.read_bytes())
+        digest.update(tok.data)
     return digest.hexdigest()[:24]
 
 

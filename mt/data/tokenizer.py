@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -40,7 +39,10 @@ class Tokenizer:
         if not self.path.is_file():
             raise DataError(f"missing SentencePiece model {self.path}: the model directory is incomplete")
         try:
-            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+            # Held in memory: a checkpoint's folder is replaced under a resumed run, and the model
+            # is written into every model directory from these bytes, not from the path.
+            self.data = self.path.read_bytes()
+            self.sp = spm.SentencePieceProcessor(model_proto=self.data)
         except (RuntimeError, OSError) as err:
             raise DataError(f"{self.path} is damaged: not a SentencePiece model ({str(err).splitlines()[0][:120]}); "
                             "copy it again from where it was written, or retrain") from err
@@ -210,4 +212,4 @@ def streamed_tokenizer(
 
 
 def copy_tokenizer(tokenizer: Tokenizer, out_path: Path) -> None:
-    shutil.copyfile(tokenizer.path, out_path)
+    out_path.write_bytes(tokenizer.data)
