@@ -31,7 +31,7 @@ def write_failure(err: BaseException) -> str | None:
     import errno
     import os
 
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO,
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
                                                   errno.EFBIG):
         return os.strerror(err.errno).lower()
     text = str(err)

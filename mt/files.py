@@ -16,7 +16,9 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -58,15 +60,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+
+
 def temp_name(path: Path) -> Path:
-    """A name beside ``path`` for its next version: hidden, and this process's own."""
-    return path.with_name(f".{path.name}.mt-tmp-{os.getpid()}")
+    """A name beside ``path`` for its next version: hidden, and this process's own (its host
+    and PID: a folder may be shared between machines)."""
+    return path.with_name(f".{path.name}.mt-tmp-{HOST}-{os.getpid()}")
 
 
 def clear_stale_temps(path: Path) -> None:
-    """Removes what a killed process left half-written beside ``path`` (``temp_name``s whose
-    process is gone); a live process's, and anything named otherwise, stays."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.mt-tmp-*"):
+    """Removes what a killed process left half-written beside ``path`` (``temp_name``s of this
+    host whose process is gone); another host's, a live process's, and anything named
+    otherwise stay."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.mt-tmp-{HOST}-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -177,13 +184,20 @@ def write_text_file(path: str | Path, text: str) -> Path:
 # -- directories mt writes as a whole ---------------------------------------------------
 
 
-def write_manifest(folder: Path, kind: str, extra: dict | None = None) -> None:
-    """Seals ``folder``: fsyncs every file, then writes the manifest (kind, sizes, checksums)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    fsync_tree(folder)
+def write_manifest(folder: Path, kind: str, extra: dict | None = None, files: list[str] | None = None) -> None:
+    """Seals ``folder``: fsyncs its files, then writes the manifest (kind, sizes, checksums) of
+    every file under it, or of ``files`` (names relative to it) where given."""
+    if files is None:
+        listed = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+        fsync_tree(folder)
+    else:
+        listed = sorted(folder / name for name in files)
+        for path in listed:
+            fsync_path(path)
+    files_ = listed
     manifest = {"kind": kind, "mt": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {}),
                 "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-                          for p in files}}
+                          for p in files_}}
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=1) + "\n")
         handle.flush()
@@ -199,19 +213,38 @@ def read_manifest(folder: Path) -> dict | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(data.get("files"), dict):
         return None
+    for name, entry in data["files"].items():  # plain names inside the folder, never a path out of it
+        parts = Path(name).parts
+        if (not parts or Path(name).is_absolute() or ".." in parts or not isinstance(entry, dict)
+                or not isinstance(entry.get("size"), int) or not isinstance(entry.get("sha256"), str)):
+            return None
     return data
 
 
-def verify_manifest(folder: Path, fix: str) -> dict | None:
-    """The manifest, after checking every file it lists against its size and checksum; a
-    folder without one (written by an mt before manifests) is None, and trusted as before.
-    A damaged, missing or changed file is one line naming it and ``fix``."""
+def unlisted(folder: Path) -> list[str]:
+    """Files in a sealed ``folder`` that its manifest does not list (a user's notes put in it
+    since), hidden names aside; none for a folder without a manifest."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+                  and p.relative_to(folder).as_posix() not in manifest["files"])
+
+
+def verify_manifest(folder: Path, fix: str, required: tuple[str, ...] = ()) -> dict | None:
+    """The manifest, after checking every file it lists (``required`` among them) against its
+    size and checksum; a folder without one (written by an mt before manifests) is None, and
+    trusted as before. A damaged, missing or changed file is one line naming it and ``fix``."""
     path = folder / MANIFEST
     if not path.exists():
         return None
     manifest = read_manifest(folder)
     if manifest is None:
         raise MTError(f"{path} is damaged: {fix}")
+    for name in required:
+        if name not in manifest["files"]:
+            raise MTError(f"{path} is damaged (it does not list {name}): {fix}")
     for name, want in manifest["files"].items():
         file = folder / name
         if not file.is_file():
@@ -240,27 +273,40 @@ def _is_empty_dir(path: Path) -> bool:
 
 def remove_own(path: Path, kind: str | set[str] | None = None,
                legacy: Callable[[Path], str | None] | None = None) -> None:
-    """Removes ``path`` only if it is empty or an mt output (of ``kind``, where given); else one
-    line: mt never deletes what it did not write."""
+    """Removes the folder ``path`` only if it is empty, or an mt output (of ``kind``, where
+    given) holding nothing its manifest does not list; anything else is one line: mt never
+    deletes what it did not write."""
     if not path.exists() and not path.is_symlink():
         return
-    found = None if _is_empty_dir(path) or not path.is_dir() and path.is_symlink() else output_kind(path, legacy)
     kinds = {kind} if isinstance(kind, str) else kind
-    if path.is_dir() and not path.is_symlink() and not _is_empty_dir(path) and (
-            found is None or (kinds is not None and found not in kinds)):
-        raise MTError(f"{path} is in the way and was not written by mt as {' or '.join(sorted(kinds or {'an output'}))}"
-                      f": move it elsewhere (mt never deletes a folder it did not write)")
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+    if path.is_symlink() or not path.is_dir():
+        raise MTError(f"{path} is in the way and is not a folder mt wrote: move it elsewhere (mt never deletes what "
+                      "it did not write)")
+    if not _is_empty_dir(path):
+        found = output_kind(path, legacy)
+        extra = unlisted(path)
+        if found is None or (kinds is not None and found not in kinds) or extra:
+            what = f"holds files mt did not write ({', '.join(extra[:3])})" if found is not None and extra \
+                else f"was not written by mt as {' or '.join(sorted(kinds or {'an output'}))}"
+            raise MTError(f"{path} is in the way and {what}: move it elsewhere (mt never deletes what it did not "
+                          "write)")
+    shutil.rmtree(path, onerror=_gone_is_fine)
+
+
+def _gone_is_fine(_function: Callable, _path: str, info: tuple) -> None:
+    """``rmtree``: another process removed it first (two writers of one output at once)."""
+    if not isinstance(info[1], FileNotFoundError):
+        raise info[1]
 
 
 def check_out_dir(out: Path, kind: str, force: bool, replaceable: set[str], sources: tuple[Path, ...] = (),
-                  legacy: Callable[[Path], str | None] | None = None, flag: str = "--out") -> None:
+                  legacy: Callable[[Path], str | None] | None = None, flag: str = "--out", whole: bool = True) -> None:
     """Whether a command may write ``kind`` to ``out``: a new or empty folder, or an earlier output
     of the same kind; with ``force``, any output of ``replaceable`` kinds too. Never a folder mt
-    did not write, a file, or a source the command reads (nor a folder holding one)."""
+    did not write, a file, a link, or a source the command reads (nor a folder holding one)."""
+    if out.is_symlink():
+        raise MTError(f"{flag} {out} is a symbolic link: name the folder itself (mt writes a folder in place of the "
+                      "name it is given)")
     resolved = out.resolve()
     for source in sources:
         src = source.resolve()
@@ -272,6 +318,10 @@ def check_out_dir(out: Path, kind: str, force: bool, replaceable: set[str], sour
     if not out.is_dir():
         raise MTError(f"{flag} {out} is a file: name a folder to write the {kind} to")
     found = output_kind(out, legacy)
+    extra = unlisted(out) if found is not None and whole else []  # a folder replaced whole takes no passengers
+    if extra and (found == kind or found in replaceable):
+        raise MTError(f"{flag} {out} holds {_a(found)} and files mt did not write ({', '.join(extra[:3])}): move them "
+                      "out, or choose another folder")
     if found == kind:
         return
     if found is not None and found in replaceable:

@@ -12,6 +12,8 @@ save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -33,11 +35,13 @@ from mt.files import (
     output_kind,
     remove_own,
     temp_name,
+    unlisted,
     verify_manifest,
     write_manifest,
 )
 from mt.models import Seq2SeqModel, build_model
 
+log = logging.getLogger("mt")
 WEIGHTS, CONFIG, SRC_SPM, TGT_SPM = "model.safetensors", "config.yaml", "src.model", "tgt.model"
 EXPORT_INFO = "export.json"  # in a directory ``mt export`` wrote: its format and where it came from
 INT8_WEIGHTS = "model.int8.safetensors"  # an int8 export's weights: NAME.int8 + NAME.scale per matrix
@@ -81,7 +85,9 @@ def legacy_kind(path: Path) -> str | None:
 
 
 def _old(path: Path) -> Path:
-    return path.with_name(path.name + ".old")
+    """Where the previous version waits while its successor is renamed into place: a name of
+    mt's own (a user's ``model.old`` backup is never touched)."""
+    return path.with_name(f".{path.name}.mt-old")
 
 
 def fresh_temp_dir(path: Path) -> Path:
@@ -96,16 +102,18 @@ def fresh_temp_dir(path: Path) -> Path:
 
 def replace_dir(tmp: Path, path: Path, kind: str, replaces: set[str] | None = None) -> Path:
     """Seals the finished ``tmp`` as ``kind`` (mt.files.write_manifest) and puts it at ``path``.
-    At every moment either ``path`` or ``<path>.old`` holds a complete directory (``existing_dir``
-    finds it). Only an output of the ``replaces`` kinds (default: ``kind``) is ever replaced."""
+    At every moment either ``path`` or ``.<path>.mt-old`` holds a complete directory (``existing_dir``
+    finds it). Only an output of the ``replaces`` kinds (default: ``kind``) holding nothing but
+    what its manifest lists is ever replaced."""
     allowed = replaces or {kind}
     write_manifest(tmp, kind)
     old = _old(path)
-    if path.exists():
+    if path.exists() or path.is_symlink():
         remove_own(old, allowed | {kind}, legacy_kind)
-        if output_kind(path, legacy_kind) not in allowed and any(path.iterdir()):
-            raise MTError(f"{path} is in the way and is not {' or '.join(sorted(allowed))} mt wrote: move it elsewhere "
-                          "(mt never replaces a folder it did not write)")
+        if path.is_symlink() or not path.is_dir() or (any(path.iterdir()) and (
+                output_kind(path, legacy_kind) not in allowed or unlisted(path))):
+            raise MTError(f"{path} is in the way and is not {' or '.join(sorted(allowed))} mt wrote (or holds files "
+                          "mt did not write): move it elsewhere (mt never replaces a folder it did not write)")
         path.rename(old)
     tmp.rename(path)
     fsync_path(path.parent)
@@ -114,9 +122,23 @@ def replace_dir(tmp: Path, path: Path, kind: str, replaces: set[str] | None = No
 
 
 def existing_dir(path: Path) -> Path | None:
-    """``path``, or the complete previous version a kill mid-replace left as ``.old``."""
-    old = _old(path)
-    return path if path.is_dir() else old if old.is_dir() else None
+    """``path``, or the complete previous version a kill mid-replace left beside it (``.NAME.mt-old``;
+    ``NAME.old`` from an mt before manifests, read but never removed)."""
+    for candidate in (path, _old(path), path.with_name(path.name + ".old")):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def readable_dir(path: str | Path) -> Path:
+    """``path``, or, where a write into it was cut short between its two renames, the complete
+    previous version beside it (said in one warning line), so every command reads the last good
+    state."""
+    path = Path(path)
+    if not path.exists() and _old(path).is_dir():
+        log.warning("%s: a write was cut short; reading its complete previous version %s", path, _old(path))
+        return _old(path)
+    return path
 
 
 def written_dir(path: Path, write: Callable[[Path], None], what: str, kind: str, after: str = "",
@@ -125,6 +147,7 @@ def written_dir(path: Path, write: Callable[[Path], None], what: str, kind: str,
     ``path`` (only an output of the ``replaces`` kinds, default ``kind``). A failed write (a
     full disk) removes the half-written folder, keeps the previous ``path`` and ends in one line
     naming ``what`` could not be written and, with ``after``, what to do next."""
+    path = Path(os.path.abspath(path))  # "." and "dir/" have names to put a temporary beside
     tmp = temp_name(path)
     try:
         tmp = fresh_temp_dir(path)
@@ -134,12 +157,10 @@ def written_dir(path: Path, write: Callable[[Path], None], what: str, kind: str,
         why = write_failure(err)
         if why is None:
             raise
-        shutil.rmtree(tmp, ignore_errors=True)
         raise WriteError(f"could not write {what} to {path} ({why}); {after or 'free space there and run again'}") \
             from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone once renamed; else never left behind
 
 
 DERIVED_KINDS = {"average", "int8 export", "ctranslate2 export"}  # made again from models: --force may replace
@@ -203,7 +224,7 @@ def read_config_and_tokenizers(path: Path, files: Sequence[str], what: str,
     """The config and tokenizers of a model or export directory, once ``files`` are all there
     (else one line: '{path} is not {what}: NAME is missing; {fix}'), and each file checked
     against the manifest's size and checksum, where mt wrote one."""
-    verify_manifest(path, fix or "copy it again from where it was written, or train it again")
+    verify_manifest(path, fix or "copy it again from where it was written, or train it again", tuple(files))
     for name in files:
         if not (path / name).is_file():
             raise MTError(f"{path} is not {what}: {name} is missing{'; ' + fix if fix else ''}")
@@ -215,6 +236,9 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
     line naming it, never a traceback from the YAML parser, SentencePiece or safetensors."""
     path = Path(path)
     if not path.is_dir():
+        if _old(path).is_dir():
+            raise MTError(f"model directory {path} does not exist, but its previous version is complete in "
+                          f"{_old(path)} (a write was cut short): rename it to {path.name}, or resume the run")
         raise MTError(f"model directory {path} does not exist: pass the 'model' folder a training run wrote")
     kind = export_format(path)
     if kind is not None:

@@ -223,7 +223,7 @@ def test_align_files_keeps_line_count_and_order(trained_model_dir, corpus_dir, t
     with np.load(out["a.npz"]) as arrays:
         assert sorted(arrays.files) == ["attention_0", "attention_2", "words_0", "words_2"]
         np.testing.assert_allclose(arrays["words_2"].sum(1), 1.0, atol=1e-3)
-    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["00001.svg", "00003.svg"]
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == ["00001.svg", "00003.svg", "manifest.json"]
 
 
 def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, corpus_dir, tmp_path, capsys):

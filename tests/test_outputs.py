@@ -406,9 +406,9 @@ def test_align_out_dir_refuses_a_folder_it_did_not_write(trained_model_dir, smal
         assert {p.name: p.read_text() for p in foreign.iterdir()} == kept
     maps = tmp_path / "maps"
     assert align(maps) == 0
-    _only(maps, "00001.png", "00002.png", "00003.png")
+    _only(maps, "00001.png", "00002.png", "00003.png", "manifest.json")
     assert align(maps, "--max-plots", "1", "--format", "svg") == 0  # its own folder: replaced by the new heatmaps
-    _only(maps, "00001.svg")
+    _only(maps, "00001.svg", "manifest.json")
     # a compare report is mt's own: --force writes heatmaps into it, and keeps what is not a heatmap
     report = tmp_path / "report"
     assert _compare(trained_model_dir, small_test, report) == 0

@@ -249,8 +249,123 @@ def test_a_run_killed_between_the_two_renames_resumes_from_last_old_and_checkpoi
             "train.checkpoint_every=1", "train.valid_every=2"]
     assert main([*base, "train.max_steps=2", f"hydra.run.dir={run}"]) == 0
     last = run / "checkpoints" / "last"
-    last.rename(last.with_name("last.old"))  # where a kill between the renames leaves it
+    last.rename(last.with_name(".last.mt-old"))  # where a kill between the renames leaves it
     assert main(["train", "train.max_steps=4", f"train.resume={run}", f"hydra.run.dir={tmp_path / 'again'}"]) == 0
     assert json.loads((last / "progress.json").read_text())["step"] == 4
-    assert not last.with_name("last.old").exists()
+    assert not last.with_name(".last.mt-old").exists()
     load_model_dir(run / "model")
+
+
+# -- what a review found (each reproduced before the fix) -----------------------------------
+
+
+def test_a_backup_or_a_file_named_like_mts_previous_version_is_never_removed(model, tmp_path):
+    out = tmp_path / "exp"
+    assert main(["export", str(model), "--to", "int8", "--out", str(out)]) == 0
+    (tmp_path / "exp.old").write_text("my notes\n")  # a user's file
+    assert main(["export", str(model), "--to", "int8", "--out", str(out)]) == 0
+    assert (tmp_path / "exp.old").read_text() == "my notes\n"
+    backup = Path(shutil.copytree(model, tmp_path / "model.old"))  # mv model model.old: a user's backup
+    from mt.model_dir import save_model_dir
+
+    loaded = load_model_dir(model)
+    save_model_dir(model, loaded.model, loaded.config, loaded.src_tokenizer, loaded.tgt_tokenizer)
+    assert backup.is_dir() and load_model_dir(backup)
+
+
+def test_an_output_holding_files_mt_did_not_write_is_not_replaced(model, tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["export", str(model), "--to", "int8", "--out", str(out)]) == 0
+    (out / "README.txt").write_text("how I exported it\n")
+    err = _error(capsys, ["export", str(model), "--to", "int8", "--out", str(out), "--force"])
+    assert "files mt did not write (README.txt)" in err
+    assert (out / "README.txt").is_file()
+    from mt.decoding.translator import Translator
+
+    Translator.from_dir(str(out))  # an extra file does not stop it loading
+
+
+def test_numbered_images_of_the_users_are_not_taken_for_heatmaps(trained_model_dir, corpus_dir, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(1, 6):
+        (frames / f"{i:05d}.png").write_text(f"my frame {i}\n")
+    before = _tree(frames)
+    err = _error(capsys, ["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                          "--ref-file", str(corpus_dir / "test.de"), "--out-dir", str(frames), "--force"])
+    assert "mt did not write it" in err and _tree(frames) == before
+    maps = tmp_path / "maps"  # its own folder: sealed, and a rerun with fewer pairs removes the stale ones
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                 "--ref-file", str(corpus_dir / "test.de"), "--out-dir", str(maps), "--max-plots", "3"]) == 0
+    assert json.loads((maps / MANIFEST).read_text())["kind"] == "set of heatmaps"
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                 "--ref-file", str(corpus_dir / "test.de"), "--out-dir", str(maps), "--max-plots", "2"]) == 0
+    assert sorted(p.name for p in maps.iterdir()) == ["00001.png", "00002.png", MANIFEST]
+
+
+def test_the_demo_never_writes_into_a_folder_of_the_users(tmp_path, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "translations.txt").write_text("3 weeks of work\n")
+    err = _error(capsys, ["demo", "--out", str(thesis), "--epochs", "1"])
+    assert "mt did not write it" in err and (thesis / "translations.txt").read_text() == "3 weeks of work\n"
+
+
+def test_a_file_where_the_run_puts_its_model_is_refused_before_training(corpus_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model").write_text("notes\n")
+    argv = ["train", *TINY_TRAIN, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"]
+    with pytest.raises(SystemExit) as leaving:
+        main(argv)
+    assert leaving.value.code == 2 and "is in the way (a file" in capsys.readouterr().err
+    assert (run / "model").read_text() == "notes\n" and not list(run.glob(".model.mt-tmp-*"))
+
+
+def test_odd_out_paths_and_manifests_are_one_line_or_work(model, tmp_path, capsys, monkeypatch):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert "is a symbolic link" in _error(capsys, ["export", str(model), "--to", "int8", "--out",
+                                                   str(tmp_path / "dangling")])
+    assert not list(tmp_path.glob(".dangling*"))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["export", str(model), "--to", "int8", "--out", "."]) == 0
+    assert json.loads((here / MANIFEST).read_text())["kind"] == "int8 export"
+    manifest = json.loads((model / MANIFEST).read_text())
+    for bad in ({"config.yaml": "oops"}, {"../../etc/hostname": {"size": 1, "sha256": "x"}},
+                {"/etc/hostname": {"size": 1, "sha256": "x"}}, {}):
+        (model / MANIFEST).write_text(json.dumps({**manifest, "files": bad}))
+        (tmp_path / "in.txt").write_text("The dog sleeps.\n")
+        err = _error(capsys, ["translate", str(model), "--input", str(tmp_path / "in.txt")])
+        assert f"{model / MANIFEST} is damaged" in err and "hostname" not in err.split("damaged")[1][:40]
+
+
+def test_a_read_only_cache_of_an_earlier_mt_is_used_as_it_is(corpus_dir, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cfg = _cfg(corpus_dir, cache)
+    prepare_data(cfg)
+    for seal in (cache / "spm").glob("*.json"):
+        seal.unlink()  # as an earlier mt cached them
+    from mt.data import tokenizer
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tokenizer, "atomic_write_text", read_only)
+    prepare_data(cfg)  # no seal written, nothing set aside, no error
+    assert not list((cache / "spm").glob("*.damaged"))
+
+
+def test_only_this_hosts_dead_temporaries_are_cleared(tmp_path):
+    from mt.files import HOST, clear_stale_temps
+
+    target = tmp_path / "out"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)
+    mine, other = tmp_path / f".out.mt-tmp-{HOST}-{pid}", tmp_path / f".out.mt-tmp-otherhost-{pid}"
+    for folder in (mine, other):
+        folder.mkdir()
+        (folder / "f").write_text("x")
+    clear_stale_temps(target)
+    assert not mine.exists() and other.is_dir()

@@ -26,7 +26,7 @@ from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translation, Translator
 from mt.errors import DataError, MTError
 from mt.evaluation.alignment import SYMMETRISATIONS, has_moses_escapes, prepare_text, write_pharaoh
-from mt.files import output_file, write_text_file
+from mt.files import output_file, read_manifest, write_manifest, write_text_file
 from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
 
@@ -163,7 +163,7 @@ def draw_pairs(pairs: Sequence[AlignedPair], files: AlignmentFiles) -> int:
     if not files.heatmaps:
         return 0
     out_dir = Path(files.heatmaps)
-    earlier = kind_of(out_dir) == HEATMAPS  # a folder of heatmaps an earlier run drew
+    manifest = read_manifest(out_dir) if kind_of(out_dir) == HEATMAPS else None  # an earlier run's, sealed
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn: list[Path] = []
     for n, pair in enumerate(pairs):
@@ -175,8 +175,11 @@ def draw_pairs(pairs: Sequence[AlignedPair], files: AlignmentFiles) -> int:
         else:
             plot_attention(pair.attention, pair.src_pieces, [*pair.tgt_pieces, "</s>"], path, title=pair.target)
         drawn.append(path)
-    if earlier:  # the folder shows this run's heatmaps only, not those of an earlier run past them
-        remove_stale(out_dir, set(heatmap_files(out_dir)) - set(drawn))
+    if manifest is not None:  # the folder shows this run's heatmaps only, not those of an earlier run past them
+        listed = {out_dir / name for name in manifest["files"] if "/" not in name}
+        remove_stale(out_dir, (set(heatmap_files(out_dir)) & listed) - set(drawn))
+    if kind_of(out_dir) in (None, HEATMAPS):  # not a compare report it was --force'd into
+        write_manifest(out_dir, HEATMAPS, files=[p.name for p in heatmap_files(out_dir)])
     return len(drawn)
 
 

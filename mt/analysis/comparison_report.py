@@ -160,7 +160,10 @@ def write_comparison(comparison: Comparison, out: str | Path, example: int | Non
 def seal_report(out: str | Path) -> None:
     """Marks ``out`` as a complete compare report (mt.files.write_manifest, written last)."""
     try:
-        write_manifest(Path(out), COMPARE_REPORT)
+        out = Path(out)  # the report's own files: not the runs a demo trains beside them
+        files = [p.relative_to(out).as_posix() for p in [*out.iterdir(), *(out / "alignments").glob("*")]
+                 if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")] if out.is_dir() else []
+        write_manifest(out, COMPARE_REPORT, files=files)
     except OSError as err:
         why = write_failure(err)
         if why is None:

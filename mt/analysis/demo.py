@@ -26,6 +26,7 @@ import torch
 from mt.analysis.compare import compare_models
 from mt.analysis.comparison_report import seal_report, write_comparison
 from mt.analysis.entries import describe_models
+from mt.analysis.outputs import COMPARE_REPORT, check_report_dir
 from mt.config import ExperimentConfig
 from mt.data.corpus import load_corpus
 from mt.decoding.search import SearchConfig
@@ -93,6 +94,7 @@ def run_demo(settings: DemoSettings) -> dict[str, str]:
     the report; returns each model's directory."""
     start = time.perf_counter()
     out = settings.out
+    _check_demo_out(out)
     out.mkdir(parents=True, exist_ok=True)
     overrides = {m: [*DEMO_MODEL, *DEMO_TRAIN, f"model={m}"] for m in MODELS}
     config = compose([*overrides[MODELS[-1]], *settings.overrides])  # fails here, before any work, on a bad override
@@ -128,6 +130,14 @@ def run_demo(settings: DemoSettings) -> dict[str, str]:
           f"Try: mt translate {dirs[-1]} --beam 4   (type a sentence)\n"
           f"     mt align {dirs[-1]} --src \"The old man has seen the dog.\" --out heatmap.png")
     return model_dirs
+
+
+def _check_demo_out(out: Path) -> None:
+    """The demo writes into a new or empty folder, an earlier demo's or report's, or one an
+    interrupted demo left (its model runs only); never into a folder of the user's."""
+    if out.is_dir() and all(p.name in MODELS and p.is_dir() for p in out.iterdir() if not p.name.startswith(".")):
+        return
+    check_report_dir(out, COMPARE_REPORT, False, "--out")
 
 
 def _train_all(jobs: list[tuple[str, list[str], str]], sequential: bool) -> list[str]:

@@ -9,7 +9,8 @@ A folder a command fills with several files is one of three kinds, each told by 
 * ``compare report`` (``mt compare --out``): its tables, plots, translations and results, sealed
   with ``manifest.json`` (``mt.files.write_manifest``) once complete; a folder an mt before
   manifests wrote is told by its tables, translations and ``results.json`` (LEGACY_REPORT).
-* ``set of heatmaps`` (``mt align --out-dir``): nothing but ``NNNNN.png`` / ``.svg`` / ``.pdf``.
+* ``set of heatmaps`` (``mt align --out-dir``): ``NNNNN.png`` / ``.svg`` / ``.pdf``, sealed with its
+  manifest; a folder of such names without one may be anyone's frames and is never written into.
 * ``set of records`` (``mt compare --save-systems``): ``*.system.json.gz`` records, which it
   gathers run after run (each written whole; a record is replaced only by one of the same model).
 
@@ -56,8 +57,6 @@ def report_kind(folder: Path) -> str | None:
     if all((folder / name).is_file() for name in LEGACY_REPORT) and _is_results(folder / "results.json"):
         return COMPARE_REPORT
     entries = _visible(folder)
-    if entries and all(p.is_file() and HEATMAP_NAME.fullmatch(p.name) for p in entries):
-        return HEATMAPS
     if any(p.is_file() and p.name.endswith(RECORD_SUFFIX) for p in entries):
         return RECORDS
     return None
@@ -104,7 +103,7 @@ def check_report_dir(out: str | Path, kind: str, force: bool, flag: str, model_d
     out = Path(out)
     check_not_in_models(out, flag, model_dirs)
     replaceable = (REPORT_KINDS - {kind}) if kind in REPORT_KINDS else set()
-    check_out_dir(out, kind, force, replaceable, legacy=report_kind, flag=flag)
+    check_out_dir(out, kind, force, replaceable, legacy=report_kind, flag=flag, whole=False)  # others' files stay
 
 
 def check_output_files(outputs: Sequence[tuple[str, str | Path | None]],

@@ -9,6 +9,7 @@ aside and trained again with one warning line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -160,7 +161,9 @@ def _cached(path: Path) -> Tokenizer | None:
         else:
             tokenizer = Tokenizer(path)
             if seal is None:
-                atomic_write_text(_seal(path), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
+                with contextlib.suppress(OSError):  # a read-only shared cache: used as it is, unsealed
+                    atomic_write_text(_seal(path), json.dumps({"size": len(data),
+                                                               "sha256": hashlib.sha256(data).hexdigest()}))
             return tokenizer
     except (OSError, ValueError, AttributeError, DataError) as err:
         why = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
@@ -169,6 +172,9 @@ def _cached(path: Path) -> Tokenizer | None:
         os.replace(path, aside)
     except FileNotFoundError:
         pass  # another process set it aside first
+    except OSError as err:
+        raise WriteError(f"the tokenizer cache {path} is damaged ({why}) and could not be set aside ({err}): "
+                         "delete it, or point cache_dir at a folder you can write") from None
     log.warning("tokenizer cache %s is damaged (%s): set aside as %s and trained again", path, why, aside.name)
     return None
 

@@ -20,7 +20,7 @@ from mt.data.tokenizer import PAD, Tokenizer
 from mt.decoding.search import Hypothesis, SearchConfig, beam_search, greedy_search
 from mt.errors import MTError
 from mt.hardware import resolve_device
-from mt.model_dir import export_format, load_model_dir
+from mt.model_dir import export_format, load_model_dir, readable_dir
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
 
@@ -58,6 +58,7 @@ class Translator:
     def from_dir(cls, path: str, device: str = "auto", precision: str = "auto") -> Translator:
         """``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
         where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
+        path = str(readable_dir(path))
         kind = export_format(path)
         if kind is not None:  # an export (mt export): run by its engine, through this class's interface
             if kind not in EXPORT_RUNNERS:

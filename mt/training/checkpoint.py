@@ -9,7 +9,7 @@
 
 A checkpoint is written into a temporary folder beside ``last``, sealed with a manifest
 (mt.files) and renamed into place, so a kill at any moment leaves the previous checkpoint
-(as ``last`` or ``last.old``) intact, and a file damaged later is named, never loaded.
+(as ``last`` or ``.last.mt-old``) intact, and a file damaged later is named, never loaded.
 """
 
 from __future__ import annotations

@@ -171,6 +171,9 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     else:
         earlier = []
         for place in (Path(run_dir) / "model", Path(run_dir) / "checkpoints" / "last"):
+            if place.is_symlink() or (place.exists() and not place.is_dir()):
+                raise MTError(f"{place} is in the way (a file, not a folder mt wrote): move it elsewhere, or give "
+                              "this run a new folder (hydra.run.dir=...)")
             found = existing_dir(place)
             if found is None:
                 continue
