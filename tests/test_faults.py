@@ -11,7 +11,9 @@ once, so a trial costs a fork, not an interpreter start. The default run tries a
 points per output; ``MT_FAULT_SWEEP=all`` tries every one (the longer sweep,
 docs/BENCHMARKS.md "Reliability"):
 
-    MT_FAULT_SWEEP=all scripts/test.sh tests/test_faults.py -p no:randomly -s
+    MT_FAULT_SWEEP=all MT_FAULT_REPORT=faults.jsonl scripts/test.sh -m faults
+
+They are CI's second tier (``.ci/run``: ``scripts/test.sh -m faults`` after the default run).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import TINY_TRAIN
+
+pytestmark = pytest.mark.faults
 
 SWEEP = os.environ.get("MT_FAULT_SWEEP", "")
 POINTS = 10_000 if SWEEP == "all" else 5  # kill points tried per output in the default run
