@@ -181,3 +181,19 @@ def kill_after_step(args: Sequence[str], run: Path, step: int, cwd: Path, timeou
 def trained_model_dir(tmp_path_factory, corpus_dir) -> Path:
     """A model directory written by a real (very short) ``mt train`` run."""
     return train_tiny(tmp_path_factory.mktemp("train"), corpus_dir) / "model"
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the encodings that really run (not those read back from the cache)."""
+    from mt.data import encoded
+
+    calls = []
+    real = encoded._encode_into
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encoded, "_encode_into", counting)
+    return calls

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from mt.config import CorpusSource, DataConfig
-from mt.data import encoded as encoded_module
 from mt.data.batching import encode_pairs
 from mt.data.corpus import open_corpus
 from mt.presets import compose
@@ -139,20 +138,6 @@ def test_the_columns_picked_are_part_of_the_key(tmp_path, kind):
     key = open_corpus(_data_config(folder, kind)).train.fingerprint()
     flipped = DataConfig(**{**vars(_data_config(folder, kind)), "src_lang": "de", "tgt_lang": "en"})
     assert (open_corpus(flipped).train.fingerprint() == key) == (kind == "tsv")
-
-
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the encodings that really run (not those read back from the cache)."""
-    calls = []
-    real = encoded_module._encode_into
-
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(encoded_module, "_encode_into", counting)
-    return calls
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "tsv", "disk"])

@@ -49,20 +49,6 @@ def _cfg(corpus: Path, cache: Path, *more: str):
                     "data.tokenizer.tgt_vocab_size=60", "data.max_len=10", *more])
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """Counts the encodings that really run (not those read back from the cache)."""
-    calls = []
-    real = encoded_module._encode_into
-
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(encoded_module, "_encode_into", counting)
-    return calls
-
-
 def test_the_corpus_is_encoded_once_and_mapped_after(tmp_path, counted, caplog):
     corpus = _write_corpus(tmp_path / "c", 300)
     cfg = _cfg(corpus, tmp_path / "cache")
