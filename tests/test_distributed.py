@@ -65,6 +65,7 @@ def test_two_processes_update_as_one_process_accumulating_both_batches(ddp_run, 
     assert not _close(_weights(ddp_run), _weights(tmp_path / "acc1"))
 
 
+@pytest.mark.faults  # a kill and a resume: CI's fault-injection tier
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(ddp_run, corpus_dir, tmp_path):
     run = tmp_path / "run"
     killed_at = kill_after_step(["train", *SETTINGS, "train.ddp=2", "train.checkpoint_every=1", f"data.dir={corpus_dir}",

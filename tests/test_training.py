@@ -28,6 +28,7 @@ def _weights(run: Path) -> dict:
     return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
 
 
+@pytest.mark.faults  # a kill and a resume: CI's fault-injection tier
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(corpus_dir, tmp_path):
     common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"]
     straight = run_mt("train", *common, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
