@@ -194,10 +194,9 @@ def write_manifest(folder: Path, kind: str, extra: dict | None = None, files: li
         listed = sorted(folder / name for name in files)
         for path in listed:
             fsync_path(path)
-    files_ = listed
     manifest = {"kind": kind, "mt": __version__, "written": time.strftime("%Y-%m-%d %H:%M:%S"), **(extra or {}),
                 "files": {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-                          for p in files_}}
+                          for p in listed}}
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=1) + "\n")
         handle.flush()
@@ -228,7 +227,8 @@ def unlisted(folder: Path) -> list[str]:
     if manifest is None:
         return []
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+                  if p.is_file() and p.name != MANIFEST
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                   and p.relative_to(folder).as_posix() not in manifest["files"])
 
 

@@ -234,7 +234,7 @@ def read_config_and_tokenizers(path: Path, files: Sequence[str], what: str,
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """A model directory, checked file by file: a missing, damaged or mismatched file is one
     line naming it, never a traceback from the YAML parser, SentencePiece or safetensors."""
-    path = Path(path)
+    path = readable_dir(path)
     if not path.is_dir():
         if _old(path).is_dir():
             raise MTError(f"model directory {path} does not exist, but its previous version is complete in "

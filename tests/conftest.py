@@ -197,3 +197,14 @@ def counted(monkeypatch):
 
     monkeypatch.setattr(encoded, "_encode_into", counting)
     return calls
+
+
+def pytest_collection_modifyitems(config, items):
+    """CI's second tier (``faults``) stays out of a plain run; ``-m`` of any kind, or a test
+    file or test named on the command line, decides for itself."""
+    if config.option.markexpr or any(Path(arg.split("::")[0]).is_file() for arg in config.args):
+        return
+    kept = [item for item in items if item.get_closest_marker("faults") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("faults")])
+        items[:] = kept

@@ -301,6 +301,12 @@ def test_numbered_images_of_the_users_are_not_taken_for_heatmaps(trained_model_d
     assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
                  "--ref-file", str(corpus_dir / "test.de"), "--out-dir", str(maps), "--max-plots", "2"]) == 0
     assert sorted(p.name for p in maps.iterdir()) == ["00001.png", "00002.png", MANIFEST]
+    (maps / "00009.png").write_text("mine\n")  # put in by hand: never listed, so never removed
+    for _ in range(2):
+        assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
+                     "--ref-file", str(corpus_dir / "test.de"), "--out-dir", str(maps), "--max-plots", "2"]) == 0
+    assert (maps / "00009.png").read_text() == "mine\n"
+    assert "00009.png" not in json.loads((maps / MANIFEST).read_text())["files"]
 
 
 def test_the_demo_never_writes_into_a_folder_of_the_users(tmp_path, capsys):
@@ -309,6 +315,14 @@ def test_the_demo_never_writes_into_a_folder_of_the_users(tmp_path, capsys):
     (thesis / "translations.txt").write_text("3 weeks of work\n")
     err = _error(capsys, ["demo", "--out", str(thesis), "--epochs", "1"])
     assert "mt did not write it" in err and (thesis / "translations.txt").read_text() == "3 weeks of work\n"
+    from mt.analysis.demo import _check_demo_out
+
+    interrupted = tmp_path / "interrupted"  # what a demo stopped while it evaluated leaves: runs, plan, tables
+    for name in ("rnn_noattn", "rnn_bahdanau", "alignments"):
+        (interrupted / name).mkdir(parents=True)
+    (interrupted / "plan.json").write_text("{}")
+    (interrupted / "scores.csv").write_text("model\n")
+    _check_demo_out(interrupted)
 
 
 def test_a_file_where_the_run_puts_its_model_is_refused_before_training(corpus_dir, tmp_path, capsys):
@@ -331,6 +345,9 @@ def test_odd_out_paths_and_manifests_are_one_line_or_work(model, tmp_path, capsy
     here.mkdir()
     monkeypatch.chdir(here)
     assert main(["export", str(model), "--to", "int8", "--out", "."]) == 0
+    cut = Path(shutil.copytree(model, tmp_path / ".cut.mt-old"))  # a write into tmp_path/cut cut short
+    assert main(["export", str(tmp_path / "cut"), "--to", "int8", "--out", str(tmp_path / "from_cut")]) == 0
+    assert cut.is_dir()
     assert json.loads((here / MANIFEST).read_text())["kind"] == "int8 export"
     manifest = json.loads((model / MANIFEST).read_text())
     for bad in ({"config.yaml": "oops"}, {"../../etc/hostname": {"size": 1, "sha256": "x"}},

@@ -175,11 +175,12 @@ def draw_pairs(pairs: Sequence[AlignedPair], files: AlignmentFiles) -> int:
         else:
             plot_attention(pair.attention, pair.src_pieces, [*pair.tgt_pieces, "</s>"], path, title=pair.target)
         drawn.append(path)
+    listed = {out_dir / name for name in manifest["files"] if "/" not in name} if manifest is not None else set()
     if manifest is not None:  # the folder shows this run's heatmaps only, not those of an earlier run past them
-        listed = {out_dir / name for name in manifest["files"] if "/" not in name}
         remove_stale(out_dir, (set(heatmap_files(out_dir)) & listed) - set(drawn))
     if kind_of(out_dir) in (None, HEATMAPS):  # not a compare report it was --force'd into
-        write_manifest(out_dir, HEATMAPS, files=[p.name for p in heatmap_files(out_dir)])
+        ours = sorted({*drawn, *(p for p in listed if p.is_file())})  # never an image of the user's
+        write_manifest(out_dir, HEATMAPS, files=[p.name for p in ours])
     return len(drawn)
 
 

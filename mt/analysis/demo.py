@@ -26,7 +26,7 @@ import torch
 from mt.analysis.compare import compare_models
 from mt.analysis.comparison_report import seal_report, write_comparison
 from mt.analysis.entries import describe_models
-from mt.analysis.outputs import COMPARE_REPORT, check_report_dir
+from mt.analysis.outputs import COMPARE_REPORT, REPORT_FILES, check_report_dir
 from mt.config import ExperimentConfig
 from mt.data.corpus import load_corpus
 from mt.decoding.search import SearchConfig
@@ -135,7 +135,9 @@ def run_demo(settings: DemoSettings) -> dict[str, str]:
 def _check_demo_out(out: Path) -> None:
     """The demo writes into a new or empty folder, an earlier demo's or report's, or one an
     interrupted demo left (its model runs only); never into a folder of the user's."""
-    if out.is_dir() and all(p.name in MODELS and p.is_dir() for p in out.iterdir() if not p.name.startswith(".")):
+    left = {*MODELS, "plan.json", "alignments", *REPORT_FILES}  # what the demo writes before it seals the report
+    if out.is_dir() and any((out / m).is_dir() for m in MODELS) and all(
+            p.name in left for p in out.iterdir() if not p.name.startswith(".")):
         return
     check_report_dir(out, COMPARE_REPORT, False, "--out")
 
