@@ -108,23 +108,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
-    """``open(path, mode)`` whose content replaces ``path`` only once the block ends."""
-    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
-        yield handle
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    with atomic_open(path) as handle:
-        handle.write(text)
-    return Path(path)
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-    return Path(path)
+def fresh_temp_dir(path: Path) -> Path:
+    """An empty folder beside ``path``, this process's own, to fill before it is renamed to
+    ``path`` (what a killed process left there first cleared)."""
+    clear_stale_temps(path)
+    tmp = temp_name(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
 
 
 # -- files a command writes for the user --------------------------------------------------

@@ -30,7 +30,7 @@ from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
 from mt.files import (
     check_out_dir,
-    clear_stale_temps,
+    fresh_temp_dir,
     fsync_path,
     output_kind,
     remove_own,
@@ -88,16 +88,6 @@ def _old(path: Path) -> Path:
     """Where the previous version waits while its successor is renamed into place: a name of
     mt's own (a user's ``model.old`` backup is never touched)."""
     return path.with_name(f".{path.name}.mt-old")
-
-
-def fresh_temp_dir(path: Path) -> Path:
-    """An empty folder beside ``path``, this process's own, to write into before ``replace_dir``."""
-    clear_stale_temps(path)
-    tmp = temp_name(path)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
 
 
 def replace_dir(tmp: Path, path: Path, kind: str, replaces: set[str] | None = None) -> Path:

@@ -37,13 +37,13 @@ from mt.data.batching import EncodedCorpus, TokenRows, keep_mask
 from mt.data.streams import CHUNK, PairSource
 from mt.data.tokenizer import Tokenizer
 from mt.errors import WriteError, write_failure
-from mt.files import clear_stale_temps, fsync_path, fsync_tree, sha256_file, temp_name
+from mt.files import fresh_temp_dir, fsync_path, fsync_tree, sha256_file, temp_name
 
 log = logging.getLogger("mt.train")
 FORMAT = 2  # 2: sizes and a checksum in meta.json
 META = "meta.json"
+# Every one hashed on every mapping: 0.9 s for 350 MB (4.5M pairs) on a Zen 5 (docs/BENCHMARKS.md, "Reliability")
 FILES = ("src.bin", "tgt.bin", "src.offsets.npy", "tgt.offsets.npy", "kept.npy")
-CHECKED = FILES  # hashed on every mapping: about 0.3 s for 350 MB (4.5M pairs), against minutes of training
 
 
 class DamagedCache(Exception):
@@ -52,7 +52,7 @@ class DamagedCache(Exception):
 
 def _checksum(folder: Path, meta: dict) -> str:
     digest = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
-    for name in CHECKED:
+    for name in FILES:
         digest.update(sha256_file(folder / name).encode())
     return digest.hexdigest()
 
@@ -116,11 +116,9 @@ def encoded_corpus(source: PairSource, src_tok: Tokenizer, tgt_tok: Tokenizer, c
             return mapped
         except DamagedCache as err:
             _set_aside(folder, str(err))
-    clear_stale_temps(folder)
     tmp = temp_name(folder)
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = fresh_temp_dir(folder)
         _encode_into(tmp, source, src_tok, tgt_tok, max_len, max_ratio, progress, chunk)
         fsync_tree(tmp)
         try:

@@ -131,7 +131,7 @@ def train_tokenizer(
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_path, data)
-        atomic_write_text(_seal(out_path), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
+        _write_seal(out_path, data)
     except OSError as err:
         why = write_failure(err) or str(err)
         raise WriteError(f"could not write the tokenizer model {out_path} ({why}): free space there, or point "
@@ -142,6 +142,10 @@ def train_tokenizer(
 def _seal(path: Path) -> Path:
     """The cached model's size and checksum, written after it: ``NAME.model.json``."""
     return path.with_name(path.name + ".json")
+
+
+def _write_seal(path: Path, data: bytes) -> None:
+    atomic_write_text(_seal(path), json.dumps({"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}))
 
 
 def _cached(path: Path) -> Tokenizer | None:
@@ -162,8 +166,7 @@ def _cached(path: Path) -> Tokenizer | None:
             tokenizer = Tokenizer(path)
             if seal is None:
                 with contextlib.suppress(OSError):  # a read-only shared cache: used as it is, unsealed
-                    atomic_write_text(_seal(path), json.dumps({"size": len(data),
-                                                               "sha256": hashlib.sha256(data).hexdigest()}))
+                    _write_seal(path, data)
             return tokenizer
     except (OSError, ValueError, AttributeError, DataError) as err:
         why = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
