@@ -176,7 +176,7 @@ def test_what_cannot_be_exported_or_honoured_is_one_line(trained_model_dir, tran
 def test_mt_serve_serves_the_export(exported, lines):
     httpx = pytest.importorskip("httpx", reason="the serve extra is not installed")
     pytest.importorskip("fastapi", reason="the serve extra is not installed")
-    from tests.test_serve import Server
+    from tests.serving import Server
 
     s = Server(f"fast={exported}")
     try:
@@ -189,5 +189,14 @@ def test_mt_serve_serves_the_export(exported, lines):
         want = Translator.from_dir(str(exported), "cpu").translate(lines[:3])
         assert answer.json()["translatedText"] == [t.text for t in want]
         assert len(answer.json()["attention"]) == 3
+        # A search the engine cannot run is the client's to change: 400, not 503 with Retry-After forever.
+        gnmt = httpx.post(f"{s.url}/translate", json={"q": lines[0], "source": "en", "target": "de",
+                                                     "penalty": "gnmt", "length_penalty": 0.6}, timeout=60)
+        assert gnmt.status_code == 400 and "retry-after" not in gnmt.headers
+        assert "gnmt has no CTranslate2 counterpart" in gnmt.json()["error"]
+        html = httpx.post(f"{s.url}/translate", json={"q": "<p>The dog <b>sleeps</b>.</p>", "source": "en",
+                                                     "target": "de", "format": "html"}, timeout=60)
+        assert html.status_code == 200 and html.headers["x-mt-markup"] == "attention"
+        assert html.json()["translatedText"].count("<b>") == 1
     finally:
         assert s.stop() == 0

@@ -431,7 +431,7 @@ def explore(args: list[str]) -> int:
 
 def serve(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mt serve", description="a translation server: LibreTranslate's API "
-                                     "(POST /translate, GET /languages), GET /models, /health, /metrics, and at / a "
+                                     "(POST /translate, /detect, /translate_file, GET /languages), GET /models, /health, /metrics, and at / a "
                                      "page that shows the attention of every model as you type")
     parser.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model directories, each DIR or NAME=DIR "
                         "(a 'model' folder is named after its run); each language pair goes to its first model")
@@ -458,6 +458,13 @@ def serve(args: list[str]) -> int:
     parser.add_argument("--max-texts", type=int, default=64, help="texts in one request's q list (default 64)")
     parser.add_argument("--max-body", type=int, default=1_000_000, help="bytes of request body (default 1 MB)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take (default 30)")
+    parser.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds a client has to send a request's headers, and again its body (default 10; "
+                        "past it: 408 and the connection closed)")
+    parser.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                        help="connections open at once; more are answered 503 with Retry-After (default 1000)")
+    parser.add_argument("--show-paths", action="store_true",
+                        help="GET /models names each model's directory (off: clients do not learn the paths)")
     parser.add_argument("--search-processes", type=int, default=1, metavar="N",
                         help="processes per model that run batches side by side (default 1; 2 with --threads 1 "
                         "gave 1.25x the sentences/s of one for a Transformer on 2 cores under load, "
@@ -466,15 +473,16 @@ def serve(args: list[str]) -> int:
                         help="torch threads of each search process (default: the cores shared among them, less "
                         "one for the HTTP side with --batching continuous)")
     ns = parser.parse_args(args)
-    for name in ("port", "search_processes", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body"):
+    for name in ("port", "search_processes", "max_batch_tokens", "max_queue", "char_limit", "max_texts", "max_body",
+                 "max_connections"):
         if getattr(ns, name) < 1:
             raise MTError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(ns, name)}")
     if ns.port > 65535:
         raise MTError(f"--port must be at most 65535, got {ns.port}")
     if ns.threads < 0:
         raise MTError(f"--threads must be at least 0 (0: the cores shared among the search processes), got {ns.threads}")
-    if ns.timeout <= 0 or ns.max_wait_ms < 0 or ns.min_wait_ms < 0:
-        raise MTError("--timeout must be above 0, --max-wait-ms and --min-wait-ms at least 0")
+    if ns.timeout <= 0 or ns.read_timeout <= 0 or ns.max_wait_ms < 0 or ns.min_wait_ms < 0:
+        raise MTError("--timeout and --read-timeout must be above 0, --max-wait-ms and --min-wait-ms at least 0")
     try:
         from mt.serving.server import serve as run_server
     except ImportError as err:
@@ -487,5 +495,6 @@ def serve(args: list[str]) -> int:
                       BatchingOptions(max_tokens=ns.max_batch_tokens, max_wait=ns.max_wait_ms / 1000,
                                       max_queue=ns.max_queue, mode="off" if ns.no_batching else ns.batching,
                                       min_wait=ns.min_wait_ms / 1000),
-                      Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout), threads=ns.threads,
-                      processes=ns.search_processes)
+                      Limits(ns.char_limit, ns.max_texts, ns.max_body, ns.timeout, ns.read_timeout),
+                      threads=ns.threads, processes=ns.search_processes, max_connections=ns.max_connections,
+                      show_paths=ns.show_paths)

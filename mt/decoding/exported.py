@@ -117,6 +117,9 @@ class CT2Translator(Translator):
         return cls(engine, info, src_tokenizer, tgt_tokenizer, where, compute_type)
 
     # -- searching ---------------------------------------------------------------------
+    def check_search(self, search: SearchConfig) -> None:
+        self._check(search)
+
     @staticmethod
     def _check(search: SearchConfig) -> None:
         if search.penalty is not LengthPenalty.plain and search.length_penalty != 0:

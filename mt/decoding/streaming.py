@@ -73,9 +73,14 @@ class StreamingTranslator:
         """Sentences waiting for room in the running searches."""
         return len(self._waiting)
 
+    def joins(self, search: SearchConfig) -> bool:
+        """Whether a request searched so joins the running search (greedy, on mt's own search);
+        if not, ``submit`` translates it whole before it returns."""
+        return search.beam == 1 and self.translator.streams
+
     def submit(self, key: Hashable, lines: Sequence[str], search: SearchConfig) -> list[Answer]:
         """A request joins; answered at once (returned) when it needs no running search."""
-        if search.beam > 1 or not self.translator.streams:
+        if not self.joins(search):
             try:
                 return [(key, self.translator.translate_nbest(lines, search=search))]
             except Exception as err:  # noqa: BLE001 - this request fails, the others go on
@@ -89,6 +94,32 @@ class StreamingTranslator:
             else:
                 request.results[i] = [Translation(lines[i], "", [], ["</s>"], [], None, 0.0)]
         return [] if request.missing else [(key, request.results)]  # type: ignore[list-item]
+
+    def cancel(self, key: Hashable) -> bool:
+        """Request ``key`` is given up: its sentences leave, those waiting and those searching
+        (their rows leave the running batch at once, so no step is spent on them), and it is
+        never answered. False if no sentence of it was held (answered, or never submitted)."""
+        held = False
+        waiting: deque[tuple[_Request, int]] = deque()
+        for request, i in self._waiting:
+            if request.key == key:
+                request.missing, held = -1, True
+            else:
+                waiting.append((request, i))
+        self._waiting = waiting
+        for search, running in list(self._running.items()):
+            active = running.active.tolist() if len(running) else []
+            rows = [r for r, ((request, _), on) in enumerate(zip(running.keys, active)) if on and request.key == key]
+            if not rows:
+                continue
+            held = True
+            for request, _ in (running.keys[r] for r in rows):
+                request.missing = -1
+            if len(rows) == len(running):
+                del self._running[search]  # nothing else in it: a new one starts for the next request
+            else:
+                _drop_rows(running, rows)
+        return held
 
     @torch.no_grad()
     def step(self) -> list[Answer]:
@@ -151,3 +182,11 @@ class StreamingTranslator:
         request.results[i] = [self.translator.translation(request.lines[i], request.ids[i], hyp)]
         request.missing -= 1
         return [(request.key, request.results)] if request.missing == 0 else []  # type: ignore[list-item]
+
+
+def _drop_rows(running: RunningGreedy, rows: Sequence[int]) -> None:
+    """``rows`` of a running search (still searching, not all of them) stop and leave its batch
+    now, as the rows that ended leave it (``RunningGreedy._keep``)."""
+    running.active[list(rows)] = False
+    running._alive -= len(rows)  # RunningGreedy's own bookkeeping, kept as its ``step`` keeps it
+    running._keep(running.active.nonzero().squeeze(1))

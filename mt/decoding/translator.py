@@ -132,6 +132,10 @@ class Translator:
                 ids[i] = seq[:limit]
         return ids
 
+    def check_search(self, search: SearchConfig) -> None:
+        """Raises ``MTError`` naming a setting of ``search`` this translator cannot run (a
+        server answers 400 before queueing the request). mt's own search runs them all."""
+
     def input_limit(self, search: SearchConfig) -> tuple[int, str]:
         """The most source pieces read of a line, and why: ``search.max_input_len`` or the
         model's own ``max_positions``, whichever is smaller."""

@@ -3,31 +3,50 @@ Prometheus metrics and the live attention page.
 
 Each model has a worker (``StreamingWorker``: continuous batching in its search processes, the
 default; ``ModelWorker``: batches gathered in windows, or each request alone); handlers only
-parse, check, queue and wait, so ``/health`` answers while a long batch runs. Every problem a client
-can cause is a 4xx with ``{"error": "..."}`` (LibreTranslate's shape), never a 500.
+parse, check, queue and wait, so ``/health`` answers while a long batch runs. What a client can
+observe follows LibreTranslate (its code and its clients were the reference): fields from JSON,
+a form or the query string, unknown fields ignored, ``{"error": ...}`` for every error, 404 and
+405 included. Every problem a client can cause is a 4xx; 503 (with ``Retry-After``) only says
+"busy, try again", and 500 only a fault of mt's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from importlib import resources
+from pathlib import PurePath
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt import __version__
 from mt.decoding.aligner import ARGMAX, AlignOptions, translation_pair
+from mt.decoding.markup import AlignedSegment, parse_html
 from mt.decoding.search import SearchConfig
-from mt.decoding.translator import Translator
-from mt.serving.batcher import BatchingOptions, ModelWorker, QueueFull, Search, StreamingWorker, request_search
+from mt.decoding.translator import Translation, Translator
+from mt.errors import MTError
+from mt.serving.batcher import (
+    BatchingOptions,
+    ModelWorker,
+    QueueFull,
+    Search,
+    SearchRejected,
+    SearchUnavailable,
+    StreamingWorker,
+    request_search,
+)
+from mt.serving.detect import LanguageDetector
+from mt.serving.downloads import Downloads
 from mt.serving.protocol import (
     IGNORED_FIELDS,
     LANGUAGE_NAMES,
@@ -36,13 +55,19 @@ from mt.serving.protocol import (
     Limits,
     RequestError,
     TranslateRequest,
+    check_text,
+    parse_detect,
     parse_request,
     pharaoh,
+    shown,
 )
+from mt.serving.requests import read_fields
 from mt.visualization.explorer import with_colormap
 
 log = logging.getLogger("mt.serve")
 DEFAULT_LIMITS = Limits()
+FILE_FORMATS = (".txt", ".html", ".htm")
+MARKUP_HEADER = "X-MT-Markup"  # format html: "attention" (inline tags placed by alignment) or "text-nodes"
 
 
 @dataclass
@@ -54,6 +79,8 @@ class ServedModel:
     info: dict[str, Any] = field(default_factory=dict)  # what GET /models shows
     search: list[Search] | None = None  # each runs a batch (SearchProcesses); None: the translator, in the worker thread
     worker: ModelWorker | StreamingWorker | None = None
+    attends: bool = True  # has attention to place markup by (an RNN without attention has none)
+    directory: str = ""   # shown by GET /models only with --show-paths
 
 
 class Metrics:
@@ -94,98 +121,164 @@ class _CountRequests:
         await self.app(scope, receive, counted)
 
 
-def _route(models: list[ServedModel], req: TranslateRequest) -> ServedModel:
-    """The model a request goes to: by name, else the first serving its language pair."""
-    if req.model is not None:
-        named = [m for m in models if m.name == req.model]
-        if not named:
-            raise RequestError(400, f"unknown model '{req.model}': this server has {', '.join(m.name for m in models)}"
-                                    " (GET /models)")
-        served = named[0]
-        if req.source not in ("auto", served.source) or req.target != served.target:
-            raise RequestError(400, f"model '{served.name}' translates {served.source} to {served.target}, not "
-                                    f"{req.source} to {req.target}")
-        return served
-    if req.source == "auto":
-        by_target = [m for m in models if m.target == req.target]
-        if len({m.source for m in by_target}) == 1:
-            return by_target[0]
-        raise RequestError(400, "source 'auto' needs one source language for the target, but "
-                                + (f"{req.target} is served from {', '.join(sorted({m.source for m in by_target}))}"
-                                   if by_target else f"no model translates into '{req.target}'")
-                                + ": give the source language (GET /languages)")
-    for m in models:
-        if (m.source, m.target) == (req.source, req.target):
-            return m
-    pairs = ", ".join(f"{m.source}->{m.target}" for m in models)
-    raise RequestError(400, f"no model translates {req.source} to {req.target}: this server has {pairs} "
-                            "(GET /languages)")
-
-
-async def _read_body(request: Request, limit: int) -> Any:
-    """The JSON or form body, read up to ``limit`` bytes (413 past it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"the body is {int(declared)} bytes, more than the {limit} a request may send")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"the body is more than the {limit} bytes a request may send")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RequestError(400, f"the body is not valid UTF-8 (byte {err.start}): send UTF-8 text") from None
-    if kind == "application/x-www-form-urlencoded":
-        try:
-            form = parse_qs(text, keep_blank_values=True, strict_parsing=False, errors="strict")
-        except UnicodeDecodeError:
-            raise RequestError(400, "the form is not valid UTF-8: send UTF-8 text") from None
-        return {k: (v if k == "q" and len(v) > 1 else v[0]) for k, v in form.items()}
-    if kind == "multipart/form-data":
-        replay = Request(request.scope, receive=_replay(raw))
-        try:
-            form = await replay.form()
-        except Exception as err:  # noqa: BLE001 - a malformed multipart body is the client's
-            raise RequestError(400, f"the multipart form could not be read: {err}") from None
-        return {k: (form.getlist(k) if k == "q" and len(form.getlist(k)) > 1 else form[k]) for k in form}
-    if not text.strip():
-        raise RequestError(400, "the body is empty: send JSON such as {\"q\": \"Hello\", \"source\": \"en\", "
-                                "\"target\": \"de\"}")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RequestError(400, f"the body is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") \
-            from None
-
-
-def _replay(raw: bytes):
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    return receive
-
-
 def _error(err: RequestError) -> JSONResponse:
-    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
-    return JSONResponse({"error": err.message}, status_code=err.status, headers=headers)
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    if err.status == 408:
+        headers["Connection"] = "close"  # the rest of a slow body is not waited for
+    return JSONResponse({"error": err.message}, status_code=err.status, headers=headers or None)
 
 
-def _answer(req: TranslateRequest, served: ServedModel, results, options: AlignOptions) -> dict:
-    texts, alternatives, extra = [], [], []
-    for hyps in results:
+class Service:
+    """The models and what every route needs of them: routing a language pair to a model,
+    translating lines through its worker within the request's time, detecting languages."""
+
+    def __init__(self, models: list[ServedModel], search: SearchConfig, limits: Limits, align: AlignOptions) -> None:
+        self.models, self.search, self.limits, self.align = models, search, limits, align
+        self.sources = sorted({m.source for m in models})
+        self.languages = sorted({m.source for m in models} | {m.target for m in models})
+        self._detectors: dict[tuple[str, ...], LanguageDetector] = {}
+        self.downloads = Downloads()
+
+    # -- languages -----------------------------------------------------------------------
+    def detector(self, languages: Sequence[str]) -> LanguageDetector:
+        key = tuple(sorted(languages))
+        if key not in self._detectors:
+            self._detectors[key] = LanguageDetector(key)
+        return self._detectors[key]
+
+    async def detect(self, texts: Sequence[str], languages: Sequence[str]) -> list[list[tuple[str, float]]]:
+        """Each text's candidates among ``languages``, best first (LibreTranslate's 0-100 scale)."""
+        detector = self.detector(languages)
+        return await asyncio.to_thread(detector.detect_many, list(texts))
+
+    def sources_for(self, target: str) -> list[str]:
+        return sorted({m.source for m in self.models if m.target == target})
+
+    def route(self, source: str, target: str, model: str | None) -> ServedModel:
+        """The model for a pair: by name, else the first serving it (``source`` already detected)."""
+        if model is not None:
+            named = [m for m in self.models if m.name == model]
+            if not named:
+                raise RequestError(400, f"unknown model {shown(model)}: this server has "
+                                        f"{', '.join(m.name for m in self.models)} (GET /models)")
+            served = named[0]
+            if (source, target) != (served.source, served.target):
+                raise RequestError(400, f"model '{served.name}' translates {served.source} to {served.target}, not "
+                                        f"{source} to {target}")
+            return served
+        for m in self.models:
+            if (m.source, m.target) == (source, target):
+                return m
+        known = set(self.languages)
+        if source not in known or target not in known:
+            code = source if source not in known else target
+            raise RequestError(400, f"{shown(code)} is not supported: this server has {', '.join(self.languages)} "
+                                    "(GET /languages)")
+        pairs = ", ".join(f"{m.source}->{m.target}" for m in self.models)
+        raise RequestError(400, f"no model translates {source} to {target}: this server has {pairs} (GET /languages)")
+
+    async def sources_of(self, req: TranslateRequest, texts: Sequence[str]) -> tuple[list[str], list[dict] | None]:
+        """Each text's source language, and with ``source: auto`` what was detected (per text)."""
+        if req.source != "auto":
+            return [req.source] * len(texts), None
+        if req.model is not None:
+            served = self.route(next((m.source for m in self.models if m.name == req.model), "?"), req.target,
+                                req.model)
+            candidates = [served.source]
+        else:
+            candidates = self.sources_for(req.target)
+            if not candidates:
+                raise RequestError(400, f"no model translates into {shown(req.target)}: this server translates into "
+                                        f"{', '.join(sorted({m.target for m in self.models}))} (GET /languages)")
+        found = await self.detect(texts, candidates)
+        detected = [{"language": best[0][0], "confidence": best[0][1]} for best in found]
+        return [d["language"] for d in detected], detected
+
+    # -- translating ---------------------------------------------------------------------
+    async def translate(self, served: ServedModel, lines: list[str], search: SearchConfig,
+                        deadline: float) -> list[list[Translation]]:
+        """``lines`` through the model's worker, by ``deadline`` (perf_counter); a timed-out
+        request is cancelled in the search process, not left to run on."""
+        if not lines:
+            return []
+        try:
+            served.translator.check_search(search)
+        except MTError as err:
+            raise RequestError(400, f"model '{served.name}' cannot search so: {err}") from None
+        limit = served.translator.input_limit(search)[0]
+        ids = served.translator.src_tokenizer.encode(lines)
+        for i, seq in enumerate(ids):
+            if len(seq) > limit:
+                raise RequestError(413, f"text {i + 1} has {len(seq)} pieces, more than the {limit} the model reads "
+                                        "(--max-input-len): split it into sentences")
+        worker = served.worker
+        assert worker is not None
+        try:
+            future = worker.submit(lines, sum(len(s) for s in ids), search)
+        except QueueFull as err:
+            raise RequestError(503, f"too busy: {err}; retry shortly", retry_after=1) from None
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.perf_counter()))
+        except asyncio.TimeoutError:
+            worker.cancel(future)
+            raise RequestError(503, f"no answer within {self.limits.timeout:g} s (the request timeout): the server is "
+                                    "busy; retry shortly", retry_after=5) from None
+        except SearchUnavailable as err:
+            raise RequestError(503, f"model '{served.name}' is starting again ({err}); retry shortly",
+                               retry_after=err.retry_after) from None
+        except SearchRejected as err:
+            raise RequestError(400, f"model '{served.name}' cannot translate this request: {err}") from None
+        except RuntimeError as err:  # the search process died under this batch
+            raise RequestError(503, f"the translation failed ({err}); retry", retry_after=1) from None
+        finally:
+            if future.cancelled():
+                worker.cancel(future)
+
+    async def translate_markup(self, served: ServedModel, documents: list[str], search: SearchConfig,
+                               deadline: float) -> tuple[list[str], str]:
+        """HTML fragments or pages translated with their markup kept: inline tags placed on the
+        words the model's alignment links to the tagged source words (models with attention),
+        else each text node translated apart. -> (the HTML, how the tags were placed)."""
+        parsed = [parse_html(doc) for doc in documents]
+        if served.attends:
+            sentences = [s for doc in parsed for s in doc.sentences]
+            results = await self.translate(served, sentences, replace(search, keep_attention=True), deadline)
+            if all(r[0].attention is not None for r in results if r[0].tgt_ids):
+                out, start = [], 0
+                for doc in parsed:
+                    segs = [_segment(served.translator, r[0], self.align)
+                            for r in results[start:start + len(doc.sentences)]]
+                    start += len(doc.sentences)
+                    out.append(doc.render(segs))
+                return out, "attention"
+        nodes = [node for doc in parsed for node in doc.text_nodes]
+        flat = [" ".join(node.split()) for node in nodes]
+        wanted = [i for i, text in enumerate(flat) if text]
+        results = await self.translate(served, [flat[i] for i in wanted], search, deadline)
+        translated = list(nodes)
+        for i, r in zip(wanted, results):
+            translated[i] = r[0].text
+        out, start = [], 0
+        for doc in parsed:
+            out.append(doc.render_nodes(translated[start:start + len(doc.text_nodes)]))
+            start += len(doc.text_nodes)
+        return out, "text-nodes"
+
+
+def _segment(translator: Translator, translation: Translation, align: AlignOptions) -> AlignedSegment:
+    if not translation.tgt_ids:
+        return AlignedSegment(target_words=translation.text.split(), links=set())
+    pair = translation_pair(translator, translation, align)
+    return AlignedSegment(target_words=pair.tgt_words, links=set(pair.links))
+
+
+def _answer(req: TranslateRequest, served: list[ServedModel], results: list[list[Translation]],
+            align: AlignOptions, detected: list[dict] | None, texts: list[str] | None = None) -> dict:
+    """LibreTranslate's answer (``translatedText``, ``alternatives``, ``detectedLanguage``),
+    then mt's fields. ``served``: the model of each text; ``texts``: format html's output."""
+    extra = []
+    for i, hyps in enumerate(results):
         best = hyps[0]
-        texts.append(best.text)
-        alternatives.append([h.text for h in hyps[1:]])
         item: dict[str, Any] = {}
         if req.scores:
             item["score"] = round(best.score, 4)
@@ -193,31 +286,46 @@ def _answer(req: TranslateRequest, served: ServedModel, results, options: AlignO
             item["alternative_scores"] = [{"score": round(h.score, 4), "normalized_score": round(h.normalized_score, 4)}
                                           for h in hyps[1:]]
         if req.attention or req.alignment:
-            pair = translation_pair(served.translator, best, options)
+            pair = translation_pair(served[i].translator, best, align)
             if req.attention:
                 item["attention"] = pair.as_dict()
             if req.alignment:
                 item["alignment"] = pharaoh(pair.links)
         extra.append(item)
     one = not req.as_list
-    body: dict[str, Any] = {"translatedText": texts[0] if one else texts}
+    translated = texts if texts is not None else [hyps[0].text for hyps in results]
+    body: dict[str, Any] = {"translatedText": translated[0] if one else translated}
     if req.alternatives:
+        alternatives = [[] for _ in translated] if texts is not None else \
+            [_unique([h.text for h in hyps[1:]], hyps[0].text) for hyps in results]
         body["alternatives"] = alternatives[0] if one else alternatives
-    if req.source == "auto":
-        body["detectedLanguage"] = {"language": served.source, "confidence": 100.0}
-    body["model"] = served.name
+    if detected is not None:
+        body["detectedLanguage"] = detected[0] if one else detected
+    names = [m.name for m in served]
+    body["model"] = names[0] if one or len(set(names)) == 1 else names
     for key in ("score", "normalized_score", "alternative_scores", "attention", "alignment"):
         if extra and key in extra[0]:
             body[key] = extra[0][key] if one else [item[key] for item in extra]
     return body
 
 
+def _unique(texts: list[str], best: str) -> list[str]:
+    """Alternatives as LibreTranslate gives them: none equal to the best or to another."""
+    seen, out = {best, ""}, []
+    for text in texts:
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
 def create_app(models: list[ServedModel], search: SearchConfig, batching: BatchingOptions,
-               limits: Limits = DEFAULT_LIMITS, align: AlignOptions = ARGMAX) -> FastAPI:
+               limits: Limits = DEFAULT_LIMITS, align: AlignOptions = ARGMAX, show_paths: bool = False) -> FastAPI:
     """The app over ``models`` (loaded); their workers start with the app and stop with it,
-    after finishing what is queued."""
+    after finishing what is queued. ``show_paths``: ``GET /models`` names their directories."""
     metrics = Metrics()
     started = time.time()
+    service = Service(models, search, limits, align)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -231,6 +339,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
                 served.worker = ModelWorker(served.translator, batching, on_batch=_batch_counter(served.name),
                                             search=served.search)
                 served.info["batching"] = "window" if batching.enabled else "off"
+        if len(service.languages) > 1:  # loaded now, not by the first request that needs it
+            await asyncio.to_thread(service.detector, service.languages)
         log.info("serving %s", ", ".join(f"{m.name} ({m.source}->{m.target})" for m in models))
         yield
         for served in models:
@@ -243,57 +353,157 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
             metrics.sentences.labels(name).inc(sentences)
         return count
 
-    app = FastAPI(title="mt serve", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="mt serve", version=__version__, lifespan=lifespan,
                   description="Translation with the attention of mt's models. POST /translate speaks "
                               "LibreTranslate's API, plus mt's own fields.")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        messages = {404: "no such path: the API is POST /translate, POST /detect, GET /languages (GET /docs)",
+                    405: "this path does not take that method (GET /docs lists the API)"}
+        return JSONResponse({"error": messages.get(err.status_code, str(err.detail))}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"invalid request: {shown(err.errors(), 200)}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def fault(_request: Request, err: Exception) -> JSONResponse:
+        log.exception("an error of mt serve's own (please report it)", exc_info=err)
+        return JSONResponse({"error": f"internal error ({type(err).__name__}): the server logged it"},
+                            status_code=500)
+
     app.add_middleware(_CountRequests, metrics=metrics)
+    # As LibreTranslate: any web page may call the API (browser extensions and web apps do).
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type"], max_age=86400)
 
     @app.post("/translate", openapi_extra=_TRANSLATE_DOC, summary="Translate (LibreTranslate-compatible)")
     async def translate(request: Request) -> Response:
         arrived = time.perf_counter()
         try:
-            req = parse_request(await _read_body(request, limits.max_body), limits)
-            served = _route(models, req)
-            job_search = request_search(search, req.beam, req.alternatives, req.attention or req.alignment,
+            req = parse_request(await read_fields(request, limits), limits)
+            deadline = arrived + limits.timeout
+            sources, detected = await service.sources_of(req, req.texts)
+            groups: dict[str, list[int]] = {}
+            for i, source in enumerate(sources):
+                groups.setdefault(source, []).append(i)
+            routed = {source: service.route(source, req.target, req.model) for source in groups}
+            job_search = request_search(search, req.beam, req.alternatives,
+                                        req.attention or req.alignment,
                                         length_penalty=req.length_penalty, penalty=req.penalty)
-            limit = served.translator.input_limit(job_search)[0]
-            ids = served.translator.src_tokenizer.encode(req.lines)
-            for i, seq in enumerate(ids):
-                if len(seq) > limit:
-                    raise RequestError(413, f"text {i + 1} has {len(seq)} pieces, more than the {limit} the model "
-                                            "reads (--max-input-len): split it into sentences")
-            assert served.worker is not None
-            try:
-                future = served.worker.submit(req.lines, sum(len(s) for s in ids), job_search)
-            except QueueFull as err:
-                raise RequestError(503, f"too busy: {err}; retry shortly", retry_after=1) from None
-            metrics.queue.labels(served.name).set(served.worker.queued_sentences)
-            try:
-                results = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout)
-            except asyncio.TimeoutError:
-                future.cancel()
-                raise RequestError(503, f"no answer within {limits.timeout:g} s (the request timeout): the server is "
-                                        "busy; retry shortly", retry_after=5) from None
-            except RuntimeError as err:  # the search process died under this batch, or cannot start again
-                raise RequestError(503, f"the translation failed ({err}); retry", retry_after=1) from None
-            return JSONResponse(_answer(req, served, results, align))
+            served = [routed[s] for s in sources]
+            headers = {}
+            if req.format == "html":
+                pieces = await asyncio.gather(*(service.translate_markup(
+                    routed[s], [req.texts[i] for i in rows], request_search(search, req.beam, 0, False,
+                                                                          length_penalty=req.length_penalty,
+                                                                          penalty=req.penalty), deadline)
+                    for s, rows in groups.items()))
+                texts: list[str] = [""] * len(req.texts)
+                for (out, how), rows in zip(pieces, groups.values()):
+                    for i, text in zip(rows, out):
+                        texts[i] = text
+                headers[MARKUP_HEADER] = ",".join(sorted({how for _, how in pieces}))
+                body = _answer(_plain(req), served, [[Translation(t, t, [], [], [], None, 0.0)] for t in texts],
+                               align, detected, texts)
+                return JSONResponse(body, headers=headers)
+            lines = req.lines
+            found = await asyncio.gather(*(service.translate(routed[s], [lines[i] for i in rows], job_search,
+                                                             deadline) for s, rows in groups.items()))
+            results: list[list[Translation]] = [[] for _ in lines]
+            for out, rows in zip(found, groups.values()):
+                for i, hyps in zip(rows, out):
+                    results[i] = hyps
+            return JSONResponse(_answer(req, served, results, align, detected))
         except RequestError as err:
             return _error(err)
         finally:
             metrics.latency.observe(time.perf_counter() - arrived)
 
+    @app.post("/detect", summary="Detect the language (LibreTranslate's format)")
+    async def detect(request: Request) -> Response:
+        try:
+            texts, as_list = parse_detect(await read_fields(request, limits), limits)
+            found = await service.detect(texts, service.languages)
+            if not as_list:
+                return JSONResponse([{"confidence": c, "language": code} for code, c in found[0]])
+            return JSONResponse(_mean_candidates(found, texts))
+        except RequestError as err:
+            return _error(err)
+
+    @app.post("/translate_file", summary="Translate a .txt or .html file (LibreTranslate's format)")
+    async def translate_file(request: Request) -> Response:
+        arrived = time.perf_counter()
+        try:
+            fields = await read_fields(request, limits, files=True)
+            upload = fields.get("file")
+            if not isinstance(upload, tuple):
+                raise RequestError(400, "'file' is missing: send the file as a multipart form field named file")
+            filename, data = upload
+            suffix = PurePath(filename).suffix.lower()
+            if suffix not in FILE_FORMATS:
+                raise RequestError(400, f"{shown(filename)}: the file format is not supported: send "
+                                        f"{', '.join(FILE_FORMATS)}")
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError as err:
+                raise RequestError(400, f"{shown(filename)} is not UTF-8 (byte {err.start}): save it as UTF-8") \
+                    from None
+            if not text.strip():
+                raise RequestError(400, f"{shown(filename)} is empty")
+            check_text(text, "the file")
+            source = str(fields.get("source") or "")
+            target = str(fields.get("target") or "")
+            probe = parse_request({"q": text[:limits.max_chars], "source": source, "target": target}, limits)
+            deadline = arrived + limits.timeout
+            sample = [text[:2000]]
+            sources, _ = await service.sources_of(probe, sample)
+            served = service.route(sources[0], probe.target, None)
+            plain = request_search(search, None, 0, False)
+            if suffix == ".txt":
+                out = await _translate_text_file(service, served, text, plain, deadline, limits)
+                media = "text/plain; charset=utf-8"
+            else:
+                out = (await service.translate_markup(served, [text], plain, deadline))[0][0]
+                media = "text/html; charset=utf-8"
+            key = service.downloads.put(PurePath(filename).name, out.encode(), media)
+            return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{key}"})
+        except RequestError as err:
+            return _error(err)
+
+    @app.get("/download_file/{key}", summary="A translated file (POST /translate_file gives its URL)")
+    async def download_file(key: str) -> Response:
+        item = service.downloads.get(key)
+        if item is None:
+            return _error(RequestError(404, "no such file: translated files are kept for an hour, in memory; "
+                                            "translate it again"))
+        safe = item.name.replace('"', "")
+        return Response(item.data, media_type=item.media_type,
+                        headers={"Content-Disposition": f"attachment; filename=\"{safe}\""})
+
     @app.get("/languages", summary="Languages (LibreTranslate's format)")
     async def languages() -> list[dict]:
-        sources: dict[str, set[str]] = {}
+        # Every language of the served models, target-only ones too, each with what it translates into.
+        targets: dict[str, set[str]] = {code: set() for code in service.languages}
         for m in models:
-            sources.setdefault(m.source, set()).add(m.target)
-        return [{"code": code, "name": LANGUAGE_NAMES.get(code, code), "targets": sorted(targets)}
-                for code, targets in sorted(sources.items())]
+            targets[m.source].add(m.target)
+        return [{"code": code, "name": LANGUAGE_NAMES.get(code, code), "targets": sorted(targets[code])}
+                for code in service.languages]
+
+    @app.get("/frontend/settings", summary="Settings of the front end (LibreTranslate's format)")
+    async def frontend_settings() -> dict:
+        first = models[0]
+        return {"charLimit": limits.max_chars, "frontendTimeout": 500, "apiKeys": False, "keyRequired": False,
+                "suggestions": False, "filesTranslation": True, "supportedFilesFormat": list(FILE_FORMATS),
+                "language": {"source": {"code": first.source, "name": LANGUAGE_NAMES.get(first.source, first.source)},
+                             "target": {"code": first.target, "name": LANGUAGE_NAMES.get(first.target, first.target)}}}
 
     @app.get("/models", summary="The models served")
     async def list_models() -> list[dict]:
-        return [{"name": m.name, "source": m.source, "target": m.target, **m.info} for m in models]
+        return [{"name": m.name, "source": m.source, "target": m.target, **m.info,
+                 **({"directory": m.directory} if show_paths else {})} for m in models]
 
     @app.get("/health", summary="Liveness")
     async def health() -> dict:
@@ -316,7 +526,42 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
     return app
 
 
-_PATHS = {"/translate", "/languages", "/models", "/health", "/metrics", "/", "/openapi.json", "/docs"}
+def _plain(req: TranslateRequest) -> TranslateRequest:
+    """format html answers no scores or attention (they are of sentences, not of the page)."""
+    return replace(req, scores=False, attention=False, alignment=False)
+
+
+def _mean_candidates(found: list[list[tuple[str, float]]], texts: Sequence[str]) -> list[dict]:
+    """A list's languages as LibreTranslate gives them: each language's mean confidence over
+    the texts it was a candidate for, the most read first."""
+    total: dict[str, list[float]] = {}
+    weight: dict[str, int] = {}
+    for candidates, text in zip(found, texts):
+        for code, confidence in candidates:
+            total.setdefault(code, []).append(confidence)
+            weight[code] = weight.get(code, 0) + len(text)
+    ranked = sorted(total, key=lambda c: (-weight[c], -sum(total[c]) / len(total[c])))
+    return [{"confidence": round(sum(total[c]) / len(total[c]), 1), "language": c} for c in ranked]
+
+
+async def _translate_text_file(service: Service, served: ServedModel, text: str, search: SearchConfig,
+                               deadline: float, limits: Limits) -> str:
+    """A text file line by line (empty lines kept), in chunks of ``--max-texts`` lines, each
+    chunk within the request timeout."""
+    lines = text.splitlines()
+    wanted = [i for i, line in enumerate(lines) if line.strip()]
+    out = list(lines)
+    for start in range(0, len(wanted), limits.max_sentences):
+        rows = wanted[start:start + limits.max_sentences]
+        results = await service.translate(served, [" ".join(lines[i].split()) for i in rows], search,
+                                          max(deadline, time.perf_counter() + limits.timeout))
+        for i, hyps in zip(rows, results):
+            out[i] = hyps[0].text
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+_PATHS = {"/translate", "/detect", "/translate_file", "/languages", "/frontend/settings", "/models", "/health",
+          "/metrics", "/", "/openapi.json", "/docs"}
 
 PAGE = with_colormap(resources.files("mt.serving").joinpath("page.html").read_text(encoding="utf-8"))
 
@@ -326,8 +571,10 @@ _TRANSLATE_DOC = {"requestBody": {"required": True, "content": {
         "properties": {
             "q": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                   "description": "a text, or a list of texts (answered with a list)"},
-            "source": {"type": "string", "description": "language code, or 'auto' where one model serves the target"},
+            "source": {"type": "string", "description": "language code, or 'auto' (detected, per text)"},
             "target": {"type": "string"},
+            "format": {"type": "string", "enum": ["text", "html"],
+                       "description": "html: the markup is kept, inline tags placed by the model's alignment"},
             "alternatives": {"type": "integer", "minimum": 0, "maximum": MAX_ALTERNATIVES,
                              "description": "this many more translations (n-best) in 'alternatives'"},
             "model": {"type": "string", "description": "mt: the model, by name (GET /models)"},
@@ -342,7 +589,3 @@ _TRANSLATE_DOC = {"requestBody": {"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
     "multipart/form-data": {"schema": {"type": "object"}},
 }}}
-
-
-def _version() -> str:
-    return __version__

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -31,12 +33,28 @@ from dataclasses import dataclass, field, replace
 from mt.decoding.search import SearchConfig
 from mt.decoding.streaming import StreamingTranslator
 from mt.decoding.translator import Translation, Translator
+from mt.errors import MTError
 
 log = logging.getLogger("mt.serve")
 
 
 class QueueFull(Exception):
     """More sentences are waiting than the queue holds: try again shortly."""
+
+
+class SearchUnavailable(RuntimeError):
+    """No search process can take the job now: one is starting (after the last one died) or
+    the last start failed. ``retry_after``: seconds until one may be up (the server answers
+    503 with it as Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SearchRejected(ValueError):
+    """The search refused the request itself (a setting it does not support): the client's
+    fault, not the server's (the server answers 400)."""
 
 
 @dataclass
@@ -84,12 +102,24 @@ class SearchProcess:
 
     A job is a whole batch (``__call__``: the window batcher's) or a request that joins the
     child's running search (``submit(..., stream=True)``: continuous batching, answered when
-    its last sentence ends, while other requests go on). A reader thread hands each answer
-    to its future. The child ignores SIGINT and SIGTERM (the server stops it once its requests
-    are done) and ends when the pipe closes. If it dies (killed, out of memory), the jobs it
-    held fail with an error and a new child is started for the next. If that one cannot load
-    the model either (its directory moved, memory still short), every job fails at once with
-    the reason, and a new start is tried at most every ``RETRY_S`` seconds as jobs come."""
+    its last sentence ends, while other requests go on). ``submit`` never waits on the child:
+    a sender thread writes to the pipe (a busy child reads it only between steps, and a full
+    pipe blocked the event loop for seconds), a reader thread hands each answer to its future.
+
+    Cancelling a future (``Future.cancel``) tells the child, which drops the request: its
+    sentences leave the running search, or a whole batch not begun is skipped (one being
+    searched runs to its end). Each future has ``released``, a second future done once the
+    child has let go of the job (answered it, confirmed its cancel, or died): a queue bound
+    counts the job until then.
+
+    The child ignores SIGINT and SIGTERM (the server stops it once its requests are done) and
+    ends when the pipe closes. If it dies (killed, out of memory), the jobs it held fail with a
+    RuntimeError and another child is started in the background; until it is ready, ``submit``
+    answers at once with a future failed with ``SearchUnavailable``. If that one cannot load
+    the model either (its directory moved, memory still short), a new start is tried at most
+    every ``RETRY_S`` seconds as jobs come. A job the search refuses (a setting it does not
+    support: ValueError or MTError) fails with ``SearchRejected``; any other failure in the
+    child is a RuntimeError."""
 
     RETRY_S = 5.0
 
@@ -97,103 +127,195 @@ class SearchProcess:
                  max_tokens: int = 4096) -> None:
         self._args = (model_dir, device, precision, threads, max_tokens)
         self._context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
-        self._lock = threading.Lock()  # the pipe and the pending jobs
-        self._pending: dict[int, Future] = {}
+        self._lock = threading.Lock()  # the child in service, the pending jobs, the start state
+        self._pending: dict[int, _Sent] = {}
         self._ids = itertools.count()
         self._closing = False
         self._broken: str | None = None  # why the last start failed: jobs fail at once with it
-        self._tried_at = 0.0
-        self._start()
-        self._read_from_child()
+        self._tried_at = 0.0             # when the last start failed
+        self._starting_at: float | None = None  # when the start under way began
+        started = time.monotonic()
+        self._child: _Child | None = _Child(self._context, self._args)  # None: starting, broken or closed
+        self._load_s = time.monotonic() - started  # how long a start takes: the Retry-After while one runs
+        self._process = self._child.process  # the last child started
+        self._child.serve(self)
 
-    def _start(self) -> None:
-        parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_search_loop, args=(child, *self._args), daemon=True,
-                                              name="mt-serve-search")
-        self._process.start()
-        child.close()
-        self._conn = parent
-        try:
-            status, value = self._conn.recv()
-        except (EOFError, OSError):  # died while loading (out of memory, a crash in torch)
-            self._process.join(5)
-            status, value = "error", f"it ended while loading (exit status {self._process.exitcode})"
-        if status != "ready":
-            raise RuntimeError(f"the search process could not load the model: {value}")
-
-    def _read_from_child(self) -> None:
-        self._reader = threading.Thread(target=self._read, args=(self._conn,), name="mt-serve-reader", daemon=True)
-        self._reader.start()
-
-    def _restart(self) -> None:
-        """Under the lock, the child gone: start another, or remember why it could not start."""
-        self._tried_at = time.monotonic()
-        try:
-            self._start()
-        except RuntimeError as err:
-            self._broken = f"{err}; it is tried again every {self.RETRY_S:g} s as requests come"
-            log.error("%s", self._broken)
-            return
-        self._broken = None
-        self._read_from_child()
+    @property
+    def available(self) -> bool:
+        """A child is up to take jobs (not starting, not failed to start)."""
+        return self._child is not None
 
     def submit(self, lines: list[str], search: SearchConfig, stream: bool = True) -> Future:
-        """-> list[list[Translation]], n-best per line."""
+        """-> list[list[Translation]], n-best per line. Returns at once; ``future.released``:
+        see the class."""
         future: Future = Future()
+        future.released = released = Future()  # type: ignore[attr-defined]
         with self._lock:
-            if self._broken is not None and time.monotonic() - self._tried_at >= self.RETRY_S:
-                self._restart()
-            if self._broken is not None:
-                future.set_exception(RuntimeError(self._broken))
-                return future
-            job = next(self._ids)
-            self._pending[job] = future
-            try:
-                self._conn.send((job, stream, lines, search))
-            except OSError:  # the child is gone: the reader fails this job and starts another
-                pass
+            child = self._child
+            if child is not None:
+                job = next(self._ids)
+                self._pending[job] = _Sent(future, released, child)
+                child.outbox.put(("job", job, stream, lines, search))
+            else:
+                error, start = self._unavailable()
+        if child is None:
+            if start:
+                threading.Thread(target=self._start, name="mt-serve-start", daemon=True).start()
+            future.set_exception(error)
+            released.set_result(None)
+            return future
+        future.add_done_callback(lambda f: self._cancelled(job, f))
         return future
+
+    def _unavailable(self) -> tuple[SearchUnavailable, bool]:
+        """Under the lock, no child in service: why, and whether a start is due (the caller
+        begins it, out of the lock)."""
+        if self._closing:
+            return SearchUnavailable("the search process is closed", retry_after=1), False
+        now = time.monotonic()
+        start = self._starting_at is None and now - self._tried_at >= self.RETRY_S
+        if start:
+            self._starting_at = now
+        if self._starting_at is not None:
+            left = self._load_s - (now - self._starting_at)  # a guess from the last load's time
+            why = f"{self._broken}; a new start is under way" if self._broken else \
+                "the search process ended and is starting again"
+            return SearchUnavailable(why, retry_after=1 if left <= 1 else 2), start
+        return SearchUnavailable(self._broken or "the search process is not running",
+                                 retry_after=max(1, math.ceil(self.RETRY_S - (now - self._tried_at)))), False
+
+    def _start(self) -> None:
+        """In a thread of its own, no lock held while the model loads: a child, put in service."""
+        started = time.monotonic()
+        try:
+            child = _Child(self._context, self._args)
+        except RuntimeError as err:
+            with self._lock:
+                self._broken = f"{err}; it is tried again every {self.RETRY_S:g} s as requests come"
+                self._tried_at, self._starting_at = time.monotonic(), None
+            log.error("%s", self._broken)
+            return
+        child.serve(self)
+        with self._lock:
+            self._starting_at = None
+            if not self._closing:
+                self._child, self._process, self._broken = child, child.process, None
+                self._load_s = time.monotonic() - started
+                return
+        child.stop()  # closed while it loaded
+
+    def _cancelled(self, job: int, future: Future) -> None:
+        """A future done: if cancelled, its child is told (the job stays pending until it confirms)."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            sent = self._pending.get(job)
+            if sent is not None:
+                sent.child.outbox.put(("cancel", job))
 
     def __call__(self, lines: list[str], search: SearchConfig) -> list[list[Translation]]:
         return self.submit(lines, search, stream=False).result()
 
-    def _read(self, conn) -> None:
+    def _read(self, child: _Child) -> None:
         """One child's answers, until it ends; then its jobs fail and (not closing) another starts."""
         while True:
             try:
-                job, status, value, batch = conn.recv()
+                job, status, value, batch = child.conn.recv()
             except (EOFError, OSError):
-                if self._closing:
-                    return
-                with self._lock:
-                    self._process.join(5)
-                    code = self._process.exitcode
-                    lost, self._pending = self._pending, {}
-                    error = RuntimeError(f"the search process ended (exit status {code}); another is being started")
-                    for future in lost.values():
-                        with contextlib.suppress(InvalidStateError):
-                            future.set_exception(error)
-                    log.error("the search process ended (exit status %s); starting another", code)
-                    self._restart()
-                return
+                break
             with self._lock:
-                future = self._pending.pop(job, None)
-            if future is None or future.cancelled():  # timed out: its answer is not wanted any more
+                sent = self._pending.pop(job, None)
+            if sent is None:  # a cancel confirmed after the answer went
                 continue
-            future.batch_sentences = batch  # type: ignore[attr-defined]  # the search it ended in: metrics
+            if not sent.future.done():
+                sent.future.batch_sentences = batch  # type: ignore[attr-defined]  # the search it ended in: metrics
+                with contextlib.suppress(InvalidStateError):  # cancelled meanwhile: not wanted any more
+                    if status == "ok":
+                        sent.future.set_result(value)
+                    elif status == "rejected":
+                        sent.future.set_exception(SearchRejected(value))
+                    elif status == "error":
+                        sent.future.set_exception(RuntimeError(value))
+            sent.released.set_result(None)
+        child.outbox.put(None)  # its sender ends
+        with self._lock:
+            lost = {job: sent for job, sent in self._pending.items() if sent.child is child}
+            for job in lost:
+                del self._pending[job]
+            restart = self._child is child and not self._closing
+            if self._child is child:
+                self._child = None
+            if restart:
+                self._starting_at = time.monotonic()
+        child.process.join(5)
+        code = child.process.exitcode
+        if self._closing:
+            error = RuntimeError("the search process was closed")
+        else:
+            error = RuntimeError(f"the search process ended (exit status {code}); another is being started")
+            log.error("the search process ended (exit status %s); starting another", code)
+        for sent in lost.values():
             with contextlib.suppress(InvalidStateError):
-                if status == "ok":
-                    future.set_result(value)
-                else:
-                    future.set_exception(RuntimeError(value))
+                sent.future.set_exception(error)
+            sent.released.set_result(None)
+        if restart:
+            self._start()  # this thread's child is gone: it starts the next
 
     def close(self) -> None:
-        self._closing = True
-        with contextlib.suppress(OSError):
-            self._conn.send(None)
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.terminate()
+        with self._lock:
+            self._closing = True
+            child, self._child = self._child, None
+        if child is not None:
+            child.stop()
+
+
+@dataclass
+class _Sent:
+    future: Future    # the caller's
+    released: Future  # done when the child has let go of the job
+    child: _Child     # the child it was sent to
+
+
+class _Child:
+    """One search process, its pipe and the thread that writes to it (``outbox``: messages,
+    None to end)."""
+
+    def __init__(self, context, args: tuple) -> None:
+        parent, child = context.Pipe()
+        self.process = context.Process(target=_search_loop, args=(child, *args), daemon=True, name="mt-serve-search")
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):  # died while loading (out of memory, a crash in torch)
+            self.process.join(5)
+            status, value = "error", f"it ended while loading (exit status {self.process.exitcode})"
+        if status != "ready":
+            self.conn.close()
+            raise RuntimeError(f"the search process could not load the model: {value}")
+
+    def serve(self, owner: SearchProcess) -> None:
+        threading.Thread(target=self._send, name="mt-serve-sender", daemon=True).start()
+        threading.Thread(target=owner._read, args=(self,), name="mt-serve-reader", daemon=True).start()
+
+    def _send(self) -> None:
+        while True:
+            message = self.outbox.get()
+            try:
+                self.conn.send(message)  # None: the child ends
+            except (OSError, ValueError):  # the child is gone: the reader fails its jobs
+                return
+            if message is None:
+                return
+
+    def stop(self) -> None:
+        """Ends the child once it has read what was sent before."""
+        self.outbox.put(None)
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int, max_tokens: int) -> None:
@@ -217,29 +339,47 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
 
 
 def _serve_jobs(conn, translator: Translator, streaming: StreamingTranslator) -> None:
-    def answer(job, result, batch: int) -> None:
+    """Every message waiting is read before work starts (so a cancel reaches the jobs queued
+    before it); then the streaming requests join, at most one whole batch runs, and the
+    running search takes a step."""
+    queued: deque[tuple[int, bool, list[str], SearchConfig]] = deque()  # jobs read, not begun
+
+    def answer(job, result, batch: int, request: bool = True) -> None:
+        """``request``: the failure is the job's own (a whole translation or its joining), not
+        a running search's."""
         if isinstance(result, Exception):
-            conn.send((job, "error", f"{type(result).__name__}: {result}", batch))
+            status = "rejected" if request and isinstance(result, (ValueError, MTError)) else "error"
+            conn.send((job, status, f"{type(result).__name__}: {result}", batch))
         else:
             conn.send((job, "ok", result, batch))
 
     while True:
         try:
-            while conn.poll(0 if streaming.busy else None):
+            while conn.poll(0 if streaming.busy or queued else None):
                 message = conn.recv()
                 if message is None:
                     return
-                job, stream, lines, search = message
-                if stream:
-                    for key, result in streaming.submit(job, lines, search):
-                        answer(key, result, len(lines))
-                    continue
+                if message[0] == "cancel":
+                    job = message[1]
+                    queued = deque(item for item in queued if item[0] != job)
+                    streaming.cancel(job)
+                    conn.send((job, "cancelled", None, 0))  # let go: answered before or dropped now
+                else:
+                    queued.append(message[1:])
+            while queued:
+                job, stream, lines, search = queued.popleft()
+                whole = not (stream and streaming.joins(search))
                 try:
-                    answer(job, translator.translate_nbest(lines, search=search), len(lines))
-                except Exception as err:  # noqa: BLE001 - the batch fails, the process lives on
-                    answer(job, err, len(lines))
+                    answers = streaming.submit(job, lines, search) if stream else \
+                        [(job, translator.translate_nbest(lines, search=search))]
+                except Exception as err:  # noqa: BLE001 - this job fails, the process lives on
+                    answers = [(job, err)]
+                for key, result in answers:
+                    answer(key, result, len(lines))
+                if whole:
+                    break  # read the pipe again before the next whole batch
             for key, result in streaming.step():
-                answer(key, result, streaming.last_step)
+                answer(key, result, streaming.last_step, request=False)
         except (EOFError, BrokenPipeError):  # the server is gone
             return
 
@@ -287,6 +427,23 @@ class ModelWorker:
             self._waiting += len(job.lines)
             self._cond.notify_all()
         return job.future
+
+    def cancel(self, future: Future) -> bool:
+        """Gives up the job of ``future`` (call it on a request's timeout, instead of
+        ``future.cancel()``): a job still queued leaves the queue now, and its place with it,
+        and is never searched (True). A job whose batch is being searched cannot be stopped
+        (False): the batch runs to its end and the job's answer is left unread; so does a job
+        already answered."""
+        if not future.cancel():
+            return False
+        with self._cond:
+            for job in self._jobs:
+                if job.future is future:
+                    self._jobs.remove(job)
+                    self._waiting -= len(job.lines)
+                    self._cond.notify_all()
+                    break
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finishes what is queued, then ends the thread (and the search process)."""
@@ -361,7 +518,12 @@ class ModelWorker:
             try:
                 results = search(lines, jobs[0].search)
             except Exception as err:
-                log.exception("translation failed")
+                if isinstance(err, (ValueError, MTError)) and not isinstance(err, SearchRejected):
+                    err = _rejected(err)  # the translator's own search refused the request
+                if isinstance(err, SearchRejected):
+                    log.warning("a request was refused: %s", err)
+                else:
+                    log.exception("translation failed")
                 for job in jobs:
                     job.future.set_exception(err)
                 continue
@@ -380,8 +542,10 @@ class ModelWorker:
 class StreamingWorker:
     """Continuous batching for one model: each request goes at once to the search process with
     the fewest sentences in hand, joins its running search and is answered when its last
-    sentence ends. Same face as ``ModelWorker`` (submit, stop, busy_since, queued_sentences);
-    the queue bound counts the sentences sent and not yet answered."""
+    sentence ends. Same face as ``ModelWorker`` (submit, cancel, stop, busy_since,
+    queued_sentences); the queue bound counts the sentences sent that their search process has
+    not let go of (answered, or dropped when cancelled). A search process that is restarting
+    gets no request while another is up."""
 
     def __init__(self, searches: Sequence[SearchProcess], options: BatchingOptions,
                  on_batch: Callable[[int, int], None] | None = None) -> None:
@@ -390,7 +554,7 @@ class StreamingWorker:
         self.on_batch = on_batch  # (sentences searching in the step a request ended, its sentences): metrics
         self._lock = threading.Condition()
         self._held = [0] * len(self.searches)  # sentences each search holds
-        self._sent: dict[Future, float] = {}    # unanswered request -> when it was sent
+        self._sent: dict[object, float] = {}    # request its search process holds -> when it was sent
         self._stopping = False
 
     @property
@@ -404,25 +568,44 @@ class StreamingWorker:
 
     def submit(self, lines: Sequence[str], pieces: int, search: SearchConfig) -> Future:
         n = len(lines)
+        sent = object()  # this request in ``_sent``, until its search process lets go of it
         with self._lock:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
             held = sum(self._held)
             if held and held + n > self.options.max_queue:
                 raise QueueFull(f"{held} sentences are being translated (the queue holds {self.options.max_queue})")
-            j = min(range(len(self.searches)), key=self._held.__getitem__)
+            up = [j for j, s in enumerate(self.searches) if getattr(s, "available", True)]  # not restarting
+            j = min(up or range(len(self.searches)), key=self._held.__getitem__)
             self._held[j] += n
-        future = self.searches[j].submit(list(lines), replace(search, max_tokens=self.options.max_tokens))
-        with self._lock:
-            self._sent[future] = time.perf_counter()
-        future.add_done_callback(lambda f: self._answered(f, j, n))
+            self._sent[sent] = time.perf_counter()
+        try:
+            future = self.searches[j].submit(list(lines), replace(search, max_tokens=self.options.max_tokens))
+        except BaseException:
+            self._released(sent, j, n)
+            raise
+        getattr(future, "released", future).add_done_callback(lambda _: self._released(sent, j, n))
+        future.add_done_callback(lambda f: self._answered(f, n))
         return future
 
-    def _answered(self, future: Future, j: int, n: int) -> None:
+    def cancel(self, future: Future) -> bool:
+        """Gives up the request of ``future`` (call it on a request's timeout, instead of
+        ``future.cancel()``): True unless it was answered already. Its search process is told
+        and drops it, searching or waiting (a whole beam-search batch being searched runs to
+        its end); its place in ``max_queue`` (``queued_sentences``, ``busy_since``) is freed
+        once the search process confirms, within a step, so a flood of timed-out requests
+        cannot pile up work out of the bound's sight. (A ``future.cancel()`` from elsewhere,
+        asyncio's ``wait_for`` on ``wrap_future`` included, does the same.)"""
+        return future.cancel()
+
+    def _released(self, sent: object, j: int, n: int) -> None:
         with self._lock:
+            if self._sent.pop(sent, None) is None:
+                return
             self._held[j] -= n
-            self._sent.pop(future, None)
             self._lock.notify_all()
+
+    def _answered(self, future: Future, n: int) -> None:
         if self.on_batch is not None and not future.cancelled() and future.exception() is None:
             self.on_batch(getattr(future, "batch_sentences", n), n)
 
@@ -435,6 +618,12 @@ class StreamingWorker:
             search.close()
 
 
+def _rejected(err: Exception) -> SearchRejected:
+    rejected = SearchRejected(f"{type(err).__name__}: {err}")
+    rejected.__cause__ = err
+    return rejected
+
+
 def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep_attention: bool,
                    **settings) -> SearchConfig:
     """A request's search: the server's defaults with the request's beam, n-best and length
@@ -445,5 +634,5 @@ def request_search(base: SearchConfig, beam: int | None, alternatives: int, keep
                    **{k: v for k, v in settings.items() if v is not None})
 
 
-__all__ = ["BATCHING_MODES", "BatchingOptions", "Job", "ModelWorker", "QueueFull", "SearchProcess", "StreamingWorker",
-           "Translation", "request_search"]
+__all__ = ["BATCHING_MODES", "BatchingOptions", "Job", "ModelWorker", "QueueFull", "SearchProcess", "SearchRejected",
+           "SearchUnavailable", "StreamingWorker", "Translation", "request_search"]

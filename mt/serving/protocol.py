@@ -1,27 +1,39 @@
-"""The ``POST /translate`` request, checked field by field, and its LibreTranslate-shaped answer.
+"""The fields of a LibreTranslate request, checked one by one, and the limits they meet.
 
 Kept apart from the web framework so the rules (which fields, which limits, which message)
-read in one place: every bad request becomes a ``RequestError`` with its HTTP status and one
-sentence naming the problem, which the app returns as LibreTranslate does: ``{"error": ...}``.
+read in one place. LibreTranslate reads a field wherever a client puts it (JSON, a form, a
+multipart form or the query string) and ignores fields it does not know, so clients written for
+later versions of its API keep working: ``gather`` and ``parse_request`` do the same. mt's own
+fields (``beam``, ``model``, ...) are checked as strictly as LibreTranslate's: every bad value is
+a ``RequestError`` with its HTTP status and one sentence naming the problem, which the app
+answers as LibreTranslate does, ``{"error": ...}``.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mt.decoding.search import LengthPenalty
 
-# Fields a LibreTranslate client may send that mt takes but does not use.
-IGNORED_FIELDS = ("api_key", "secret", "format")
-FIELDS = ("q", "source", "target", "alternatives", "model", "beam", "length_penalty", "penalty", "attention",
-          "alignment", "scores", *IGNORED_FIELDS)
+# LibreTranslate's fields that mt takes and does not use (it has no keys to check).
+IGNORED_FIELDS = ("api_key", "secret")
+FORMATS = ("text", "html")
 MAX_ALTERNATIVES = 8
 MAX_BEAM = 16
 
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech", "es": "Spanish", "it": "Italian",
                   "nl": "Dutch", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "zh": "Chinese",
-                  "ja": "Japanese", "tr": "Turkish", "fi": "Finnish", "et": "Estonian", "lv": "Latvian"}
+                  "ja": "Japanese", "tr": "Turkish", "fi": "Finnish", "et": "Estonian", "lv": "Latvian",
+                  "pl": "Polish", "sv": "Swedish", "da": "Danish", "uk": "Ukrainian", "ar": "Arabic",
+                  "hi": "Hindi", "ko": "Korean", "el": "Greek", "hu": "Hungarian", "bg": "Bulgarian"}
+
+_WHOLE = re.compile(r"[+-]?[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes "²", which int() refuses
+_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})(?:[eE][+-]?[0-9]{1,3})?")
+_CODE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 
 
 class RequestError(Exception):
@@ -32,21 +44,24 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per request: ``max_chars`` characters in all of ``q``, ``max_sentences`` lines,
-    ``max_body`` bytes of body, ``timeout`` seconds from arrival to answer."""
+    """Per request: ``max_chars`` characters in all of ``q``, ``max_sentences`` texts,
+    ``max_body`` bytes of body, ``timeout`` seconds from arrival to answer, ``read_timeout``
+    seconds for the client to send its headers, and again for its body."""
 
     max_chars: int = 5000
     max_sentences: int = 64
     max_body: int = 1_000_000
     timeout: float = 30.0
+    read_timeout: float = 10.0
 
 
 @dataclass
 class TranslateRequest:
-    lines: list[str]
+    texts: list[str]              # as sent (format html: the markup)
     as_list: bool                 # q was a list: answer with lists
     source: str
     target: str
+    format: str = "text"
     model: str | None = None
     alternatives: int = 0
     beam: int | None = None
@@ -57,80 +72,149 @@ class TranslateRequest:
     scores: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def lines(self) -> list[str]:
+        """The texts as the model reads them: a line break inside a text is a space."""
+        return [" ".join(text.split()) for text in self.texts]
 
-def _bool(body: dict, name: str) -> bool:
+
+def shown(value: Any, width: int = 40) -> str:
+    """``repr(value)``, cut to ``width`` characters: an error names the value, not a megabyte of it."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def gather(query: Iterable[tuple[str, str]], body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A request's fields wherever the client put them: the query string, overridden by the
+    body's fields (JSON, form or multipart). A key given twice in a query or a form is a list
+    for ``q`` (several texts) and its first value otherwise, as LibreTranslate reads it."""
+    fields: dict[str, Any] = {}
+    for key, value in query:
+        if key == "q" and "q" in fields:
+            fields["q"] = [*(fields["q"] if isinstance(fields["q"], list) else [fields["q"]]), value]
+        else:
+            fields.setdefault(key, value)
+    if body is not None:
+        fields.update(body)
+    return fields
+
+
+def _bool(body: Mapping, name: str) -> bool:
     value = body.get(name, False)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "1", "false", "0", ""}:  # form fields are text
-        return value.lower() in {"true", "1"}
-    raise RequestError(400, f"'{name}' must be true or false, got {value!r}")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "false", "0", "", "yes", "no", "on", "off"}:
+        return value.strip().lower() in {"true", "1", "yes", "on"}  # form fields are text
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise RequestError(400, f"'{name}' must be true or false, got {shown(value)}")
 
 
-def _int(body: dict, name: str, low: int, high: int) -> int | None:
+def _int(body: Mapping, name: str, low: int, high: int, clamp_low: bool = False) -> int | None:
     value = body.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+        value = int(value.strip())
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e12:
+        value = int(value)  # JSON 2.0
+    if isinstance(value, int) and not isinstance(value, bool) and clamp_low and value < low:
+        value = low  # LibreTranslate reads a negative alternatives as 0
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestError(400, f"'{name}' must be a whole number from {low} to {high}, got {value!r}")
+        raise RequestError(400, f"'{name}' must be a whole number from {low} to {high}, got {shown(value)}")
     return value
 
 
-def _text(body: dict, name: str, required: bool = True) -> str | None:
+def _float(body: Mapping, name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise RequestError(400, f"'{name}' must be a number from {low:g} to {high:g}, got {shown(value)}")
+    return float(value)
+
+
+def _text(body: Mapping, name: str, required: bool = True, example: str = "en") -> str | None:
     value = body.get(name)
     if value is None or value == "":
         if required:
-            raise RequestError(400, f"'{name}' is missing: give the language code, e.g. \"{name}\": \"en\"")
+            raise RequestError(400, f"'{name}' is missing: give it, e.g. \"{name}\": \"{example}\"")
         return None
     if not isinstance(value, str):
         raise RequestError(400, f"'{name}' must be a string, got {type(value).__name__}")
     return value.strip()
 
 
-def parse_request(body: Any, limits: Limits) -> TranslateRequest:
-    """The request's fields, checked; ``RequestError`` (400, 413) names the first problem."""
-    if not isinstance(body, dict):
-        raise RequestError(400, "the body must be a JSON object such as {\"q\": \"Hello\", \"source\": \"en\", "
-                                "\"target\": \"de\"}")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise RequestError(400, f"unknown field '{unknown[0]}': the fields are {', '.join(FIELDS)}")
+def _language(body: Mapping, name: str) -> str:
+    code = _text(body, name) or ""
+    if code != "auto" and not _CODE.fullmatch(code):
+        raise RequestError(400, f"'{name}' must be a language code such as \"en\" (GET /languages), got {shown(code)}")
+    return code.lower().replace("_", "-")
+
+
+def check_text(text: str, what: str = "'q'") -> None:
+    """Text a model can read: no lone surrogate (valid JSON can carry one; UTF-8 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestError(400, f"{what} holds an unpaired surrogate (\\u{ord(text[err.start]):04x}) at character "
+                                f"{err.start}: send valid Unicode") from None
+
+
+def texts_of(body: Mapping, limits: Limits) -> tuple[list[str], bool]:
+    """``q``, checked: (its texts, whether it was a list)."""
     q = body.get("q")
-    if q is None:
-        raise RequestError(400, "'q' is missing: give the text to translate, a string or a list of strings")
+    if q is None or q == "":
+        raise RequestError(400, "'q' is missing: give the text, a string or a list of strings")
     as_list = isinstance(q, list)
-    lines = q if as_list else [q]
-    if not all(isinstance(line, str) for line in lines):
+    texts = q if as_list else [q]
+    if not all(isinstance(text, str) for text in texts):
         raise RequestError(400, "'q' must be a string or a list of strings")
-    if not lines or not any(line.strip() for line in lines):
-        raise RequestError(400, "'q' is empty: give the text to translate")
-    if len(lines) > limits.max_sentences:
-        raise RequestError(413, f"'q' holds {len(lines)} texts, more than the {limits.max_sentences} a request may "
+    if not texts or not any(text.strip() for text in texts):
+        raise RequestError(400, "'q' is empty: give the text")
+    if len(texts) > limits.max_sentences:
+        raise RequestError(413, f"'q' holds {len(texts)} texts, more than the {limits.max_sentences} a request may "
                                 "hold: send them in several requests")
-    chars = sum(len(line) for line in lines)
+    chars = sum(len(text) for text in texts)
     if chars > limits.max_chars:
         raise RequestError(413, f"'q' holds {chars} characters, more than the {limits.max_chars} a request may hold: "
                                 "split the text over several requests")
-    flat = [" ".join(line.split()) for line in lines]  # line breaks inside a text are read as spaces
+    for text in texts:
+        check_text(text)
+    return texts, as_list
+
+
+def parse_request(body: Any, limits: Limits) -> TranslateRequest:
+    """The request's fields, checked; ``RequestError`` (400, 413) names the first problem.
+    Fields mt does not know are ignored, as LibreTranslate ignores them."""
+    if not isinstance(body, Mapping):
+        raise RequestError(400, "the body must be a JSON object such as {\"q\": \"Hello\", \"source\": \"en\", "
+                                "\"target\": \"de\"}")
+    texts, as_list = texts_of(body, limits)
+    text_format = (_text(body, "format", required=False) or "text").lower()
+    if text_format not in FORMATS:
+        raise RequestError(400, f"'format' must be {' or '.join(FORMATS)}, got {shown(text_format)}")
     penalty = _text(body, "penalty", required=False)
     if penalty is not None and penalty not in {p.value for p in LengthPenalty}:
         raise RequestError(400, f"'penalty' must be one of {', '.join(p.value for p in LengthPenalty)}, got "
-                                f"{penalty!r}")
-    length_penalty = body.get("length_penalty")
-    if length_penalty is not None:
-        try:
-            length_penalty = float(length_penalty)
-        except (TypeError, ValueError):
-            raise RequestError(400, f"'length_penalty' must be a number, got {length_penalty!r}") from None
-        if not 0.0 <= length_penalty <= 5.0:
-            raise RequestError(400, f"'length_penalty' must be from 0 to 5, got {length_penalty}")
+                                f"{shown(penalty)}")
     return TranslateRequest(
-        lines=flat, as_list=as_list, source=_text(body, "source") or "", target=_text(body, "target") or "",
-        model=_text(body, "model", required=False), alternatives=_int(body, "alternatives", 0, MAX_ALTERNATIVES) or 0,
-        beam=_int(body, "beam", 1, MAX_BEAM), length_penalty=length_penalty, penalty=penalty,
-        attention=_bool(body, "attention"), alignment=_bool(body, "alignment"), scores=_bool(body, "scores"))
+        texts=texts, as_list=as_list, source=_language(body, "source"), target=_language(body, "target"),
+        format=text_format, model=_text(body, "model", required=False),
+        alternatives=_int(body, "alternatives", 0, MAX_ALTERNATIVES, clamp_low=True) or 0,
+        beam=_int(body, "beam", 1, MAX_BEAM), length_penalty=_float(body, "length_penalty", 0.0, 5.0),
+        penalty=penalty, attention=_bool(body, "attention"), alignment=_bool(body, "alignment"),
+        scores=_bool(body, "scores"))
+
+
+def parse_detect(body: Any, limits: Limits) -> tuple[list[str], bool]:
+    """``POST /detect``'s ``q``: (its texts, whether it was a list)."""
+    if not isinstance(body, Mapping):
+        raise RequestError(400, "the body must be a JSON object such as {\"q\": \"Hello\"}")
+    return texts_of(body, limits)
 
 
 def pharaoh(links) -> str:

@@ -26,6 +26,7 @@ from mt.errors import MTError
 from mt.model_dir import CONFIG, export_format
 from mt.serving.app import ServedModel, create_app
 from mt.serving.batcher import BatchingOptions, SearchProcess
+from mt.serving.connections import bounded_protocol
 from mt.serving.protocol import Limits
 
 log = logging.getLogger("mt.serve")
@@ -67,25 +68,26 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
         share = threads or max(1, (cores - spare) // processes)
         config = load_yaml(Path(folder) / CONFIG, ExperimentConfig)
         model = config.model
+        attends = model.arch.value == "transformer" or model.attention.type.value != "none"
         served.append(ServedModel(
             name, translator, config.data.src_lang, config.data.tgt_lang,
             {"preset": model.name, "arch": model.arch.value, "attention": model.attention.type.value
              if model.arch.value == "rnn" else "multi-head",
              "parameters": translator.model.num_parameters(), "device": str(translator.device),
-             "precision": translator.precision.name, "engine": export_format(folder) or "pytorch", "threads": share,
-             "directory": str(Path(folder).resolve())},
+             "precision": translator.precision.name, "engine": export_format(folder) or "pytorch", "threads": share},
             [SearchProcess(folder, device, precision, share, max_tokens) for _ in range(processes)] if search_process
-            else None))
+            else None, attends=attends, directory=str(Path(folder).resolve())))
     return served
 
 
 def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, device: str = "auto",
           precision: str = "auto", search: SearchConfig | None = None, batching: BatchingOptions | None = None,
           limits: Limits | None = None, align: AlignOptions | None = None, threads: int = 0,
-          log_level: str = "info", processes: int = 1) -> int:
+          log_level: str = "info", processes: int = 1, max_connections: int = 1000, show_paths: bool = False) -> int:
     """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop.
     ``processes`` search processes per model share the cores (``threads`` each, or their share;
-    continuous batching leaves one core to the HTTP side)."""
+    continuous batching leaves one core to the HTTP side). ``max_connections`` open at once
+    (more are answered 503 and closed); ``show_paths``: ``GET /models`` names the directories."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     check_address(host, port)  # before the models load: a bad address or a taken port fails in a second
     batching = batching or BatchingOptions()
@@ -93,10 +95,11 @@ def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, 
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
     models = load_models(model_specs(model_args), device, precision, threads, processes=processes,
                          max_tokens=batching.max_tokens, continuous=batching.mode == "continuous", cores=cores)
-    app = create_app(models, search or SearchConfig(keep_attention=False), batching,
-                     limits or Limits(), align or AlignOptions())
+    limits = limits or Limits()
+    app = create_app(models, search or SearchConfig(keep_attention=False), batching, limits, align or AlignOptions(),
+                     show_paths=show_paths)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
-                            access_log=False)
+                            access_log=False, http=bounded_protocol(limits.read_timeout, max_connections))
     server = _Server(config)
     server.run()
     return 0 if server.started else 1

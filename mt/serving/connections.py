@@ -1,0 +1,87 @@
+"""The HTTP connections of ``mt serve``: uvicorn's h11 protocol with two bounds it lacks.
+
+- **A deadline on the headers.** uvicorn waits as long as a client likes for a request's
+  headers; 200 clients sending a byte every half second held 200 connections for as long as
+  they kept at it. A request whose headers are not complete ``read_timeout`` seconds after its
+  first byte (or after the connection opened) gets 408 and the connection is closed. The body
+  has the same deadline, kept by the app (``mt.serving.requests.read_body``).
+- **A cap on open connections.** Past ``max_connections``, a new connection is answered 503
+  with ``Retry-After`` and ``{"error": ...}`` at once and closed, before it can hold anything.
+  (uvicorn's own ``limit_concurrency`` answers in plain text, and only once the headers came.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+def _response(status: int, reason: str, message: str, retry_after: int | None = None) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+            "connection: close"]
+    if retry_after is not None:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header deadline and a connection cap (class attributes,
+    set by ``bounded_protocol``)."""
+
+    read_timeout: float = 10.0
+    max_connections: int = 1000
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.max_connections:
+            transport.write(_response(503, "Service Unavailable", f"the server holds {self.max_connections} "
+                                      "connections (--max-connections): retry shortly", retry_after=1))
+            transport.close()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.read_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._arm()  # a new request's first bytes: its headers have read_timeout seconds
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the headers are in (h11 leaves IDLE once it has parsed a whole request line and headers)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Between requests uvicorn's keep-alive timeout closes an idle connection; the next
+        # request's first byte arms the deadline again (data_received).
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered (pipelining): its own deadlines hold
+        self.transport.write(_response(408, "Request Timeout", f"the request's headers did not arrive within "
+                                       f"{self.read_timeout:g} s (--read-timeout): send them at once"))
+        self.transport.close()
+
+
+def bounded_protocol(read_timeout: float, max_connections: int) -> type[BoundedH11Protocol]:
+    """The protocol class uvicorn is given (``uvicorn.Config(http=...)``), with these bounds."""
+    return type("BoundedH11Protocol", (BoundedH11Protocol,),
+                {"read_timeout": read_timeout, "max_connections": max_connections})
