@@ -12,6 +12,7 @@ must detect, per text, which of two models a text goes to.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
@@ -310,3 +311,77 @@ def test_search_settings_reach_the_search_the_same_from_every_body(lt, ende):
         answer = httpx.post(f"{lt.url}/translate", **send).json()
         assert answer["translatedText"] == beam[0].text
         assert answer["alternatives"] == [h.text for h in beam[1:] if h.text != beam[0].text]
+
+
+def test_a_text_is_translated_line_by_line_and_sentence_by_sentence_its_line_breaks_kept(lt, ende):
+    text = f"{EN[0]} {EN[1]}\n\n{EN[2]}\n"
+    want = [t.text for t in ende.translate(EN)]
+    answer = httpx.post(f"{lt.url}/translate", json={"q": text, "source": "en", "target": "de"}).json()
+    assert answer["translatedText"] == f"{want[0]} {want[1]}\n\n{want[2]}\n"
+    # Longer than the model reads at once (80 pieces), but each sentence is not: translated, not 413.
+    long = " ".join([EN[0]] * 60)
+    many = httpx.post(f"{lt.url}/translate", json={"q": long, "source": "en", "target": "de"})
+    assert many.status_code == 200 and many.json()["translatedText"] == " ".join([want[0]] * 60)
+    assert httpx.post(f"{lt.url}/translate", json={"q": "🙂 !", "source": "en", "target": "de"}).json()[
+        "translatedText"] == "🙂 !"  # nothing to read: as it is, as LibreTranslate answers
+
+
+def test_a_long_text_goes_to_the_worker_a_request_sized_part_at_a_time(ende):
+    from concurrent.futures import Future
+
+    from mt.serving.app import ServedModel, Service
+    from mt.serving.protocol import Limits
+
+    class Recording:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def submit(self, lines, pieces, search):
+            self.sizes.append(len(lines))
+            future: Future = Future()
+            future.set_result(ende.translate_nbest(lines, search=search))
+            return future
+
+    served = ServedModel("ende", ende, "en", "de", worker=Recording())  # type: ignore[arg-type]
+    service = Service([served], SearchConfig(), Limits(max_sentences=8), None)  # type: ignore[arg-type]
+    out = asyncio.run(service.translate_texts(served, [" ".join(EN * 7)], SearchConfig(), time.perf_counter() + 60,
+                                              0))
+    assert served.worker.sizes == [8, 8, 5]  # 21 sentences, at most --max-texts in the queue at once
+    assert out[0][0] == " ".join(t.text for t in ende.translate(EN * 7))
+
+
+def test_what_the_review_found_around_the_edges(lt):
+    # A body nobody reads (GET /health with a Content-Length) cannot hold the connection.
+    sock = _raw(lt.port)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < 8:
+            sock.sendall(b"c")
+            time.sleep(0.3)
+    except OSError:
+        pass
+    assert time.perf_counter() - start < 6  # closed about a second past the 1.5 s deadline
+    # Any file name: a safe download name and a URL that works.
+    for name in ("日本.txt", "a#b?.txt", "my file.txt"):
+        answer = httpx.post(f"{lt.url}/translate_file", data={"source": "en", "target": "de"},
+                            files={"file": (name, EN[0].encode(), "text/plain")})
+        got = httpx.get(answer.json()["translatedFileUrl"])
+        assert got.status_code == 200 and got.text and got.headers["content-disposition"].isascii()
+    # A byte order mark before JSON, HEAD /health, and the markup header readable by web pages.
+    bom = httpx.post(f"{lt.url}/translate", content=b"\xef\xbb\xbf" + json.dumps(
+        {"q": EN[0], "source": "en", "target": "de"}).encode(), headers={"Content-Type": "application/json"})
+    assert bom.status_code == 200
+    assert httpx.head(f"{lt.url}/health").status_code == 200
+    page = httpx.post(f"{lt.url}/translate", json={"q": "<b>The dog</b> sleeps.", "source": "en", "target": "de",
+                                                   "format": "html"}, headers={"Origin": "https://example.org"})
+    assert "x-mt-markup" in page.headers["access-control-expose-headers"].lower()
+    # Detection reads a page's text, not its markup.
+    html = '<div class="the main content"><a title="the home page">' + FR + "</a></div>"
+    auto = httpx.post(f"{lt.url}/translate", json={"q": html, "source": "auto", "target": "de", "format": "html"})
+    assert auto.json()["detectedLanguage"]["language"] == "fr"
+    # A request h11 cannot parse gets LibreTranslate's JSON error too.
+    bad = _raw(lt.port)
+    bad.sendall(b"GARBAGE\r\n\r\n")
+    answer = _read_all(bad)
+    assert answer.startswith(b"HTTP/1.1 400") and b'"error"' in answer

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt import __version__
 from mt.decoding.aligner import ARGMAX, AlignOptions, translation_pair
-from mt.decoding.markup import AlignedSegment, parse_html
+from mt.decoding.markup import AlignedSegment, HtmlDocument, parse_html
 from mt.decoding.search import SearchConfig
+from mt.decoding.sentences import join_text, split_text
 from mt.decoding.translator import Translation, Translator
 from mt.errors import MTError
 from mt.serving.batcher import (
@@ -123,8 +126,8 @@ class _CountRequests:
 
 def _error(err: RequestError) -> JSONResponse:
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
-    if err.status == 408:
-        headers["Connection"] = "close"  # the rest of a slow body is not waited for
+    if err.status in (408, 413):
+        headers["Connection"] = "close"  # the rest of a slow or too large body is not waited for
     return JSONResponse({"error": err.message}, status_code=err.status, headers=headers or None)
 
 
@@ -195,10 +198,13 @@ class Service:
         return [d["language"] for d in detected], detected
 
     # -- translating ---------------------------------------------------------------------
-    async def translate(self, served: ServedModel, lines: list[str], search: SearchConfig,
-                        deadline: float) -> list[list[Translation]]:
+    async def translate(self, served: ServedModel, lines: list[str], search: SearchConfig, deadline: float,
+                        unit: str = "text", fresh_deadline: bool = False) -> list[list[Translation]]:
         """``lines`` through the model's worker, by ``deadline`` (perf_counter); a timed-out
-        request is cancelled in the search process, not left to run on."""
+        request is cancelled in the search process, not left to run on. More lines than a
+        request may hold (``--max-texts``) go ``--max-texts`` at a time, so that one page or
+        file never fills the queue others share; ``fresh_deadline``: each part gets the whole
+        ``--timeout`` (files)."""
         if not lines:
             return []
         try:
@@ -209,8 +215,19 @@ class Service:
         ids = served.translator.src_tokenizer.encode(lines)
         for i, seq in enumerate(ids):
             if len(seq) > limit:
-                raise RequestError(413, f"text {i + 1} has {len(seq)} pieces, more than the {limit} the model reads "
-                                        "(--max-input-len): split it into sentences")
+                raise RequestError(413, f"{unit} {i + 1} has {len(seq)} pieces, more than the {limit} the model reads "
+                                        "(--max-input-len): split it")
+        step = self.limits.max_sentences
+        results: list[list[Translation]] = []
+        for start in range(0, len(lines), step):
+            if fresh_deadline:
+                deadline = time.perf_counter() + self.limits.timeout
+            results += await self._submit(served, lines[start:start + step], ids[start:start + step], search,
+                                          deadline)
+        return results
+
+    async def _submit(self, served: ServedModel, lines: list[str], ids: list[list[int]], search: SearchConfig,
+                      deadline: float) -> list[list[Translation]]:
         worker = served.worker
         assert worker is not None
         try:
@@ -224,45 +241,78 @@ class Service:
             raise RequestError(503, f"no answer within {self.limits.timeout:g} s (the request timeout): the server is "
                                     "busy; retry shortly", retry_after=5) from None
         except SearchUnavailable as err:
-            raise RequestError(503, f"model '{served.name}' is starting again ({err}); retry shortly",
-                               retry_after=err.retry_after) from None
+            log.warning("model %s: %s", served.name, err)  # the reason (paths and all) goes to the log only
+            raise RequestError(503, f"model '{served.name}' is not available just now (its search process is "
+                                    "starting again); retry shortly", retry_after=err.retry_after) from None
         except SearchRejected as err:
             raise RequestError(400, f"model '{served.name}' cannot translate this request: {err}") from None
         except RuntimeError as err:  # the search process died under this batch
-            raise RequestError(503, f"the translation failed ({err}); retry", retry_after=1) from None
-        finally:
-            if future.cancelled():
-                worker.cancel(future)
+            log.warning("model %s: %s", served.name, err)
+            raise RequestError(503, f"the translation failed (model '{served.name}''s search process ended); retry",
+                               retry_after=1) from None
 
-    async def translate_markup(self, served: ServedModel, documents: list[str], search: SearchConfig,
-                               deadline: float) -> tuple[list[str], str]:
-        """HTML fragments or pages translated with their markup kept: inline tags placed on the
-        words the model's alignment links to the tagged source words (models with attention),
-        else each text node translated apart. -> (the HTML, how the tags were placed)."""
-        parsed = [parse_html(doc) for doc in documents]
+    async def translate_texts(self, served: ServedModel, texts: list[str], search: SearchConfig, deadline: float,
+                              alternatives: int, fresh_deadline: bool = False) -> list[tuple[str, list[str]]]:
+        """Texts as LibreTranslate translates them: line by line and sentence by sentence, the
+        line breaks kept; a text with no letter or digit (emoji, punctuation) comes back as it
+        is. -> (translation, alternatives) per text; the k-th alternative of a text joins the
+        k-th alternative of each of its sentences."""
+        plans = [split_text(text) if _translatable(text) else None for text in texts]
+        sentences = [s for plan in plans if plan is not None for line in plan for s in line]
+        results = await self.translate(served, sentences, search, deadline, "sentence", fresh_deadline)
+        out, k = [], 0
+        for text, plan in zip(texts, plans):
+            if plan is None:
+                out.append((text, []))
+                continue
+            picked = []
+            for line in plan:
+                picked.append(results[k:k + len(line)])
+                k += len(line)
+            versions = [join_text([[hyps[min(j, len(hyps) - 1)].text for hyps in line] for line in picked], text)
+                        for j in range(1 + alternatives)]
+            out.append((versions[0], _unique(versions[1:], versions[0])))
+        return out
+
+    async def translate_markup(self, served: ServedModel, documents: list[HtmlDocument], search: SearchConfig,
+                               deadline: float, fresh_deadline: bool = False) -> tuple[list[str], str]:
+        """Parsed HTML fragments or pages translated with their markup kept: inline tags placed
+        on the words the model's alignment links to the tagged source words (models with
+        attention), else each text node translated apart. -> (the HTML, how the tags were placed).
+        Rendering runs in a thread: the event loop never waits on a large page."""
         if served.attends:
-            sentences = [s for doc in parsed for s in doc.sentences]
-            results = await self.translate(served, sentences, replace(search, keep_attention=True), deadline)
+            sentences = [s for doc in documents for s in doc.sentences]
+            results = await self.translate(served, sentences, replace(search, keep_attention=True), deadline,
+                                           "sentence", fresh_deadline)
             if all(r[0].attention is not None for r in results if r[0].tgt_ids):
-                out, start = [], 0
-                for doc in parsed:
-                    segs = [_segment(served.translator, r[0], self.align)
-                            for r in results[start:start + len(doc.sentences)]]
-                    start += len(doc.sentences)
-                    out.append(doc.render(segs))
-                return out, "attention"
-        nodes = [node for doc in parsed for node in doc.text_nodes]
-        flat = [" ".join(node.split()) for node in nodes]
-        wanted = [i for i, text in enumerate(flat) if text]
-        results = await self.translate(served, [flat[i] for i in wanted], search, deadline)
-        translated = list(nodes)
-        for i, r in zip(wanted, results):
-            translated[i] = r[0].text
-        out, start = [], 0
-        for doc in parsed:
-            out.append(doc.render_nodes(translated[start:start + len(doc.text_nodes)]))
-            start += len(doc.text_nodes)
-        return out, "text-nodes"
+                segments = [_segment(served.translator, r[0], self.align) for r in results]
+
+                def render() -> list[str]:
+                    out, start = [], 0
+                    for doc in documents:
+                        out.append(doc.render(segments[start:start + len(doc.sentences)]))
+                        start += len(doc.sentences)
+                    return out
+
+                return await asyncio.to_thread(render), "attention"
+        nodes = [node for doc in documents for node in doc.text_nodes]
+        translated = [text for text, _ in await self.translate_texts(served, nodes, search, deadline, 0,
+                                                                      fresh_deadline)]
+
+        def render_nodes() -> list[str]:
+            out, start = [], 0
+            for doc in documents:
+                out.append(doc.render_nodes(translated[start:start + len(doc.text_nodes)]))
+                start += len(doc.text_nodes)
+            return out
+
+        return await asyncio.to_thread(render_nodes), "text-nodes"
+
+
+def _translatable(text: str) -> bool:
+    """Whether a model has anything to read: a letter or a digit (LibreTranslate returns emoji
+    and punctuation as they are)."""
+    return any(ch.isalnum() for ch in text)
 
 
 def _segment(translator: Translator, translation: Translation, align: AlignOptions) -> AlignedSegment:
@@ -273,9 +323,11 @@ def _segment(translator: Translator, translation: Translation, align: AlignOptio
 
 
 def _answer(req: TranslateRequest, served: list[ServedModel], results: list[list[Translation]],
-            align: AlignOptions, detected: list[dict] | None, texts: list[str] | None = None) -> dict:
+            align: AlignOptions, detected: list[dict] | None, texts: list[str] | None = None,
+            alternatives: list[list[str]] | None = None) -> dict:
     """LibreTranslate's answer (``translatedText``, ``alternatives``, ``detectedLanguage``),
-    then mt's fields. ``served``: the model of each text; ``texts``: format html's output."""
+    then mt's fields. ``served``: the model of each text; ``texts``, ``alternatives``: the
+    translations where they were put together from sentences or a page (not ``results``)."""
     extra = []
     for i, hyps in enumerate(results):
         best = hyps[0]
@@ -296,8 +348,9 @@ def _answer(req: TranslateRequest, served: list[ServedModel], results: list[list
     translated = texts if texts is not None else [hyps[0].text for hyps in results]
     body: dict[str, Any] = {"translatedText": translated[0] if one else translated}
     if req.alternatives:
-        alternatives = [[] for _ in translated] if texts is not None else \
-            [_unique([h.text for h in hyps[1:]], hyps[0].text) for hyps in results]
+        if alternatives is None:
+            alternatives = [[] for _ in translated] if texts is not None else \
+                [_unique([h.text for h in hyps[1:]], hyps[0].text) for hyps in results]
         body["alternatives"] = alternatives[0] if one else alternatives
     if detected is not None:
         body["detectedLanguage"] = detected[0] if one else detected
@@ -369,54 +422,26 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
         return JSONResponse({"error": f"invalid request: {shown(err.errors(), 200)}"}, status_code=400)
 
     @app.exception_handler(Exception)
-    async def fault(_request: Request, err: Exception) -> JSONResponse:
+    async def fault(request: Request, err: Exception) -> JSONResponse:
         log.exception("an error of mt serve's own (please report it)", exc_info=err)
+        # Answered outside _CountRequests (Starlette's outermost middleware): counted here.
+        path = request.url.path if request.url.path in _PATHS else "other"
+        metrics.requests.labels(path, "500").inc()
         return JSONResponse({"error": f"internal error ({type(err).__name__}): the server logged it"},
                             status_code=500)
 
     app.add_middleware(_CountRequests, metrics=metrics)
     # As LibreTranslate: any web page may call the API (browser extensions and web apps do).
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
-                       allow_headers=["Authorization", "Content-Type"], max_age=86400)
+                       allow_headers=["Authorization", "Content-Type"], expose_headers=[MARKUP_HEADER], max_age=86400)
 
     @app.post("/translate", openapi_extra=_TRANSLATE_DOC, summary="Translate (LibreTranslate-compatible)")
     async def translate(request: Request) -> Response:
         arrived = time.perf_counter()
         try:
             req = parse_request(await read_fields(request, limits), limits)
-            deadline = arrived + limits.timeout
-            sources, detected = await service.sources_of(req, req.texts)
-            groups: dict[str, list[int]] = {}
-            for i, source in enumerate(sources):
-                groups.setdefault(source, []).append(i)
-            routed = {source: service.route(source, req.target, req.model) for source in groups}
-            job_search = request_search(search, req.beam, req.alternatives,
-                                        req.attention or req.alignment,
-                                        length_penalty=req.length_penalty, penalty=req.penalty)
-            served = [routed[s] for s in sources]
-            headers = {}
-            if req.format == "html":
-                pieces = await asyncio.gather(*(service.translate_markup(
-                    routed[s], [req.texts[i] for i in rows], request_search(search, req.beam, 0, False,
-                                                                          length_penalty=req.length_penalty,
-                                                                          penalty=req.penalty), deadline)
-                    for s, rows in groups.items()))
-                texts: list[str] = [""] * len(req.texts)
-                for (out, how), rows in zip(pieces, groups.values()):
-                    for i, text in zip(rows, out):
-                        texts[i] = text
-                headers[MARKUP_HEADER] = ",".join(sorted({how for _, how in pieces}))
-                body = _answer(_plain(req), served, [[Translation(t, t, [], [], [], None, 0.0)] for t in texts],
-                               align, detected, texts)
-                return JSONResponse(body, headers=headers)
-            lines = req.lines
-            found = await asyncio.gather(*(service.translate(routed[s], [lines[i] for i in rows], job_search,
-                                                             deadline) for s, rows in groups.items()))
-            results: list[list[Translation]] = [[] for _ in lines]
-            for out, rows in zip(found, groups.values()):
-                for i, hyps in zip(rows, out):
-                    results[i] = hyps
-            return JSONResponse(_answer(req, served, results, align, detected))
+            body, headers = await _translate_request(service, req, arrived + limits.timeout)
+            return JSONResponse(body, headers=headers)
         except RequestError as err:
             return _error(err)
         finally:
@@ -435,7 +460,6 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
 
     @app.post("/translate_file", summary="Translate a .txt or .html file (LibreTranslate's format)")
     async def translate_file(request: Request) -> Response:
-        arrived = time.perf_counter()
         try:
             fields = await read_fields(request, limits, files=True)
             upload = fields.get("file")
@@ -454,22 +478,23 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
             if not text.strip():
                 raise RequestError(400, f"{shown(filename)} is empty")
             check_text(text, "the file")
-            source = str(fields.get("source") or "")
-            target = str(fields.get("target") or "")
-            probe = parse_request({"q": text[:limits.max_chars], "source": source, "target": target}, limits)
-            deadline = arrived + limits.timeout
-            sample = [text[:2000]]
-            sources, _ = await service.sources_of(probe, sample)
+            probe = parse_request({"q": text[:limits.max_chars], "source": fields.get("source"),
+                                   "target": fields.get("target")}, limits)
+            html = suffix != ".txt"
+            doc = await asyncio.to_thread(parse_html, text) if html else None
+            sample = " ".join(doc.sentences or doc.text_nodes) if doc is not None else text
+            sources, _ = await service.sources_of(probe, [sample[:2000]])
             served = service.route(sources[0], probe.target, None)
             plain = request_search(search, None, 0, False)
-            if suffix == ".txt":
-                out = await _translate_text_file(service, served, text, plain, deadline, limits)
+            deadline = time.perf_counter() + limits.timeout
+            if doc is None:
+                out = (await service.translate_texts(served, [text], plain, deadline, 0, fresh_deadline=True))[0][0]
                 media = "text/plain; charset=utf-8"
             else:
-                out = (await service.translate_markup(served, [text], plain, deadline))[0][0]
+                out = (await service.translate_markup(served, [doc], plain, deadline, fresh_deadline=True))[0][0]
                 media = "text/html; charset=utf-8"
-            key = service.downloads.put(PurePath(filename).name, out.encode(), media)
-            return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{key}"})
+            key = service.downloads.put(safe_filename(filename), out.encode(), media)
+            return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{quote(key)}"})
         except RequestError as err:
             return _error(err)
 
@@ -479,9 +504,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
         if item is None:
             return _error(RequestError(404, "no such file: translated files are kept for an hour, in memory; "
                                             "translate it again"))
-        safe = item.name.replace('"', "")
         return Response(item.data, media_type=item.media_type,
-                        headers={"Content-Disposition": f"attachment; filename=\"{safe}\""})
+                        headers={"Content-Disposition": f"attachment; filename=\"{item.name}\""})
 
     @app.get("/languages", summary="Languages (LibreTranslate's format)")
     async def languages() -> list[dict]:
@@ -505,7 +529,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
         return [{"name": m.name, "source": m.source, "target": m.target, **m.info,
                  **({"directory": m.directory} if show_paths else {})} for m in models]
 
-    @app.get("/health", summary="Liveness")
+    @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness")
     async def health() -> dict:
         busy = {m.name: round(time.perf_counter() - m.worker.busy_since, 3)
                 for m in models if m.worker is not None and m.worker.busy_since is not None}
@@ -526,6 +550,66 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
     return app
 
 
+async def _translate_request(service: Service, req: TranslateRequest, deadline: float) -> tuple[dict, dict]:
+    """A ``POST /translate``, checked: its texts detected (``auto``), each sent to its model,
+    answered in LibreTranslate's shape. -> (the body, headers)."""
+    search = service.search
+    documents = await asyncio.to_thread(lambda: [parse_html(t) for t in req.texts]) if req.format == "html" \
+        else None
+    # Detection reads what will be translated: a page's text, not its markup.
+    read = [" ".join(doc.sentences or doc.text_nodes) for doc in documents] if documents is not None else req.texts
+    sources, detected = await service.sources_of(req, read)
+    groups: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        groups.setdefault(source, []).append(i)
+    routed = {source: service.route(source, req.target, req.model) for source in groups}
+    served = [routed[s] for s in sources]
+    settings = {"length_penalty": req.length_penalty, "penalty": req.penalty}
+    if documents is not None:
+        plain = request_search(search, req.beam, 0, False, **settings)
+        parts = await asyncio.gather(*(service.translate_markup(routed[s], [documents[i] for i in rows], plain, deadline)
+                                       for s, rows in groups.items()))
+        texts = [""] * len(req.texts)
+        for (out, _), rows in zip(parts, groups.values()):
+            for i, text in zip(rows, out):
+                texts[i] = text
+        body = _answer(_plain(req), served, [[_as_is(t)] for t in texts], service.align, detected, texts)
+        return body, {MARKUP_HEADER: ",".join(sorted({how for _, how in parts}))}
+    job_search = request_search(search, req.beam, req.alternatives, req.attention or req.alignment, **settings)
+    if req.attention or req.alignment or req.scores:
+        # mt's fields describe one search of each text as the model read it: no cutting.
+        lines = req.lines
+        found = await asyncio.gather(*(service.translate(routed[s], [lines[i] for i in rows], job_search, deadline)
+                                       for s, rows in groups.items()))
+        results: list[list[Translation]] = [[] for _ in lines]
+        for out, rows in zip(found, groups.values()):
+            for i, hyps in zip(rows, out):
+                results[i] = hyps
+        return _answer(req, served, results, service.align, detected), {}
+    cut = await asyncio.gather(*(service.translate_texts(routed[s], [req.texts[i] for i in rows], job_search,
+                                                         deadline, req.alternatives) for s, rows in groups.items()))
+    answers: list[tuple[str, list[str]]] = [("", [])] * len(req.texts)
+    for out, rows in zip(cut, groups.values()):
+        for i, answer in zip(rows, out):
+            answers[i] = answer
+    body = _answer(req, served, [[_as_is(t)] for t, _ in answers], service.align, detected,
+                   [t for t, _ in answers], [alts for _, alts in answers])
+    return body, {}
+
+
+def _as_is(text: str) -> Translation:
+    return Translation(text, text, [], [], [], None, 0.0)
+
+
+def safe_filename(name: str) -> str:
+    """An uploaded file's name as its download is called: the last part of the path, ASCII
+    letters, digits, dot, dash and underscore (as LibreTranslate's ``secure_filename``)."""
+    base = PurePath(name.replace("\\", "/")).name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "file"
+    suffix = PurePath(base).suffix.lower()
+    return safe if safe.lower().endswith(suffix) else safe + suffix
+
+
 def _plain(req: TranslateRequest) -> TranslateRequest:
     """format html answers no scores or attention (they are of sentences, not of the page)."""
     return replace(req, scores=False, attention=False, alignment=False)
@@ -542,22 +626,6 @@ def _mean_candidates(found: list[list[tuple[str, float]]], texts: Sequence[str])
             weight[code] = weight.get(code, 0) + len(text)
     ranked = sorted(total, key=lambda c: (-weight[c], -sum(total[c]) / len(total[c])))
     return [{"confidence": round(sum(total[c]) / len(total[c]), 1), "language": c} for c in ranked]
-
-
-async def _translate_text_file(service: Service, served: ServedModel, text: str, search: SearchConfig,
-                               deadline: float, limits: Limits) -> str:
-    """A text file line by line (empty lines kept), in chunks of ``--max-texts`` lines, each
-    chunk within the request timeout."""
-    lines = text.splitlines()
-    wanted = [i for i, line in enumerate(lines) if line.strip()]
-    out = list(lines)
-    for start in range(0, len(wanted), limits.max_sentences):
-        rows = wanted[start:start + limits.max_sentences]
-        results = await service.translate(served, [" ".join(lines[i].split()) for i in rows], search,
-                                          max(deadline, time.perf_counter() + limits.timeout))
-        for i, hyps in zip(rows, results):
-            out[i] = hyps[0].text
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 _PATHS = {"/translate", "/detect", "/translate_file", "/languages", "/frontend/settings", "/models", "/health",

@@ -5,6 +5,10 @@
   they kept at it. A request whose headers are not complete ``read_timeout`` seconds after its
   first byte (or after the connection opened) gets 408 and the connection is closed. The body
   has the same deadline, kept by the app (``mt.serving.requests.read_body``).
+- **A deadline on every body.** The app reads a body within ``read_timeout`` (408), but a
+  route that never reads one (``GET /health`` with a ``Content-Length``, a path that is 404, a
+  request refused at once as too large) would let a client dribble it for ever: a body still
+  coming a second past the deadline closes the connection (408 if nothing was answered yet).
 - **A cap on open connections.** Past ``max_connections``, a new connection is answered 503
   with ``Retry-After`` and ``{"error": ...}`` at once and closed, before it can hold anything.
   (uvicorn's own ``limit_concurrency`` answers in plain text, and only once the headers came.)
@@ -38,6 +42,7 @@ class BoundedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
             transport.write(_response(503, "Service Unavailable", f"the server holds {self.max_connections} "
                                       "connections (--max-connections): retry shortly", retry_after=1))
@@ -58,8 +63,20 @@ class BoundedH11Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE:
             self._arm()  # a new request's first bytes: its headers have read_timeout seconds
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
+        state = self.conn.their_state
+        if state is not h11.IDLE:
             self._disarm()  # the headers are in (h11 leaves IDLE once it has parsed a whole request line and headers)
+        if state is h11.SEND_BODY and self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.read_timeout + 1.0, self._body_too_slow)
+        elif state is not h11.SEND_BODY and self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse: LibreTranslate's ``{"error": ...}``, not plain text."""
+        if not self.transport.is_closing():
+            self.transport.write(_response(400, "Bad Request", f"{msg} Send a valid HTTP/1.1 request."))
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -68,7 +85,21 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().connection_lost(exc)
+
+    def _body_too_slow(self) -> None:
+        """A body still arriving a second past ``read_timeout``: whatever the route did with
+        it, the connection goes (408 first if nothing was answered)."""
+        self._body_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(_response(408, "Request Timeout", f"the request's body did not arrive within "
+                                           f"{self.read_timeout:g} s (--read-timeout): send it at once"))
+        self.transport.close()
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None

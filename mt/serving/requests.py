@@ -71,7 +71,7 @@ async def read_fields(request: Request, limits: Limits, files: bool = False) -> 
         body = await _multipart(request, raw, files)
     else:
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig")  # a byte order mark first is read past, as Flask does
         except UnicodeDecodeError as err:
             raise RequestError(400, f"the body is not valid UTF-8 (byte {err.start}): send UTF-8 text") from None
         if kind == FORM:
