@@ -380,6 +380,10 @@ def test_what_the_review_found_around_the_edges(lt):
     html = '<div class="the main content"><a title="the home page">' + FR + "</a></div>"
     auto = httpx.post(f"{lt.url}/translate", json={"q": html, "source": "auto", "target": "de", "format": "html"})
     assert auto.json()["detectedLanguage"]["language"] == "fr"
+    # HTML mt cannot place tags in is a 400 naming why (was a 500: RecursionError).
+    deep = httpx.post(f"{lt.url}/translate", json={"q": "<p>" + "<b>" * 300 + "dog" + "</b>" * 300 + "</p>",
+                                                   "source": "en", "target": "de", "format": "html"})
+    assert deep.status_code == 400 and "nests more than 100" in deep.json()["error"]
     # A request h11 cannot parse gets LibreTranslate's JSON error too.
     bad = _raw(lt.port)
     bad.sendall(b"GARBAGE\r\n\r\n")

@@ -65,6 +65,11 @@ _SENTENCE_END = re.compile(r"""[.!?\u2026]['"\u2019\u201d\u00bb)\]]*$""")
 _ABBREVIATIONS = frozenset(("mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "cf", "no",
                             "fig", "approx", "dept", "inc", "ltd", "co", "corp"))
 _WORD = re.compile(r"\S+")
+# What one block may hold: inline elements nested inside each other, and inline elements in
+# all. Placement walks the nesting recursively and checks each element against those placed
+# before it; past these bounds a page is refused in one line (no real page comes near them).
+MAX_DEPTH = 100
+MAX_ELEMENTS = 2000
 _BREAK = re.compile(r"<br[\s/>]", re.IGNORECASE)
 
 
@@ -195,6 +200,9 @@ class _Item:
     parent: _Node | None = None
     glued: bool = False  # no whitespace between the word before and it
     glued_after: bool = False  # no whitespace between it and the word after
+    edge: str = ""       # "head": an end tag of an element opened in an earlier segment; "tail": a start
+    # tag of one that ends in a later segment. They are written at the segment's edges, in source
+    # order (_render_segment), so that the output nests wherever the model puts the words.
 
 
 @dataclass
@@ -239,8 +247,9 @@ def _analyse(segment: _Segment, split_sentences: bool) -> None:
     offset = 0
     stack: list[_Node] = []
     roots: list[_Node] = []
-    pending: list[tuple[int, str, int]] = []  # zero-width things: (event index, raw, offset)
+    pending: list[tuple[int, str, int, str]] = []  # zero-width things: (event index, raw, offset, edge)
     breaks: set[int] = set()  # those that are a <br> (with a space after them in the text)
+    elements = 0
 
     def unmatched(node: _Node) -> None:
         """An element not closed in its segment: its start tag stands alone, its children move up."""
@@ -249,13 +258,19 @@ def _analyse(segment: _Segment, split_sentences: bool) -> None:
         siblings[at:at + 1] = node.children
         for child in node.children:
             child.parent = node.parent
-        pending.append((node.order, node.open, node.start))
+        pending.append((node.order, node.open, node.start, "tail"))
 
     for order, event in enumerate(segment.events):
         if event.kind == "data":
             text_parts.append(event.text)
             offset += len(event.text)
         elif event.kind == "start" and event.tag not in VOID:
+            if len(stack) >= MAX_DEPTH:
+                raise MTError(f"the HTML nests more than {MAX_DEPTH} inline elements inside each other: flatten it")
+            elements += 1
+            if elements > MAX_ELEMENTS:
+                raise MTError(f"a block of the HTML holds more than {MAX_ELEMENTS} inline elements: split it into "
+                              "paragraphs")
             node = _Node(event.raw, "", offset, offset, order, parent=stack[-1] if stack else None)
             (stack[-1].children if stack else roots).append(node)
             stack.append(node)
@@ -265,7 +280,8 @@ def _analyse(segment: _Segment, split_sentences: bool) -> None:
             node = stack.pop()
             node.close, node.end, node.close_order = event.raw, offset, order
         else:
-            pending.append((order, event.raw, offset))
+            stray_end = event.kind == "end" and event.tag not in VOID
+            pending.append((order, event.raw, offset, "head" if stray_end else ""))
             if event.tag == "br":  # a line break inside an inline element: a space between words
                 text_parts.append(" ")
                 offset += 1
@@ -296,15 +312,22 @@ def _analyse(segment: _Segment, split_sentences: bool) -> None:
 
     for root in roots:
         walk(root)
-    segment.items = [_Item(raw, at, order, _innermost(segment.nodes, order),
-                           *_glue(text, at, at + 1 if order in breaks else at))
-                     for order, raw, at in sorted(pending)]
+    pending.sort()
+    parents = _innermost(segment.nodes, [order for order, *_ in pending])
+    segment.items = [_Item(raw, at, order, parent if not edge else None,
+                           *_glue(text, at, at + 1 if order in breaks else at), edge=edge)
+                     for (order, raw, at, edge), parent in zip(pending, parents)]
     n = len(segment.words)
     if n:
         cuts = [0]
         if split_sentences:
-            cuts += [k + 1 for k in range(n - 1) if _ends_sentence(segment, k)
-                     and not any(node.first <= k < node.last - 1 for node in segment.nodes)]
+            inside = [0] * (n + 1)  # inside[k] > 0: an element spans words k and k + 1
+            for node in segment.nodes:
+                if node.last - node.first >= 2:
+                    inside[node.first] += 1
+                    inside[node.last - 1] -= 1
+            spanned = list(itertools.accumulate(inside))
+            cuts += [k + 1 for k in range(n - 1) if not spanned[k] and _ends_sentence(segment, k)]
         cuts.append(n)
         segment.sentences = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
@@ -315,13 +338,22 @@ def _glue(text: str, start: int, end: int) -> tuple[bool, bool]:
     return start > 0 and not text[start - 1].isspace(), end < len(text) and not text[end].isspace()
 
 
-def _innermost(nodes: list[_Node], order: int) -> _Node | None:
-    """The innermost element whose tags enclose event ``order`` (``nodes`` in pre-order)."""
-    best = None
-    for node in nodes:
-        if node.order < order < node.close_order:
-            best = node
-    return best
+def _innermost(nodes: list[_Node], orders: list[int]) -> list[_Node | None]:
+    """For each event index of ``orders`` (ascending), the innermost element whose tags enclose
+    it (``nodes`` in pre-order, so in the order of their start tags, properly nested)."""
+    found: list[_Node | None] = []
+    stack: list[_Node] = []
+    k = 0
+    for order in orders:
+        while k < len(nodes) and nodes[k].order < order:
+            while stack and stack[-1].close_order < nodes[k].order:
+                stack.pop()
+            stack.append(nodes[k])
+            k += 1
+        while stack and stack[-1].close_order < order:
+            stack.pop()
+        found.append(stack[-1] if stack else None)
+    return found
 
 
 def _ends_sentence(segment: _Segment, k: int) -> bool:
@@ -486,21 +518,21 @@ def _render_segment(segment: _Segment, words: list[str], links: set[tuple[int, i
         if 0 <= i < n and 0 <= j < m:
             targets[i].add(j)
 
+    # after[k]: the gap after the target word linked to source word k or the nearest one before it
+    # that has a link; 0 where none has.
+    after, last = [], 0
+    for k in range(n):
+        if targets[k]:
+            last = max(targets[k]) + 1
+        after.append(last)
+    starts = [s for s, _ in segment.words]
+
     def gap_after(word: int) -> int:
-        """The gap after the target word linked to source word ``word`` or the nearest one
-        before it that has a link; 0 where none has."""
-        for k in range(min(word, n - 1), -1, -1):
-            if targets[k]:
-                return max(targets[k]) + 1
-        return 0
+        return after[min(word, n - 1)] if n else 0
 
     def word_before(offset: int) -> int:
         """The last source word starting before ``offset`` (-1: none)."""
-        k = -1
-        for index, (s, _) in enumerate(segment.words):
-            if s < offset:
-                k = index
-        return k
+        return bisect.bisect_left(starts, offset) - 1
 
     root = _Placed(_Node("", "", 0, len(segment.text), -1), 0, m)
     placed: dict[int, _Placed] = {}
@@ -555,12 +587,18 @@ def _render_segment(segment: _Segment, words: list[str], links: set[tuple[int, i
             start = inner
 
     zero_html: dict[int, str] = {}
+    inner: dict[int, list[tuple[int, _Placed | str]]] = {}  # an element's order -> what is directly inside it
+    for c in placed.values():
+        if c.node.parent is not None:
+            inner.setdefault(c.node.parent.order, []).append((c.node.order, c))
+    for it in segment.items:
+        if it.parent is not None:
+            inner.setdefault(it.parent.order, []).append((it.order, it.raw))
 
     def zero(p: _Placed) -> str:
         """A zero-width element with everything inside it, in source order."""
-        inside = sorted([(c.node.order, zero(c)) for c in placed.values() if c.node.parent is p.node]
-                        + [(it.order, it.raw) for it in segment.items if it.parent is p.node])
-        return p.node.open + "".join(h for _, h in inside) + p.node.close
+        inside = sorted(inner.get(p.node.order, []), key=lambda x: x[0])
+        return p.node.open + "".join(h if isinstance(h, str) else zero(h) for _, h in inside) + p.node.close
 
     for p in placed.values():
         if p.b is None and (p.node.parent is None or placed[p.node.parent.order].b is not None):
@@ -569,7 +607,11 @@ def _render_segment(segment: _Segment, words: list[str], links: set[tuple[int, i
             gap = _clip(p.a, container)
             glue = _glue(segment.text, p.node.start, p.node.end)
             home(container, gap).items.append((gap, glue, p.node.order, zero_html[p.node.order]))
+    head = [item.raw for item in segment.items if item.edge == "head"]
+    tail = [item.raw for item in segment.items if item.edge == "tail"]
     for item in segment.items:
+        if item.edge:
+            continue
         container = placed[item.parent.order] if item.parent is not None else root
         if container.b is None:
             continue  # inside a zero-width element: written with it
@@ -580,7 +622,15 @@ def _render_segment(segment: _Segment, words: list[str], links: set[tuple[int, i
     text = segment.text
     lead = text[: segment.words[0][0]]
     trail = text[segment.words[-1][1]:]
-    return _escape(lead) + _write(root, words) + _escape(trail)
+    # Tags of elements that cross the segment's edges cover all its words: the start tags of
+    # elements still open at its end go first, the end tags of elements opened before it last
+    # ("<b>one <p>two</p> three</b>": each part stays bold). With both, the end tags (which
+    # close what came before) go first and the start tags last, as in the source.
+    if head and tail:
+        before, after = head, tail
+    else:
+        before, after = tail, head
+    return "".join(before) + _escape(lead) + _write(root, words) + _escape(trail) + "".join(after)
 
 
 def _clip(gap: int, parent: _Placed) -> int:

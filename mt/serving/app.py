@@ -481,7 +481,7 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
             probe = parse_request({"q": text[:limits.max_chars], "source": fields.get("source"),
                                    "target": fields.get("target")}, limits)
             html = suffix != ".txt"
-            doc = await asyncio.to_thread(parse_html, text) if html else None
+            doc = (await parse_pages([text]))[0] if html else None
             sample = " ".join(doc.sentences or doc.text_nodes) if doc is not None else text
             sources, _ = await service.sources_of(probe, [sample[:2000]])
             served = service.route(sources[0], probe.target, None)
@@ -554,8 +554,7 @@ async def _translate_request(service: Service, req: TranslateRequest, deadline: 
     """A ``POST /translate``, checked: its texts detected (``auto``), each sent to its model,
     answered in LibreTranslate's shape. -> (the body, headers)."""
     search = service.search
-    documents = await asyncio.to_thread(lambda: [parse_html(t) for t in req.texts]) if req.format == "html" \
-        else None
+    documents = await parse_pages(req.texts) if req.format == "html" else None
     # Detection reads what will be translated: a page's text, not its markup.
     read = [" ".join(doc.sentences or doc.text_nodes) for doc in documents] if documents is not None else req.texts
     sources, detected = await service.sources_of(req, read)
@@ -595,6 +594,15 @@ async def _translate_request(service: Service, req: TranslateRequest, deadline: 
     body = _answer(req, served, [[_as_is(t)] for t, _ in answers], service.align, detected,
                    [t for t, _ in answers], [alts for _, alts in answers])
     return body, {}
+
+
+async def parse_pages(texts: list[str]) -> list[HtmlDocument]:
+    """HTML parsed in a thread (the event loop never waits on a large page); a page mt cannot
+    place tags in (nested too deep, too many in one block) is a 400 naming why."""
+    try:
+        return await asyncio.to_thread(lambda: [parse_html(text) for text in texts])
+    except MTError as err:
+        raise RequestError(400, f"format html: {err}") from None
 
 
 def _as_is(text: str) -> Translation:
