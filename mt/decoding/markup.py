@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
+from mt.decoding.sentences import ends_sentence
 from mt.errors import MTError
 
 if TYPE_CHECKING:
@@ -59,11 +60,6 @@ SKIPPED = frozenset(("script", "style", "code", "pre", "kbd", "samp", "textarea"
 # Elements with no end tag in HTML.
 VOID = frozenset(("area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta", "param",
                   "source", "track", "wbr"))
-# A word that ends a sentence: final . ! ? (or …), then closing quotes or brackets.
-_SENTENCE_END = re.compile(r"""[.!?\u2026]['"\u2019\u201d\u00bb)\]]*$""")
-# Words ending in a full stop that rarely end a sentence.
-_ABBREVIATIONS = frozenset(("mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e", "cf", "no",
-                            "fig", "approx", "dept", "inc", "ltd", "co", "corp"))
 _WORD = re.compile(r"\S+")
 # What one block may hold: inline elements nested inside each other, and inline elements in
 # all. Placement walks the nesting recursively and checks each element against those placed
@@ -357,18 +353,11 @@ def _innermost(nodes: list[_Node], orders: list[int]) -> list[_Node | None]:
 
 
 def _ends_sentence(segment: _Segment, k: int) -> bool:
-    """Word k ends a sentence: sentence-final punctuation, not an abbreviation or an initial,
-    and the next word starts with a capital letter or a digit."""
+    """Word k of the segment ends a sentence (``mt.decoding.sentences``: punctuation, not an
+    abbreviation or an initial, a capital or a digit next)."""
     s, e = segment.words[k]
-    word = segment.text[s:e]
     ns, ne = segment.words[k + 1]
-    following = segment.text[ns:ne].lstrip("\"'\u201c\u2018\u00ab([")
-    if not _SENTENCE_END.search(word) or not following or not (following[0].isupper() or following[0].isdigit()):
-        return False
-    bare = word.rstrip("\"'\u2019\u201d\u00bb)]")
-    stem = bare.rstrip(".!?\u2026").lower().lstrip("(")
-    # a full stop after an initial (J.), an abbreviation (Dr.) or inside (e.g., U.S.) ends nothing
-    return not (bare.endswith(".") and (len(stem) <= 1 or stem in _ABBREVIATIONS or "." in stem))
+    return ends_sentence(segment.text[s:e], segment.text[ns:ne])
 
 
 # ---------------------------------------------------------------------------------------------

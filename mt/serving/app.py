@@ -286,27 +286,22 @@ class Service:
                                            "sentence", fresh_deadline)
             if all(r[0].attention is not None for r in results if r[0].tgt_ids):
                 segments = [_segment(served.translator, r[0], self.align) for r in results]
-
-                def render() -> list[str]:
-                    out, start = [], 0
-                    for doc in documents:
-                        out.append(doc.render(segments[start:start + len(doc.sentences)]))
-                        start += len(doc.sentences)
-                    return out
-
-                return await asyncio.to_thread(render), "attention"
+                return await asyncio.to_thread(_each_page, documents, segments, "sentences"), "attention"
         nodes = [node for doc in documents for node in doc.text_nodes]
         translated = [text for text, _ in await self.translate_texts(served, nodes, search, deadline, 0,
                                                                       fresh_deadline)]
+        return await asyncio.to_thread(_each_page, documents, translated, "text_nodes"), "text-nodes"
 
-        def render_nodes() -> list[str]:
-            out, start = [], 0
-            for doc in documents:
-                out.append(doc.render_nodes(translated[start:start + len(doc.text_nodes)]))
-                start += len(doc.text_nodes)
-            return out
 
-        return await asyncio.to_thread(render_nodes), "text-nodes"
+def _each_page(documents: list[HtmlDocument], translated: list, kind: str) -> list[str]:
+    """Each page rendered with its share of ``translated`` (one per sentence, or per text node)."""
+    out, start = [], 0
+    for doc in documents:
+        count = len(getattr(doc, kind))
+        part = translated[start:start + count]
+        out.append(doc.render(part) if kind == "sentences" else doc.render_nodes(part))
+        start += count
+    return out
 
 
 def _translatable(text: str) -> bool:
