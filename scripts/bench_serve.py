@@ -13,6 +13,38 @@ N against a server started with ``--no-batching`` (each request translated alone
 ``--soak S`` keeps N = 32 clients on the first model for S seconds and samples the server's RSS
 every 10 s: growth is the last sample over the one after the first minute. Every request
 and every second is bounded; the server listens on 127.0.0.1 only.
+
+Robustness (``mt serve --read-timeout`` / ``--max-connections`` / a timed-out request cancelled
+in the search process):
+
+    .venv/bin/python scripts/bench_serve.py rnn=RUN1/model --no-offline --unbatched-at \
+        --clients 32 --seconds 30 --slow-clients 200 --slow-rounds 3 --json FILE
+    .venv/bin/python scripts/bench_serve.py rnn=RUN1/model --no-offline --unbatched-at --clients \
+        --overload 45 --overload-clients 256 --overload-lines 8 --overload-timeout 2 --json FILE
+
+``--slow-clients N``: each level runs twice in a row, first alone (kind ``server``), then
+beside N slow clients (kind ``server, slow clients``), ``--slow-rounds`` times, alternating,
+so both see the same machine state. The slow clients run in a process of their own: each
+opens a connection and sends a /translate request one byte every ``--slow-interval`` s
+(headers then body; ``--slow-part body``: headers at once, the body slowly), opening a new
+connection once the server answers or closes it. Their starts spread over ``--slow-ramp`` s,
+and the normal clients start once all have. Reported beside the normal clients' figures: the
+slow connections opened, their answers (``HTTP 408`` ...; ``closed``: closed without an
+answer; ``open at the end``: still sending when the level ended), and how long each stayed
+open (median / max of those that ended; the longest still open at the end).
+
+``--overload S``, ``--overload-rounds`` times against a fresh server each (started with
+``--timeout T`` from ``--overload-timeout`` and mt's own ``--max-queue``): the one-line
+request and ``/health`` unloaded first (median of 5), then a flood of ``--overload-clients``
+clients for S seconds, each with a connection of its own and requests of
+``--overload-lines`` sentences (a q list), recording every status seen (with the 503s'
+reasons, digits as N); once the flood's last request is answered, three rounds of one
+one-line /translate and one ``/health`` on fresh connections, each timed, and the server's
+search processes' CPU use over the next 3 s (about 1.0 a thread: they still search, for
+nobody); then one-line requests one after another until one is answered 200 (at most 300 s
+after the flood: ``first_200_after_s``). Without a hidden backlog the first one-line request answers in about its unloaded
+time. The server command's ``mt`` is whatever ``python -m mt`` imports from the repository
+root this script sits in (``PYTHONPATH`` first): each line names it (``mt_source``).
 """
 
 from __future__ import annotations
@@ -21,6 +53,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import multiprocessing
 import os
 import re
 import socket
@@ -28,6 +61,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -55,11 +89,13 @@ def _rss(pid: int) -> dict[str, int]:
 
 
 class Server:
-    def __init__(self, model: str, threads: int, *more: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, model: str, threads: int, *more: str, env: dict[str, str] | None = None,
+                 max_queue: int | None = 100000) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        queue = ["--max-queue", str(max_queue)] if max_queue is not None else []  # None: mt's default
         self.proc = subprocess.Popen([sys.executable, "-m", "mt", "serve", model, "--port", str(self.port),
-                                      "--threads", str(threads), "--max-queue", "100000", *more], cwd=REPO,
+                                      "--threads", str(threads), *queue, *more], cwd=REPO,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env={**os.environ, **(env or {})})
         for _ in range(600):
@@ -75,15 +111,18 @@ class Server:
         return self.proc.wait(60)
 
 
-async def _load(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str]) -> dict:
-    """``clients`` connections, each sending one sentence at a time for ``seconds``. The client is
-    aiohttp: httpx's pool spent 16 ms of CPU a request at 128 connections (3 ms at 32), so the
-    load generator, not the server, set the pace on this 2-core machine."""
+async def _load(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str],
+                lines: int = 1) -> dict:
+    """``clients`` connections, each sending one sentence at a time for ``seconds`` (``lines`` > 1:
+    a q list of that many sentences a request; then the 503s' reasons are counted too). The
+    client is aiohttp: httpx's pool spent 16 ms of CPU a request at 128 connections (3 ms at 32),
+    so the load generator, not the server, set the pace on this 2-core machine."""
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     kinds: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
     stop_at = time.perf_counter() + seconds
 
     async def client(k: int, http) -> None:
@@ -91,11 +130,18 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
         i = k
         while time.perf_counter() < stop_at:
             start = time.perf_counter()
+            q = sentences[i % len(sentences)] if lines == 1 else \
+                [sentences[(i * lines + j) % len(sentences)] for j in range(lines)]
             try:
-                async with http.post(f"{url}/translate", json={"q": sentences[i % len(sentences)],
-                                                               "source": pair[0], "target": pair[1]}) as answer:
-                    await answer.read()
+                async with http.post(f"{url}/translate", json={"q": q, "source": pair[0], "target": pair[1]}) as answer:
+                    body = await answer.read()
                     ok, kind = answer.status == 200, f"HTTP {answer.status}"
+                    if lines > 1 and not ok:
+                        try:
+                            reason = str(json.loads(body).get("error", ""))
+                        except (ValueError, AttributeError):
+                            reason = body[:60].decode(errors="replace")
+                        reasons[f"{answer.status} " + re.sub(r"\d+(\.\d+)?", "N", reason)[:60]] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 ok, kind = False, type(err).__name__
             if ok:
@@ -113,9 +159,180 @@ async def _load(url: str, sentences: list[str], clients: int, seconds: float, pa
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0] if latencies else 0] * 99
     return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies) + errors,
             "requests_per_s": round((len(latencies) + errors) / elapsed, 2),
-            "sentences_per_s": round(len(latencies) / elapsed, 2), "errors": errors, "error_kinds": kinds,
+            "sentences_per_s": round(len(latencies) * lines / elapsed, 2), "errors": errors, "error_kinds": kinds,
             "p50_ms": round(q[49] * 1000, 1), "p95_ms": round(q[94] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-            "client": "aiohttp"}
+            "client": "aiohttp", **({"lines_per_request": lines, "answered_200": len(latencies),
+                                     "error_reasons": dict(reasons)} if lines > 1 else {})}
+
+
+def _request_bytes(port: int, sentence: str, pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    """A /translate request as a client writes it: (headers, body)."""
+    body = json.dumps({"q": sentence, "source": pair[0], "target": pair[1]}).encode()
+    head = (f"POST /translate HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nuser-agent: bench-slow\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+    return head, body
+
+
+async def _slow_clients(port: int, requests: list[tuple[bytes, bytes]], n: int, interval: float, ramp: float,
+                        part: str, ready, stop) -> dict:
+    """``n`` slow clients until ``stop`` (a multiprocessing Event) is set; ``ready`` once all began."""
+    ended: list[float] = []        # seconds each connection stayed open, of those that ended
+    statuses: Counter[str] = Counter()
+    still_open: list[float] = []   # of those open when the level ended
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        done.set()
+
+    async def client(k: int) -> None:
+        await asyncio.sleep(ramp * k / n)
+        r = k
+        while not done.is_set():
+            opened = time.perf_counter()
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+            except (OSError, asyncio.TimeoutError) as err:
+                statuses[f"connect: {type(err).__name__}"] += 1
+                await asyncio.sleep(interval)
+                continue
+            head, body = requests[r % len(requests)]
+            r += n
+            answer = asyncio.ensure_future(reader.read(65536))
+            stopping = asyncio.ensure_future(done.wait())
+            try:
+                if part == "body":
+                    writer.write(head)
+                    slow = body
+                else:
+                    slow = head + body
+                for i in range(len(slow)):
+                    writer.write(slow[i:i + 1])
+                    await writer.drain()
+                    await asyncio.wait([answer, stopping], timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                    if answer.done() or stopping.done():
+                        break
+                if not answer.done() and not stopping.done():  # all sent: the answer, or the level's end
+                    await asyncio.wait([answer, stopping], return_when=asyncio.FIRST_COMPLETED)
+            except OSError:  # reset by the server while writing
+                pass
+            lived = time.perf_counter() - opened
+            if answer.done() and not answer.cancelled() and answer.exception() is None:
+                first = answer.result()
+                status = f"HTTP {first.split()[1].decode()}" if first.startswith(b"HTTP/") else "closed"
+                ended.append(lived)
+            elif answer.done() and not answer.cancelled():
+                status = f"closed: {type(answer.exception()).__name__}"
+                ended.append(lived)
+            else:
+                status = "open at the end"
+                still_open.append(lived)
+            statuses[status] += 1
+            answer.cancel()
+            stopping.cancel()
+            writer.close()
+
+    watcher = asyncio.ensure_future(watch())
+    tasks = [asyncio.ensure_future(client(k)) for k in range(n)]
+    await asyncio.sleep(ramp)
+    ready.set()
+    await asyncio.gather(*tasks)
+    watcher.cancel()
+    return {"slow_clients": n, "slow_interval_s": interval, "slow_part": part, "slow_connections": len(ended) +
+            len(still_open), "slow_answers": dict(statuses),
+            "slow_open_s_median": round(statistics.median(ended), 2) if ended else None,
+            "slow_open_s_max": round(max(ended), 2) if ended else None,
+            "slow_still_open_s_max": round(max(still_open), 2) if still_open else None}
+
+
+def _slow_process(args: tuple, ready, stop, results) -> None:
+    results.put(asyncio.run(_slow_clients(*args, ready, stop)))
+
+
+class SlowClients:
+    """``_slow_clients`` in a process of its own, so their event loop does not delay the normal
+    clients' (the two still share the machine's cores with the server)."""
+
+    def __init__(self, port: int, requests: list[tuple[bytes, bytes]], n: int, interval: float, ramp: float,
+                 part: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.ready, self.stop_event, self.results = context.Event(), context.Event(), context.Queue()
+        self.proc = context.Process(target=_slow_process, args=((port, requests, n, interval, ramp, part),
+                                                                self.ready, self.stop_event, self.results))
+        self.proc.start()
+        if not self.ready.wait(ramp + 60):
+            self.proc.terminate()
+            raise SystemExit("the slow clients did not start")
+
+    def stop(self) -> dict:
+        self.stop_event.set()
+        result = self.results.get(timeout=60)
+        self.proc.join(10)
+        return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _search_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _probe(url: str, sentence: str, pair: tuple[str, str]) -> tuple[float, int, float, int]:
+    """One one-line /translate and one /health, each on a fresh connection (http.client: next to no
+    client time of its own): (s, status, s, status)."""
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    timed = []
+    for method, path, body in (("POST", "/translate", json.dumps({"q": sentence, "source": pair[0],
+                                                                  "target": pair[1]})), ("GET", "/health", None)):
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection(host, int(port), timeout=300)
+        connection.request(method, path, body, {"content-type": "application/json"} if body else {})
+        status = connection.getresponse()
+        status.read()
+        connection.close()
+        timed += [time.perf_counter() - start, status.status]
+    return timed[0], timed[1], timed[2], timed[3]
+
+
+def overload(server: Server, sentences: list[str], pair: tuple[str, str], seconds: float, clients: int,
+             lines: int) -> dict:
+    """The flood and what follows it (module docstring, ``--overload``)."""
+    line = sentences[0]
+    for _ in range(3):  # warm-up
+        _probe(server.url, line, pair)
+    quiet = [_probe(server.url, line, pair) for _ in range(5)]
+    flood = asyncio.run(_load(server.url, sentences, clients, seconds, pair, lines))
+    flood_end = time.perf_counter()
+    after = []
+    for _ in range(3):
+        at = time.perf_counter() - flood_end
+        t, status, h, hstatus = _probe(server.url, line, pair)
+        after.append({"at_s": round(at, 3), "translate_ms": round(t * 1000, 1), "translate_status": status,
+                      "health_ms": round(h * 1000, 1), "health_status": hstatus})
+    pids = _search_pids(server.proc.pid)
+    cpu0, t0 = sum(_cpu_seconds(p) for p in pids), time.perf_counter()
+    time.sleep(3)
+    cpu = (sum(_cpu_seconds(p) for p in pids) - cpu0) / (time.perf_counter() - t0)
+    tries = 0  # then one-line requests until one is answered 200 (at most 300 s after the flood)
+    while time.perf_counter() - flood_end < 300:
+        tries += 1
+        if _probe(server.url, line, pair)[1] == 200:
+            break
+    first_200 = time.perf_counter() - flood_end
+    return {"first_200_after_s": round(first_200, 2), "tries_to_200": tries, "flood": {k: flood[k] for k in ("clients", "seconds", "requests", "answered_200", "error_kinds",
+                                             "error_reasons", "p50_ms", "p99_ms", "lines_per_request")},
+            "quiet_translate_ms": round(statistics.median(q[0] for q in quiet) * 1000, 1),
+            "quiet_health_ms": round(statistics.median(q[2] for q in quiet) * 1000, 1),
+            "after": after, "after_first_translate_ms": after[0]["translate_ms"],
+            "after_health_ms_median": round(statistics.median(a["health_ms"] for a in after), 1),
+            "search_cpu_after": round(cpu, 2), "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"]}
 
 
 def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0,
@@ -202,6 +419,19 @@ def main() -> None:
     parser.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="environment of the server process (e.g. OMP_WAIT_POLICY=PASSIVE)")
     parser.add_argument("--server-args", default="", help="more mt serve options, one string")
+    parser.add_argument("--slow-clients", type=int, default=0, metavar="N",
+                        help="each level also beside N slow clients, right after it ran alone (docstring)")
+    parser.add_argument("--slow-interval", type=float, default=0.5, help="seconds between a slow client's bytes")
+    parser.add_argument("--slow-ramp", type=float, default=5, help="seconds over which the slow clients start")
+    parser.add_argument("--slow-part", choices=["all", "body"], default="all",
+                        help="what a slow client sends slowly: the whole request, or only its body")
+    parser.add_argument("--slow-rounds", type=int, default=1, help="alone / beside slow clients, this many times")
+    parser.add_argument("--overload", type=float, default=0, metavar="S",
+                        help="a flood of S seconds on the first model, then a one-line request and /health timed")
+    parser.add_argument("--overload-clients", type=int, default=256)
+    parser.add_argument("--overload-lines", type=int, default=8, help="sentences in each request of the flood")
+    parser.add_argument("--overload-timeout", type=float, default=2, help="the flooded server's --timeout")
+    parser.add_argument("--overload-rounds", type=int, default=3, help="floods, each against a fresh server")
     ns = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from mt.hardware import machine
@@ -213,6 +443,8 @@ def main() -> None:
             **({"autocast": "per step"} if ns.autocast_per_step else {}),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     env = dict(item.split("=", 1) for item in ns.server_env)
+    info["mt_source"] = subprocess.run([sys.executable, "-c", "import mt; print(mt.__file__)"], cwd=REPO, check=False,
+                                       env={**os.environ, **env}, capture_output=True, text=True).stdout.strip()
 
     def emit(row: dict) -> None:
         row = {**row, **info}
@@ -241,10 +473,18 @@ def main() -> None:
             server = Server(model, ns.threads, *ns.server_args.split(), *([] if batching else ["--no-batching"]),
                             env=env)
             pair = _pair(server.url)
+            slow_requests = [_request_bytes(server.port, s, pair) for s in sentences]
             for clients in levels:
-                row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
-                emit({"model": name, "kind": "server" if batching else "server, no batching", **row,
-                      "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"]})
+                for _ in range(ns.slow_rounds if ns.slow_clients and batching else 1):
+                    row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
+                    emit({"model": name, "kind": "server" if batching else "server, no batching", **row,
+                          "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"], "load": os.getloadavg()})
+                    if ns.slow_clients and batching:
+                        slow = SlowClients(server.port, slow_requests, ns.slow_clients, ns.slow_interval,
+                                           ns.slow_ramp, ns.slow_part)
+                        row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
+                        emit({"model": name, "kind": "server, slow clients", **row, **slow.stop(),
+                              "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"], "load": os.getloadavg()})
             if batching and ns.soak and model == ns.models[0]:
                 samples: list[int] = []
                 row = asyncio.run(_soak(server, sentences, ns.soak, pair, samples))
@@ -252,6 +492,14 @@ def main() -> None:
                 emit({"model": name, "kind": "soak", **row, "rss_samples_mib": samples,
                       "rss_growth_pct": round(100 * (samples[-1] - base) / base, 2)})
             emit({"model": name, "kind": "stop", "batching": batching, "exit_status": server.stop()})
+        if ns.overload and model == ns.models[0]:
+            for _ in range(ns.overload_rounds):
+                server = Server(model, ns.threads, "--timeout", f"{ns.overload_timeout:g}", *ns.server_args.split(),
+                                env=env, max_queue=None)
+                pair = _pair(server.url)
+                row = overload(server, sentences, pair, ns.overload, ns.overload_clients, ns.overload_lines)
+                emit({"model": name, "kind": "overload", "overload_timeout_s": ns.overload_timeout, **row,
+                      "exit_status": server.stop(), "load": os.getloadavg()})
 
 
 if __name__ == "__main__":

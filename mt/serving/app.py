@@ -64,7 +64,7 @@ from mt.serving.protocol import (
     pharaoh,
     shown,
 )
-from mt.serving.requests import read_fields
+from mt.serving.requests import read_fields, within
 from mt.visualization.explorer import with_colormap
 
 log = logging.getLogger("mt.serve")
@@ -235,7 +235,7 @@ class Service:
         except QueueFull as err:
             raise RequestError(503, f"too busy: {err}; retry shortly", retry_after=1) from None
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.perf_counter()))
+            return await within(asyncio.wrap_future(future), max(0.0, deadline - time.perf_counter()))
         except asyncio.TimeoutError:
             worker.cancel(future)
             raise RequestError(503, f"no answer within {self.limits.timeout:g} s (the request timeout): the server is "
@@ -561,8 +561,8 @@ async def _translate_request(service: Service, req: TranslateRequest, deadline: 
     settings = {"length_penalty": req.length_penalty, "penalty": req.penalty}
     if documents is not None:
         plain = request_search(search, req.beam, 0, False, **settings)
-        parts = await asyncio.gather(*(service.translate_markup(routed[s], [documents[i] for i in rows], plain, deadline)
-                                       for s, rows in groups.items()))
+        parts = await _each_group(service.translate_markup(routed[s], [documents[i] for i in rows], plain, deadline)
+                                  for s, rows in groups.items())
         texts = [""] * len(req.texts)
         for (out, _), rows in zip(parts, groups.values()):
             for i, text in zip(rows, out):
@@ -573,15 +573,15 @@ async def _translate_request(service: Service, req: TranslateRequest, deadline: 
     if req.attention or req.alignment or req.scores:
         # mt's fields describe one search of each text as the model read it: no cutting.
         lines = req.lines
-        found = await asyncio.gather(*(service.translate(routed[s], [lines[i] for i in rows], job_search, deadline)
-                                       for s, rows in groups.items()))
+        found = await _each_group(service.translate(routed[s], [lines[i] for i in rows], job_search, deadline)
+                                  for s, rows in groups.items())
         results: list[list[Translation]] = [[] for _ in lines]
         for out, rows in zip(found, groups.values()):
             for i, hyps in zip(rows, out):
                 results[i] = hyps
         return _answer(req, served, results, service.align, detected), {}
-    cut = await asyncio.gather(*(service.translate_texts(routed[s], [req.texts[i] for i in rows], job_search,
-                                                         deadline, req.alternatives) for s, rows in groups.items()))
+    cut = await _each_group(service.translate_texts(routed[s], [req.texts[i] for i in rows], job_search, deadline,
+                                                    req.alternatives) for s, rows in groups.items())
     answers: list[tuple[str, list[str]]] = [("", [])] * len(req.texts)
     for out, rows in zip(cut, groups.values()):
         for i, answer in zip(rows, out):
@@ -589,6 +589,13 @@ async def _translate_request(service: Service, req: TranslateRequest, deadline: 
     body = _answer(req, served, [[_as_is(t)] for t, _ in answers], service.align, detected,
                    [t for t, _ in answers], [alts for _, alts in answers])
     return body, {}
+
+
+async def _each_group(jobs) -> list:
+    """The groups of a request (its texts by model) translated side by side; one group (the
+    usual request) awaited as it is, for a task per request costs the event loop measurably."""
+    jobs = list(jobs)
+    return [await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)
 
 
 async def parse_pages(texts: list[str]) -> list[HtmlDocument]:

@@ -23,6 +23,16 @@ FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 
 
+async def within(awaitable, seconds: float):
+    """``awaitable`` awaited for at most ``seconds`` (``asyncio.TimeoutError`` past them). On
+    Python 3.11+ a timer in this task, not ``wait_for``'s task a call: measurably cheaper per
+    request in the server."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # Python 3.10
+
+
 async def read_body(request: Request, limits: Limits) -> bytes:
     """The raw body: 413 past ``limits.max_body`` bytes, 408 past ``limits.read_timeout`` seconds."""
     declared = request.headers.get("content-length")
@@ -41,7 +51,7 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             chunks.append(chunk)
 
     try:
-        await asyncio.wait_for(receive_all(), limits.read_timeout)
+        await within(receive_all(), limits.read_timeout)
     except asyncio.TimeoutError:
         raise RequestError(408, f"the body did not arrive within {limits.read_timeout:g} s (--read-timeout): send it "
                                 "at once") from None
