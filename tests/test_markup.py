@@ -147,7 +147,11 @@ def test_blocks_and_sentence_ends_split_segments():
                              "line one", "line two", "cell", "head"]
     out = doc.render(identity(doc))
     assert out == src
-    assert parse_html("<p>A. B <b>c. D</b> e</p>").sentences == ["A. B c. D e"]  # never inside an element
+    # Inside an element too (pages wrap whole paragraphs in <span>); the element spans both sentences.
+    inside = parse_html("<p>Go. Be <b>calm. Do</b> it.</p>")
+    assert inside.sentences == ["Go.", "Be calm.", "Do it."]
+    assert inside.render(identity(inside)) == "<p>Go. Be <b>calm. Do</b> it.</p>"
+    assert len(parse_html("<p><span>" + "A man runs. " * 40 + "</span></p>").sentences) == 40
     assert parse_html("<p>First one. Second one.</p>", split_sentences=False).sentences == ["First one. Second one."]
 
 

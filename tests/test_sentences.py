@@ -19,5 +19,6 @@ def test_lines_and_their_breaks_come_back_around_the_translations():
     lines = split_text(text)
     assert lines == [["One.", "Two."], [], ["Three"]]
     upper = [[s.upper() for s in line] for line in lines]
-    assert join_text(upper, text) == "ONE. TWO.\n\nTHREE\n"
+    assert join_text(upper, text) == "ONE. TWO.\n\nTHREE\r\n"  # each line ended as in the source
+    assert join_text(split_text("a\n\n"), "a\n\n") == "a\n\n"  # a trailing blank line kept
     assert join_text([["A"]], "a") == "A" and split_text("") == [[]]

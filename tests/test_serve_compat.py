@@ -411,3 +411,26 @@ def test_what_the_review_found_around_the_edges(lt):
     bad.sendall(b"GARBAGE\r\n\r\n")
     answer = _read_all(bad)
     assert answer.startswith(b"HTTP/1.1 400") and b'"error"' in answer
+
+
+def test_what_the_second_review_found(lt, ende):
+    # A request's headers stalled behind a pipelined one still meet the deadline (not the 5 s keep-alive).
+    body = json.dumps({"q": EN[0], "source": "en", "target": "de"}).encode()
+    sock = _raw(lt.port)
+    start = time.perf_counter()
+    sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\n\r\n" + body + b"POST /translate HTTP/1.1\r\nHos")
+    answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in answer and time.perf_counter() - start < 4
+    # Line ends as sent, a trailing blank line too; a whole paragraph inside an inline element is cut.
+    want = [t.text for t in ende.translate(EN[:2])]
+    text = httpx.post(f"{lt.url}/translate", json={"q": f"{EN[0]}\r\n{EN[1]}\n\n", "source": "en", "target": "de"})
+    assert text.json()["translatedText"] == f"{want[0]}\r\n{want[1]}\n\n"
+    page = httpx.post(f"{lt.url}/translate", json={"q": f"<p><span>{EN[0]} {EN[1]}</span></p>", "source": "en",
+                                                   "target": "de", "format": "html"}).json()["translatedText"]
+    assert page.startswith("<p><span>") and want[0] in page  # the first sentence translated as it is alone
+    # The uploaded name, any script, for clients that read filename*.
+    answer = httpx.post(f"{lt.url}/translate_file", data={"source": "en", "target": "de"},
+                        files={"file": ("日本.txt", EN[0].encode(), "text/plain")})
+    disposition = httpx.get(answer.json()["translatedFileUrl"]).headers["content-disposition"]
+    assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt" in disposition

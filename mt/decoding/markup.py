@@ -2,7 +2,7 @@
 
 ``parse_html`` cuts a fragment or page into segments at block elements (``p``, ``div``,
 ``li``, ``h1``-``h6``, ``td``, ... and a ``br`` outside inline elements) and, inside a block,
-at sentence-final punctuation where no inline element spans the boundary; each segment's text
+at sentence-final punctuation (inside inline elements too); each segment's text
 (entities decoded, whitespace collapsed) is a sentence for the model. ``script``, ``style``,
 ``code``, ``pre`` (and a few more, ``SKIPPED``), elements marked ``translate="no"`` or
 ``class="notranslate"``, comments and the doctype are kept byte for byte, and so is every tag
@@ -317,13 +317,9 @@ def _analyse(segment: _Segment, split_sentences: bool) -> None:
     if n:
         cuts = [0]
         if split_sentences:
-            inside = [0] * (n + 1)  # inside[k] > 0: an element spans words k and k + 1
-            for node in segment.nodes:
-                if node.last - node.first >= 2:
-                    inside[node.first] += 1
-                    inside[node.last - 1] -= 1
-            spanned = list(itertools.accumulate(inside))
-            cuts += [k + 1 for k in range(n - 1) if not spanned[k] and _ends_sentence(segment, k)]
+            # Inside inline elements too: pages wrap whole paragraphs in <span> or <font>, and a model
+            # reads sentences. An element over a cut is placed on the words of both (render merges them).
+            cuts += [k + 1 for k in range(n - 1) if _ends_sentence(segment, k)]
         cuts.append(n)
         segment.sentences = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
@@ -425,8 +421,7 @@ class HtmlDocument:
 
 def parse_html(html: str, split_sentences: bool = True) -> HtmlDocument:
     """``html`` (a fragment or a whole page) cut into segments for ``HtmlDocument.render``.
-    ``split_sentences``: also cut a block at sentence-final punctuation (never inside an
-    inline element)."""
+    ``split_sentences``: also cut a block at sentence-final punctuation."""
     events = _events(html)
     parts: list[str | _Segment] = []
     current: list[_Event] = []

@@ -48,7 +48,11 @@ def split_text(text: str) -> list[list[str]]:
 
 
 def join_text(lines: list[list[str]], like: str) -> str:
-    """Translated sentences put back: a line's sentences joined by a space, lines by ``\\n``,
-    and a final line break where ``like`` (the source) has one."""
-    out = "\n".join(" ".join(sentences) for sentences in lines)
-    return out + "\n" if like.endswith(("\n", "\r")) and not out.endswith("\n") else out
+    """Translated sentences put back: a line's sentences joined by a space, each line ended as
+    the source's line was (``\n``, ``\r\n``, ...; none after the last where it had none)."""
+    ends = []
+    for line in like.splitlines(keepends=True):
+        content = line.splitlines()[0] if line.splitlines() else ""
+        ends.append(line[len(content):])
+    ends += [""] * (len(lines) - len(ends))
+    return "".join(" ".join(sentences) + end for sentences, end in zip(lines, ends))

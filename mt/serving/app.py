@@ -488,7 +488,8 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
             else:
                 out = (await service.translate_markup(served, [doc], plain, deadline, fresh_deadline=True))[0][0]
                 media = "text/html; charset=utf-8"
-            key = service.downloads.put(safe_filename(filename), out.encode(), media)
+            key = service.downloads.put(safe_filename(filename), out.encode(), media,
+                                        PurePath(filename.replace("\\", "/")).name)
             return JSONResponse({"translatedFileUrl": f"{str(request.base_url).rstrip('/')}/download_file/{quote(key)}"})
         except RequestError as err:
             return _error(err)
@@ -499,8 +500,9 @@ def create_app(models: list[ServedModel], search: SearchConfig, batching: Batchi
         if item is None:
             return _error(RequestError(404, "no such file: translated files are kept for an hour, in memory; "
                                             "translate it again"))
-        return Response(item.data, media_type=item.media_type,
-                        headers={"Content-Disposition": f"attachment; filename=\"{item.name}\""})
+        # RFC 6266: an ASCII name for every client, the uploaded one (any script) for those that read filename*.
+        return Response(item.data, media_type=item.media_type, headers={
+            "Content-Disposition": f"attachment; filename=\"{item.name}\"; filename*=UTF-8''{quote(item.original)}"})
 
     @app.get("/languages", summary="Languages (LibreTranslate's format)")
     async def languages() -> list[dict]:

@@ -89,8 +89,10 @@ class BoundedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # Between requests uvicorn's keep-alive timeout closes an idle connection; the next
-        # request's first byte starts its deadline (data_received).
-        self._headers_since = None
+        # request's first byte starts its deadline (data_received), or now where some of it came
+        # with the last one (pipelined) and waits in h11's buffer.
+        waiting = self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+        self._headers_since = self.loop.time() if waiting else None
 
     def _check(self, now: float) -> None:
         if self.transport.is_closing():

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Download:
-    name: str        # what the client's browser saves it as
+    name: str        # what the client's browser saves it as (ASCII)
+    original: str    # the uploaded file's own name (any script)
     data: bytes
     media_type: str
     made: float
@@ -29,12 +30,12 @@ class Downloads:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def put(self, name: str, data: bytes, media_type: str) -> str:
+    def put(self, name: str, data: bytes, media_type: str, original: str = "") -> str:
         """The key to fetch it by: an unguessable token, then the file's name (as LibreTranslate's)."""
         key = f"{secrets.token_urlsafe(16)}.{name}"
         with self._lock:
             self._expire()
-            self._items[key] = Download(name, data, media_type, time.monotonic())
+            self._items[key] = Download(name, original or name, data, media_type, time.monotonic())
             self._bytes += len(data)
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, old = self._items.popitem(last=False)
