@@ -199,12 +199,19 @@ def counted(monkeypatch):
     return calls
 
 
+SECOND_TIER = ("faults", "clients")
+
+
 def pytest_collection_modifyitems(config, items):
-    """CI's second tier (``faults``) stays out of a plain run; ``-m`` of any kind, or a test
-    file or test named on the command line, decides for itself."""
+    """CI's second tier (``faults``, ``clients``) stays out of a plain run; ``-m`` of any kind,
+    or a test file or test named on the command line, decides for itself."""
     if config.option.markexpr or any(Path(arg.split("::")[0]).is_file() for arg in config.args):
         return
-    kept = [item for item in items if item.get_closest_marker("faults") is None]
+
+    def later(item) -> bool:
+        return any(item.get_closest_marker(name) is not None for name in SECOND_TIER)
+
+    kept = [item for item in items if not later(item)]
     if len(kept) < len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("faults")])
+        config.hook.pytest_deselected(items=[item for item in items if later(item)])
         items[:] = kept

@@ -32,6 +32,8 @@ from mt.decoding.translator import Translator
 
 from .serving import Server
 
+pytestmark = pytest.mark.clients  # CI's second tier: npm from its registry, servers and slow clients
+
 EN = ["The dog sleeps.", "A man calls the woman.", "The old man has seen the small dog."]
 FR = "Le vieil homme a vu le petit chien dans la maison."
 DE = "Der alte Mann hat den kleinen Hund im Haus gesehen."
