@@ -84,16 +84,22 @@ def shown(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def gather(query: Iterable[tuple[str, str]], body: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A request's fields wherever the client put them: the query string, overridden by the
-    body's fields (JSON, form or multipart). A key given twice in a query or a form is a list
-    for ``q`` (several texts) and its first value otherwise, as LibreTranslate reads it."""
+def form_fields(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Fields of a query string or a form, as LibreTranslate reads them: a key given twice is a
+    list for ``q`` (several texts) and its first value otherwise."""
     fields: dict[str, Any] = {}
-    for key, value in query:
+    for key, value in pairs:
         if key == "q" and "q" in fields:
             fields["q"] = [*(fields["q"] if isinstance(fields["q"], list) else [fields["q"]]), value]
         else:
             fields.setdefault(key, value)
+    return fields
+
+
+def gather(query: Iterable[tuple[str, str]], body: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A request's fields wherever the client put them: the query string's, overridden by the
+    body's (JSON, form or multipart)."""
+    fields = form_fields(query)
     if body is not None:
         fields.update(body)
     return fields

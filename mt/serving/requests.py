@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 
-from mt.serving.protocol import Limits, RequestError, gather
+from mt.serving.protocol import Limits, RequestError, form_fields, gather
 
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
@@ -86,7 +86,7 @@ async def read_fields(request: Request, limits: Limits, files: bool = False) -> 
             raise RequestError(400, f"the body is not valid UTF-8 (byte {err.start}): send UTF-8 text") from None
         if kind == FORM:
             try:
-                body = _pairs_to_fields(parse_qsl(text, keep_blank_values=True, errors="strict"))
+                body = form_fields(parse_qsl(text, keep_blank_values=True, errors="strict"))
             except UnicodeDecodeError:
                 raise RequestError(400, "the form is not valid UTF-8: send UTF-8 text") from None
         elif not text.strip():
@@ -111,16 +111,6 @@ def _json(text: str) -> Any:
         raise RequestError(400, f"the body's JSON holds a value Python cannot read ({str(err)[:80]})") from None
 
 
-def _pairs_to_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for key, value in pairs:
-        if key == "q" and "q" in fields:  # several texts
-            fields["q"] = [*(fields["q"] if isinstance(fields["q"], list) else [fields["q"]]), value]
-        else:
-            fields.setdefault(key, value)
-    return fields
-
-
 async def _multipart(request: Request, raw: bytes, files: bool) -> dict[str, Any]:
     replay = Request(request.scope, receive=_replay(raw))
     try:
@@ -138,7 +128,7 @@ async def _multipart(request: Request, raw: bytes, files: bool) -> dict[str, Any
                 pairs.append((key, value))
     finally:
         await form.close()
-    return _pairs_to_fields(pairs)
+    return form_fields(pairs)
 
 
 def _replay(raw: bytes):
