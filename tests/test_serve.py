@@ -288,6 +288,7 @@ def test_a_killed_search_process_fails_its_batch_with_a_503_and_a_new_one_serves
     assert again.status_code == 200 and again.json()["translatedText"]
 
 
+@pytest.mark.faults
 def test_a_search_process_that_cannot_start_again_fails_requests_at_once_and_retries(trained_model_dir, tmp_path):
     from mt.serving.batcher import SearchProcess, SearchUnavailable
 

@@ -16,6 +16,8 @@ import pytest
 from mt.decoding.search import SearchConfig
 from mt.serving.batcher import BatchingOptions, ModelWorker, SearchProcess, StreamingWorker
 
+pytestmark = pytest.mark.faults  # search processes killed and cancelled: CI's second tier
+
 GREEDY = SearchConfig(keep_attention=False)
 BUDGET = 100  # source pieces searching at once in the shared search process: a long request mostly waits
 
