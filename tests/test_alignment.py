@@ -10,24 +10,27 @@ import torch
 
 from mt.cli.main import main
 from mt.data.tokenizer import word_ids
-from mt.errors import MTError
-from mt.evaluation.alignment import (
+from mt.decoding.attention_alignment import (
     SYMMETRISATIONS,
+    argmax_links,
+    grow_diag_final_and,
+    merge_to_words,
+    shift_rows,
+    threshold_links,
+)
+from mt.errors import MTError
+from mt.evaluation.aer import (
     GoldLinks,
     aer_by_length,
     alignment_error_rate,
-    argmax_links,
     format_pharaoh,
-    grow_diag_final_and,
     has_moses_escapes,
-    merge_to_words,
     parse_pharaoh,
     prepare_text,
     read_pharaoh,
-    shift_rows,
-    threshold_links,
     write_pharaoh,
 )
+from mt.export import open_translator
 
 from .conftest import ALL_VARIANTS, GATED_VARIANTS, variant_config
 
@@ -179,11 +182,10 @@ ROW_SUM_TOLERANCE = {"fp32": (1e-4, 1e-5), "bf16": (1e-2, 2e-2)}  # (row sums, b
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_forced_decoding_gives_one_attention_row_per_reference_piece_and_eos(trained_model_dir, precision):
-    from mt.decoding.translator import Translator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # forced bf16 warns where it is emulated (tests/test_precision.py)
-        translator = Translator.from_dir(str(trained_model_dir), "cpu", precision)
+        translator = open_translator(str(trained_model_dir), "cpu", precision)
     assert translator.precision.name == precision
     row_sum, batched = ROW_SUM_TOLERANCE[precision]
     sources = ["The dog sleeps.", "", "A small red car waits near the old house."]
@@ -261,8 +263,8 @@ def test_symmetrisations_keep_what_both_directions_say_or_either():
 
 
 def test_mean_symmetrisation_reads_the_rule_from_both_directions_averaged():
-    from mt.analysis.align import average_directions
-    from mt.decoding.aligner import AlignedPair, AlignOptions
+    from mt.analysis.align_files import average_directions
+    from mt.decoding.attention_alignment import AlignedPair, AlignOptions
 
     def pair(words):
         return AlignedPair("s", "t", word_attention=np.array(words, dtype=np.float32), links={(9, 9)})
@@ -316,7 +318,7 @@ def test_align_pairs_file_matches_separate_files_and_reports_unknown_words(train
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
 def test_every_variant_aligns_files_with_every_rule(variant, tokenizers, corpus_dir, tmp_path):
-    from mt.decoding.aligner import align_pairs
+    from mt.decoding.attention_alignment import align_pairs
     from mt.decoding.translator import Translator
     from mt.models import build_model
 
@@ -360,8 +362,7 @@ def test_a_model_trained_shifted_is_read_with_shift_att_unless_told_otherwise(tr
     import yaml
 
     from mt.analysis.explore import build_explorer_data
-    from mt.decoding.aligner import align_pairs
-    from mt.decoding.translator import Translator
+    from mt.decoding.attention_alignment import align_pairs
 
     shifted_dir = tmp_path / "shifted"  # the same weights, its config saying train.alignment_shift=true
     shutil.copytree(trained_model_dir, shifted_dir)
@@ -369,7 +370,7 @@ def test_a_model_trained_shifted_is_read_with_shift_att_unless_told_otherwise(tr
     config["train"].update(alignment_loss=1.0, alignment_shift=True)
     (shifted_dir / "config.yaml").write_text(yaml.safe_dump(config))
     (shifted_dir / "manifest.json").unlink()  # edited on purpose (README, "A model directory")
-    plain, shifted = Translator.from_dir(str(trained_model_dir), "cpu"), Translator.from_dir(str(shifted_dir), "cpu")
+    plain, shifted = open_translator(str(trained_model_dir), "cpu"), open_translator(str(shifted_dir), "cpu")
     assert not plain.alignment_shift and shifted.alignment_shift
     sources = (corpus_dir / "test.en").read_text().splitlines()[:6]
     targets = (corpus_dir / "test.de").read_text().splitlines()[:6]

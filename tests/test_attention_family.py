@@ -13,8 +13,8 @@ import torch
 
 from mt.cli.main import main
 from mt.config import AttentionConfig, Normalizer
+from mt.decoding.attention_alignment import argmax_links
 from mt.errors import ConfigError
-from mt.evaluation.alignment import argmax_links
 from mt.evaluation.metrics import attention_entropy
 from mt.models.attention import Attention, masked_sigmoid, masked_softmax, max_normalize, top_k_mask
 from mt.presets import compose

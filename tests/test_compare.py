@@ -60,8 +60,8 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     data = _page_data(out / "explore.html")  # the mt explore page of the same models and sentences
     assert [m["name"] for m in data["models"]] == ["rnn_bahdanau", "rnn_noattn"] and len(data["sentences"]) == 20
     assert data["has_gold"] and data["sentences"][0]["gold"]
-    # RESULTS' study tables are made from these CSVs by scripts/m30k_study_tables.py.
-    script = [sys.executable, "scripts/m30k_study_tables.py", str(out), "--min-sentences", "1"]
+    # RESULTS' study tables are made from these CSVs by studies/multi30k_attention/tables.py.
+    script = [sys.executable, "studies/multi30k_attention/tables.py", str(out), "--min-sentences", "1"]
     root = Path(__file__).parents[1]
     tables = subprocess.run(script, capture_output=True, text=True, check=True, cwd=root).stdout
     runs_part, length_part = tables.split("<!-- m30k-study:length -->")
@@ -186,7 +186,7 @@ def test_paired_bootstrap_is_seeded_and_finds_a_real_gain():
 
 
 def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
-    from mt.analysis.entries import find_model_dirs
+    from mt.analysis.compare.entries import find_model_dirs
 
     (tmp_path / "run" / "model").mkdir(parents=True)
     (tmp_path / "run" / "model" / "config.yaml").write_text("x: 1\n")
@@ -195,7 +195,7 @@ def test_find_model_dirs_rejects_what_is_not_a_model(tmp_path):
 
 
 def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_validations(tmp_path):
-    from mt.analysis.entries import _run_record
+    from mt.analysis.compare.entries import _run_record
 
     run = tmp_path / "run"
     run.mkdir()
@@ -217,7 +217,7 @@ def test_training_time_is_the_whole_run_even_across_resumes_and_mid_epoch_valida
 def test_the_model_kept_is_the_one_the_trainer_marked_best_whatever_its_metric(tmp_path):
     """A run that kept models by chrF (or loss) reports the kept model's epoch and BLEU, not
     the epoch of the highest BLEU."""
-    from mt.analysis.entries import _run_record
+    from mt.analysis.compare.entries import _run_record
 
     run = tmp_path / "run"
     run.mkdir()
@@ -233,7 +233,7 @@ def test_the_model_kept_is_the_one_the_trainer_marked_best_whatever_its_metric(t
 
 
 def test_the_median_seed_stands_for_a_variant():
-    from mt.analysis.entries import ModelEntry, median_seed, seed_groups
+    from mt.analysis.compare.entries import ModelEntry, median_seed, seed_groups
     from mt.evaluation.metrics import Scores
 
     def entry(name: str, variant: str = "gru 128, no attention") -> ModelEntry:
@@ -328,8 +328,8 @@ def test_saved_systems_are_refused_where_they_do_not_fit(trained_model_dir, corp
 
 
 def test_a_record_never_replaces_another_models_record(tmp_path):
-    from mt.analysis.entries import ModelEntry
-    from mt.analysis.saved_systems import SavedSystem, load_systems, save_systems
+    from mt.analysis.compare.entries import ModelEntry
+    from mt.analysis.compare.saved_systems import SavedSystem, load_systems, save_systems
 
     def system(model_dir: str, seed: int) -> SavedSystem:
         entry = ModelEntry("rnn_noattn", model_dir, "gru 8, no attention", False, 10, "en", "de", seed,
@@ -345,7 +345,7 @@ def test_a_record_never_replaces_another_models_record(tmp_path):
 
 
 def test_runs_of_one_preset_are_named_by_setting_and_seed():
-    from mt.analysis.entries import ModelEntry, _unique_names, seed_groups
+    from mt.analysis.compare.entries import ModelEntry, _unique_names, seed_groups
 
     def entry(variant: str, seed: int, folder: str) -> ModelEntry:
         return ModelEntry("x", f"runs/{folder}/model", variant, True, 1, "en", "de", seed, preset="rnn_bahdanau")
@@ -363,9 +363,9 @@ def test_runs_of_one_preset_are_named_by_setting_and_seed():
 def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
     from types import SimpleNamespace
 
-    from mt.analysis.compare import BucketResult
-    from mt.analysis.comparison_report import _length_series
-    from mt.analysis.entries import ModelEntry
+    from mt.analysis.compare.comparison import BucketResult
+    from mt.analysis.compare.entries import ModelEntry
+    from mt.analysis.compare.report import _length_series
     from mt.visualization.curves import plot_bleu_by_length
 
     def entry(name: str, variant: str, seed: int) -> ModelEntry:
@@ -395,7 +395,7 @@ def test_the_length_plot_draws_a_variant_once_with_its_seeds_range(tmp_path):
 def test_a_setting_that_names_a_file_is_labelled_by_the_file_name_and_an_empty_one_as_none(tmp_path):
     """The Hansards explorer's tabs read 'data.train_alignments=/work/main/.bench/.../train.gdfa'
     beside 'data.train_alignments=': a line long each, the folder telling nothing apart."""
-    from mt.analysis.entries import describe_models
+    from mt.analysis.compare.entries import describe_models
     from mt.config import to_yaml
 
     links = tmp_path / "deep" / "folder" / "train.gdfa"
@@ -418,8 +418,8 @@ def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed
     and the median-seed baseline: the variant recorded only cell, size, score and normaliser."""
     from types import SimpleNamespace
 
-    from mt.analysis.compare import by_variant
-    from mt.analysis.entries import describe_models, seed_groups
+    from mt.analysis.compare.comparison import by_variant
+    from mt.analysis.compare.entries import describe_models, seed_groups
     from mt.config import to_yaml
     from mt.evaluation.metrics import Scores
 
@@ -448,7 +448,7 @@ def test_runs_are_seeds_of_one_model_only_when_their_settings_differ_in_the_seed
 
 def test_records_without_settings_are_grouped_by_their_configs(trained_model_dir, corpus_dir, tmp_path):
     """Records written before entries kept their settings carry their config: it decides."""
-    from mt.analysis.saved_systems import load_systems
+    from mt.analysis.compare.saved_systems import load_systems
 
     records = tmp_path / "records"
     assert main(["compare", str(trained_model_dir), "--src", str(corpus_dir / "test.en"), "--ref",

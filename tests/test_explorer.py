@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mt.cli.main import main
+from mt.export import open_translator
 
 from .conftest import train_tiny
 
@@ -78,12 +79,10 @@ def test_the_explorer_works_in_a_real_browser(page_file, browser, trained_model_
     # The threshold slider shows the links mt align --rule threshold writes (the reference forced).
     page.locator("#threshold").evaluate("(e) => { e.value = '0.3'; e.dispatchEvent(new Event('input')); }")
     shown = page.locator("#links").get_attribute("data-pharaoh")
-    from mt.decoding.aligner import align_pairs
-    from mt.decoding.translator import Translator
-    from mt.evaluation.alignment import threshold_links
+    from mt.decoding.attention_alignment import align_pairs, threshold_links
 
     refs = (corpus_dir / "test.de").read_text().splitlines()
-    pair = align_pairs(Translator.from_dir(str(trained_model_dir), "cpu"), [sources[2]], [refs[2]])[0]
+    pair = align_pairs(open_translator(str(trained_model_dir), "cpu"), [sources[2]], [refs[2]])[0]
     words = pair.word_attention
     expected = {f"{i}-{j}" for i, j in threshold_links(__import__("torch").from_numpy(words), 0.3)}
     near = {f"{i}-{j}" for j, i in zip(*np.nonzero(np.abs(words - 0.3) < 1e-3))}  # 16-bit storage rounds

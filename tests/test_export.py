@@ -13,10 +13,9 @@ import pytest
 pytest.importorskip("ctranslate2", reason="ctranslate2 is not installed (pip install -e '.[deploy]')")
 
 from mt.cli.main import main
-from mt.decoding.exported import CT2Translator
-from mt.decoding.translator import Translator
 from mt.errors import MTError
-from mt.export.ctranslate2 import export_ctranslate2
+from mt.export import open_translator
+from mt.export.ctranslate2 import CT2Translator, export_ctranslate2
 from tests.conftest import run_mt, train_tiny
 
 STEPS = ["train.max_steps=40", "train.epochs=3"]
@@ -41,8 +40,8 @@ def lines(corpus_dir) -> list[str]:
 @pytest.mark.parametrize("settings", [{"beam": 1}, {"beam": 3}, {"beam": 3, "nbest": 2, "length_penalty": 0.6},
                                       {"beam": 1, "max_len_a": 0.5, "max_len_b": 2}, {"beam": 1, "no_repeat_ngram": 2}])
 def test_a_float32_export_translates_as_the_pytorch_model_does(transformer_dir, exported, lines, settings):
-    torch_model = Translator.from_dir(str(transformer_dir), "cpu", "fp32")
-    ct2 = Translator.from_dir(str(exported), "cpu")
+    torch_model = open_translator(str(transformer_dir), "cpu", "fp32")
+    ct2 = open_translator(str(exported), "cpu")
     assert isinstance(ct2, CT2Translator)
     want, got = torch_model.translate_nbest(lines, **settings), ct2.translate_nbest(lines, **settings)
     assert [[h.text for h in hyps] for hyps in got] == [[h.text for h in hyps] for hyps in want]
@@ -60,8 +59,8 @@ def test_a_float32_export_translates_as_the_pytorch_model_does(transformer_dir, 
 
 
 def test_forced_reading_and_the_attention_maps_match(transformer_dir, exported, corpus_dir):
-    torch_model = Translator.from_dir(str(transformer_dir), "cpu", "fp32")
-    ct2 = Translator.from_dir(str(exported), "cpu")
+    torch_model = open_translator(str(transformer_dir), "cpu", "fp32")
+    ct2 = open_translator(str(exported), "cpu")
     src, ref = (corpus_dir / "test.en").read_text().splitlines()[3], (corpus_dir / "test.de").read_text().splitlines()[3]
     a, b = ct2.force_decode(src, ref), torch_model.force_decode(src, ref)
     assert a.score == pytest.approx(b.score, abs=2e-3)
@@ -87,8 +86,8 @@ def test_one_supervised_head_comes_out_of_the_export(transformer_dir, corpus_dir
     assert "attention_reduction: last_layer" in config
     (one / "config.yaml").write_text(config.replace("attention_reduction: last_layer", "attention_reduction: one_head"))
     (one / "manifest.json").unlink()  # edited on purpose
-    torch_model = Translator.from_dir(str(one), "cpu", "fp32")
-    ct2 = Translator.from_dir(str(export_ctranslate2(one, tmp_path / "ct2", "float32")), "cpu")
+    torch_model = open_translator(str(one), "cpu", "fp32")
+    ct2 = open_translator(str(export_ctranslate2(one, tmp_path / "ct2", "float32")), "cpu")
     src, ref = (corpus_dir / "test.en").read_text().splitlines()[3], (corpus_dir / "test.de").read_text().splitlines()[3]
     a, b = ct2.force_decode(src, ref), torch_model.force_decode(src, ref)
     head = torch_model.attention_maps(src, b.tgt_ids)[0, 0]  # head 0 of the penultimate of 2 layers
@@ -138,7 +137,7 @@ def test_int8_is_smaller_and_still_translates(transformer_dir, exported, tmp_pat
     info = json.loads((tmp_path / "int8" / "export.json").read_text())
     assert info["format"] == "ctranslate2" and info["quantization"] == "int8"
     assert (tmp_path / "int8" / "model.bin").stat().st_size < (exported / "model.bin").stat().st_size
-    out = Translator.from_dir(str(tmp_path / "int8"), "cpu").translate(lines)
+    out = open_translator(str(tmp_path / "int8"), "cpu").translate(lines)
     assert len(out) == len(lines) and all(t.text for t in out)
 
 
@@ -186,7 +185,7 @@ def test_mt_serve_serves_the_export(exported, lines):
         answer = httpx.post(f"{s.url}/translate", json={"q": lines[:3], "source": "en", "target": "de",
                                                        "attention": True}, timeout=60)
         assert answer.status_code == 200, answer.text
-        want = Translator.from_dir(str(exported), "cpu").translate(lines[:3])
+        want = open_translator(str(exported), "cpu").translate(lines[:3])
         assert answer.json()["translatedText"] == [t.text for t in want]
         assert len(answer.json()["attention"]) == 3
         # A search the engine cannot run is the client's to change: 400, not 503 with Retry-After forever.

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from mt.cli.main import main
 from mt.decoding.search import SearchConfig
-from mt.decoding.translator import Translator
 from mt.errors import WriteError
+from mt.export import open_translator
 from mt.presets import compose
 from mt.training import checkpoint as checkpoint_module
 from mt.training.pipeline import run_training
@@ -131,7 +131,7 @@ def _long_line(words: int) -> str:
 @pytest.mark.parametrize("beam", [1, 3])
 def test_a_runaway_line_is_cut_to_the_input_limit_and_the_rest_translated(trained_model_dir, tmp_path, caplog, beam):
     """A 10,000-word line took 27 s and 2 GB with no limit; cut to --max-input-len pieces it is quick."""
-    translator = Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    translator = open_translator(str(trained_model_dir), "cpu", "fp32")
     lines = ["The dog sleeps.", _long_line(4000), "A man calls."]
     start = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="mt.translate"):
@@ -161,7 +161,7 @@ def test_the_input_limit_applies_to_mt_translate_and_mt_align(trained_model_dir,
 
 
 def test_attention_is_kept_only_where_it_is_used(trained_model_dir):
-    translator = Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    translator = open_translator(str(trained_model_dir), "cpu", "fp32")
     lines = ["The old man has seen the dog.", "A small red car waits."]
     for beam in (1, 3):
         kept = translator.translate(lines, SearchConfig(beam=beam))

@@ -112,7 +112,7 @@ def _context():
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
         _CTX.set_forkserver_preload(["mt.cli.main", "mt.cli.commands", "mt.cli.train", "mt.model_dir",
-                                     "mt.training.pipeline", "mt.export.int8", "mt.decoding.exported"])
+                                     "mt.training.pipeline", "mt.export.int8", "mt.export"])
     return _CTX
 
 

@@ -1,4 +1,4 @@
-"""The text preparation of scripts/hansards_aer.py: training text written as the gold's
+"""The text preparation of studies/hansards_alignment/hansards_aer.py: training text written as the gold's
 annotators wrote theirs, and the gold's French made to match accent-free training text
 without moving a word (the gold's links index words)."""
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "hansards_aer.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "hansards_alignment" / "hansards_aer.py"
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ import torch
 
 from mt.cli.main import main
 from mt.config import ExperimentConfig
-from mt.decoding.exported import int8_compute
-from mt.decoding.translator import Translator
-from mt.export.int8 import export_int8
+from mt.export import open_translator
+from mt.export.int8 import export_int8, int8_compute
 from mt.model_dir import INT8_WEIGHTS, load_int8_dir, load_model_dir, save_model_dir
 from mt.models import build_model
 
@@ -39,7 +38,7 @@ def test_every_variant_exports_to_int8_and_translates_with_int8_products(variant
             assert bool(((original - restored).abs() <= step / 2 + 1e-7).all()), name
         else:
             assert torch.equal(original, restored), name
-    translator = Translator.from_dir(str(out))
+    translator = open_translator(str(out))
     assert translator.precision.name == "int8" and translator.model.num_parameters() == model.num_parameters()
     kinds = {type(m).__module__ for m in translator.model.modules()}
     assert any("quantized.dynamic" in k for k in kinds)  # int8 products, not fp32 ones
@@ -61,8 +60,8 @@ def test_int8_is_a_third_of_the_weights_and_keeps_the_probabilities_close(traine
     assert plain.returncode == int8.returncode == 0, int8.stderr
     assert len(int8.stdout.splitlines()) == len(lines.splitlines())  # (a 4-update model's argmax is a coin toss:
     # the quality of int8 is BLEU on Multi30k, docs/BENCHMARKS.md; here, the probabilities it gives a sentence)
-    forced = Translator.from_dir(str(out)).force_decode(SENTENCES[0], "Der Hund schläft.")
-    reference = Translator.from_dir(str(trained_model_dir), "cpu", "fp32").force_decode(SENTENCES[0],
+    forced = open_translator(str(out)).force_decode(SENTENCES[0], "Der Hund schläft.")
+    reference = open_translator(str(trained_model_dir), "cpu", "fp32").force_decode(SENTENCES[0],
                                                                                           "Der Hund schläft.")
     assert forced.score == pytest.approx(reference.score, rel=0.1)
     np.testing.assert_allclose(forced.attention, reference.attention, atol=0.1)
@@ -129,7 +128,7 @@ def test_the_int8_runner_computes_with_the_stored_integers_and_row_scales(varian
     out = export_int8(save_model_dir(tmp_path / "model", model, config, src_tok, tgt_tok), tmp_path / "int8")
     aliases = json.loads((out / "export.json").read_text())["aliases"]
     stored = load_file(str(out / INT8_WEIGHTS))
-    runner = Translator.from_dir(str(out)).model
+    runner = open_translator(str(out)).model
     assert not any(type(m) in (torch.nn.Linear, torch.nn.GRU, torch.nn.LSTM) for m in runner.modules())
     kinds = {type(m) for m in runner.modules()}
     assert nnqd.Linear in kinds and (nnqd.GRU in kinds or nnqd.LSTM in kinds or variant == "transformer")

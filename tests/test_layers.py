@@ -17,11 +17,12 @@ LAYERS = {
     "mt.data": 4,
     "mt.models": 5, "mt.evaluation": 5, "mt.visualization": 5,
     "mt.model_dir": 6,
-    "mt.decoding": 7, "mt.export": 7,
-    "mt.training": 8,
-    "mt.analysis": 9,
-    "mt.serving": 10,
-    "mt.cli": 11, "mt.__main__": 12,
+    "mt.decoding": 7,
+    "mt.export": 8,
+    "mt.training": 9,
+    "mt.analysis": 10,
+    "mt.serving": 11,
+    "mt.cli": 12, "mt.__main__": 13,
 }
 
 

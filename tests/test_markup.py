@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from mt.decoding.markup import AlignedSegment, HtmlDocument, parse_html, tag_counts, well_formed
+from mt.export import open_translator
 
 
 def identity(doc: HtmlDocument) -> list[AlignedSegment]:
@@ -276,10 +277,9 @@ def _text(html: str) -> str:
 
 
 def test_a_real_model_places_the_tags_of_its_own_translation(trained_model_dir, corpus_dir):
-    from mt.decoding.aligner import translation_pair
-    from mt.decoding.translator import Translator
+    from mt.decoding.attention_alignment import translation_pair
 
-    translator = Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    translator = open_translator(str(trained_model_dir), "cpu", "fp32")
     lines = (corpus_dir / "test.en").read_text(encoding="utf-8").splitlines()[:2]
     words = lines[0].split()
     words[1] = f"<b>{words[1]}</b>"

@@ -224,8 +224,8 @@ def test_heatmap_files_are_atomic_and_in_the_format_their_suffix_names(tmp_path,
 
 
 def test_a_saved_record_cut_short_keeps_the_previous_record(tmp_path, disk_fills):
-    from mt.analysis.entries import ModelEntry
-    from mt.analysis.saved_systems import SavedSystem, load_systems, save_systems
+    from mt.analysis.compare.entries import ModelEntry
+    from mt.analysis.compare.saved_systems import SavedSystem, load_systems, save_systems
 
     def system(hypothesis: str) -> SavedSystem:
         entry = ModelEntry("m", "/a/run/model", "gru 8", False, 10, "en", "de", 1)

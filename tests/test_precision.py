@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from mt import precision as precision_module
 from mt.config import ExperimentConfig, load_yaml
 from mt.data.batching import collate
-from mt.decoding.translator import Translator
 from mt.errors import ConfigError
+from mt.export import open_translator
 from mt.models import build_model
 from mt.precision import cpu_bf16_support, resolve_precision
 from mt.presets import compose
@@ -160,13 +160,13 @@ def test_model_dirs_saved_with_the_old_bf16_key_still_load(tmp_path):
 
 def test_translation_follows_the_precision(trained_model_dir, monkeypatch):
     _pretend(monkeypatch, native=True)
-    translator = Translator.from_dir(str(trained_model_dir), precision="auto")
+    translator = open_translator(str(trained_model_dir), precision="auto")
     assert translator.precision.name == "bf16"
     out = translator.translate(["The man calls the woman.", ""], beam=2)
     assert len(out) == 2 and out[1].text == ""
     assert out[0].attention is not None and out[0].attention.dtype.name == "float32"
     _pretend(monkeypatch, native=False)
-    assert Translator.from_dir(str(trained_model_dir)).precision.name == "fp32"
+    assert open_translator(str(trained_model_dir)).precision.name == "fp32"
 
 
 def test_bf16_on_the_cpu_bounds_onednn_kernel_caches_unless_the_user_did(monkeypatch):

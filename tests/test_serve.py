@@ -20,6 +20,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
+from mt.export import open_translator
 
 from .serving import REPO, Server
 
@@ -36,7 +37,7 @@ def server(trained_model_dir):
 
 @pytest.fixture(scope="module")
 def translator(trained_model_dir) -> Translator:
-    return Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    return open_translator(str(trained_model_dir), "cpu", "fp32")
 
 
 SENTENCES = ["The dog sleeps.", "A man calls the woman.", "The old man has seen the small dog.",

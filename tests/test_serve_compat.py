@@ -29,6 +29,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
+from mt.export import open_translator
 
 from .serving import Server
 
@@ -63,7 +64,7 @@ def lt(trained_model_dir, fr_model_dir):
 
 @pytest.fixture(scope="module")
 def ende(trained_model_dir) -> Translator:
-    return Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    return open_translator(str(trained_model_dir), "cpu", "fp32")
 
 
 def test_libretranslatepy_translates_detects_and_lists_languages_unchanged(lt, ende):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mt.decoding.search import SearchConfig
+from mt.export import open_translator
 from mt.serving.batcher import BatchingOptions, ModelWorker, SearchProcess, StreamingWorker
 
 pytestmark = pytest.mark.faults  # search processes killed and cancelled: CI's second tier
@@ -74,10 +75,9 @@ def test_a_request_cancelled_mid_search_leaves_the_others_as_they_were(trained_m
     import torch
 
     from mt.decoding.streaming import StreamingTranslator
-    from mt.decoding.translator import Translator
 
     torch.set_num_threads(1)
-    translator = Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    translator = open_translator(str(trained_model_dir), "cpu", "fp32")
     stream = StreamingTranslator(translator, join_share=0.0)
     answers: dict = {}
     for key, request in (("a", lines[0:3]), ("b", lines[3:6]), ("c", lines[6:9])):

@@ -6,6 +6,7 @@ import torch
 from mt.decoding.search import SearchConfig
 from mt.decoding.streaming import StreamingTranslator
 from mt.decoding.translator import Translator
+from mt.export import open_translator
 
 GREEDY = SearchConfig(keep_attention=False)
 
@@ -13,7 +14,7 @@ GREEDY = SearchConfig(keep_attention=False)
 @pytest.fixture(scope="module")
 def translator(trained_model_dir) -> Translator:
     torch.set_num_threads(1)
-    return Translator.from_dir(str(trained_model_dir), "cpu", "fp32")
+    return open_translator(str(trained_model_dir), "cpu", "fp32")
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from mt.analysis.compare import compare_models
-from mt.analysis.comparison_report import seal_report, write_comparison
-from mt.analysis.entries import describe_models
+from mt.analysis.compare.comparison import compare_models
+from mt.analysis.compare.entries import describe_models
+from mt.analysis.compare.report import seal_report, write_comparison
 from mt.analysis.outputs import COMPARE_REPORT, REPORT_FILES, check_report_dir
 from mt.config import ExperimentConfig
 from mt.data.corpus import load_corpus
 from mt.decoding.search import SearchConfig
 from mt.errors import ConfigError
-from mt.evaluation.alignment import read_pharaoh
+from mt.evaluation.aer import read_pharaoh
 from mt.evaluation.report import format_table
 from mt.files import write_text_file
 from mt.models import build_model
@@ -188,7 +188,7 @@ def _examples(sources: list[str], wanted: tuple[tuple[int, int], ...] = ((4, 8),
 
 
 def evaluate_models(model_dirs: dict[str, str], test: dict, out: Path, beam: int, gold: Path | None = None) -> str:
-    """Compares the models with ``mt.analysis.compare`` (what ``mt compare`` writes, into
+    """Compares the models with ``mt.analysis.compare.comparison`` (what ``mt compare`` writes, into
     ``out``) and returns the demo's report: scores, the gap by length, example translations.
     With ``gold`` (Pharaoh links of the test pairs), each attention model's alignment error
     rate too: argmax of its attention while it reads the reference, merged to words."""

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mt.analysis.entries import ModelEntry
-from mt.analysis.saved_systems import SavedSystem
+from mt.analysis.compare.entries import ModelEntry
+from mt.analysis.compare.saved_systems import SavedSystem
 from mt.config import ExperimentConfig, load_yaml
 from mt.data.corpus import load_corpus, read_parallel
 from mt.decoding.search import SearchConfig

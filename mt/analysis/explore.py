@@ -13,14 +13,15 @@ import numpy as np
 from sacrebleu.metrics import BLEU
 from tqdm import tqdm
 
-from mt.analysis.entries import check_languages, describe_models, find_model_dirs
+from mt.analysis.compare.entries import check_languages, describe_models, find_model_dirs
 from mt.data.corpus import read_parallel
-from mt.decoding.aligner import AlignedPair, align_pairs
+from mt.decoding.attention_alignment import AlignedPair, align_pairs
 from mt.decoding.search import GREEDY, SearchConfig
 from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
-from mt.evaluation.alignment import GoldLinks, alignment_error_rate, read_pharaoh
+from mt.evaluation.aer import GoldLinks, alignment_error_rate, read_pharaoh
 from mt.evaluation.metrics import attention_entropy
+from mt.export import open_translator
 from mt.visualization.explorer import pack_weights, write_explorer
 
 EXPLORE_SENTENCES = 500  # what --explore of mt align and mt compare shows: the first 500
@@ -147,7 +148,7 @@ def explore_models(model_paths: Sequence[str], src_file: str, ref_file: str | No
         if len(gold) != len(sources):
             raise DataError(f"{gold_file} has {len(gold)} alignment lines for {len(sources)} sentences")
     n = max_sentences or len(sources)
-    models = [(e.name, Translator.from_dir(e.model_dir, device, precision)) for e in entries]
+    models = [(e.name, open_translator(e.model_dir, device, precision)) for e in entries]
     data = build_explorer_data(models, sources[:n], None if references is None else references[:n],
                                None if gold is None else gold[:n], search=search, progress=True)
     page = write_explorer(data, out, title or f"mt explore: {', '.join(e.name for e in entries)} on "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mt.config import Precision
 from mt.errors import MTError
+from mt.export import open_translator
 
 
 def _add_search_options(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +58,8 @@ def _search(ns: argparse.Namespace, nbest: int = 1, keep_attention: bool = True)
 
 
 def _translator(ns: argparse.Namespace, model_dir: str | None = None):
-    from mt.decoding.translator import Translator
 
-    return Translator.from_dir(model_dir or ns.model_dir, ns.device, ns.precision)
+    return open_translator(model_dir or ns.model_dir, ns.device, ns.precision)
 
 
 def translate(args: list[str]) -> int:
@@ -173,7 +173,7 @@ def align(args: list[str]) -> int:
                        "(the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links (--symmetrize)")
-    # the keys of mt.evaluation.alignment.SYMMETRISATIONS and mean (mt.analysis.align.average_directions),
+    # the keys of mt.decoding.attention_alignment.SYMMETRISATIONS and mean (mt.analysis.align_files.average_directions),
     # written here so that parsing needs no torch
     files.add_argument("--symmetrize", choices=["grow-diag-final-and", "intersection", "union", "mean"],
                        help="with --backward-model: grow-diag-final-and (default), intersection (links both "
@@ -185,7 +185,7 @@ def align(args: list[str]) -> int:
         return _align_files(ns, search)
     if ns.src is None or not ns.out:
         raise MTError("give --src and --out to draw one sentence, or --src-file to align a file")
-    from mt.analysis.align import draw_sentence
+    from mt.analysis.align_files import draw_sentence
     from mt.analysis.outputs import check_output_files
     from mt.visualization.heatmap import image_format
 
@@ -199,7 +199,7 @@ def align(args: list[str]) -> int:
 
 
 def _align_files(ns: argparse.Namespace, search) -> int:
-    from mt.analysis.align import (
+    from mt.analysis.align_files import (
         AlignmentFiles,
         align_files,
         draw_pairs,
@@ -209,7 +209,7 @@ def _align_files(ns: argparse.Namespace, search) -> int:
     )
     from mt.analysis.outputs import HEATMAPS, check_output_files, check_report_dir
     from mt.data.corpus import read_parallel
-    from mt.decoding.aligner import AlignOptions
+    from mt.decoding.attention_alignment import AlignOptions
 
     files = AlignmentFiles(ns.pharaoh, ns.one_based, ns.jsonl, ns.npz, ns.out_dir, ns.format, ns.words, ns.max_plots,
                            ns.explore)
@@ -262,7 +262,7 @@ def aer(args: list[str]) -> int:
     from mt.analysis.outputs import check_output_files
 
     check_output_files([("--json", ns.json)], [("--gold", ns.gold), ("--pred", ns.pred), ("--by-length", ns.by_length)])
-    from mt.evaluation.alignment import aer_by_length, alignment_error_rate, read_gold_and_predicted
+    from mt.evaluation.aer import aer_by_length, alignment_error_rate, read_gold_and_predicted
 
     gold, predicted = read_gold_and_predicted(ns.gold, ns.pred, ns.gold_one_based, ns.pred_one_based, ns.swap_gold)
     scores = alignment_error_rate(gold, predicted)
@@ -386,7 +386,7 @@ def compare(args: list[str]) -> int:
                         "on the first 500 sentences")
     _add_search_options(parser)
     ns = parser.parse_args(args)
-    from mt.analysis.compare_job import CompareRequest, run_compare
+    from mt.analysis.compare.job import CompareRequest, run_compare
 
     request = CompareRequest(ns.out, ns.models, ns.systems or (), ns.src, ns.ref, ns.split, _search(ns), ns.baseline,
                              ns.gold, _buckets(ns.buckets), ns.bootstrap, ns.seed, ns.save_systems, ns.explore,
@@ -415,7 +415,7 @@ def explore(args: list[str]) -> int:
     parser.add_argument("--title", default="", help="the page's title")
     _add_search_options(parser)
     ns = parser.parse_args(args)
-    from mt.analysis.entries import find_model_dirs
+    from mt.analysis.compare.entries import find_model_dirs
     from mt.analysis.explore import explore_models
     from mt.analysis.outputs import check_output_files
 

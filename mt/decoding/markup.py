@@ -45,7 +45,7 @@ from mt.decoding.sentences import ends_sentence
 from mt.errors import MTError
 
 if TYPE_CHECKING:
-    from mt.decoding.aligner import AlignedPair
+    from mt.decoding.attention_alignment import AlignedPair
 
 # Elements that end a segment (their tags are kept as they are, between segments).
 BLOCK = frozenset((
@@ -79,7 +79,7 @@ class AlignedSegment:
 
     @classmethod
     def of_pair(cls, pair: AlignedPair) -> AlignedSegment:
-        """From ``mt.decoding.aligner.translation_pair`` (or ``align_pairs``): its words are the
+        """From ``mt.decoding.attention_alignment.translation_pair`` (or ``align_pairs``): its words are the
         whitespace words of the source and of the translation, as here."""
         return cls(list(pair.tgt_words), set(pair.links))
 

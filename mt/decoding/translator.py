@@ -8,7 +8,7 @@ Output order is input order; an empty input line gives an empty output line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -25,8 +25,6 @@ from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision, resolve_precision
 
 log = logging.getLogger("mt.translate")
-# export format -> (path, device, precision) -> a Translator that runs it; mt.decoding.exported fills it
-EXPORT_RUNNERS: dict[str, Callable[[str, str, str], Translator]] = {}
 
 @dataclass
 class Translation:
@@ -56,15 +54,14 @@ class Translator:
 
     @classmethod
     def from_dir(cls, path: str, device: str = "auto", precision: str = "auto") -> Translator:
-        """``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
+        """A model directory (an export too: ``mt.export.open_translator`` opens either).
+        ``device``: auto (a GPU when there is one), cpu, cuda, cuda:N. ``precision``: auto (bf16
         where the hardware computes it natively, else fp32), fp32, bf16, fp16."""
         path = str(readable_dir(path))
         kind = export_format(path)
-        if kind is not None:  # an export (mt export): run by its engine, through this class's interface
-            if kind not in EXPORT_RUNNERS:
-                raise MTError(f"{path} is a {kind} export, which this mt cannot run: use the model directory it was "
-                              "exported from")
-            return EXPORT_RUNNERS[kind](path, device, precision)
+        if kind is not None:
+            raise MTError(f"{path} is a {kind} export: open it with mt.export.open_translator, which runs it "
+                          "by its engine")
         device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,

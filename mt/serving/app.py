@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mt import __version__
-from mt.decoding.aligner import ARGMAX, AlignOptions, translation_pair
+from mt.decoding.attention_alignment import ARGMAX, AlignOptions, translation_pair
 from mt.decoding.markup import AlignedSegment, HtmlDocument, parse_html
 from mt.decoding.search import SearchConfig
 from mt.decoding.sentences import join_text, split_text

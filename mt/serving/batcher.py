@@ -10,7 +10,7 @@ search is batch-invariant (a sentence's output does not depend on what it is bat
 so a sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
 load). In bf16 it almost is: the products' rounding depends on the batch's padded length, so
 a few sentences in a thousand can come out differently alone (docs/BENCHMARKS.md,
-``scripts/batch_invariance.py``). The queue is bounded in sentences: a full one refuses new
+``bench/batch_invariance.py``). The queue is bounded in sentences: a full one refuses new
 work at once (the server answers 503 with Retry-After) instead of growing without limit.
 """
 
@@ -34,6 +34,7 @@ from mt.decoding.search import SearchConfig
 from mt.decoding.streaming import StreamingTranslator
 from mt.decoding.translator import Translation, Translator
 from mt.errors import MTError
+from mt.export import open_translator
 
 log = logging.getLogger("mt.serve")
 
@@ -328,7 +329,7 @@ def _search_loop(conn, model_dir: str, device: str, precision: str, threads: int
 
         if threads:
             torch.set_num_threads(threads)
-        translator = Translator.from_dir(model_dir, device, precision)
+        translator = open_translator(model_dir, device, precision)
         streaming = StreamingTranslator(translator, max_tokens)
     except Exception as err:  # noqa: BLE001 - told to the parent, which names it
         conn.send(("error", f"{type(err).__name__}: {err}"))

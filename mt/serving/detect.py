@@ -2,7 +2,7 @@
 
 The detector is lingua (``lingua-language-detector``, Apache-2.0, models inside its wheel, no
 network), in its high-accuracy mode, built for the served languages only. Measured on Multi30k
-test 2016 (``scripts/bench_detect.py``; docs/bench/2026-12-07_language_detection/): restricted to
+test 2016 (``bench/language_detection.py``; bench/results/2026-12-07_language_detection/): restricted to
 {en, de, fr, cs}, lingua and py3langid are right on all 4,000 full captions (and on the 93 under
 30 characters), so the choice is made on shorter texts, single words and short phrases cut from
 the captions. On one word lingua is right 84.4% of the time among the four languages and 93.0%

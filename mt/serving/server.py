@@ -19,10 +19,10 @@ import torch
 import uvicorn
 
 from mt.config import ExperimentConfig, load_yaml
-from mt.decoding.aligner import AlignOptions
+from mt.decoding.attention_alignment import AlignOptions
 from mt.decoding.search import SearchConfig
-from mt.decoding.translator import Translator
 from mt.errors import MTError
+from mt.export import open_translator
 from mt.model_dir import CONFIG, export_format
 from mt.serving.app import ServedModel, create_app
 from mt.serving.batcher import BatchingOptions, SearchProcess
@@ -60,7 +60,7 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     cores = cores or torch.get_num_threads()
     served = []
     for name, folder in specs:
-        translator = Translator.from_dir(folder, device, precision)  # a model directory or an export (mt export)
+        translator = open_translator(folder, device, precision)  # a model directory or an export (mt export)
         # A continuous search never idles between batches, so by default it leaves one core to the
         # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01). An
         # export's engine cannot stream: window batching (mt.serving.app), all of them.

@@ -27,7 +27,7 @@ from mt.model_dir import MODEL_KINDS, existing_dir, legacy_kind
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
-from mt.training.alignment_supervision import training_links
+from mt.training.alignment_loss import training_links
 from mt.training.allocator import map_large_blocks
 from mt.training.checkpoint import RunFiles, load_checkpoint
 from mt.training.trainer import Trainer, TrainingData, TrainResult

@@ -41,7 +41,7 @@ from mt.model_dir import legacy_kind
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
-from mt.training.alignment_supervision import alignment_loss
+from mt.training.alignment_loss import alignment_loss
 from mt.training.checkpoint import Progress, RunFiles, after_failed_checkpoint
 from mt.training.fused_loss import linear_cross_entropy
 from mt.training.schedule import learning_rate_factor, plateau_scale

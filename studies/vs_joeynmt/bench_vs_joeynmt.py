@@ -1,0 +1,609 @@
+"""mt and JoeyNMT 2.3.0 side by side: training speed and peak memory on Multi30k en-de.
+
+    .venv/bin/python studies/vs_joeynmt/bench_vs_joeynmt.py --seconds 150 --rounds 2 --json bench/results/FILE.json
+
+Installs JoeyNMT 2.3.0 into its own virtual environment (``.bench/joeynmt-venv``: torch
+2.13.0 first, then joeynmt with sentencepiece 0.2.0 and importlib_metadata), writes the
+Multi30k English-German text and ONE joint 8k unigram SentencePiece model that both
+systems use, and trains the same models in both, alternating run by run (mt, JoeyNMT,
+mt, JoeyNMT, ...) so that a drift of the machine hits both alike:
+
+- transformer: 3+3 pre-norm layers, d_model 256, 4 heads, ff 1024, tied (shared source,
+  target and output) embeddings, dropout 0.1;
+- rnn: bidirectional GRU encoder 256 per direction, GRU decoder 256, Bahdanau attention,
+  embeddings 128 (JoeyNMT's recurrent model with ``attention: bahdanau``).
+
+Both take 4,096-token batches counted the same way (rows x longest side, padding
+included), the same number of threads and the same allocator (``--jemalloc`` preloads
+Debian's libjemalloc2 for both). Each run trains for ``--seconds``; the script reads each
+system's own periodic target-tokens/s lines (JoeyNMT's "Tokens per Sec", mt's progress
+lines, both over the interval since the previous line), drops the first ``--warmup-lines``
+of each run and reports the median of the rest, and the peak resident memory (VmHWM)
+of the training process. Prints a table and writes everything with the machine's CPU,
+its flags, the versions and the date.
+
+Two more modes, each alternating the systems the same way:
+
+- ``--translate MODEL_DIR`` (an mt Transformer of the shape above): translation speed with
+  the SAME weights in both systems, so at the same BLEU. The weights are converted to a
+  JoeyNMT checkpoint (the two Transformers compute the same function: pre-norm, sinusoidal
+  positions interleaved sin/cos, embeddings scaled by sqrt(d), tied output); both then
+  translate test 2016, greedy and beam 5, in batches of the same sentences (4,096 source
+  tokens), and the script reports the median sentences/s of ``--rounds`` runs (model loading
+  excluded, warm: mt translates 50 lines first, JoeyNMT's figure is its "Generation took"
+  for the test set after a first pass over 20 lines) and the sacreBLEU of each output.
+- ``--quality-seconds T``: quality at a budget. Each system trains each model for T
+  seconds of wall-clock training (mt: ``train.max_seconds``, its validations counted in;
+  JoeyNMT: interrupted T seconds after its first update, without validation), and both
+  are scored on test 2016 with beam 5 (sacreBLEU and chrF). For the RNN, which has no
+  converter, JoeyNMT then resumes from its checkpoint up to mt's number of updates, so the
+  translation speed is measured on two models trained on the same batches to about the same
+  BLEU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / ".bench"
+JOEY_VENV = BENCH / "joeynmt-venv"
+JOEY_PACKAGES = ["joeynmt==2.3.0", "sentencepiece==0.2.0", "importlib_metadata"]
+TORCH = "torch==2.13.0"
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+SPLITS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
+
+MT_MODELS = {
+    "transformer": ["model=transformer", "model.share_embeddings=true", "model.tie_output=true"],
+    "rnn": ["model=rnn_bahdanau"],
+}
+
+
+def sh(cmd: list[str], **kw) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def setup_joeynmt() -> Path:
+    python = JOEY_VENV / "bin" / "python"
+    stamp = JOEY_VENV / ".installed"
+    if stamp.is_file():
+        return python
+    sh([sys.executable, "-m", "venv", str(JOEY_VENV)])
+    sh([str(python), "-m", "pip", "install", "-q", TORCH])
+    sh([str(python), "-m", "pip", "install", "-q", *JOEY_PACKAGES])
+    stamp.write_text("ok\n")
+    return python
+
+
+def prepare_data(multi30k: Path) -> tuple[Path, Path, Path]:
+    """Plain text of each split, a joint 8k unigram SentencePiece model and JoeyNMT's vocabulary file."""
+    data = BENCH / "multi30k-ende"
+    data.mkdir(parents=True, exist_ok=True)
+    for name, prefix in SPLITS.items():
+        for lang in ("en", "de"):
+            target = data / f"{name}.{lang}"
+            if not target.is_file():
+                with gzip.open(multi30k / f"{prefix}.{lang}.gz", "rt", encoding="utf-8") as handle:
+                    target.write_text(handle.read(), encoding="utf-8")
+    spm_model = data / "spm_joint8k.model"
+    if not spm_model.is_file():
+        import sentencepiece as spm
+
+        # The same settings as mt's tokenizer (mt/data/tokenizer.py): pad 0, unk 1, bos 2, eos 3.
+        spm.SentencePieceTrainer.train(
+            input=[str(data / "train.en"), str(data / "train.de")], model_prefix=str(data / "spm_joint8k"),
+            vocab_size=8000, model_type="unigram", character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2,
+            eos_id=3, input_sentence_size=1_000_000, shuffle_input_sentence=True, num_threads=2, minloglevel=2)
+    vocab = data / "joint_vocab.txt"
+    if not vocab.is_file():
+        import sentencepiece as spm
+
+        proc = spm.SentencePieceProcessor(model_file=str(spm_model))
+        pieces = [proc.id_to_piece(i) for i in range(proc.get_piece_size()) if not proc.is_control(i)
+                  and not proc.is_unknown(i)]
+        vocab.write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
+    return data, spm_model, vocab
+
+
+def joeynmt_config(model: str, data: Path, spm_model: Path, vocab: Path, out: Path, *, dev: Path | None = None,
+                   beam: int = 5, name: str = "", test_ckpt: Path | None = None, **training) -> Path:
+    """A JoeyNMT config for ``model``; ``dev``: another dev prefix; ``test_ckpt``: the checkpoint its
+    test mode loads; ``training``: more training keys."""
+    side = lambda lang: {
+        "lang": lang, "level": "bpe", "lowercase": False, "max_length": 128, "voc_file": str(vocab),
+        "tokenizer_type": "sentencepiece", "tokenizer_cfg": {"model_file": str(spm_model)}}
+    if model == "transformer":
+        layer = {"type": "transformer", "num_layers": 3, "num_heads": 4, "hidden_size": 256, "ff_size": 1024,
+                 "dropout": 0.1, "layer_norm": "pre", "embeddings": {"embedding_dim": 256, "scale": True}}
+        encoder, decoder = dict(layer), dict(layer)
+        tied = {"tied_embeddings": True, "tied_softmax": True}
+    else:
+        encoder = {"type": "recurrent", "rnn_type": "gru", "hidden_size": 256, "bidirectional": True,
+                   "num_layers": 1, "dropout": 0.1, "embeddings": {"embedding_dim": 128}}
+        decoder = {"type": "recurrent", "rnn_type": "gru", "hidden_size": 256, "num_layers": 1, "dropout": 0.1,
+                   "attention": "bahdanau", "input_feeding": False, "init_hidden": "bridge",
+                   "embeddings": {"embedding_dim": 128}}
+        tied = {}
+    cfg = {
+        "name": f"bench_{model}",
+        "joeynmt_version": "2.3.0",
+        "data": {"train": str(data / "train"), "dev": str(dev or data / "dev"), "test": str(data / "test"),
+                 "dataset_type": "plain", "src": side("en"), "trg": side("de")},
+        "training": {
+            "model_dir": str(out), "overwrite": True, "optimizer": "adam",
+            # mt's presets: the Transformer warms up over 100 updates to 1e-3 (JoeyNMT then decays it
+            # by inverse square root; its plateau schedule fails on torch 2.13), the RNN keeps 2e-3
+            # (JoeyNMT 2.3 refuses a config without a scheduler: exponential decay by 1.0 is constant).
+            **({"learning_rate": 0.001, "scheduling": "warmupinversesquareroot", "learning_rate_warmup": 100}
+               if model == "transformer" else {"learning_rate": 0.002, "scheduling": "exponential",
+                                               "decrease_factor": 1.0}),
+            "batch_size": 4096, "batch_type": "token", "epochs": 100, "logging_freq": 2,
+            "validation_freq": 10 ** 9, "use_cuda": False, "fp16": False, "random_seed": 1, "shuffle": True,
+            "label_smoothing": 0.1 if model == "transformer" else 0.0, "num_workers": 0, "print_valid_sents": [],
+            "eval_metrics": ["bleu"], "keep_best_ckpts": 1, **training,
+        },
+        "testing": {"beam_size": beam, "beam_alpha": 1.0, "batch_size": 4096, "batch_type": "token",
+                    "eval_metrics": ["bleu"], "sacrebleu_cfg": {"tokenize": "13a"},
+                    **({"load_model": str(test_ckpt)} if test_ckpt else {})},
+        "model": {"initializer": "xavier_uniform", "encoder": encoder, "decoder": decoder, **tied},
+    }
+    import yaml  # in mt's environment through hydra/omegaconf
+
+    path = out.parent / f"joeynmt_{name or model}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_timed(cmd: list[str], env: dict, seconds: float, log: Path, cwd: Path) -> tuple[str, float]:
+    """Runs ``cmd`` for at most ``seconds`` after it starts training (or to its end);
+    returns its output and its peak resident memory in MiB (VmHWM, polled)."""
+    peak_kib = 0
+    with log.open("w") as handle:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+        start = time.time()
+        while proc.poll() is None:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak_kib = max(peak_kib, int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))
+            except (OSError, AttributeError):
+                pass
+            if time.time() - start > seconds:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                break
+            time.sleep(0.5)
+        proc.wait()
+    return log.read_text(errors="replace"), peak_kib / 1024
+
+
+JOEY_RATE = re.compile(r"Tokens per Sec:\s+([\d.]+)")
+MT_RATE = re.compile(r"\bepoch \d+\s+batch \d+/\d+.*?([\d.]+) tok/s")
+MT_PARAMS = re.compile(r"model \S+: ([\d,]+) parameters")
+JOEY_PARAMS = re.compile(r"Total params: ([\d,]+)")
+
+
+def median_after_warmup(rates: list[float], warmup: int) -> float | None:
+    kept = rates[warmup:] or rates[-1:]
+    return statistics.median(kept) if kept else None
+
+
+# -- translation speed and quality at a budget ------------------------------------------------
+
+JOEY_GENERATION = re.compile(r"Generation took ([\d.]+)\[sec\]")
+MT_STOP_STEP = re.compile(r"reached at step (\d+)")
+MT_LAST_STEP = re.compile(r"\bstep (\d+)\b")
+JOEY_STEP = re.compile(r"Step:\s+(\d+)")
+WARMUP_LINES = 50
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def score(hyp_file: Path, ref_file: Path) -> dict:
+    import sacrebleu
+
+    hyps, refs = read_lines(hyp_file), read_lines(ref_file)
+    if len(hyps) != len(refs):
+        raise SystemExit(f"{hyp_file}: {len(hyps)} lines for {len(refs)} references")
+    return {"bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2),
+            "chrf": round(sacrebleu.corpus_chrf(hyps, [refs]).score, 2)}
+
+
+def mt_translate_worker(model_dir: str, src: str, beam: int, threads: int, out: str) -> None:
+    """Body of the mt translation subprocess: load, warm up on 50 lines, time one pass over ``src``."""
+    import torch
+
+    from mt.export import open_translator
+
+    torch.set_num_threads(threads)
+    lines = read_lines(Path(src))
+    translator = open_translator(model_dir)
+    max_tokens = 4096 * beam  # 4,096 source tokens per batch whatever the beam, as JoeyNMT batches
+    translator.translate(lines[:WARMUP_LINES], beam=beam, max_tokens=max_tokens)
+    start = time.perf_counter()
+    hyps = translator.translate(lines, beam=beam, max_tokens=max_tokens)
+    seconds = time.perf_counter() - start
+    Path(out).write_text("".join(h.text + "\n" for h in hyps), encoding="utf-8")
+    print(json.dumps({"seconds": seconds}))
+
+
+def mt_translate(model_dir: Path, src: Path, beam: int, threads: int, out: Path, env: dict) -> float:
+    cmd = [str(REPO / ".venv" / "bin" / "python"), __file__, "--mt-translate-worker", str(model_dir), str(src),
+           str(beam), str(threads), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise SystemExit(f"mt translation failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def joey_translate(joey_python: Path, cfg: Path, out: Path, env: dict) -> float:
+    """Runs JoeyNMT's test mode (its dev set: 20 warm-up lines, then test 2016); returns the
+    seconds of its "Generation took" line for the test set; the hypotheses go to ``out``."""
+    proc = subprocess.run([str(joey_python), "-m", "joeynmt", "test", str(cfg), "--output-path", str(out)],
+                          env=env, capture_output=True, text=True, check=False)
+    times = [float(x) for x in JOEY_GENERATION.findall(proc.stdout + proc.stderr)]
+    if proc.returncode or len(times) != 2:
+        raise SystemExit(f"JoeyNMT test failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    shutil.copyfile(f"{out}.test", out)
+    return times[1]
+
+
+def mt_to_joeynmt(model_dir: Path, out: Path) -> tuple[Path, Path, Path]:
+    """Converts an mt Transformer (pre-norm, tied embeddings, one joint vocabulary) into a
+    JoeyNMT 2.3 checkpoint; returns (checkpoint, vocabulary file, SentencePiece model)."""
+    import sentencepiece as spm
+    import torch
+
+    from mt.model_dir import load_model_dir
+    from mt.models.transformer import sinusoidal_positions
+
+    loaded = load_model_dir(model_dir)
+    cfg = loaded.config.model
+    if cfg.arch.value != "transformer" or not cfg.share_embeddings or not cfg.tie_output \
+            or cfg.positions.value != "sinusoidal":
+        raise SystemExit(f"{model_dir}: only a Transformer with shared, tied embeddings and sinusoidal "
+                         "positions converts to JoeyNMT")
+    if (model_dir / "src.model").read_bytes() != (model_dir / "tgt.model").read_bytes():
+        raise SystemExit(f"{model_dir}: the conversion needs one joint SentencePiece model")
+    out.mkdir(parents=True, exist_ok=True)
+    sp_model = out / "spm.model"
+    shutil.copyfile(model_dir / "src.model", sp_model)
+    proc = spm.SentencePieceProcessor(model_file=str(sp_model))
+    vocab = out / "vocab.txt"
+    # JoeyNMT puts <unk> <pad> <s> </s> at 0-3 and the file's pieces after them, so mt's id k >= 4
+    # keeps its index and only pad (mt 0) and unk (mt 1) swap.
+    vocab.write_text("".join(proc.id_to_piece(i) + "\n" for i in range(4, proc.get_piece_size())), encoding="utf-8")
+    order = torch.tensor([1, 0, 2, 3, *range(4, proc.get_piece_size())])
+    sd = {k: v.float() for k, v in loaded.model.state_dict().items()}
+    dim = cfg.hidden_dim
+    joey: dict[str, torch.Tensor] = {}
+    emb = sd["src_embed.tokens.weight"][order]
+    joey["src_embed.lut.weight"] = emb
+    joey["trg_embed.lut.weight"] = emb
+    joey["decoder.output_layer.weight"] = emb
+    pe = sinusoidal_positions(5000, dim).unsqueeze(0)
+    joey["encoder.pe.pe"], joey["decoder.pe.pe"] = pe, pe.clone()
+
+    def attention(src: str, dst: str) -> None:
+        for kind in ("weight", "bias"):
+            k, v = sd[f"{src}.key_value.{kind}"].chunk(2, dim=0)
+            joey[f"{dst}.k_layer.{kind}"], joey[f"{dst}.v_layer.{kind}"] = k, v
+            joey[f"{dst}.q_layer.{kind}"] = sd[f"{src}.query.{kind}"]
+            joey[f"{dst}.output_layer.{kind}"] = sd[f"{src}.out.{kind}"]
+
+    def copy(src: str, dst: str) -> None:
+        for kind in ("weight", "bias"):
+            joey[f"{dst}.{kind}"] = sd[f"{src}.{kind}"]
+
+    for i in range(cfg.enc_layers):
+        copy(f"encoder.{i}.norm1", f"encoder.layers.{i}.layer_norm")
+        attention(f"encoder.{i}.attn", f"encoder.layers.{i}.src_src_att")
+        copy(f"encoder.{i}.norm2", f"encoder.layers.{i}.feed_forward.layer_norm")
+        copy(f"encoder.{i}.ff.0", f"encoder.layers.{i}.feed_forward.pwff_layer.0")
+        copy(f"encoder.{i}.ff.3", f"encoder.layers.{i}.feed_forward.pwff_layer.3")
+    for i in range(cfg.dec_layers):
+        copy(f"decoder.{i}.norm1", f"decoder.layers.{i}.x_layer_norm")
+        attention(f"decoder.{i}.self_attn", f"decoder.layers.{i}.trg_trg_att")
+        copy(f"decoder.{i}.norm2", f"decoder.layers.{i}.dec_layer_norm")
+        attention(f"decoder.{i}.cross_attn", f"decoder.layers.{i}.src_trg_att")
+        copy(f"decoder.{i}.norm3", f"decoder.layers.{i}.feed_forward.layer_norm")
+        copy(f"decoder.{i}.ff.0", f"decoder.layers.{i}.feed_forward.pwff_layer.0")
+        copy(f"decoder.{i}.ff.3", f"decoder.layers.{i}.feed_forward.pwff_layer.3")
+    copy("encoder_norm", "encoder.layer_norm")
+    copy("decoder_norm", "decoder.layer_norm")
+    ckpt = out / "converted.ckpt"
+    torch.save({"model_state": joey}, ckpt)
+    return ckpt, vocab, sp_model
+
+
+def translation_speed(mt_model: Path, joey_python: Path, joey_cfg: dict[int, Path], data: Path, threads: int,
+                      rounds: int, env: dict, work: Path) -> dict:
+    """Alternating rounds of mt and JoeyNMT translating test 2016, greedy and beam 5."""
+    src, ref = data / "test.en", data / "test.de"
+    n = len(read_lines(src))
+    result: dict = {}
+    for beam in (1, 5):
+        runs: dict[str, list[float]] = {"mt": [], "joeynmt": []}
+        scores = {}
+        for round_no in range(rounds):
+            for system in ("mt", "joeynmt"):
+                out = work / f"{system}_beam{beam}_{round_no}.de"
+                if system == "mt":
+                    seconds = mt_translate(mt_model, src, beam, threads, out, env)
+                else:
+                    seconds = joey_translate(joey_python, joey_cfg[beam], out, env)
+                runs[system].append(seconds)
+                scores[system] = score(out, ref)
+                print(f"   beam {beam} round {round_no + 1}: {system} {seconds:.1f} s, {n / seconds:.1f} sent/s, "
+                      f"BLEU {scores[system]['bleu']}", flush=True)
+        row = {}
+        for system, times in runs.items():
+            row[system] = {"sentences_per_s": round(n / statistics.median(times), 2),
+                           "seconds": [round(t, 2) for t in times], **scores[system]}
+        row["ratio"] = round(row["mt"]["sentences_per_s"] / row["joeynmt"]["sentences_per_s"], 2)
+        result[f"beam{beam}"] = row
+        print(f"== translation beam {beam}: mt {row['mt']['sentences_per_s']} sent/s (BLEU {row['mt']['bleu']}), "
+              f"JoeyNMT {row['joeynmt']['sentences_per_s']} sent/s (BLEU {row['joeynmt']['bleu']}): "
+              f"{row['ratio']}x", flush=True)
+    return result
+
+
+def test_subset(data: Path, lines: int | None, work: Path) -> Path:
+    """A data folder whose test set is the first ``lines`` of test 2016 (all of it with None):
+    JoeyNMT's Transformer decoding is slow enough on 2 cores that repeated rounds of the whole
+    set would take hours."""
+    if not lines:
+        return data
+    subset = work / "data"
+    subset.mkdir(parents=True, exist_ok=True)
+    for lang in ("en", "de"):
+        (subset / f"train.{lang}").unlink(missing_ok=True)
+        (subset / f"train.{lang}").symlink_to(data / f"train.{lang}")
+        (subset / f"test.{lang}").write_text("".join(l + "\n" for l in read_lines(data / f"test.{lang}")[:lines]),
+                                            encoding="utf-8")
+    return subset
+
+
+def warmup_dev(data: Path) -> Path:
+    """JoeyNMT's test mode decodes its dev set first: 20 lines of test 2016 make that a warm-up."""
+    prefix = data / "warmup"
+    for lang in ("en", "de"):
+        (data / f"warmup.{lang}").write_text("".join(l + "\n" for l in read_lines(data / f"test.{lang}")[:20]),
+                                             encoding="utf-8")
+    return prefix
+
+
+def joey_test_configs(model: str, data: Path, spm_model: Path, vocab: Path, model_dir: Path, ckpt: Path) -> dict:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "keep").write_text("")  # JoeyNMT's test mode wants a non-empty model_dir
+    return {beam: joeynmt_config(model, data, spm_model, vocab, model_dir, dev=warmup_dev(data), beam=beam,
+                                 name=f"{model}_test_beam{beam}", test_ckpt=ckpt)
+            for beam in (1, 5)}
+
+
+def run_joey_training(cmd: list[str], env: dict, log: Path, seconds: float | None) -> str:
+    """Trains JoeyNMT; with ``seconds``, interrupts it (SIGINT: it saves its weights) that many
+    seconds after its first update is logged."""
+    with log.open("w") as handle:
+        # A job started in the background by a non-interactive shell inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt handler: restore the default first.
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 (no threads here)
+        started = None
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if seconds is None:
+                continue
+            if started is None and "Tokens per Sec" in log.read_text(errors="replace"):
+                started = time.time()
+            if started is not None and time.time() - started > seconds:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=300)  # it saves its checkpoint first
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise SystemExit(f"JoeyNMT did not stop on SIGINT; see {log}") from None
+        proc.wait()
+    return log.read_text(errors="replace")
+
+
+def quality_at_budget(model: str, seconds: float, ns, joey_python: Path, data: Path, spm_model: Path, vocab: Path,
+                      env: dict) -> dict:
+    work = BENCH / "quality" / model
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    src, ref = data / "test.en", data / "test.de"
+    result: dict = {"seconds": seconds}
+    # mt: the run's own time box; its validations count in it.
+    run_dir = work / "mt_run"
+    cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=multi30k", f"data.dir={ns.multi30k}",
+           "data.tokenizer.joint=true", "data.tokenizer.src_vocab_size=8000", *MT_MODELS[model],
+           "train.max_tokens=4096", f"train.threads={ns.threads}", f"train.max_seconds={seconds}", "train.epochs=1000",
+           "train.log_seconds=60", f"hydra.run.dir={run_dir}", f"cache_dir={BENCH / 'cache'}"]
+    print(f"== quality {model}: mt trains {seconds:.0f} s", flush=True)
+    text, peak = run_timed(cmd, env, seconds + 1200, work / "mt_train.log", REPO)
+    found = MT_STOP_STEP.search(text) or (MT_LAST_STEP.findall(text) or [None])[-1]
+    mt_steps = int(found.group(1) if isinstance(found, re.Match) else found)
+    mt_seconds = mt_translate(run_dir / "model", src, 5, ns.threads, work / "mt_beam5.de", env)
+    result["mt"] = {"updates": mt_steps, **score(work / "mt_beam5.de", ref), "peak_rss_mib": round(peak),
+                    "beam5_seconds": round(mt_seconds, 1)}
+    print(f"   mt: {result['mt']}", flush=True)
+    # JoeyNMT: interrupted after the same time, no validation.
+    joey_dir = work / "joey_model"
+    cfg = joeynmt_config(model, data, spm_model, vocab, joey_dir, name=f"{model}_quality")
+    print(f"== quality {model}: JoeyNMT trains {seconds:.0f} s", flush=True)
+    text = run_joey_training([str(joey_python), "-m", "joeynmt", "train", str(cfg), "--skip-test"], env,
+                             work / "joey_train.log", seconds)
+    joey_steps = int(JOEY_STEP.findall(text)[-1])
+    ckpt = joey_dir / "latest.ckpt"
+    tests = joey_test_configs(model, data, spm_model, vocab, work / "joey_test", ckpt)
+    joey_seconds = joey_translate(joey_python, tests[5], work / "joey_beam5.de", env)
+    result["joeynmt"] = {"updates": joey_steps, **score(work / "joey_beam5.de", ref),
+                         "beam5_seconds": round(joey_seconds, 1)}
+    print(f"   JoeyNMT: {result['joeynmt']}", flush=True)
+    if model == "rnn":
+        # No converter for the RNN: JoeyNMT goes on to mt's number of updates, so both have seen
+        # the same batches and translate at about the same BLEU.
+        resumed_dir = work / "joey_resumed"
+        cfg = joeynmt_config(model, data, spm_model, vocab, resumed_dir, name=f"{model}_resumed",
+                             load_model=str(ckpt), updates=mt_steps)
+        print(f"== {model}: JoeyNMT resumes to {mt_steps} updates", flush=True)
+        run_joey_training([str(joey_python), "-m", "joeynmt", "train", str(cfg), "--skip-test"], env,
+                          work / "joey_resume.log", None)
+        subset = test_subset(data, ns.translate_lines, work / "speed")
+        tests = joey_test_configs(model, subset, spm_model, vocab, work / "joey_test_resumed",
+                                  resumed_dir / "latest.ckpt")
+        result["translation"] = {"test_lines": len(read_lines(subset / "test.en")),
+                                 **translation_speed(run_dir / "model", joey_python, tests, subset, ns.threads,
+                                                     ns.rounds, env, work)}
+    return result
+
+
+def transformer_translation(model_dir: Path, ns, joey_python: Path, data: Path, env: dict) -> dict:
+    work = BENCH / "translate"
+    shutil.rmtree(work, ignore_errors=True)
+    ckpt, vocab, sp_model = mt_to_joeynmt(model_dir, work / "converted")
+    data = test_subset(data, ns.translate_lines, work)
+    tests = joey_test_configs("transformer", data, sp_model, vocab, work / "joey_test", ckpt)
+    return {"model_dir": str(model_dir), "test_lines": len(read_lines(data / "test.en")),
+            "translation": translation_speed(model_dir, joey_python, tests, data, ns.threads, ns.rounds, env, work)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--multi30k", default=str(REPO.parent / "shared" / "data" / "multi30k"))
+    parser.add_argument("--models", nargs="+", default=["transformer", "rnn"], choices=list(MT_MODELS))
+    parser.add_argument("--seconds", type=float, default=150, help="training seconds of each run")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each system and model, alternating")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup-lines", type=int, default=2, help="throughput lines dropped at each run's start")
+    parser.add_argument("--jemalloc", action="store_true", help="preload libjemalloc for both systems")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--translate", metavar="MODEL_DIR",
+                        help="translation speed of this mt Transformer and its JoeyNMT conversion (no training runs)")
+    parser.add_argument("--translate-lines", type=int, default=0,
+                        help="time translation on the first N lines of test 2016 (default: all)")
+    parser.add_argument("--quality-seconds", type=float, default=0,
+                        help="quality at a budget: train each system this long, then score (no speed runs)")
+    if len(sys.argv) > 1 and sys.argv[1] == "--mt-translate-worker":
+        model_dir, src, beam, threads, out = sys.argv[2:7]
+        mt_translate_worker(model_dir, src, int(beam), int(threads), out)
+        return
+    ns = parser.parse_args()
+    joey_python = setup_joeynmt()
+    data, spm_model, vocab = prepare_data(Path(ns.multi30k))
+    env = dict(os.environ, OMP_NUM_THREADS=str(ns.threads), MKL_NUM_THREADS=str(ns.threads),
+               PYTHONWARNINGS="ignore", HYDRA_FULL_ERROR="1")
+    if ns.jemalloc:
+        if not Path(JEMALLOC).is_file():
+            sys.exit(f"{JEMALLOC} not found: apt-get install libjemalloc2")
+        env["LD_PRELOAD"] = JEMALLOC
+    from mt.hardware import machine
+
+    common = {"threads": ns.threads, "rounds": ns.rounds, "allocator": "jemalloc" if ns.jemalloc else "glibc",
+              "machine": machine(), "date": time.strftime("%Y-%m-%d"), "versions": versions(joey_python)}
+    if ns.translate or ns.quality_seconds:
+        report: dict = {}
+        if ns.translate:
+            report["transformer_translation"] = transformer_translation(Path(ns.translate), ns, joey_python, data, env)
+        if ns.quality_seconds:
+            report["quality"] = {model: quality_at_budget(model, ns.quality_seconds, ns, joey_python, data, spm_model,
+                                                          vocab, env) for model in ns.models}
+        print(json.dumps(report, indent=2))
+        if ns.json:
+            Path(ns.json).write_text(json.dumps({**report, **common}, indent=2))
+        return
+    runs_dir = BENCH / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    for model in ns.models:
+        results[model] = {"mt": [], "joeynmt": []}
+        for round_no in range(ns.rounds):
+            for system in ("mt", "joeynmt"):
+                out = runs_dir / f"{system}_{model}_{round_no}"
+                shutil.rmtree(out, ignore_errors=True)
+                if system == "mt":
+                    cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", "data=multi30k", f"data.dir={ns.multi30k}",
+                           "data.tokenizer.joint=true", "data.tokenizer.src_vocab_size=8000", *MT_MODELS[model],
+                           "train.max_tokens=4096", f"train.threads={ns.threads}", f"train.max_seconds={ns.seconds}",
+                           "train.log_seconds=10", "train.valid_max_sentences=20", f"hydra.run.dir={out}",
+                           f"cache_dir={BENCH / 'cache'}"]
+                    budget, pattern, params = ns.seconds + 240, MT_RATE, MT_PARAMS
+                else:
+                    out.mkdir(parents=True)
+                    cfg = joeynmt_config(model, data, spm_model, vocab, out / "model")
+                    cmd = [str(joey_python), "-m", "joeynmt", "train", str(cfg)]
+                    budget, pattern, params = ns.seconds + 60, JOEY_RATE, JOEY_PARAMS
+                print(f"== {model} round {round_no + 1}/{ns.rounds}: {system}", flush=True)
+                text, peak = run_timed(cmd, env, budget, out.with_suffix(".log"), REPO)
+                if system == "joeynmt":
+                    # JoeyNMT logs from its first update; keep the lines of the first ns.seconds only.
+                    text = text[: _cut_after_seconds(text, ns.seconds)]
+                rates = [float(x) for x in pattern.findall(text)]
+                if not rates:  # a run that never trained is a failure to show, not a blank in the table
+                    tail = text.strip().splitlines()[-1:] or ["(no output)"]
+                    raise SystemExit(f"{system} {model} logged no throughput; its log {out.with_suffix('.log')} "
+                                     f"ends: {tail[0]}")
+                found = params.search(text)
+                run = {"median_tok_s": median_after_warmup(rates, ns.warmup_lines), "lines": len(rates),
+                       "peak_rss_mib": round(peak), "parameters": found.group(1) if found else None,
+                       "rates": [round(r) for r in rates]}
+                print(f"   {system}: median {run['median_tok_s']} tok/s over {len(rates)} lines, "
+                      f"peak RSS {run['peak_rss_mib']} MiB, parameters {run['parameters']}", flush=True)
+                results[model][system].append(run)
+    print("\nmodel        system    target tok/s (median of runs)   peak RSS MiB   parameters")
+    summary = {}
+    for model, systems in results.items():
+        row = {}
+        for system, runs in systems.items():
+            speeds = [r["median_tok_s"] for r in runs if r["median_tok_s"]]
+            row[system] = {"tok_s": round(statistics.median(speeds)) if speeds else None,
+                           "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+                           "parameters": runs[0]["parameters"]}
+            print(f"{model:<12} {system:<9} {row[system]['tok_s']!s:>28}   {row[system]['peak_rss_mib']:>12}   "
+                  f"{row[system]['parameters']}")
+        if row["mt"]["tok_s"] and row["joeynmt"]["tok_s"]:
+            row["ratio"] = round(row["mt"]["tok_s"] / row["joeynmt"]["tok_s"], 2)
+            print(f"{model:<12} mt / JoeyNMT: {row['ratio']}x")
+        summary[model] = row
+    if ns.json:
+        Path(ns.json).write_text(json.dumps({"summary": summary, "runs": results, "seconds": ns.seconds, **common},
+                                            indent=2))
+
+
+def _cut_after_seconds(text: str, seconds: float) -> int:
+    """Offset in JoeyNMT's log after its first ``seconds`` of training (from its timestamps)."""
+    stamps = [(m.start(), time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
+              for m in re.finditer(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.MULTILINE)]
+    first = next((t for pos, t in stamps if "Tokens per Sec" in text[pos:pos + 300]), None)
+    if first is None:
+        return len(text)
+    return next((pos for pos, t in stamps if t - first > seconds), len(text))
+
+
+def versions(joey_python: Path) -> dict:
+    import torch
+
+    script = "import importlib.metadata as m; print(m.version('joeynmt'), m.version('torch'))"
+    joey = subprocess.run([str(joey_python), "-c", script], capture_output=True, text=True, check=False)
+    return {"mt_torch": torch.__version__, "joeynmt_and_torch": joey.stdout.strip()}
+
+
+if __name__ == "__main__":
+    main()
