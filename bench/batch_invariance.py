@@ -1,8 +1,10 @@
 """How many sentences translate differently alone than in a batch, at a precision.
 
-    .venv/bin/python bench/batch_invariance.py MODEL_DIR --precision bf16 [--lines 400 --alone 100]
+    .venv/bin/python bench/batch_invariance.py MODEL_DIR --precision bf16 [--lines 400 --alone 100] \
+        >> bench/results/DATE_batch_invariance_CPU.jsonl
 
-Greedy search over the first ``--lines`` Multi30k test 2016 sentences, four ways: the whole
+Data: the first ``--lines`` sentences of Multi30k test 2016 (``--test``, by default
+``../shared/data/multi30k/test_2016_flickr.en.gz``). Greedy search over them four ways: the whole
 set in one call (batched by length, as ``mt translate`` does a file), 32 lines a call (as a
 server's window batches at 32 clients), streamed (``mt serve``'s continuous batching: one
 sentence joins the running search at every step, each beside whatever is under way), and the
@@ -16,12 +18,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from mt.api import SearchConfig, StreamingTranslator, machine, open_translator
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
 
 
@@ -32,15 +36,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=400)
     parser.add_argument("--alone", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test", type=Path, default=TEST, help="source sentences, one a line (.gz or plain)")
     ns = parser.parse_args()
-    import torch
-
-    from mt.export import open_translator
-    from mt.hardware import machine
-
     torch.set_num_threads(ns.threads)
     translator = open_translator(ns.model, "cpu", ns.precision)
-    lines = gzip.decompress(TEST.read_bytes()).decode().splitlines()[: ns.lines]
+    raw = ns.test.read_bytes()
+    lines = (gzip.decompress(raw) if ns.test.suffix == ".gz" else raw).decode().splitlines()[: ns.lines]
     whole = [t.text for t in translator.translate(lines)]
     by_32 = [t.text for i in range(0, len(lines), 32) for t in translator.translate(lines[i:i + 32])]
     alone = [translator.translate([line])[0].text for line in lines[: ns.alone]]
@@ -54,9 +55,6 @@ def main() -> None:
 
 
 def _streamed(translator, lines: list[str]) -> list[str]:
-    from mt.decoding.search import SearchConfig
-    from mt.decoding.streaming import StreamingTranslator
-
     stream, search = StreamingTranslator(translator), SearchConfig(keep_attention=False)
     done: dict[int, str] = {}
     for i, line in enumerate(lines):

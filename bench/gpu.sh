@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/BENCHMARKS.md: run on a machine with one CUDA GPU.
+# The GPU figures of docs/lab/benchmarks.md: run on a machine with one CUDA GPU.
 #
 #   bench/gpu.sh OUT_DIR [MULTI30K_DIR] [train|throughput|capacity|all]
 #
@@ -10,14 +10,16 @@
 # throughput: Multi30k training tokens/s by precision (fp32, bf16, fp16) and batch size (4,096
 #           and 16,384 tokens), 4 epochs each; the last epoch's rate goes into throughput.txt.
 # capacity: bench/gpu_capacity.py, the largest model and batch that fit.
-# Everything lands in OUT_DIR (logs, metrics.jsonl, JSON scores).
+# Data: Multi30k en-de (MULTI30K_DIR, default ../shared/data/multi30k). Everything lands in
+# OUT_DIR (logs, metrics.jsonl, JSON scores); what docs/lab/benchmarks.md quotes was copied from there
+# into bench/results/ (DATE_gpu_GPU_*).
 set -u
 out=${1:?usage: bench/gpu.sh OUT_DIR [MULTI30K_DIR] [train|throughput|capacity|all]}
 data=${2:-../shared/data/multi30k}
 what=${3:-all}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
-mt() { python3 -m mt.cli.main "$@"; }
+mt() { python3 -m mt "$@"; }
 common=(data=multi30k "data.dir=$data" data.tokenizer.joint=true data.tokenizer.src_vocab_size=8000
         model=transformer model.share_embeddings=true cache_dir=/tmp/mt_cache)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"

@@ -2,12 +2,12 @@
 
 For a ladder of mt Transformer shapes (from the 7.6M Multi30k model up), doubles the
 tokens per batch from 4,096 until the GPU runs out of memory, timing full training steps
-(forward, backward, Adam) on random 32-token sentences under the precision ``auto``
-resolves on that GPU. Prints one row per (shape, batch) and writes them as JSON.
+(forward, backward, Adam) on random 32-token sentences (no data set) under the precision
+``auto`` resolves on that GPU. Prints one row per (shape, batch) and writes them as JSON.
 
-    python bench/gpu_capacity.py --json capacity.json [--max-tokens 1048576]
+    python bench/gpu_capacity.py --json bench/results/DATE_gpu_GPU_capacity.json [--max-tokens 1048576]
 
-A benchmark, not a test: it needs a CUDA GPU.
+A benchmark, not a test: it needs a CUDA GPU (``bench/gpu.sh`` runs it with the others).
 """
 
 from __future__ import annotations
@@ -22,12 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mt.config import Arch, ModelConfig, Positions
-from mt.data.tokenizer import PAD
-from mt.models import build_model
-from mt.precision import resolve_precision
+from mt.api import build_model, compose, resolve_precision
 
 # name: (d_model, heads, ff, encoder layers, decoder layers)
 SHAPES = {
@@ -43,17 +38,19 @@ LENGTH = 32
 
 
 def build(shape: tuple[int, int, int, int, int]) -> torch.nn.Module:
+    """The Transformer preset at this shape: sinusoidal positions, shared and tied embeddings."""
     d, heads, ff, enc, dec = shape
-    cfg = ModelConfig(name="transformer", arch=Arch.transformer, hidden_dim=d, heads=heads, ff_dim=ff, enc_layers=enc,
-                      dec_layers=dec, dropout=0.1, positions=Positions.sinusoidal, max_positions=1024, tie_output=True,
-                      share_embeddings=True)
-    return build_model(cfg, VOCAB, VOCAB)
+    cfg = compose(["model=transformer", f"model.hidden_dim={d}", f"model.heads={heads}", f"model.ff_dim={ff}",
+                   f"model.enc_layers={enc}", f"model.dec_layers={dec}", "model.dropout=0.1",
+                   "model.max_positions=1024", "model.positions=sinusoidal", "model.tie_output=true",
+                   "model.share_embeddings=true", "data.tokenizer.joint=true"])
+    return build_model(cfg.model, VOCAB, VOCAB)
 
 
 def time_steps(model: torch.nn.Module, tokens: int, precision, device: torch.device, steps: int = 3) -> dict:
     batch = max(1, tokens // LENGTH)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    src = torch.randint(4, VOCAB, (batch, LENGTH), generator=gen).to(device)
+    src = torch.randint(4, VOCAB, (batch, LENGTH), generator=gen).to(device)  # ids 0-3: pad, unk, bos, eos
     tgt = torch.randint(4, VOCAB, (batch, LENGTH + 1), generator=gen).to(device)
     mask = torch.ones_like(src, dtype=torch.bool)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -65,7 +62,7 @@ def time_steps(model: torch.nn.Module, tokens: int, precision, device: torch.dev
         start = time.perf_counter()
         with precision.autocast():
             logits, _ = model(src, mask, tgt[:, :-1], return_attention=False)
-        loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), tgt[:, 1:].reshape(-1), ignore_index=PAD)
+        loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), tgt[:, 1:].reshape(-1))  # no padding to ignore
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()

@@ -1,8 +1,11 @@
 """Translation under torch.no_grad (what mt's search uses) against an outer torch.inference_mode,
-alternating, greedy and beam 5, on the first N lines of Multi30k test 2016 (issue 7's lever list).
+alternating, greedy and beam 5: sentences/s, on the first LINES (250) lines of Multi30k test 2016
+(``../shared/data/multi30k/test_2016_flickr.en.gz``), ROUNDS (3) rounds, 2 threads. Prints one
+JSON line with the machine.
 
-    .venv/bin/python bench/inference_mode.py MODEL_DIR [LINES] [ROUNDS]
+    .venv/bin/python bench/inference_mode.py MODEL_DIR [LINES] [ROUNDS] >> bench/results/DATE_inference_mode_CPU.txt
 """
+import gzip
 import json
 import statistics
 import sys
@@ -12,20 +15,21 @@ from pathlib import Path
 
 import torch
 
-from mt.data.corpus import read_lines
-from mt.export import open_translator
-from mt.hardware import machine
+from mt.api import machine, open_translator
 
 REPO = Path(__file__).resolve().parents[1]
 TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
 
 
 def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if len(sys.argv) > 1 else 2)
     model_dir = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 250
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     torch.set_num_threads(2)
-    lines = read_lines(TEST)[:n]
+    lines = gzip.decompress(TEST.read_bytes()).decode().splitlines()[:n]
     translator = open_translator(model_dir, device="cpu")
     translator.translate(lines[:50], beam=5)  # warm-up
     speeds: dict[str, dict[int, list[float]]] = {"no_grad": {1: [], 5: []}, "inference_mode": {1: [], 5: []}}

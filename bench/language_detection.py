@@ -1,6 +1,6 @@
 """Language detectors for ``mt serve``'s ``/detect`` and ``source: "auto"``: accuracy, speed, load time, memory.
 
-    .venv/bin/python bench/language_detection.py --out bench/results/2026-12-07_language_detection/results.json
+    .venv/bin/python bench/language_detection.py   # writes bench/results/DATE_language_detection/results.json
 
 What it measures, on what: the 1,000 Multi30k test-2016 captions in each of en, de, fr and cs
 (``../shared/data/multi30k/test_2016_flickr.{en,de,fr,cs}.gz``), each candidate detector
@@ -21,9 +21,10 @@ What it measures, on what: the 1,000 Multi30k test-2016 captions in each of en, 
 Candidates: lingua-language-detector (high-accuracy and low-accuracy modes), py3langid
 (``set_languages``), langdetect (LibreTranslate's way: all 55 profiles, then filtered to the served
 languages; and with only the served profiles loaded), LibreTranslate's own combination (lexilang
-under 20 characters, else langdetect), and ``mt.serving.detect.LanguageDetector`` (what ``mt
-serve`` runs). A missing package skips its candidates. The JSON names the CPU (lscpu) and the
-package versions.
+under 20 characters, else langdetect), and ``mt.api.LanguageDetector`` (what ``mt serve`` runs,
+``mt.serving.detect``). A missing package skips its candidates. The JSON names the CPU (lscpu)
+and the package versions. ``--only NAME ...`` runs some candidates; ``--lines N`` reads the first N
+captions of each language (a quick check; the figures need all 1,000).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def _libretranslate(langs: tuple[str, ...]) -> Detect:
 
 
 def _mt(langs: tuple[str, ...]) -> Detect:
-    from mt.serving.detect import LanguageDetector
+    from mt.api import LanguageDetector  # imported before the clock starts (worker): lingua loads here
 
     detector = LanguageDetector(langs)
     return lambda text: [(code, conf / 100) for code, conf in detector.detect(text)]
@@ -155,11 +156,12 @@ def _status_kb(field: str) -> int:
     raise KeyError(field)
 
 
-def read_data() -> dict[str, list[str]]:
+def read_data(lines: int = 0) -> dict[str, list[str]]:
+    """The captions of each language (the first ``lines`` of them; 0: all)."""
     out = {}
     for lang in LANGS4:
         with gzip.open(DATA / f"test_2016_flickr.{lang}.gz", "rt", encoding="utf-8") as f:
-            out[lang] = [line.rstrip("\n") for line in f]
+            out[lang] = [line.rstrip("\n") for line in f][: lines or None]
     return out
 
 
@@ -211,11 +213,13 @@ def _score(detect: Detect, data: dict[str, list[str]], langs: tuple[str, ...]) -
     return result
 
 
-def worker(name: str) -> dict:
+def worker(name: str, lines: int = 0) -> dict:
     import numpy  # noqa: F401  (loaded in mt serve already: not counted)
 
+    if name == "mt.serving.detect":
+        import mt.api  # noqa: F401  (mt serve has mt, and torch, loaded already: not counted)
     loader = CANDIDATES[name][0]
-    data = read_data()
+    data = read_data(lines)
     rss0 = _status_kb("VmRSS")
     start = time.perf_counter()
     detect4 = loader(LANGS4)
@@ -254,16 +258,18 @@ def _cpu() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "bench/results/2026-12-07_language_detection/results.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" /
+                        f"{datetime.date.today().isoformat()}_language_detection" / "results.json")
     parser.add_argument("--only", nargs="*", choices=sorted(CANDIDATES), help="these candidates only")
+    parser.add_argument("--lines", type=int, default=0, help="the first N captions of each language (0: all 1,000)")
     parser.add_argument("--worker", choices=sorted(CANDIDATES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        json.dump(worker(args.worker), sys.stdout)
+        json.dump(worker(args.worker, args.lines), sys.stdout)
         return
 
     report = {"date": datetime.date.today().isoformat(), "cpu": _cpu(), "python": platform.python_version(),
-              "data": "Multi30k test_2016_flickr.{en,de,fr,cs}, 1,000 captions each",
+              "data": f"Multi30k test_2016_flickr.{{en,de,fr,cs}}, {args.lines or 1000:,} captions each",
               "short_chars": SHORT_CHARS, "window_words": WINDOWS, "window_seed": 0,
               "command": "python bench/language_detection.py " + " ".join(sys.argv[1:]),
               "load_average_at_start": os.getloadavg(), "detectors": {}}
@@ -273,8 +279,8 @@ def main() -> None:
         if versions is None:
             print(f"{name}: skipped (not installed: {', '.join(packages)})", file=sys.stderr)
             continue
-        proc = subprocess.run([sys.executable, __file__, "--worker", name], check=False, capture_output=True, text=True,
-                              cwd=REPO, timeout=1800)
+        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--lines", str(args.lines)], check=False,
+                              capture_output=True, text=True, cwd=REPO, timeout=1800)
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
@@ -295,7 +301,7 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    """The table of docs/BENCHMARKS.md: accuracies in %, 4-language / en-de where two are given."""
+    """The table of docs/lab/benchmarks.md: accuracies in %, 4-language / en-de where two are given."""
     def pct(x: float) -> str:  # 99.95 is not written 100.0
         return f"{100 * x:.2f}" if x < 1 and round(100 * x, 1) == 100 else f"{100 * x:.1f}"
 

@@ -1,10 +1,11 @@
 """Start-up time and memory of ``mt train`` on corpora of 0.1M to millions of pairs.
 
     .venv/bin/python bench/large_corpus.py make --pairs 100000 1000000 4500000 --out /tmp/corpora
-    .venv/bin/python bench/large_corpus.py run /tmp/corpora/1000000 --cache /tmp/cache_1m --json FILE
+    .venv/bin/python bench/large_corpus.py run /tmp/corpora/1000000 --cache /tmp/cache_1m \
+        --json bench/results/DATE_large_corpus_CPU.jsonl                    # appended, a line a run
     .venv/bin/python bench/large_corpus.py run /tmp/corpora/1000000 --cache /tmp/cache_1m --ddp 2 --json FILE
 
-``make`` writes Multi30k's training set (``../shared/data/multi30k``) repeated to each size
+``make`` writes Multi30k's training set (``--multi30k``, by default ``../shared/data/multi30k``) repeated to each size
 as plain ``train.{en,de}``, beside Multi30k's own ``valid`` and ``test`` files.
 
 ``run`` times ``python -m mt train data=files ... train.max_steps=2`` (the preset RNN with Bahdanau
@@ -31,12 +32,14 @@ import threading
 import time
 from pathlib import Path
 
+from mt.api import machine
+
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
 
 
-def make(sizes: list[int], out: Path) -> None:
-    lines = {lang: gzip.decompress((MULTI30K / f"train.{lang}.gz").read_bytes()).decode().splitlines()
+def make(sizes: list[int], out: Path, multi30k: Path = MULTI30K) -> None:
+    lines = {lang: gzip.decompress((multi30k / f"train.{lang}.gz").read_bytes()).decode().splitlines()
              for lang in ("en", "de")}
     for n in sizes:
         folder = out / str(n)
@@ -45,7 +48,7 @@ def make(sizes: list[int], out: Path) -> None:
             with open(folder / f"train.{lang}", "w", encoding="utf-8") as handle:
                 handle.writelines(line + "\n" for line in itertools.islice(itertools.cycle(text), n))
             for split, name in (("val", "valid"), ("test_2016_flickr", "test")):
-                (folder / f"{name}.{lang}").write_bytes(gzip.decompress((MULTI30K / f"{split}.{lang}.gz").read_bytes()))
+                (folder / f"{name}.{lang}").write_bytes(gzip.decompress((multi30k / f"{split}.{lang}.gz").read_bytes()))
         print(f"wrote {folder}: {n:,} training pairs", flush=True)
 
 
@@ -123,11 +126,7 @@ def run(corpus: Path, cache: Path, ddp: int, label: str, out_json: str | None, c
               "processes": [{k: p.get(k) for k in ("VmHWM", "RssAnon", "RssFile")} for p in trainers],
               "peak_rss_mib": max((p["VmHWM"] for p in trainers), default=0),
               "cache_mib": round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20, 1),
-              "date": time.strftime("%Y-%m-%d %H:%M")}
-    sys.path.insert(0, str(REPO))
-    from mt.hardware import machine
-
-    result["machine"] = machine()
+              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
     print(json.dumps(result), flush=True)
     if out_json:
         with open(out_json, "a", encoding="utf-8") as handle:
@@ -141,6 +140,7 @@ def main() -> None:
     m = sub.add_parser("make", help="write Multi30k repeated to each size")
     m.add_argument("--pairs", type=int, nargs="+", required=True)
     m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--multi30k", type=Path, default=MULTI30K, help="Multi30k's folder (train, val, test_2016_flickr)")
     r = sub.add_parser("run", help="time mt train on a corpus folder written by make")
     r.add_argument("corpus", type=Path)
     r.add_argument("--cache", type=Path, required=True, help="mt's cache_dir (empty: a first run)")
@@ -150,7 +150,7 @@ def main() -> None:
     r.add_argument("--code", type=Path, help="run the mt of this checkout instead (PYTHONPATH)")
     ns = parser.parse_args()
     if ns.what == "make":
-        make(ns.pairs, ns.out)
+        make(ns.pairs, ns.out, ns.multi30k)
     else:
         run(ns.corpus, ns.cache, ns.ddp, ns.label, ns.json, ns.code)
 

@@ -1,15 +1,18 @@
 """Does a precision (or any change to the training step) learn as fp32 does? The per-update
 training loss of the first ``--updates`` updates and the validation BLEU after them.
 
-    .venv/bin/python bench/loss_curve.py --precision fp32 --seed 1 --json A.json
-    .venv/bin/python bench/loss_curve.py --precision bf16 --seed 1 --json B.json
-    .venv/bin/python bench/loss_curve.py --precision fp32 --seed 2 --json C.json
-    .venv/bin/python bench/loss_curve.py --compare A.json B.json C.json  # B against A, beside C against A
+    R=bench/results/DATE_loss_curve
+    .venv/bin/python bench/loss_curve.py --precision fp32 --seed 1 --json ${R}_fp32_seed1_CPU.json
+    .venv/bin/python bench/loss_curve.py --precision bf16 --seed 1 --json ${R}_bf16_seed1_CPU.json
+    .venv/bin/python bench/loss_curve.py --precision fp32 --seed 2 --json ${R}_fp32_seed2_CPU.json
+    .venv/bin/python bench/loss_curve.py --compare ${R}_fp32_seed1_CPU.json ${R}_bf16_seed1_CPU.json \
+        ${R}_fp32_seed2_CPU.json   # the second against the first, beside the third against the first
 
-The setting is bench/profile_transformer.py's (the Transformer preset on Multi30k, joint 8k
+The setting is bench/profile_transformer.py's (the Transformer preset on Multi30k,
+``--multi30k``, by default ``../shared/data/multi30k``; joint 8k
 SentencePiece, shared and tied embeddings, 4,096-token batches, label smoothing 0.1), with
-the preset's learning rate and warm-up and the trainer's own step (``mt.training.trainer.
-sequence_loss``, the preset's optimizer and schedule, clipping at 1). Runs are deterministic for a seed, so they can share a
+the preset's learning rate and warm-up and the trainer's own step (``sequence_loss``, the
+preset's optimizer and schedule, clipping at 1). Runs are deterministic for a seed, so they can share a
 busy machine. ``--compare`` reports the mean absolute difference of the per-update losses
 (raw, and smoothed over 25 updates) of each run against the first, and each run's BLEU:
 a change that learns alike differs from the reference by no more than another seed does.
@@ -26,24 +29,27 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from mt.api import (
+    Translator,
+    build_model,
+    build_optimizer,
+    collate,
+    compose,
+    corpus_scores,
+    learning_rate_factor,
+    machine,
+    prepare_data,
+    resolve_precision,
+    sequence_loss,
+    token_batches,
+)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def train(ns: argparse.Namespace) -> dict:
-    import torch
-
-    from mt.data.batching import collate, token_batches
-    from mt.decoding.translator import Translator
-    from mt.evaluation.metrics import corpus_scores
-    from mt.hardware import machine
-    from mt.models import build_model
-    from mt.precision import resolve_precision
-    from mt.presets import compose
-    from mt.training.pipeline import prepare_data
-    from mt.training.schedule import learning_rate_factor
-    from mt.training.trainer import build_optimizer, sequence_loss
-
     logging.disable(logging.INFO)
     torch.set_num_threads(ns.threads)
     cfg = compose(["data=multi30k", f"data.dir={ns.multi30k}", "data.tokenizer.joint=true",

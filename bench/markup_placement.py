@@ -24,16 +24,18 @@ Beside the models:
 
 Corpora: ``demo`` (``data/demo/{valid,test}.{en,de}`` with ``.align``, Pharaoh 0-based, exact by
 construction; ``mt demo`` or ``mt train data=demo`` generates it) and ``hansards`` (the 447
-English-French pairs of ``/work/shared/data/alignments/en-fr-hansards``, sure links only,
-1-based, text as ``studies/hansards_alignment/hansards_aer.py --corpus hansards prepare`` writes it into
-``.bench/hansards-indomain/gold.pairs``; the first 100 pairs choose the rule, the other 347
-score it, as that study split them).
+English-French pairs of ``../shared/data/alignments/en-fr-hansards`` (``--gold``), sure links
+only, 1-based, text as ``studies/hansards_alignment/hansards_aer.py --corpus hansards prepare``
+writes it into ``.bench/hansards-indomain/gold.pairs``; the first 100 pairs choose the rule, the
+other 347 score it, as that study split them). The models are trained first (the ``mt train``
+commands of docs/lab/benchmarks.md, "Inline tags placed by attention"); results into
+``bench/results/DATE_markup/``:
 
     .venv/bin/python bench/markup_placement.py demo bahdanau=/tmp/markup_runs/bahdanau/model ... \\
-        --json bench/results/2026-12-07_markup/demo.json
+        --json bench/results/DATE_markup/demo.json
     .venv/bin/python bench/markup_placement.py hansards transformer=RUN/model ... \\
-        --json bench/results/2026-12-07_markup/hansards.json
-    .venv/bin/python bench/markup_placement.py table bench/results/2026-12-07_markup/demo.json  # Markdown
+        --json bench/results/DATE_markup/hansards.json
+    .venv/bin/python bench/markup_placement.py table bench/results/DATE_markup/demo.json  # Markdown
 """
 
 from __future__ import annotations
@@ -48,20 +50,23 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import torch
 
 from mt import __version__
-from mt.decoding.attention_alignment import AlignOptions, align_pairs, links_by_rule
-from mt.decoding.markup import AlignedSegment, parse_html
-from mt.decoding.translator import Translator
-from mt.evaluation.aer import read_pharaoh
-from mt.export import open_translator
+from mt.api import (
+    AlignedSegment,
+    AlignOptions,
+    Translator,
+    align_pairs,
+    links_by_rule,
+    open_translator,
+    parse_html,
+    read_pharaoh,
+)
 
+REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
-HANSARDS_GOLD = Path("/work/shared/data/alignments/en-fr-hansards")
+HANSARDS_GOLD = REPO.parent / "shared" / "data" / "alignments" / "en-fr-hansards"
 HANSARDS_PAIRS = REPO / ".bench" / "hansards-indomain" / "gold.pairs"
 DEV = 100  # Hansards: the first 100 gold pairs choose the rule
 
@@ -148,7 +153,8 @@ def score(placed: list[set[int]], items: list[dict]) -> dict:
             "n": n}
 
 
-def load(corpus: str, split: str) -> tuple[list[str], list[str], list[set[tuple[int, int]]]]:
+def load(corpus: str, split: str,
+         gold: Path = HANSARDS_GOLD) -> tuple[list[str], list[str], list[set[tuple[int, int]]]]:
     if corpus == "demo":
         folder = REPO / "data" / "demo"
         src = (folder / f"{split}.en").read_text(encoding="utf-8").splitlines()
@@ -158,13 +164,13 @@ def load(corpus: str, split: str) -> tuple[list[str], list[str], list[set[tuple[
     lines = HANSARDS_PAIRS.read_text(encoding="utf-8").splitlines()
     src = [line.split(" ||| ")[0] for line in lines]
     tgt = [line.split(" ||| ")[1] for line in lines]
-    gold = [g.sure for g in read_pharaoh(HANSARDS_GOLD / "enfr.gold", one_based=True)]
+    links = [g.sure for g in read_pharaoh(gold / "enfr.gold", one_based=True)]
     part = slice(0, DEV) if split == "valid" else slice(DEV, None)
-    return src[part], tgt[part], gold[part]
+    return src[part], tgt[part], links[part]
 
 
-def items_of(corpus: str, split: str, seed: int) -> list[dict]:
-    src, tgt, gold = load(corpus, split)
+def items_of(corpus: str, split: str, seed: int, gold_dir: Path = HANSARDS_GOLD) -> list[dict]:
+    src, tgt, gold = load(corpus, split, gold_dir)
     items = []
     for k, (s, t, g) in enumerate(zip(src, tgt, gold)):
         sw, tw = s.split(), t.split()
@@ -268,10 +274,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gold", type=Path, default=HANSARDS_GOLD, help="hansards: the en-fr-hansards folder")
     ns = parser.parse_args()
     torch.set_num_threads(ns.threads)
     lowercase = ns.corpus == "hansards"
-    valid, test = items_of(ns.corpus, "valid", ns.seed), items_of(ns.corpus, "test", ns.seed)
+    valid, test = items_of(ns.corpus, "valid", ns.seed, ns.gold), items_of(ns.corpus, "test", ns.seed, ns.gold)
     report: dict = {"corpus": ns.corpus, "date": time.strftime("%Y-%m-%d"), "seed": ns.seed,
                     "pairs": {"valid": len(valid), "test": len(test)},
                     "machine": {"cpu": _cpu(), "python": platform.python_version(), "torch": torch.__version__,

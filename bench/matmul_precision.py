@@ -1,10 +1,10 @@
 """GFLOP/s of one matrix product in fp32 and bf16 on this CPU, as PyTorch runs it.
 
-    .venv/bin/python bench/matmul_precision.py
+    .venv/bin/python bench/matmul_precision.py >> bench/results/DATE_matmul_precision_CPU.jsonl
     ONEDNN_MAX_CPU_ISA=AVX2 .venv/bin/python bench/matmul_precision.py   # oneDNN kept off bf16 instructions
 
-A Transformer-preset shape ([4096, 256] x [256, 1024] by default), median of ``--repeats``
-timed products after two untimed ones. Tells native bf16 (several times fp32) from
+No data: random matrices of a Transformer-preset shape ([4096, 256] x [256, 1024] by default),
+median of ``--repeats`` timed products after two untimed ones. Tells native bf16 (several times fp32) from
 emulated bf16 (many times slower than fp32), which is what ``train.precision=auto``
 decides on (mt/precision.py). Prints one JSON line with the machine.
 """
@@ -15,16 +15,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mt.hardware import machine
-from mt.precision import cpu_bf16_support
+from mt.api import cpu_bf16_support, machine
 
 
 def gflops(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:

@@ -1,13 +1,13 @@
 """Where a training process's memory goes in fp32 and in bf16: the Transformer preset on Multi30k.
 
-    .venv/bin/python bench/precision_memory.py --precision fp32
-    .venv/bin/python bench/precision_memory.py --precision bf16
+    .venv/bin/python bench/precision_memory.py --precision fp32 --json bench/results/DATE_bf16_memory_CPU.jsonl
+    .venv/bin/python bench/precision_memory.py --precision bf16 --json bench/results/DATE_bf16_memory_CPU.jsonl
     ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 .venv/bin/python bench/precision_memory.py --precision bf16
 
-The setting of issue 28 (joint 8k SentencePiece, shared and tied embeddings, 4,096-token
-batches, 2 threads) and the trainer's own step (``sequence_loss``, backward, clipping, Adam)
-for ``--steps`` updates in the order an epoch deals them. It prints, and writes as one JSON
-line with the machine beside it (``--json FILE``, appended):
+Multi30k (``--multi30k``, by default ``../shared/data/multi30k``), joint 8k SentencePiece, shared
+and tied embeddings, 4,096-token batches, 2 threads, and the trainer's own step (``sequence_loss``,
+backward, clipping, Adam) for ``--steps`` updates in the order an epoch deals them. It prints,
+and writes as one JSON line with the machine beside it (``--json FILE``, appended):
 
 - peak resident memory (VmHWM) after loading the data, after the first update and at the end,
   and the resident memory (VmRSS) after every ``--every`` updates: a peak that keeps rising
@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -32,16 +31,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mt.api import build_model, collate, compose, machine, prepare_data, resolve_precision, sequence_loss, token_batches
 
-from mt.data.batching import collate, token_batches
-from mt.hardware import machine
-from mt.models import build_model
-from mt.precision import resolve_precision
-from mt.presets import compose
-from mt.training.pipeline import prepare_data
-from mt.training.trainer import sequence_loss
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _status(field: str) -> int:

@@ -1,6 +1,7 @@
 """Training-step speed, peak memory and an operator profile of the Transformer on Multi30k.
 
     .venv/bin/python bench/profile_transformer.py eager            # tokens/s and peak RSS
+    .venv/bin/python bench/profile_transformer.py eager --steps 12 --json bench/results/DATE_step_CPU.jsonl
     .venv/bin/python bench/profile_transformer.py profile          # plus torch.profiler's table
     .venv/bin/python bench/profile_transformer.py compile          # through torch.compile(dynamic=True)
     .venv/bin/python bench/profile_transformer.py compile-static --precision bf16  # dynamic=False, one batch
@@ -16,30 +17,28 @@
 
 The same shape as studies/vs_joeynmt/bench_vs_joeynmt.py (3+3 layers, d 256, 4 heads, ff 1024,
 shared and tied embeddings, joint 8k unigram SentencePiece, 4,096-token batches, 2
-threads): 3 untimed updates, then ``--steps`` timed ones. Peak memory is the process's
-VmHWM, printed after loading the data, after the warm-up and at the end.
+threads), on Multi30k en-de (``--multi30k``, by default ``../shared/data/multi30k``): 3
+untimed updates, then ``--steps`` timed ones. Peak memory is the process's VmHWM, printed
+after loading the data, after the warm-up and at the end. ``--json FILE`` appends a line
+with the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mt.api import build_model, collate, compose, machine, prepare_data, resolve_precision, sequence_loss, token_batches
 
-from mt.data.batching import collate, token_batches
-from mt.models import build_model
-from mt.precision import resolve_precision
-from mt.presets import compose
-from mt.training.pipeline import prepare_data
-from mt.training.trainer import sequence_loss
+REPO = Path(__file__).resolve().parents[1]
 
 
 def peak_mib() -> int:
@@ -55,7 +54,9 @@ def main() -> None:
                         "logits), as before mt.training.fused_loss: for the before/after comparison")
     parser.add_argument("--checkpointing", action="store_true", help="train.activation_checkpointing=true")
     parser.add_argument("--mmap-threshold", type=float, default=0, metavar="MIB",
-                        help="fix glibc's mmap threshold at MIB (mt.training.allocator; 0: glibc's default)")
+                        help="fix glibc's mmap threshold at MIB, as train.mmap_threshold_mb does (through glibc's "
+                        "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_: the script starts itself again with "
+                        "them; 0: glibc's default)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="bf16: the step under bf16 autocast, as train.precision=bf16 runs it")
     parser.add_argument("--optimizer", default="plain", choices=["plain", "foreach", "fused"],
@@ -71,9 +72,7 @@ def main() -> None:
     ns = parser.parse_args()
     logging.disable(logging.INFO)
     if ns.mmap_threshold:
-        from mt.training.allocator import map_large_blocks
-
-        print(map_large_blocks(int(ns.mmap_threshold * 2**20)) or "allocator setting not applied")
+        fix_mmap_threshold(int(ns.mmap_threshold * 2**20))
     torch.set_num_threads(ns.threads)
     cfg = compose(["data=multi30k", f"data.dir={ns.multi30k}", "data.tokenizer.joint=true",
                    "data.tokenizer.src_vocab_size=8000", "model=transformer", "model.share_embeddings=true",
@@ -105,7 +104,7 @@ def main() -> None:
     def step(idx: list[int], padded_to: tuple[int, int, int] | None = None, net=None) -> int:
         batch = collate([data.train.src[j] for j in idx], [data.train.tgt[j] for j in idx])
         if padded_to is not None:
-            batch = pad_batch(batch, *padded_to)
+            batch = pad_batch(batch, *padded_to, data.src_tokenizer.sp.pad_id(), data.src_tokenizer.sp.eos_id())
         loss = sequence_loss(forward if net is None else net, batch, 0.1, precision)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.n_tgt_tokens).backward()
@@ -151,8 +150,6 @@ def main() -> None:
     print(f"{ns.mode} {label}, Adam {ns.optimizer}: {rate:.0f} target tokens/s over {ns.steps} updates, "
           f"peak {peak_mib()} MiB")
     if ns.json:
-        from mt.hardware import machine
-
         with open(ns.json, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"mode": ns.mode, "precision": label, "optimizer": ns.optimizer,
                                      "steps": ns.steps, "tokens_per_s": round(rate), "peak_mib": peak_mib(),
@@ -166,25 +163,35 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
 
+def fix_mmap_threshold(threshold: int) -> None:
+    """glibc's mmap threshold fixed at ``threshold`` bytes and its trim threshold at twice that,
+    what ``train.mmap_threshold_mb`` sets with mallopt; glibc reads the two variables when the
+    process starts, so the script starts itself again with them (once: they are then set)."""
+    wanted = {"MALLOC_MMAP_THRESHOLD_": str(threshold), "MALLOC_TRIM_THRESHOLD_": str(2 * threshold)}
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
+        print(f"glibc malloc maps blocks of {threshold / 2**20:g} MiB and more (freed at once)", flush=True)
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **wanted})
+
+
 def round_up(n, k):
     return -(-n // k) * k
 
 
-def pad_batch(batch, rows: int, src_len: int, tgt_len: int):
-    """The batch grown to a fixed shape: columns of PAD, and rows whose source is one EOS (a row
-    with no source would be an all-masked softmax: NaN) and whose target is all PAD (no loss)."""
-    from mt.data.batching import Batch
-    from mt.data.tokenizer import EOS, PAD
-
+def pad_batch(batch, rows: int, src_len: int, tgt_len: int, pad: int, eos: int):
+    """The batch grown to a fixed shape: columns of ``pad``, and rows whose source is one ``eos``
+    (a row with no source would be an all-masked softmax: NaN) and whose target is all ``pad``
+    (no loss). ``pad`` and ``eos``: the tokenizer's ids."""
     def grow(x, r, c, fill):
         out = torch.full((r, c), fill, dtype=x.dtype)
         out[:x.size(0), :x.size(1)] = x
         return out
 
-    src = grow(batch.src, rows, src_len, PAD)
-    src[batch.src.size(0):, 0] = EOS
-    return Batch(src, src != PAD, grow(batch.tgt_in, rows, tgt_len, PAD), grow(batch.tgt_out, rows, tgt_len, PAD),
-                 batch.n_tgt_tokens)
+    src = grow(batch.src, rows, src_len, pad)
+    src[batch.src.size(0):, 0] = eos
+    return dataclasses.replace(batch, src=src, src_mask=src != pad, tgt_in=grow(batch.tgt_in, rows, tgt_len, pad),
+                               tgt_out=grow(batch.tgt_out, rows, tgt_len, pad))
 
 
 def bucketed(ns, data, model, compiled, step, eager_batches, precision) -> None:
@@ -231,8 +238,6 @@ def bucketed(ns, data, model, compiled, step, eager_batches, precision) -> None:
           f"target tokens/s (medians of {ns.epochs} epochs each); first epoch with compiling {first:.0f} s; "
           f"peak {peak_mib()} MiB", flush=True)
     if ns.json:
-        from mt.hardware import machine
-
         with open(ns.json, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"mode": ns.mode, "precision": precision.name, "bucket": k,
                                      "shapes": len(seen), "real_share": round(real / padded, 3),

@@ -1,5 +1,6 @@
 """A PNG of an `mt explore` page as a browser shows it (Debian's chromium, via Playwright):
-the README's picture.
+the README's picture. It measures nothing; the page is the demo's two models on the demo
+corpus's test set (after ``scripts/demo.sh``), and the picture goes to docs/, not bench/results/.
 
     mt explore runs/demo/rnn_noattn runs/demo/rnn_bahdanau --src-file data/demo/test.en \
         --ref-file data/demo/test.de --gold data/demo/test.align --out explore.html --max-sentences 200

@@ -1,4 +1,5 @@
-"""A screenshot of the page ``mt serve`` shows, for the README.
+"""A screenshot of the page ``mt serve`` shows, for the README. It measures nothing: the demo's
+two models (after ``scripts/demo.sh``) translate one sentence, and the picture goes to docs/.
 
     .venv/bin/python bench/screenshot_serve.py runs/demo/rnn_bahdanau/model runs/demo/rnn_noattn/model \
         --text "the old man sees a small red car ." --out docs/serve.png

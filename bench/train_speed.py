@@ -1,12 +1,14 @@
 """Training throughput (target tokens per second) of model variants on the demo corpus.
 
-    .venv/bin/python bench/train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3 --precision fp32 bf16
+    .venv/bin/python bench/train_speed.py --models rnn_noattn rnn_bahdanau --repeats 3 --precision fp32 bf16 \
+        --json bench/results/DATE_train_speed_CPU.json
     .venv/bin/python bench/train_speed.py --set data=multi30k data.dir=../shared/data/multi30k  # real data
 
 Each repeat builds the model afresh with the same seed, runs ``--warmup`` updates
 untimed, then times ``--steps`` updates (forward, backward, clip, Adam) on real
 length-bucketed batches, with the timing loop the demo's estimate uses
-(``mt.training.budget.timed_updates``). Prints and optionally writes (``--json``) the median and all
+(``timed_updates``). Data: the demo corpus (``data/demo``, generated on first use), or what
+``--set`` names. Prints and optionally writes (``--json``) the median and all
 repeats, with the machine and versions, so numbers in docs/ can be rerun.
 """
 
@@ -15,21 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mt.data.batching import collate, token_batches
-from mt.hardware import machine
-from mt.models import build_model
-from mt.precision import resolve_precision
-from mt.presets import compose
-from mt.training.budget import timed_updates
-from mt.training.pipeline import prepare_data
+from mt.api import build_model, collate, compose, machine, prepare_data, resolve_precision, timed_updates, token_batches
 
 
 def measure(model_name: str, precision: str, steps: int, warmup: int, max_tokens: int, data, seed: int,

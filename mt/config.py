@@ -9,12 +9,16 @@ typed objects (or plain arguments), never a ``DictConfig``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; mt runs on 3.10 too
 
 
 class Arch(Enum):
@@ -48,6 +52,9 @@ class AttentionType(Enum):
 
 
 class Score(Enum):
+    """The names of ``mt.models.attention.SCORES``, listed here because the schema may not import
+    the models; tests/test_attention.py checks that the two agree."""
+
     additive = "additive"
     concat = "concat"
     dot = "dot"
@@ -58,7 +65,8 @@ class Score(Enum):
     pearson = "pearson"
 
 
-# Scores that compare decoder and encoder states directly, so both need one size.
+# Scores that compare decoder and encoder states directly, so both need one size: those of
+# mt.models.attention.SCORES with ``equal_sizes`` (checked at start-up, before any model exists).
 EQUAL_SIZE_SCORES = (Score.dot, Score.scaled_dot, Score.cosine, Score.euclidean, Score.pearson)
 
 
@@ -138,6 +146,10 @@ class AttentionConfig:
 
 @dataclass
 class ModelConfig:
+    """The model section as users write it: every architecture's keys in one flat schema, so that
+    presets, command lines and saved configs have one shape. ``arch`` picks the architecture and
+    ``typed()`` gives what it reads (``ARCH_CONFIGS``); a key it does not read keeps its default."""
+
     name: str = "rnn_bahdanau"
     arch: Arch = Arch.rnn
     cell: Cell = Cell.gru
@@ -165,26 +177,89 @@ class ModelConfig:
             _check(getattr(self, key) > 0, f"model.{key} must be positive, got {getattr(self, key)}")
         _check(self.enc_hidden_dim >= 0, f"model.enc_hidden_dim must be 0 or positive, got {self.enc_hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
-        if self.arch is Arch.transformer:
-            _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
-                   f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
-            _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
-            if self.attention_reduction is AttentionReduction.one_head:
-                _check(-self.dec_layers <= self.alignment_layer < self.dec_layers,
-                       f"model.alignment_layer={self.alignment_layer} does not exist: the decoder has "
-                       f"{self.dec_layers} layers (0 to {self.dec_layers - 1}, or -1 to -{self.dec_layers} from the top)")
-                _check(0 <= self.alignment_head < self.heads,
-                       f"model.alignment_head={self.alignment_head} does not exist: each layer has {self.heads} heads "
-                       f"(0 to {self.heads - 1})")
-            default = AttentionConfig()
-            changed = next((key for key in ("score", "normalizer", "top_k", "hard")
-                            if getattr(self.attention, key) != getattr(default, key)), None)
-            if changed is not None:
-                value = getattr(self.attention, changed)
-                value = value.value if isinstance(value, Enum) else str(value).lower()
-                raise ConfigError(f"model.attention.{changed}={value} shapes the RNN decoders' attention; the "
-                                  "Transformer's is scaled dot-product softmax over heads: drop it or pick an rnn_* model")
-            return
+        arch = ARCH_CONFIGS[self.arch]
+        arch.of(self)  # the architecture's own checks
+        for key, value, default in _settings(self):
+            if value == default or not arch.refuses(key):
+                continue
+            owner = next(other for other in ARCH_CONFIGS.values() if other.reads(key))
+            shown = value.value if isinstance(value, Enum) else str(value).lower()
+            raise ConfigError(f"model.{key}={shown} shapes {_said(owner.shapes, key)}; {_said(arch.instead, key)}: "
+                              f"drop it or pick {owner.pick}")
+
+    def typed(self) -> ArchConfig:
+        """What the chosen architecture reads (``ARCH_CONFIGS``): an ``RNNConfig`` or a ``TransformerConfig``."""
+        return ARCH_CONFIGS[self.arch].of(self)
+
+
+def _settings(config: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(``attention.top_k``, its value, its default) for each setting of a dataclass, nested ones too."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            yield from _settings(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, f.default if f.default is not MISSING else f.default_factory()
+
+
+def _said(phrases: dict[str, str], key: str) -> str:
+    """The phrase for a key's group (``attention`` for ``attention.score``), else the general one."""
+    return phrases.get(key.split(".")[0], phrases[""])
+
+
+class ArchConfig:
+    """What one architecture reads of ``ModelConfig``: a dataclass of the fields of that name (the
+    defaults are written once, in ``ModelConfig``), checked by its ``__post_init__``. Besides:
+
+    - ``ignores``: keys of other architectures it accepts and leaves unread, the sizes that one
+      list of overrides sets for a sweep over architectures (``model.emb_dim=64 model.ff_dim=512``);
+      any other key it does not read must keep its default;
+    - ``shapes``, ``instead``, ``pick``: the words of that refusal, ``model.KEY=VALUE shapes
+      {owner's shapes}; {this one's instead}: drop it or pick {owner's pick}``, by the key's
+      group (``attention``; ``""`` for the rest).
+    """
+
+    ignores: ClassVar[frozenset[str]] = frozenset()
+    shapes: ClassVar[dict[str, str]]
+    instead: ClassVar[dict[str, str]]
+    pick: ClassVar[str]
+
+    @classmethod
+    def reads(cls, key: str) -> bool:
+        """Whether this architecture reads ``key`` (``attention.score``: the whole ``attention`` group)."""
+        return key.split(".")[0] in {f.name for f in fields(cls)}
+
+    @classmethod
+    def refuses(cls, key: str) -> bool:
+        """Whether ``key`` of ``ModelConfig`` must keep its default under this architecture."""
+        return key not in ("name", "arch") and not cls.reads(key) and key not in cls.ignores
+
+    @classmethod
+    def of(cls, model: ModelConfig) -> Self:
+        """This architecture's config from the flat one (which runs its checks)."""
+        return cls(**{f.name: getattr(model, f.name) for f in fields(cls)})
+
+
+@dataclass
+class RNNConfig(ArchConfig):
+    """The RNN encoder-decoders (mt.models.rnn), with or without attention."""
+
+    cell: Cell
+    emb_dim: int
+    hidden_dim: int
+    enc_hidden_dim: int
+    enc_layers: int
+    dec_layers: int
+    bidirectional: bool
+    dropout: float
+    attention: AttentionConfig
+
+    ignores: ClassVar[frozenset[str]] = frozenset({"ff_dim"})
+    shapes: ClassVar[dict[str, str]] = {"attention": "the RNN decoders' attention", "": "the RNN models"}
+    instead: ClassVar[dict[str, str]] = {"": "the RNN models do not read it"}
+    pick: ClassVar[str] = "an rnn_* model"
+
+    def __post_init__(self) -> None:
         score = self.attention.score
         if self.attention.type is not AttentionType.none and score in EQUAL_SIZE_SCORES:
             _check(self.encoder_out_dim == self.hidden_dim,
@@ -195,6 +270,50 @@ class ModelConfig:
     @property
     def encoder_out_dim(self) -> int:
         return (self.enc_hidden_dim or self.hidden_dim) * (2 if self.bidirectional else 1)
+
+
+@dataclass
+class TransformerConfig(ArchConfig):
+    """The Transformer (mt.models.transformer): hidden_dim is d_model, enc_layers / dec_layers count blocks."""
+
+    hidden_dim: int
+    enc_layers: int
+    dec_layers: int
+    dropout: float
+    heads: int
+    ff_dim: int
+    positions: Positions
+    max_positions: int
+    tie_output: bool
+    share_embeddings: bool
+    attention_reduction: AttentionReduction
+    alignment_layer: int
+    alignment_head: int
+
+    ignores: ClassVar[frozenset[str]] = frozenset({"emb_dim", "enc_hidden_dim", "attention.dim"})
+    shapes: ClassVar[dict[str, str]] = {"": "the Transformer"}
+    instead: ClassVar[dict[str, str]] = {"attention": "the Transformer's is scaled dot-product softmax over heads",
+                                         "": "the Transformer does not read it"}
+    pick: ClassVar[str] = "model=transformer"
+
+    def __post_init__(self) -> None:
+        _check(self.heads > 0 and self.hidden_dim % self.heads == 0,
+               f"model.hidden_dim ({self.hidden_dim}) must be a multiple of model.heads ({self.heads})")
+        _check(self.ff_dim > 0 and self.max_positions > 1, "model.ff_dim and model.max_positions must be positive")
+        if self.attention_reduction is AttentionReduction.one_head:
+            _check(-self.dec_layers <= self.alignment_layer < self.dec_layers,
+                   f"model.alignment_layer={self.alignment_layer} does not exist: the decoder has "
+                   f"{self.dec_layers} layers (0 to {self.dec_layers - 1}, or -1 to -{self.dec_layers} from the top)")
+            _check(0 <= self.alignment_head < self.heads,
+                   f"model.alignment_head={self.alignment_head} does not exist: each layer has {self.heads} heads "
+                   f"(0 to {self.heads - 1})")
+
+
+# Each architecture's config; mt.models.ARCHITECTURES pairs each with its builder (tests check the two agree).
+ARCH_CONFIGS: dict[Arch, type[ArchConfig]] = {
+    Arch.rnn: RNNConfig,
+    Arch.transformer: TransformerConfig,
+}
 
 
 @dataclass
@@ -414,14 +533,26 @@ REMOVED_KEYS = {
 
 def upgrade_saved_config(cfg: Any) -> Any:
     """Configs saved before ``train.precision`` existed had ``train.bf16``; read them as
-    ``precision: auto`` (bf16 there meant "fast where it can be", which auto now decides)."""
+    ``precision: auto`` (bf16 there meant "fast where it can be", which auto now decides).
+    Configs saved before each architecture declared the keys it reads (``ARCH_CONFIGS``) may
+    hold another architecture's key at a value their model never read (``cell: lstm`` beside
+    ``arch: transformer``); it is read as its default."""
+    from omegaconf import open_dict
+
     train = cfg.get("train") if hasattr(cfg, "get") else None
     if train is not None and "bf16" in train:  # REMOVED_KEYS["train.bf16"]
-        from omegaconf import open_dict
-
         with open_dict(cfg):
             del train["bf16"]
             train.setdefault("precision", "auto")
+    model = cfg.get("model") if hasattr(cfg, "get") else None
+    arch = ARCH_CONFIGS.get(Arch.__members__.get(str(model.get("arch", "rnn")))) if hasattr(model, "get") else None
+    if arch is not None:
+        with open_dict(cfg):
+            for key, _, _ in _settings(ModelConfig()):
+                group, _, leaf = key.rpartition(".")
+                node = model.get(group) if group else model
+                if arch.refuses(key) and hasattr(node, "keys") and leaf in node:
+                    del node[leaf]
     return cfg
 
 

@@ -129,6 +129,26 @@ def fresh_temp_dir(path: Path) -> Path:
     return tmp
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, and back
+    os.umask(mask)
+    return mask
+
+
+def as_user_file(path: str | Path) -> None:
+    """Gives a file that a library wrote private (safetensors writes 0600) the permissions of a
+    file the user creates (0666 less the umask), so a web server running as another user can
+    read a model the user trained or exported."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 # -- files a command writes for the user --------------------------------------------------
 
 

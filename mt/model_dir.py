@@ -29,6 +29,7 @@ from mt.config import ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
 from mt.files import (
+    as_user_file,
     check_out_dir,
     fresh_temp_dir,
     fsync_path,
@@ -59,6 +60,7 @@ def write_model_files(path: Path, model: Seq2SeqModel, config: ExperimentConfig,
                       src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer) -> None:
     """The files of a model directory, into an existing folder."""
     save_model(model, str(path / WEIGHTS))
+    as_user_file(path / WEIGHTS)
     (path / CONFIG).write_text(to_yaml(config), encoding="utf-8")
     copy_tokenizer(src_tokenizer, path / SRC_SPM)
     copy_tokenizer(tgt_tokenizer, path / TGT_SPM)
@@ -121,13 +123,16 @@ def existing_dir(path: Path) -> Path | None:
 
 
 def readable_dir(path: str | Path) -> Path:
-    """``path``, or, where a write into it was cut short between its two renames, the complete
-    previous version beside it (said in one warning line), so every command reads the last good
-    state."""
+    """``path``; its ``model/`` where ``path`` is a training run's folder (every command that takes
+    a model takes the run); or, where a write into it was cut short between its two renames, the
+    complete previous version beside it (said in one warning line), so every command reads the
+    last good state."""
     path = Path(path)
     if not path.exists() and _old(path).is_dir():
         log.warning("%s: a write was cut short; reading its complete previous version %s", path, _old(path))
         return _old(path)
+    if path.is_dir() and not (path / CONFIG).exists() and ((path / "model").is_dir() or _old(path / "model").is_dir()):
+        return readable_dir(path / "model")  # a training run's folder: the model it wrote
     return path
 
 
@@ -272,14 +277,18 @@ def save_int8_weights(model: Seq2SeqModel, path: Path) -> dict[str, str]:
         else:
             tensors[name] = tensor.detach().contiguous()
     save_file(tensors, str(path))
+    as_user_file(path)
     return aliases
 
 
-def load_int8_dir(path: str | Path, aliases: dict[str, str]) -> LoadedModel:
+def load_int8_dir(path: str | Path, aliases: dict[str, str] | None = None) -> LoadedModel:
     """An int8 export as an fp32 model whose matrices hold the stored int8 values times their
-    scales: the embeddings it computes with; the runner (mt.decoding.exported.int8_compute)
-    packs its int8 layers from the stored integers and row scales themselves."""
+    scales: the embeddings it computes with; the runner (mt.export.int8.int8_compute) packs its
+    int8 layers from the stored integers and row scales themselves. ``aliases`` (tied tensors
+    written once): as the export's ``export.json`` lists them, unless given."""
     path = Path(path)
+    if aliases is None:
+        aliases = (export_info(path) or {}).get("aliases", {})
     config, src_tok, tgt_tok = read_config_and_tokenizers(path, (INT8_WEIGHTS, CONFIG, SRC_SPM, TGT_SPM),
                                                           "a complete int8 export", "export it again")
     model = build_model(config.model, len(src_tok), len(tgt_tok))

@@ -3,7 +3,7 @@
 bfloat16 halves the memory traffic of matrix work and is about 1.5x faster where the
 hardware computes it (CUDA GPUs from Ampere on; CPUs with AMX or AVX-512-BF16). Where it
 does not, PyTorch emulates it, and training runs 16-21x *slower* than in fp32 (measured
-on an AVX2-only AMD EPYC, docs/BENCHMARKS.md). So ``auto`` takes bf16 only where it is
+on an AVX2-only AMD EPYC, docs/lab/benchmarks.md). So ``auto`` takes bf16 only where it is
 native and fp32 everywhere else; the run says which and why.
 
 Detection uses PyTorch's own helpers (``torch.cpu._is_avx512_bf16_supported``,
@@ -148,7 +148,7 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
 # oneDNN keeps the kernels it creates for each tensor shape: in its primitive cache and in
 # ideep's (PyTorch's bridge to it), 1,024 of each by default. In bf16 every new batch shape
 # adds some, so a training process grows by about 1 GB in its first 60 Transformer updates
-# and further after (docs/BENCHMARKS.md); fp32 products go through MKL and keep none. With 64
+# and further after (docs/lab/benchmarks.md); fp32 products go through MKL and keep none. With 64
 # each, bf16's peak falls below fp32's at the same speed.
 KERNEL_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 KERNEL_CACHE_CAPACITY = 64

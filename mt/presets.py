@@ -8,7 +8,9 @@ versions first, so ``train.bf16`` gets a message naming its replacement.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from mt.config import REMOVED_KEYS, ExperimentConfig, register_configs, to_config
@@ -26,12 +28,50 @@ def config_dir() -> Path:
     return CONF_DIR
 
 
-def check_removed_keys(overrides: Sequence[str]) -> None:
-    """Keys of earlier versions get a message that names their replacement."""
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Keys of earlier versions get a message that names their replacement; then every key must
+    be one of the schema's (``check_override_keys``)."""
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key in REMOVED_KEYS:
             raise ConfigError(REMOVED_KEYS[key])
+    check_override_keys(overrides)
+
+
+# Keys mt train reads itself before Hydra composes anything (mt.cli.train.launch_ddp), not the schema.
+LAUNCH_KEYS = ("train.ddp",)
+
+
+def setting_keys(schema: type = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Every key a command line may set: ``model``, ``model.attention``, ``model.attention.score``, ..."""
+    keys = []
+    for f in fields(schema):
+        key = prefix + f.name
+        keys.append(key)
+        if isinstance(f.type, type) and is_dataclass(f.type):
+            keys += setting_keys(f.type, key + ".")
+        elif isinstance(f.default_factory, type) and is_dataclass(f.default_factory):  # type: ignore[misc]
+            keys += setting_keys(f.default_factory, key + ".")  # type: ignore[arg-type]
+    return keys
+
+
+def check_override_keys(overrides: Sequence[str]) -> None:
+    """A key the schema does not have is refused with the nearest ones, with or without Hydra's
+    ``+`` (which would append it, where it would sit unread: ``+train.max_second=5`` ran ten
+    epochs with no time limit). Hydra's own keys (``hydra.run.dir``) and flags pass."""
+    known = setting_keys() + list(LAUNCH_KEYS)
+    for override in overrides:
+        if override.startswith("-") or ("=" not in override and not override.startswith("~")):
+            continue
+        key = override.split("=", 1)[0].lstrip("+~")
+        if not key or key in known or key.startswith("hydra") or "@" in key or "/" in key:
+            continue
+        last = key.rsplit(".", 1)[-1]
+        near = difflib.get_close_matches(key, known, n=3, cutoff=0.75) or \
+            [k for k in known if difflib.get_close_matches(last, [k.rsplit(".", 1)[-1]], cutoff=0.8)][:3]
+        hint = (f": did you mean {near[0]}?" + (f" (also near: {', '.join(near[1:])})" if near[1:] else "")
+                if near else ": see mt train --help for the settings")
+        raise ConfigError(f"{key} is not a setting{hint} (a misspelt key would be ignored, so mt stops)")
 
 
 def compose(overrides: Sequence[str], user_dirs: Sequence[str | Path] = ()) -> ExperimentConfig:
@@ -45,7 +85,7 @@ def compose(overrides: Sequence[str], user_dirs: Sequence[str | Path] = ()) -> E
 
     register_configs()
     overrides = list(overrides)
-    check_removed_keys(overrides)
+    check_overrides(overrides)
     for folder in user_dirs:
         if not Path(folder).is_dir():
             raise ConfigError(f"config directory {folder} does not exist: give a folder holding model/NAME.yaml "

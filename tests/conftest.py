@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,10 +204,52 @@ def counted(monkeypatch):
 
 SECOND_TIER = ("faults", "clients")
 
+# What makes a test an integration test: it runs mt as a user does (the command, in a subprocess
+# or in-process through mt.cli.main, a training run, a server, a browser, a wheel), itself or
+# through a fixture: a call of one of these. Everything else calls library functions on tiny
+# inputs: a unit test.
+END_TO_END = {"run_mt", "main", "train_tiny", "kill_after_step", "Server", "run_training", "sync_playwright",
+              "run", "Popen", "check_output", "check_call", "create"}  # the last four as subprocess.X / venv.X
+_MODULES_THAT_SPAWN = {"subprocess", "venv"}
 
+
+def _calls_end_to_end(function, depth: int = 2) -> bool:
+    """Whether ``function`` calls one of END_TO_END, itself or through a helper of the tests
+    (``depth`` levels down)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and node.func.id in END_TO_END - {"run", "create"}:
+            return True
+        if isinstance(node.func, ast.Name) and depth > 0:
+            helper = getattr(function, "__globals__", {}).get(node.func.id)
+            if inspect.isfunction(helper) and helper.__module__.startswith(("tests", "conftest", "test_")) \
+                    and _calls_end_to_end(helper, depth - 1):
+                return True
+        if (isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in _MODULES_THAT_SPAWN and node.func.attr in END_TO_END):
+            return True
+    return False
+
+
+def _end_to_end(item) -> bool:
+    functions = [getattr(item, "function", None)]
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions += [d.func for defs in definitions.values() for d in defs]
+    return any(_calls_end_to_end(f) for f in functions if f is not None)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """CI's second tier (``faults``, ``clients``) stays out of a plain run; ``-m`` of any kind,
+    """Every test is marked ``unit`` or ``integration`` (``-m unit`` runs the fast half alone).
+    CI's second tier (``faults``, ``clients``) stays out of a plain run; ``-m`` of any kind,
     or a test file or test named on the command line, decides for itself."""
+    for item in items:
+        item.add_marker("integration" if _end_to_end(item) else "unit")
     if config.option.markexpr or any(Path(arg.split("::")[0]).is_file() for arg in config.args):
         return
 

@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from mt.config import AttentionConfig, AttentionType, ModelConfig, Score
+from mt.config import EQUAL_SIZE_SCORES, AttentionConfig, AttentionType, ModelConfig, Score
+from mt.data.batching import collate
 from mt.errors import ConfigError
-from mt.models.attention import Attention, masked_softmax, sparsemax
+from mt.models.attention import SCORES, Attention, make_attention, masked_softmax, sparsemax
+from mt.models.rnn import Placement, RNNDecoder, RNNEncoder, RNNSeq2Seq
 from mt.presets import compose
 
 
@@ -41,10 +43,10 @@ def test_sparsemax_equals_softmax_limit_behaviour_on_ties():
     torch.testing.assert_close(sparsemax(z, mask), masked_softmax(z, mask))
 
 
-@pytest.mark.parametrize("score", ["additive", "concat", "dot", "general", "scaled_dot", "cosine"])
+@pytest.mark.parametrize("score", sorted(SCORES))
 def test_every_score_gives_weights_over_real_tokens_only(score):
     torch.manual_seed(0)
-    attention = Attention(8, 8, score=score, attn_dim=5)
+    attention = make_attention(8, 8, score=score, attn_dim=5)
     values = torch.randn(2, 6, 8)
     mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
     context, weights = attention(torch.randn(2, 4, 8), values, attention.precompute(values), mask)
@@ -59,7 +61,7 @@ def test_every_score_gives_weights_over_real_tokens_only(score):
 def test_local_p_puts_all_mass_inside_the_window_around_its_position():
     torch.manual_seed(1)
     window = 2
-    attention = Attention(8, 8, score="general", attn_dim=5, window=window)
+    attention = make_attention(8, 8, score="general", attn_dim=5, window=window)
     values = torch.randn(3, 30, 8)
     mask = torch.ones(3, 30, dtype=torch.bool)
     mask[2, 12:] = False
@@ -73,6 +75,76 @@ def test_local_p_puts_all_mass_inside_the_window_around_its_position():
     assert torch.all(weights.masked_select(outside) == 0)
     assert torch.all((weights > 0).sum(-1) <= 2 * window + 1)
     assert torch.all(weights[2, :, 12:] == 0)
+
+
+def test_the_schema_names_the_scores_of_the_table():
+    """mt.config lists the score names (the schema may not import the models); the table decides the rest."""
+    assert [s.value for s in Score] == list(SCORES)
+    assert {s.value for s in EQUAL_SIZE_SCORES} == {name for name, kind in SCORES.items() if kind.equal_sizes}
+    for name, kind in SCORES.items():  # the start-up check and the module agree on which need one size
+        luong = AttentionConfig(type=AttentionType.luong, score=Score(name))
+        if kind.equal_sizes:
+            with pytest.raises(ConfigError, match=f"the {name} score compares decoder states"):
+                ModelConfig(hidden_dim=16, enc_hidden_dim=16, attention=luong)
+            with pytest.raises(ValueError, match=f"the {name} score needs query and source states of one size"):
+                make_attention(16, 32, name)
+        else:
+            ModelConfig(hidden_dim=16, enc_hidden_dim=16, attention=luong)
+            make_attention(16, 32, name)
+    with pytest.raises(ValueError, match="unknown attention score 'toy'"):
+        make_attention(8, 8, "toy")
+
+
+class Toy(Attention):
+    """A score written for this test: -|q - h|_1, precomputed nothing, a learned bias b."""
+
+    equal_sizes = True
+
+    def init_score(self, query_dim: int, value_dim: int, attn_dim: int) -> None:
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def score(self, query, values, keys):
+        return -(query.unsqueeze(2) - values.unsqueeze(1)).abs().sum(-1) + self.bias
+
+
+def test_a_new_score_is_one_class_and_one_entry_in_the_table():
+    """Nothing but the table learns of the toy score, and attention, an RNN decoder and search take it."""
+    scores = {**SCORES, "toy": Toy}
+    torch.manual_seed(0)
+    attention = make_attention(6, 6, "toy", attn_dim=5, top_k=2, scores=scores)
+    assert isinstance(attention, Toy) and "toy" not in SCORES
+    assert [name for name, _ in attention.named_parameters()] == ["bias"]
+    values, query = torch.randn(2, 4, 6), torch.randn(2, 3, 6)
+    mask = torch.tensor([[True] * 4, [True] * 3 + [False]])
+    _, weights = attention(query, values, None, mask)
+    expected = masked_softmax(-(query.unsqueeze(2) - values.unsqueeze(1)).abs().sum(-1), mask)
+    assert torch.all((weights > 0).sum(-1) == 2) and torch.all(weights[1, :, 3] == 0)
+    torch.testing.assert_close(weights.argmax(-1), expected.argmax(-1))
+    with pytest.raises(ValueError, match="the toy score needs query and source states of one size"):
+        make_attention(6, 12, "toy", scores=scores)
+    # In a whole model: Luong attention with the toy score, trained forward equal to step-by-step decoding.
+    encoder = RNNEncoder(30, 8, 3, 1, True, "gru", 0.0)
+    decoder = RNNDecoder(40, 8, 6, 1, "gru", 0.0, encoder.out_dim, make_attention(6, 6, "toy", scores=scores),
+                         Placement.luong)
+    model = RNNSeq2Seq(encoder, decoder, 30, 40).eval()
+    batch = collate([[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]])
+    logits, attn = model(batch.src, batch.src_mask, batch.tgt_in)
+    memory = model.encode(batch.src, batch.src_mask)
+    state = model.init_state(memory)
+    for t in range(batch.tgt_in.size(1)):
+        step_logits, state, step_attn = model.decode_step(memory, state, batch.tgt_in[:, t])
+        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(step_attn, attn[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_parameter_names_are_those_saved_models_hold():
+    """A saved model's state dict names each score's parameters at the attention's own level, in this order."""
+    names = {score: [name for name, _ in make_attention(8, 8, score, window=2).named_parameters()] for score in SCORES}
+    position = ["position.0.weight", "position.0.bias", "position.2.weight", "position.2.bias"]
+    additive = ["key_proj.weight", "query_proj.weight", "query_proj.bias", "energy.weight", *position]
+    assert names == {"additive": additive, "concat": additive, "dot": position, "general": ["key_proj.weight", *position],
+                     "scaled_dot": position, "cosine": ["log_scale", *position], "euclidean": position,
+                     "pearson": ["log_scale", *position]}
 
 
 def test_dot_scores_need_matching_sizes_and_say_how_to_fix_it():

@@ -16,7 +16,7 @@ from mt.config import AttentionConfig, Normalizer
 from mt.decoding.attention_alignment import argmax_links
 from mt.errors import ConfigError
 from mt.evaluation.metrics import attention_entropy
-from mt.models.attention import Attention, masked_sigmoid, masked_softmax, max_normalize, top_k_mask
+from mt.models.attention import make_attention, masked_sigmoid, masked_softmax, max_normalize, top_k_mask
 from mt.presets import compose
 
 from .conftest import train_tiny
@@ -31,9 +31,9 @@ def _inputs(dtype=torch.float32, seed=0):
 
 def test_euclidean_score_is_the_negative_squared_distance_over_two_root_d():
     query, values = _inputs()
-    attention = Attention(8, 8, score="euclidean")
+    attention = make_attention(8, 8, score="euclidean")
     expected = -((query.unsqueeze(2) - values.unsqueeze(1)) ** 2).sum(-1) / (2 * math.sqrt(8))
-    torch.testing.assert_close(attention._scores(query, values, None), expected)
+    torch.testing.assert_close(attention.score(query, values, attention.precompute(values)), expected)
     # Under softmax the query's own norm cancels: the same weights as scaled_dot less |h|^2 / (2 sqrt d).
     _, weights = attention(query, values, attention.precompute(values), MASK)
     shifted = torch.bmm(query, values.transpose(1, 2)) / math.sqrt(8) - values.pow(2).sum(-1).unsqueeze(1) / (
@@ -43,15 +43,15 @@ def test_euclidean_score_is_the_negative_squared_distance_over_two_root_d():
 
 def test_pearson_score_is_the_scaled_correlation_of_the_components():
     query, values = _inputs()
-    attention = Attention(8, 8, score="pearson")
-    scores = attention._scores(query, values, attention.precompute(values))
+    attention = make_attention(8, 8, score="pearson")
+    scores = attention.score(query, values, attention.precompute(values))
     for b in range(2):
         for q in range(3):
             for s in range(6):
                 r = np.corrcoef(query[b, q].numpy(), values[b, s].numpy())[0, 1]
                 assert scores[b, q, s].item() == pytest.approx(10.0 * r, abs=1e-4)  # the scale starts at 10
     # Correlation ignores an offset and a positive factor of either vector.
-    moved = attention._scores(query * 3 + 2, values, attention.precompute(values - 1))
+    moved = attention.score(query * 3 + 2, values, attention.precompute(values - 1))
     torch.testing.assert_close(moved, scores, atol=1e-4, rtol=1e-4)
 
 
@@ -77,7 +77,7 @@ def test_top_k_keeps_the_k_best_real_positions_of_each_query():
     assert torch.equal(top_k_mask(scores, mask, 6), mask)  # k at least the length: everything
     short = top_k_mask(scores, mask, 5)  # sentence 2 has 4 real positions: all 4, never padding
     assert torch.all(short[1].sum(-1) == 4) and torch.all(short[0].sum(-1) == 5)
-    attention = Attention(8, 8, score="dot", top_k=2)
+    attention = make_attention(8, 8, score="dot", top_k=2)
     query, values = _inputs()
     _, weights = attention(query, values, None, MASK)
     assert torch.all((weights > 0).sum(-1) == 2)
@@ -91,7 +91,7 @@ def test_top_k_keeps_the_k_best_real_positions_of_each_query():
 ], ids=lambda s: "-".join(str(v) for v in s.values()))
 def test_gradients_match_finite_differences(settings):
     torch.manual_seed(0)
-    attention = Attention(8, 8, attn_dim=5, **settings).double()
+    attention = make_attention(8, 8, attn_dim=5, **settings).double()
     query, values = _inputs(torch.double, seed=1)
     query.requires_grad_(True)
     values.requires_grad_(True)
@@ -106,8 +106,8 @@ def test_gradients_match_finite_differences(settings):
 
 def test_hard_attention_is_the_argmax_at_inference_and_a_gumbel_sample_in_training():
     torch.manual_seed(0)
-    attention = Attention(8, 8, score="general", hard=True)
-    soft = Attention(8, 8, score="general")
+    attention = make_attention(8, 8, score="general", hard=True)
+    soft = make_attention(8, 8, score="general")
     soft.load_state_dict(attention.state_dict())
     query, values = _inputs()
     attention.eval()
@@ -125,7 +125,7 @@ def test_hard_attention_is_the_argmax_at_inference_and_a_gumbel_sample_in_traini
 
 def test_hard_attention_passes_the_softmax_gradient_straight_through():
     torch.manual_seed(0)
-    attention = Attention(8, 8, score="dot", hard=True).train()
+    attention = make_attention(8, 8, score="dot", hard=True).train()
     query, values = _inputs()
     query.requires_grad_(True)
     torch.manual_seed(5)

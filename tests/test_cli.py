@@ -123,11 +123,11 @@ def test_align_refuses_a_model_without_attention(corpus_dir, tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("model=transformerz", "Could not find 'model/transformerz'"),
-    ("model.hiden_dim=3", "Key 'hiden_dim' not in 'ModelConfig'"),
+    ("model.hiden_dim=3", "model.hiden_dim is not a setting: did you mean model.hidden_dim?"),
     ("model.attention.type=luong_wrong", "Invalid value 'luong_wrong'"),
     ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
     ("data=files", "data.dir is not set"),
-    ("data.source=files", "data.dir data/demo is not a directory"),
+    ("data.source=files", "data/demo is not a directory: point data.dir at the corpus folder"),
 ])
 def test_bad_config_stops_at_start_with_the_key_named(override, message, tmp_path):
     result = run_mt("train", override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -208,3 +208,119 @@ def test_bad_training_data_ends_with_one_line_naming_file_and_fix(problem, messa
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0]
+
+
+# The CLI's parts: the table of commands, the flags made from SearchConfig, serve's settings.
+
+CLI_HELPERS = {"__init__", "main", "commands", "flags"}  # the modules of mt/cli that are no command
+
+
+def test_the_usage_lists_exactly_the_table_and_each_command_has_a_parser_and_run(capsys):
+    from importlib import import_module
+
+    from mt.cli.commands import COMMANDS
+
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out.split("commands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split(None, 1) for line in listed] == [[name, summary] for name, summary, _ in COMMANDS]
+    for name, _, module_name in COMMANDS:
+        module = import_module(module_name)
+        assert callable(module.run), name
+        assert module.parser().prog == f"mt {name}"
+    # Every command module of mt/cli has its row: none is left out of mt --help.
+    modules = {p.stem for p in (Path(__file__).resolve().parents[1] / "mt" / "cli").glob("*.py")}
+    assert {m.rsplit(".", 1)[1] for _, _, m in COMMANDS} == modules - CLI_HELPERS
+
+
+SEARCHING = ["translate", "evaluate", "align", "compare", "explore", "serve"]
+
+
+@pytest.mark.parametrize("command", SEARCHING)
+def test_the_search_flags_are_search_config_fields(command):
+    from dataclasses import fields
+    from enum import Enum
+    from importlib import import_module
+
+    from mt.cli.flags import search_config
+    from mt.decoding.search import SearchConfig
+
+    flagged = {f.metadata["flag"]: f for f in fields(SearchConfig) if "flag" in f.metadata}
+    assert {"--beam", "--length-penalty", "--length-penalty-type", "--max-len-a", "--max-len-b", "--no-repeat-ngram",
+            "--max-input-len"} <= set(flagged)  # the flags of old keep their names
+    parser = import_module(f"mt.cli.{command}").parser()
+    group = next(g for g in parser._action_groups if g.title == "search")
+    assert {a.option_strings[0]: a.dest for a in group._group_actions} == {k: f.name for k, f in flagged.items()}
+    needed = {"translate": ["M"], "evaluate": ["M", "--src", "s", "--ref", "r"], "align": ["M"],
+              "compare": ["--out", "o"], "explore": ["M", "--src-file", "s", "--out", "o"], "serve": ["M"]}[command]
+    assert search_config(parser.parse_args(needed)) == SearchConfig()  # the defaults are SearchConfig's
+    given = search_config(parser.parse_args([*needed, "--beam", "3", "--length-penalty", "0.6", "--length-penalty-type",
+                                             "gnmt", "--max-len-a", "1.5", "--max-len-b", "4", "--no-repeat-ngram", "2",
+                                             "--max-input-len", "50"]))
+    assert given == SearchConfig(beam=3, length_penalty=0.6, penalty="gnmt", max_len_a=1.5, max_len_b=4,
+                                 no_repeat_ngram=2, max_input_len=50)
+    entries = {"-" + e.split()[0]: " ".join(e.split()) for e in parser.format_help().split("\n  -")[1:]}
+    for flag, field in flagged.items():  # --help shows each default
+        default = field.default.value if isinstance(field.default, Enum) else field.default
+        shown = f"{default:g}" if isinstance(default, float) else default
+        assert f"(default {shown})" in entries[flag], entries[flag]
+    assert "(default 1024)" in entries["--max-input-len"] and "(default plain)" in entries["--length-penalty-type"]
+
+
+def test_export_writes_every_format_it_can_open():
+    from mt.cli import export
+    from mt.export import FORMATS
+
+    assert set(export.WRITERS) == set(FORMATS)
+    assert next(a for a in export.parser()._actions if a.dest == "to").choices == list(FORMATS)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"port": 0}, "--port must be at least 1, got 0"),
+    ({"port": 65536}, "--port must be at most 65535, got 65536"),
+    ({"processes": 0}, "--search-processes must be at least 1, got 0"),
+    ({"batching": {"max_tokens": 0}}, "--max-batch-tokens must be at least 1, got 0"),
+    ({"batching": {"max_queue": -3}}, "--max-queue must be at least 1, got -3"),
+    ({"limits": {"max_chars": 0}}, "--char-limit must be at least 1, got 0"),
+    ({"limits": {"max_sentences": 0}}, "--max-texts must be at least 1, got 0"),
+    ({"limits": {"max_body": 0}}, "--max-body must be at least 1, got 0"),
+    ({"max_connections": 0}, "--max-connections must be at least 1, got 0"),
+    ({"threads": -1}, "--threads must be at least 0 (0: the cores shared among the search processes), got -1"),
+    ({"limits": {"timeout": 0.0}}, "--timeout and --read-timeout must be above 0, --max-wait-ms and --min-wait-ms"),
+    ({"limits": {"read_timeout": -1.0}}, "--timeout and --read-timeout must be above 0"),
+    ({"batching": {"max_wait": -0.001}}, "--max-wait-ms and --min-wait-ms at least 0"),
+    ({"batching": {"min_wait": -1.0}}, "--max-wait-ms and --min-wait-ms at least 0"),
+])
+def test_serve_settings_refuse_a_value_out_of_range_in_one_line(settings, message):
+    from mt.errors import ConfigError
+    from mt.serving.batcher import BatchingOptions
+    from mt.serving.protocol import Limits, ServeSettings
+
+    built = {**settings}
+    if "batching" in built:
+        built["batching"] = BatchingOptions(**built["batching"])
+    if "limits" in built:
+        built["limits"] = Limits(**built["limits"])
+    with pytest.raises(ConfigError) as refused:
+        ServeSettings(**built)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    ServeSettings(threads=0, port=65535, batching=BatchingOptions(max_wait=0.0))  # the edges are allowed
+
+
+def test_mt_serve_builds_its_settings_from_the_flags(monkeypatch, capsys):
+    from mt.serving import server
+    from mt.serving.batcher import BatchingOptions
+    from mt.serving.protocol import Limits, ServeSettings
+
+    got = []
+    monkeypatch.setattr(server, "serve", lambda models, settings: got.append((models, settings)) or 0)
+    assert main(["serve", "a=DIR", "b"]) == 0
+    assert got.pop() == (["a=DIR", "b"], ServeSettings())  # the flags' defaults are the settings'
+    assert main(["serve", "M", "--no-batching", "--max-wait-ms", "5", "--char-limit", "10", "--beam", "2",
+                 "--search-processes", "2", "--threads", "1", "--port", "8080", "--show-paths"]) == 0
+    settings = got.pop()[1]
+    assert settings.batching == BatchingOptions(mode="off", max_wait=0.005)
+    assert settings.limits == Limits(max_chars=10) and settings.search.beam == 2 and not settings.search.keep_attention
+    assert (settings.processes, settings.threads, settings.port, settings.show_paths) == (2, 1, 8080, True)
+    assert main(["serve", "M", "--max-body", "0"]) == 2 and not got
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --max-body must be at least 1, got 0"

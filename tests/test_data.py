@@ -149,3 +149,37 @@ def test_tokenizer_samples_a_large_sorted_corpus_instead_of_reading_its_first_li
     assert UNK not in Tokenizer(path).encode(["zebra quokka"])[0]
     again = train_tokenizer(head + tail, tmp_path / "b.model", 60, TokenizerType.bpe, max_sentences=200)
     assert again.read_bytes() == path.read_bytes()  # seeded: the same sample every time
+
+
+def test_a_vocabulary_smaller_than_asked_is_said_once_per_side(corpus_dir, tmp_path, caplog):
+    """SentencePiece stops where a small corpus runs out of pieces; the user who asked for 5,000
+    hears that the tiny corpus gave fewer, and by which setting to ask for less."""
+    import logging
+
+    from mt.presets import compose
+    from mt.training.pipeline import prepare_data
+
+    from .conftest import TINY_TRAIN
+
+    cfg = compose([*TINY_TRAIN, "data=files", f"data.dir={corpus_dir}", "data.src_lang=en", "data.tgt_lang=de",
+                   f"cache_dir={tmp_path}", "data.tokenizer.src_vocab_size=5000"])
+    with caplog.at_level(logging.WARNING, logger="mt"):
+        data = prepare_data(cfg)
+    said = [r.getMessage() for r in caplog.records if "vocab_size" in r.getMessage()]
+    assert len(said) == 1, said  # the target side got the 300 it asked for
+    assert f"data.tokenizer.src_vocab_size=5000 asked, but the training text gave {len(data.src_tokenizer)} pieces (en)" \
+        in said[0]
+    assert len(data.src_tokenizer) < 5000
+
+
+def test_a_missing_split_file_names_the_setting_and_what_the_folder_holds(tmp_path: Path):
+    for name in ("train.en", "train.de", "val.en", "test.en", "test.de"):  # Multi30k's names
+        (tmp_path / name).write_text("a\n")
+    with gzip.open(tmp_path / "val.de.gz", "wt") as handle:
+        handle.write("a\n")
+    with pytest.raises(DataError) as missing:
+        load_corpus(DataConfig(source=CorpusSource.files, dir=str(tmp_path)))
+    assert str(missing.value) == (
+        f"missing file {tmp_path / 'valid.en'} (or .gz) (the folder has test.en, train.en, val.en): name the valid "
+        "split with data.valid=NAME (NAME.en), the language with data.src_lang, the folder with data.dir")
+    assert len(load_corpus(DataConfig(source=CorpusSource.files, dir=str(tmp_path), valid="val"))["validation"]) == 1

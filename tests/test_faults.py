@@ -9,7 +9,7 @@ file to write, renaming, removing, making a folder: Python's audit events), coun
 run that is not killed. Commands run in processes forked from a server that imported mt
 once, so a trial costs a fork, not an interpreter start. The default run tries a spread of
 points per output; ``MT_FAULT_SWEEP=all`` tries every one (the longer sweep,
-docs/BENCHMARKS.md "Reliability"):
+docs/lab/benchmarks.md "Reliability"):
 
     MT_FAULT_SWEEP=all MT_FAULT_REPORT=faults.jsonl scripts/test.sh -m faults
 
@@ -111,8 +111,8 @@ def _context():
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["mt.cli.main", "mt.cli.commands", "mt.cli.train", "mt.model_dir",
-                                     "mt.training.pipeline", "mt.export.int8", "mt.export"])
+        _CTX.set_forkserver_preload(["mt.cli.main", "mt.cli.train", "mt.cli.translate", "mt.cli.export",
+                                     "mt.model_dir", "mt.training.pipeline", "mt.export.int8", "mt.export"])
     return _CTX
 
 

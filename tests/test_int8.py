@@ -31,6 +31,9 @@ def test_every_variant_exports_to_int8_and_translates_with_int8_products(variant
     out = export_int8(saved, tmp_path / "int8")
     info = json.loads((out / "export.json").read_text())
     loaded = load_int8_dir(out, info["aliases"])
+    by_itself = load_int8_dir(out)  # the aliases read from export.json
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(),
+                                                 by_itself.model.state_dict().values()))
     # The stored matrices are the originals to within half a step of their row's scale.
     for (name, original), (_, restored) in zip(model.state_dict().items(), loaded.model.state_dict().items()):
         if original.dim() == 2 and original.is_floating_point():
@@ -59,7 +62,7 @@ def test_int8_is_a_third_of_the_weights_and_keeps_the_probabilities_close(traine
     int8 = run_mt("translate", str(out), cwd=tmp_path, stdin=lines)
     assert plain.returncode == int8.returncode == 0, int8.stderr
     assert len(int8.stdout.splitlines()) == len(lines.splitlines())  # (a 4-update model's argmax is a coin toss:
-    # the quality of int8 is BLEU on Multi30k, docs/BENCHMARKS.md; here, the probabilities it gives a sentence)
+    # the quality of int8 is BLEU on Multi30k, docs/lab/benchmarks.md; here, the probabilities it gives a sentence)
     forced = open_translator(str(out)).force_decode(SENTENCES[0], "Der Hund schläft.")
     reference = open_translator(str(trained_model_dir), "cpu", "fp32").force_decode(SENTENCES[0],
                                                                                           "Der Hund schläft.")

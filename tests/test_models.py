@@ -1,6 +1,11 @@
+import re
+from dataclasses import fields, is_dataclass
+from enum import Enum
+
 import pytest
 import torch
 
+from mt.config import Arch
 from mt.data.batching import collate
 from mt.data.tokenizer import EOS
 from mt.decoding.search import greedy_search
@@ -113,3 +118,107 @@ def test_every_attention_type_has_a_decoder_placement_and_an_unknown_one_fails()
         AttentionType.luong: Placement.luong, AttentionType.luong_local: Placement.luong}
     with pytest.raises(ValueError, match="no decoder placement"):
         Placement.of("monotonic")
+
+
+def _another(value):
+    """A value of the same type that is not ``value``."""
+    if isinstance(value, Enum):
+        return next(member for member in type(value) if member is not value)
+    return (not value) if isinstance(value, bool) else value + 1
+
+
+def _model_keys():
+    """Every key of ModelConfig (``attention.score`` for the nested ones) with its default."""
+    from mt.config import ModelConfig
+
+    default = ModelConfig()
+    for f in fields(ModelConfig):
+        value = getattr(default, f.name)
+        if is_dataclass(value):
+            yield from ((f"{f.name}.{g.name}", getattr(value, g.name)) for g in fields(value))
+        else:
+            yield f.name, value
+
+
+def test_each_architecture_has_its_config_and_builder_in_one_table():
+    from mt.config import ARCH_CONFIGS, ModelConfig
+    from mt.models import ARCHITECTURES
+
+    assert list(ARCHITECTURES) == list(ARCH_CONFIGS) == list(Arch)
+    assert {arch: config for arch, (config, _) in ARCHITECTURES.items()} == ARCH_CONFIGS
+    flat = {f.name: f.type for f in fields(ModelConfig)}
+    for config in ARCH_CONFIGS.values():  # each reads keys of the flat schema, typed alike
+        assert {f.name: f.type for f in fields(config)}.items() <= flat.items(), config
+    read = {f.name for config in ARCH_CONFIGS.values() for f in fields(config)}
+    assert set(flat) - read == {"name", "arch"}  # every other key is some architecture's
+    for config in ARCH_CONFIGS.values():  # what one ignores is another's size
+        assert all(not config.reads(key) and any(o.reads(key) for o in ARCH_CONFIGS.values())
+                   for key in config.ignores), config
+
+
+@pytest.mark.parametrize("arch", ["rnn", "transformer"])
+def test_each_architecture_refuses_every_key_of_another_naming_it(arch):
+    from mt.config import ARCH_CONFIGS, AttentionConfig, ModelConfig
+    from mt.errors import ConfigError
+
+    config = ARCH_CONFIGS[Arch(arch)]
+    refused = [(key, default) for key, default in _model_keys() if config.refuses(key)]
+    assert refused
+    for key, default in refused:
+        value = _another(default)
+        group, _, leaf = key.rpartition(".")
+        setting = {group: AttentionConfig(**{leaf: value})} if group else {key: value}
+        shown = value.value if isinstance(value, Enum) else str(value).lower()
+        owner = "model=transformer" if arch == "rnn" else "an rnn_* model"
+        with pytest.raises(ConfigError, match=rf"^model\.{key}={shown} shapes .*: drop it or pick {re.escape(owner)}$"):
+            ModelConfig(arch=Arch(arch), **setting)
+        if group == "attention" and arch == "transformer":  # the wording of attention keys
+            with pytest.raises(ConfigError, match=re.escape(
+                    f"model.{key}={shown} shapes the RNN decoders' attention; the Transformer's is scaled dot-product "
+                    "softmax over heads: drop it or pick an rnn_* model")):
+                ModelConfig(arch=Arch(arch), **setting)
+    kept = [key for key, _ in _model_keys() if not config.refuses(key)]
+    assert "hidden_dim" in kept and "dropout" in kept and "name" in kept
+
+
+def test_the_other_architectures_keys_are_refused_on_the_command_line_and_shared_sizes_are_not():
+    from mt.errors import ConfigError
+    from mt.presets import compose
+
+    with pytest.raises(ConfigError, match=re.escape(
+            "model.cell=lstm shapes the RNN models; the Transformer does not read it: drop it or pick an rnn_* model")):
+        compose(["model=transformer", "model.cell=lstm"])
+    with pytest.raises(ConfigError, match=re.escape(
+            "model.heads=8 shapes the Transformer; the RNN models do not read it: drop it or pick model=transformer")):
+        compose(["model=rnn_bahdanau", "model.heads=8"])
+    # One list of sizes serves a sweep over architectures (tests' TINY_TRAIN, docs/lab/benchmarks.md).
+    sizes = ["model.emb_dim=16", "model.hidden_dim=24", "model.enc_hidden_dim=12", "model.attention.dim=16",
+             "model.ff_dim=32"]
+    assert compose(["model=transformer", *sizes]).model.ff_dim == 32
+    assert compose(["model=rnn_bahdanau", *sizes]).model.emb_dim == 16
+
+
+def test_every_preset_composes_under_its_architecture():
+    from mt.presets import CONF_DIR, compose
+
+    presets = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+    assert "transformer" in presets and "rnn_bahdanau" in presets
+    for preset in presets:
+        model = compose([f"model={preset}"]).model
+        assert model.name == preset and model.typed() is not None
+
+
+def test_a_saved_config_with_a_key_its_architecture_never_read_still_loads(tmp_path):
+    """Before each architecture declared its keys, a Transformer's config could hold an RNN's value."""
+    from mt.config import Cell, ExperimentConfig, ModelConfig, load_yaml, to_yaml
+    from mt.errors import ConfigError
+
+    text = to_yaml(ExperimentConfig(model=ModelConfig(name="t", arch=Arch.transformer, emb_dim=64)))
+    old = text.replace("cell: gru", "cell: lstm").replace("window: 10", "window: 3")
+    assert old != text and "emb_dim: 64" in old
+    (tmp_path / "config.yaml").write_text(old)
+    model = load_yaml(tmp_path / "config.yaml", ExperimentConfig).model
+    assert model.cell is Cell.gru and model.attention.window == 10 and model.emb_dim == 64  # a shared size stays
+    (tmp_path / "config.yaml").write_text(old.replace("cell: lstm", "cel: lstm"))
+    with pytest.raises(ConfigError, match="cel"):  # a misspelt key is still refused
+        load_yaml(tmp_path / "config.yaml", ExperimentConfig)

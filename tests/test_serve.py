@@ -430,3 +430,16 @@ def test_a_continuous_search_leaves_one_core_to_the_http_side_by_default(trained
     assert threads(continuous=True) == 3 and threads(continuous=False) == 4
     assert threads(continuous=True, processes=2) == 1 and threads(continuous=False, processes=2) == 2
     assert threads(continuous=True, threads=4) == 4  # --threads decides when given
+
+
+def test_the_refusal_of_an_unserved_pair_names_each_served_pair_once():
+    from mt.serving.app import RequestError, ServedModel, Service
+    from mt.serving.protocol import Limits
+
+    served = [ServedModel(name, None, "en", "de", worker=None) for name in ("small", "big")]  # type: ignore[arg-type]
+    served.append(ServedModel("fr", None, "fr", "en", worker=None))  # type: ignore[arg-type]
+    service = Service(served, SearchConfig(), Limits(), None)  # type: ignore[arg-type]
+    with pytest.raises(RequestError) as refused:
+        service.route("de", "fr", None)
+    assert refused.value.status == 400
+    assert "this server has en->de, fr->en (GET /languages)" in refused.value.message

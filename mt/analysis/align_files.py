@@ -21,7 +21,14 @@ import torch
 from mt.analysis.explore import write_explore_page
 from mt.analysis.outputs import HEATMAPS, heatmap_files, kind_of, remove_stale
 from mt.data.corpus import read_lines
-from mt.decoding.attention_alignment import SYMMETRISATIONS, AlignedPair, AlignOptions, align_pairs, links_by_rule
+from mt.decoding.attention_alignment import (
+    SYMMETRISATIONS,
+    AlignedPair,
+    AlignOptions,
+    align_pairs,
+    links_by_rule,
+    translation_pair,
+)
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translation, Translator
 from mt.errors import DataError, MTError
@@ -32,9 +39,10 @@ from mt.visualization.heatmap import plot_attention, plot_attention_grid
 
 def draw_sentence(translator: Translator, source: str, out: str | Path, reference: str | None = None,
                   search: SearchConfig | None = None, all_heads: bool = False,
-                  json_path: str | Path | None = None) -> Translation:
+                  json_path: str | Path | None = None, words: bool = False) -> Translation:
     """The attention of one sentence as a heatmap: while the model translates it (``search``),
     or while it reads ``reference``; ``all_heads`` draws every layer and head as a grid;
+    ``words`` merges the pieces to whitespace words (as ``mt align --src-file --words``);
     ``json_path`` also writes the pieces and weights."""
     if not source.strip():
         raise MTError("--src is empty: give a sentence to align")
@@ -44,7 +52,15 @@ def draw_sentence(translator: Translator, source: str, out: str | Path, referenc
         raise MTError("the model has no attention to draw (it was trained without attention)")
     data = {"source": result.source, "output": result.text, "src_tokens": result.src_pieces,
             "tgt_tokens": result.tgt_pieces, "attention": result.attention.round(5).tolist()}
-    if all_heads:
+    if words and all_heads:
+        raise MTError("--words draws one map over words; --all-heads draws every head over pieces: choose one")
+    if words:
+        pair = translation_pair(translator, result)
+        assert pair.word_attention is not None
+        plot_attention(pair.word_attention, pair.src_words, pair.tgt_words, out, title=result.text)
+        data.update(src_words=pair.src_words, tgt_words=pair.tgt_words,
+                    word_attention=pair.word_attention.round(5).tolist())
+    elif all_heads:
         # Every layer and head while the model reads the chosen output (rows: its pieces and </s>).
         maps = translator.attention_maps(source, result.tgt_ids)
         assert maps is not None

@@ -5,15 +5,16 @@ record) was trained on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mt.analysis.compare.entries import ModelEntry
 from mt.analysis.compare.saved_systems import SavedSystem
-from mt.config import ExperimentConfig, load_yaml
+from mt.config import CorpusSource, DataConfig, ExperimentConfig, load_yaml
 from mt.data.corpus import load_corpus, read_parallel
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
+from mt.errors import MTError
 from mt.evaluation.metrics import DEFAULT_BUCKETS, BucketScore, Scores, corpus_scores, scores_by_length
 from mt.evaluation.report import format_table
 
@@ -56,8 +57,25 @@ def training_split(entries: Sequence[ModelEntry], saved: Sequence[SavedSystem],
     """The ``valid`` or ``test`` split of the corpus the first model (or record) was trained on:
     sources, references, and a phrase saying which."""
     if entries:
-        data = load_yaml(Path(entries[0].model_dir) / "config.yaml", ExperimentConfig).data
+        where = Path(entries[0].model_dir) / "config.yaml"
+        data = load_yaml(where, ExperimentConfig).data
     else:
-        data = load_yaml(Path(saved[0].path), ExperimentConfig, text=saved[0].config).data
+        where = Path(saved[0].path)
+        data = load_yaml(where, ExperimentConfig, text=saved[0].config).data
+    data = _corpus_found(data, where, split)
     test = load_corpus(data)["validation" if split == "valid" else "test"]
     return list(test["src"]), list(test["tgt"]), f"the {split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
+
+
+def _corpus_found(data: DataConfig, where: Path, split: str) -> DataConfig:
+    """A saved config's corpus folder, found from any folder: runs trained now save it absolute;
+    an older run's relative one is looked for from here, then from the folders above the run
+    (where it was trained from). The demo corpus is generated where it is missing."""
+    if not data.dir or data.source is CorpusSource.demo or Path(data.dir).is_absolute() or Path(data.dir).is_dir():
+        return data
+    for base in where.resolve().parents:
+        if (base / data.dir).is_dir():
+            return replace(data, dir=str(base / data.dir))
+    raise MTError(f"the {split} split: {where} names the corpus folder {data.dir}, which is found neither from here "
+                  f"nor above the run: run from the folder it was trained in, or give the test set with --src FILE "
+                  f"--ref FILE instead of --split {split}")

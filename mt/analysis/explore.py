@@ -72,8 +72,10 @@ def build_explorer_data(models: Sequence[tuple[str, Translator]], sources: Seque
             sentence["gold"] = [[i, j, 1] for i, j in sorted(links.sure)] + \
                                [[i, j, 0] for i, j in sorted(links.possible - links.sure)]
     info = []
-    bar = tqdm(total=len(models) * len(sources), unit="sent", disable=not progress, desc="exploring")
-    for name, translator in models:
+    bar = tqdm(total=len(sources), unit="sent", disable=not progress, desc="exploring")
+    for number, (name, translator) in enumerate(models, 1):
+        bar.reset(total=len(sources))  # the sentences, once per model: a bar of its own for each
+        bar.set_description(f"exploring {name} ({number}/{len(models)})" if len(models) > 1 else "exploring")
         layers, heads = _add_model(translator, sentences, references, gold, search, bar)
         info.append({"name": name, "attention": any(s["models"][-1]["own"]["map"] for s in sentences),
                      "layers": int(layers), "heads": int(heads), "parameters": translator.model.num_parameters()})

@@ -1,9 +1,11 @@
 """``mt train``: Hydra composes mt's configs (``mt/conf``, and ``--config-dir`` folders of the
 user's own) with the command-line overrides; the result is validated once (``to_config``)
-and handed to the training pipeline."""
+and handed to the training pipeline (``mt.training.pipeline.run_training``). Hydra is the
+parser: ``mt train --help`` shows the configuration and its groups."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ from omegaconf import DictConfig
 
 from mt.config import RUN_CONTROL_KEYS, register_configs, to_config
 from mt.errors import ConfigError, MTError
-from mt.presets import CONF_DIR, check_removed_keys, compose, config_dir
+from mt.presets import CONF_DIR, check_overrides, compose, config_dir
 
 log = logging.getLogger("mt.train")
 
@@ -101,7 +103,7 @@ def launch_ddp(args: list[str]) -> int | None:
         raise ConfigError(f"train.ddp must be a number of processes (1 or more), got '{value}'")
     procs = int(value)
     if procs == 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return train_main(rest)
+        return run(rest)
     if "-m" in rest or "--multirun" in rest:
         raise ConfigError("train.ddp does not combine with a -m sweep: run each job with train.ddp, or torchrun")
     from mt.training.distributed import check_gpus_for
@@ -122,14 +124,24 @@ def launch_ddp(args: list[str]) -> int | None:
     return subprocess.run(command, check=False).returncode
 
 
-def train_main(args: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """Hydra's command line, which ``run`` hands the arguments to: overrides (``key=value``),
+    ``-m`` sweeps, ``--config-dir``, ``--cfg job``, ``--help``."""
+    from hydra._internal.utils import get_args_parser
+
+    hydra_parser = get_args_parser()
+    hydra_parser.prog = "mt train"
+    return hydra_parser
+
+
+def run(args: list[str]) -> int:
     config_dir()  # mt's own configs are there, or a one-line error
     for folder in split_config_dirs(args)[1]:
         if not Path(folder).is_dir():
             raise ConfigError(f"--config-dir {folder} does not exist: give a folder of your own presets "
                               "(model/NAME.yaml, data/NAME.yaml)")
     register_configs()
-    check_removed_keys(args)
+    check_overrides(args)
     launched = launch_ddp(args)
     if launched is not None:
         return launched

@@ -36,6 +36,20 @@ def resolve_text_file(base: Path) -> Path:
     raise DataError(f"missing file {base} (or {base.name}.gz): check data.dir and the split and language names")
 
 
+def check_file_language(path: str | Path, lang: str, side: str, pair: str, models: str = "model's",
+                        force_flag: str = "") -> None:
+    """A file whose name says another language than the one a model reads or writes on that
+    ``side`` (test.de given as the English source) is refused: the translation would be
+    nonsense and the score near zero, with exit 0. Only a two-letter code as the last suffix
+    (test.en, test.de.gz) counts; other names pass."""
+    suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
+    code = suffixes[-1] if suffixes else ""
+    if lang and len(code) == 2 and code.isalpha() and code != lang:
+        force = f", or {force_flag} if it really is {lang}" if force_flag else ""
+        raise DataError(f"{path} looks like '{code}' text but the {models} {side} language is '{lang}' ({pair}): "
+                        f"pass the {lang} file{force}")
+
+
 def read_lines(path: str | Path) -> list[str]:
     """Lines of a UTF-8 text file (``.gz`` accepted), without line ends; empty lines kept."""
     path = Path(path)
@@ -243,11 +257,27 @@ def open_corpus(cfg: DataConfig) -> Corpus:
     if cfg.source in (CorpusSource.tsv, CorpusSource.jsonl, CorpusSource.disk):
         return _from_datasets(*_local_structured(cfg, directory), str(directory))
     files = {}
-    for split, prefix in (("train", cfg.train), ("validation", cfg.valid), ("test", cfg.test)):
-        files[split] = (resolve_text_file(directory / f"{prefix}.{cfg.src_lang}"),
-                        resolve_text_file(directory / f"{prefix}.{cfg.tgt_lang}"), directory / f"{prefix}.align")
+    for split, key, prefix in (("train", "train", cfg.train), ("validation", "valid", cfg.valid),
+                               ("test", "test", cfg.test)):
+        files[split] = (_split_file(directory, key, prefix, "src_lang", cfg.src_lang),
+                        _split_file(directory, key, prefix, "tgt_lang", cfg.tgt_lang), directory / f"{prefix}.align")
     return Corpus(TextPairs(*files["train"][:2]),
                   {split: (lambda f=f: load_parallel_files(*f)) for split, f in files.items()})
+
+
+def _split_file(directory: Path, key: str, prefix: str, lang_key: str, lang: str) -> Path:
+    """``{prefix}.{lang}`` (or .gz) in the corpus folder; when missing, the settings that name it,
+    with the file names of that language the folder does hold (Multi30k calls its validation
+    split ``val``: data.valid=val)."""
+    try:
+        return resolve_text_file(directory / f"{prefix}.{lang}")
+    except DataError:
+        pass
+    held = sorted(p.name.removesuffix(".gz") for p in directory.glob(f"*.{lang}*")
+                  if p.name.removesuffix(".gz").endswith(f".{lang}"))
+    hint = f" (the folder has {', '.join(held[:6])}{', ...' if len(held) > 6 else ''})" if held else ""
+    raise DataError(f"missing file {directory / f'{prefix}.{lang}'} (or .gz){hint}: name the {key} split with "
+                    f"data.{key}=NAME (NAME.{lang}), the language with data.{lang_key}, the folder with data.dir")
 
 
 def _from_datasets(splits: datasets.DatasetDict, content: Callable[[], str] | None, origin: str) -> Corpus:

@@ -42,7 +42,7 @@ from mt.files import fresh_temp_dir, fsync_path, fsync_tree, sha256_file, temp_n
 log = logging.getLogger("mt.train")
 FORMAT = 2  # 2: sizes and a checksum in meta.json
 META = "meta.json"
-# Every one hashed on every mapping: 0.9 s for 350 MB (4.5M pairs) on a Zen 5 (docs/BENCHMARKS.md, "Reliability")
+# Every one hashed on every mapping: 0.9 s for 350 MB (4.5M pairs) on a Zen 5 (docs/lab/benchmarks.md, "Reliability")
 FILES = ("src.bin", "tgt.bin", "src.offsets.npy", "tgt.offsets.npy", "kept.npy")
 
 

@@ -60,7 +60,7 @@ class Tokenizer:
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Subword ids without BOS/EOS. A few texts are encoded one by one: SentencePiece's list
         call starts a thread pool each time, about 30x the time of one line alone, and a server
-        encodes every request (docs/BENCHMARKS.md, "Continuous batching")."""
+        encodes every request (docs/lab/benchmarks.md, "Continuous batching")."""
         if len(texts) < 16:
             return [self.sp.encode(self.normalize(t)) for t in texts]
         return self.sp.encode([self.normalize(t) for t in texts])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -96,15 +96,25 @@ class SearchConfig:
     (heatmaps, alignments, entropy) or drop them as the search goes (plain translation),
     so memory does not grow with output x input."""
 
-    beam: int = 1
+    # A field with a "flag" is a command-line flag of every command that searches (mt.cli.flags).
+    beam: int = field(default=1, metadata={"flag": "--beam", "metavar": "K", "help": "beam size; 1 is greedy search"})
     nbest: int = 1
-    length_penalty: float = 1.0
-    penalty: LengthPenalty = LengthPenalty.plain
-    max_len_a: float = 2.0
-    max_len_b: int = 10
-    no_repeat_ngram: int = 0
+    length_penalty: float = field(default=1.0, metadata={
+        "flag": "--length-penalty", "metavar": "ALPHA",
+        "help": "beam hypotheses are ranked by score / penalty(length, ALPHA); 0: by the raw score"})
+    penalty: LengthPenalty = field(default=LengthPenalty.plain, metadata={
+        "flag": "--length-penalty-type",
+        "help": "plain: length ** ALPHA; gnmt: ((5 + length) / 6) ** ALPHA (Wu et al. 2016)"})
+    max_len_a: float = field(default=2.0, metadata={
+        "flag": "--max-len-a", "metavar": "A", "help": "a sentence of n source pieces gets at most A * n + B output "
+        "pieces"})
+    max_len_b: int = field(default=10, metadata={"flag": "--max-len-b", "metavar": "B", "help": "see --max-len-a"})
+    no_repeat_ngram: int = field(default=0, metadata={
+        "flag": "--no-repeat-ngram", "metavar": "N", "help": "never repeat an N-gram in one output; 0: allowed"})
     max_tokens: int = 6000
-    max_input_len: int = 1024
+    max_input_len: int = field(default=1024, metadata={
+        "flag": "--max-input-len", "metavar": "N", "help": "read at most N source pieces of a line; a longer line is "
+        "cut, with a warning naming it (a Transformer's model.max_positions caps it too)"})
     keep_attention: bool = True
 
     def __post_init__(self) -> None:
@@ -161,12 +171,12 @@ class RunningGreedy:
     the step it ends (``step``), so no sentence waits for a batch to form or for the longest
     sentence of its batch. Each row keeps its own step count, length limit and score, so a
     sentence's result does not depend on when it joined or what it ran beside (up to the
-    rounding of padded products; docs/BENCHMARKS.md). ``greedy_search`` is this with one ``add``.
+    rounding of padded products; docs/lab/benchmarks.md). ``greedy_search`` is this with one ``add``.
 
     A sentence that ends (EOS or its own length limit) is set aside, and the ended rows leave
     the batch once they are half of it (``PRUNE_SHARE``), or when new sentences join (the
     batch is copied then anyway). Dropping each row as it ended, or a quarter at a time, made
-    a 32-sentence RNN batch slower on two threads than half at a time (docs/BENCHMARKS.md,
+    a 32-sentence RNN batch slower on two threads than half at a time (docs/lab/benchmarks.md,
     2026-12-01)."""
 
     def __init__(self, model: Seq2SeqModel, search: SearchConfig = GREEDY, max_len: int | None = None) -> None:

@@ -45,7 +45,7 @@ class StreamingTranslator:
     order, until enough have ended. Call it inside ``translator.precision.autocast()`` held
     open, as the server's search process does: autocast casts the weights to bf16 once per
     context, so a context per step re-cast them at every step (1.3x slower for RNN-Bahdanau,
-    32 sentences in flight, docs/BENCHMARKS.md). A sentence's output is what
+    32 sentences in flight, docs/lab/benchmarks.md). A sentence's output is what
     ``Translator.translate`` gives it alone (in fp32 exactly so far as measured)."""
 
     def __init__(self, translator: Translator, max_tokens: int = 4096, join_share: float = JOIN_SHARE,

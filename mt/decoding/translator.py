@@ -42,10 +42,12 @@ class Translator:
     streams: ClassVar[bool] = True  # its model runs mt's own step-by-step search (continuous batching can join it)
     def __init__(self, model: Seq2SeqModel, src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer,
                  device: str | torch.device = "cpu", precision: ResolvedPrecision = FP32,
-                 alignment_shift: bool = False) -> None:
+                 alignment_shift: bool = False, languages: tuple[str, str] = ("", "")) -> None:
         """``alignment_shift``: its attention was supervised on the step that reads each target
-        word (train.alignment_shift), so alignment reads it with Shift-Att unless told otherwise."""
+        word (train.alignment_shift), so alignment reads it with Shift-Att unless told otherwise.
+        ``languages``: (source, target) codes of the pair it translates, as its config says."""
         self.alignment_shift = alignment_shift
+        self.languages = languages
         self.model = model
         self.src_tokenizer = src_tokenizer
         self.tgt_tokenizer = tgt_tokenizer
@@ -65,7 +67,8 @@ class Translator:
         device = resolve_device(device, "--device")
         loaded = load_model_dir(path, device)
         return cls(loaded.model, loaded.src_tokenizer, loaded.tgt_tokenizer, device,
-                   resolve_precision(precision, device), loaded.config.train.alignment_shift)
+                   resolve_precision(precision, device), loaded.config.train.alignment_shift,
+                   (loaded.config.data.src_lang, loaded.config.data.tgt_lang))
 
     def translation(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         """A search's hypothesis as text, pieces and attention."""

@@ -58,6 +58,7 @@ from mt.model_dir import (
     export_info,
     load_model_dir,
     read_config_and_tokenizers,
+    readable_dir,
     write_derived,
     write_export_files,
 )
@@ -171,7 +172,7 @@ def export_ctranslate2(model_dir: str | Path, out: str | Path, quantization: str
         raise MTError(f"--quantization {quantization} is not one CTranslate2 stores: choose one of "
                       f"{', '.join(QUANTIZATIONS)}")
     ct2 = _ctranslate2()
-    source = Path(model_dir)
+    source = readable_dir(model_dir)  # a run folder: its model/
     check_derived_out(Path(out), KIND, [source], force)
     loaded = load_model_dir(source)
     exportable(loaded.config)
@@ -225,7 +226,7 @@ class CT2Translator(Translator):
             raise MTError(f"{path} is a CTranslate2 export, which needs the ctranslate2 package: "
                           "pip install 'mt[deploy]' (scripts/setup.sh installs it)") from None
         folder = Path(path)
-        _config, src_tokenizer, tgt_tokenizer = read_config_and_tokenizers(
+        config, src_tokenizer, tgt_tokenizer = read_config_and_tokenizers(
             folder, (CONFIG, SRC_SPM, TGT_SPM, "model.bin"), "a complete CTranslate2 export", "export it again")
         info = export_info(folder)
         assert info is not None
@@ -237,13 +238,15 @@ class CT2Translator(Translator):
         try:
             # Threads translate batches side by side (inter_threads), one each: on a 2-core Zen 4 an int8
             # model ran 0.58x as fast with 2 threads on one batch as with 1, 1.6x with 2 batches at once
-            # (float32: 1.6x and 1.7x); studies/deployment_speed/ct2_threads.py, docs/BENCHMARKS.md.
+            # (float32: 1.6x and 1.7x); studies/deployment_speed/ct2_threads.py, docs/lab/benchmarks.md.
             engine = ctranslate2.Translator(str(folder), device=where, compute_type=compute_type,
                                             inter_threads=torch.get_num_threads(), intra_threads=1)
         except (RuntimeError, ValueError) as err:
             raise MTError(f"CTranslate2 could not load {folder}: {str(err).splitlines()[0]}; export it again") \
                 from None
-        return cls(engine, info, src_tokenizer, tgt_tokenizer, where, compute_type)
+        translator = cls(engine, info, src_tokenizer, tgt_tokenizer, where, compute_type)
+        translator.languages = (config.data.src_lang, config.data.tgt_lang)
+        return translator
 
     # -- searching ---------------------------------------------------------------------
     def check_search(self, search: SearchConfig) -> None:

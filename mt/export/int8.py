@@ -30,6 +30,7 @@ from mt.model_dir import (
     load_int8_dir,
     load_model_dir,
     quantize_rows,
+    readable_dir,
     save_int8_weights,
     write_derived,
     write_export_files,
@@ -43,7 +44,7 @@ def export_int8(model_dir: str | Path, out: str | Path, force: bool = False) -> 
     """Writes the int8 export of ``model_dir`` to ``out``. An earlier int8 export there is
     replaced once the new one is complete (with ``force``, a CTranslate2 export or an average
     too); any other non-empty folder is refused (mt.model_dir.check_derived_out)."""
-    source = Path(model_dir)
+    source = readable_dir(model_dir)  # a run folder: its model/
     check_derived_out(Path(out), KIND, [source], force)
     loaded = load_model_dir(source)
 
@@ -74,7 +75,7 @@ def open_export(path: str, device: str = "auto", precision: str = "auto") -> Tra
     model.num_parameters = lambda: parameters  # packed int8 weights are no longer nn.Parameters to count
     return Translator(model, loaded.src_tokenizer, loaded.tgt_tokenizer, "cpu",  # type: ignore[arg-type]
                       ResolvedPrecision("int8", "int8 export: dynamic int8 products, fp32 activations"),
-                      loaded.config.train.alignment_shift)
+                      loaded.config.train.alignment_shift, (loaded.config.data.src_lang, loaded.config.data.tgt_lang))
 
 
 def _stored_rows(weights: Path, aliases: dict[str, str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -108,7 +109,7 @@ def int8_compute(model: torch.nn.Module, inplace: bool = False,
     PyTorch's dynamic modules (``torch.ao``) rather than torchao's
     ``Int8DynamicActivationInt8WeightConfig``: measured on Zen 4 they were 1.5x (RNN) and 1.7x
     (Transformer) fp32's speed where torchao gave 0.8x and 1.25x, and only they have int8
-    GRU/LSTM cells (studies/deployment_speed/int8_engines.py, docs/BENCHMARKS.md). Per row rather than
+    GRU/LSTM cells (studies/deployment_speed/int8_engines.py, docs/lab/benchmarks.md). Per row rather than
     ``quantize_dynamic``'s default of one scale per matrix, which re-rounded an export's
     integers (3.5% kept on a Transformer's feed-forward matrix) and ran no faster."""
     with warnings.catch_warnings():

@@ -6,16 +6,10 @@ weights over the real source positions and returns the context vectors with the
 weights. Work that does not depend on the query (the key projections of the additive
 and general scores) is done once per sentence in ``precompute``.
 
-Scores (Luong et al., 2015, and later work):
-  additive / concat  v^T tanh(W_q q + W_k h)    (Bahdanau's; Luong's "concat" is the same form)
-  dot                q . h
-  general            q^T W h
-  scaled_dot         q . h / sqrt(d)
-  cosine             s * cos(q, h), with a learned scale s (cosines alone are too flat)
-  euclidean          -||q - h||^2 / (2 sqrt(d)): scaled_dot less half the key's squared norm over
-                     sqrt(d) (and the query's, which no normaliser but sigmoid / max notices)
-  pearson            s * cos(q - mean(q), h - mean(h)): Pearson's correlation of the two
-                     vectors' components, with a learned scale as the cosine has
+Scores (Luong et al., 2015, and later work) are subclasses of ``Attention``, each with its
+formula in its docstring, all named in ``SCORES``. A new score is one class and one entry
+there, and its name in the schema (``mt.config.Score``, and ``EQUAL_SIZE_SCORES`` when it
+compares components); the tests check that the schema and the table agree.
 Normalisers:
   softmax            weights sum to one
   sparsemax          Martins & Astudillo (2016): sum to one, with exact zeros
@@ -41,15 +35,13 @@ variance reduction to tune, and the same code path as soft attention.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from mt.config import EQUAL_SIZE_SCORES, Score
-
-SCORES = tuple(s.value for s in Score)                     # spelled once, in mt.config
-NEEDS_EQUAL_DIMS = tuple(s.value for s in EQUAL_SIZE_SCORES)
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -132,64 +124,43 @@ def hard_weights(scores: Tensor, mask: Tensor, sample: bool) -> Tensor:
     return (hard - soft.detach() + soft).to(scores.dtype)   # forward: hard; backward: soft
 
 
-class Attention(nn.Module):
-    def __init__(self, query_dim: int, value_dim: int, score: str = "additive", normalizer: str = "softmax",
-                 attn_dim: int = 256, window: int = 0, top_k: int = 0, hard: bool = False) -> None:
+class Attention(nn.Module, ABC):
+    """Scores between each query and each source state, then what every score shares: the
+    local window, top-k, the normaliser (or hard attention) and the context vectors.
+
+    A score is a subclass (below), named in ``SCORES``: its parameters (``init_score``), the
+    query-independent work on the source states, done once per sentence (``precompute``),
+    and the scores themselves (``score``). ``equal_sizes``: it compares queries and source
+    states component by component, so both need one size. ``make_attention`` builds one by
+    its name.
+    """
+
+    equal_sizes: ClassVar[bool] = False
+
+    def __init__(self, query_dim: int, value_dim: int, normalizer: str = "softmax", attn_dim: int = 256,
+                 window: int = 0, top_k: int = 0, hard: bool = False) -> None:
         super().__init__()
-        if score not in SCORES:
-            raise ValueError(f"unknown attention score {score!r}; choose one of {SCORES}")
-        if score in NEEDS_EQUAL_DIMS and query_dim != value_dim:
-            raise ValueError(f"the {score} score needs query and source states of one size ({query_dim} != {value_dim})")
         if hard and normalizer != "softmax":
             raise ValueError(f"hard attention samples from the softmax of the scores, not from {normalizer}")
-        self.score = score
         self.normalize = NORMALIZERS[normalizer]
         self.window = window
         self.top_k = top_k
         self.hard = hard
-        if score in ("additive", "concat"):
-            self.key_proj = nn.Linear(value_dim, attn_dim, bias=False)
-            self.query_proj = nn.Linear(query_dim, attn_dim, bias=True)
-            self.energy = nn.Linear(attn_dim, 1, bias=False)
-        elif score == "general":
-            self.key_proj = nn.Linear(value_dim, query_dim, bias=False)
-        elif score in ("cosine", "pearson"):
-            self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.init_score(query_dim, value_dim, attn_dim)  # before the window's layers: the order the seed draws them
         if window > 0:  # local-p: p_t = (length - 1) * sigmoid(v_p^T tanh(W_p h_t))
             self.position = nn.Sequential(nn.Linear(query_dim, attn_dim), nn.Tanh(), nn.Linear(attn_dim, 1))
 
+    def init_score(self, query_dim: int, value_dim: int, attn_dim: int) -> None:
+        """The score's own parameters (none by default)."""
+
     def precompute(self, values: Tensor) -> Tensor | None:
-        """Query-independent keys from the source states [batch, src_len, value_dim]."""
-        if self.score in ("additive", "concat", "general"):
-            return self.key_proj(values)
-        if self.score == "cosine":
-            return F.normalize(values, dim=-1)
-        if self.score == "pearson":
-            return F.normalize(values - values.mean(dim=-1, keepdim=True), dim=-1)
-        if self.score == "euclidean":
-            return values.pow(2).sum(dim=-1)                                          # [batch, src_len]
+        """Query-independent keys from the source states [batch, src_len, value_dim] (None: the score needs none)."""
         return None
 
-    def _scores(self, query: Tensor, values: Tensor, keys: Tensor | None) -> Tensor:
-        """query: [batch, queries, query_dim] -> scores [batch, queries, src_len]."""
-        if keys is None:
-            keys = self.precompute(values)
-        if self.score in ("additive", "concat"):
-            hidden = torch.tanh(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))  # [b, q, s, attn_dim]
-            return self.energy(hidden).squeeze(-1)
-        if self.score == "general":
-            return torch.bmm(query, keys.transpose(1, 2))
-        if self.score == "dot":
-            return torch.bmm(query, values.transpose(1, 2))
-        if self.score == "scaled_dot":
-            return torch.bmm(query, values.transpose(1, 2)) / math.sqrt(query.size(-1))
-        if self.score == "euclidean":  # -(|q|^2 - 2 q.h + |h|^2) / (2 sqrt(d)), keys = |h|^2
-            distance = query.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(query, values.transpose(1, 2)) \
-                + keys.unsqueeze(1)
-            return -distance / (2 * math.sqrt(query.size(-1)))
-        if self.score == "pearson":
-            query = query - query.mean(dim=-1, keepdim=True)
-        return self.log_scale.exp() * torch.bmm(F.normalize(query, dim=-1), keys.transpose(1, 2))  # cosine, pearson
+    @abstractmethod
+    def score(self, query: Tensor, values: Tensor, keys: Tensor | None) -> Tensor:
+        """query: [batch, queries, query_dim], values: [batch, src_len, value_dim], keys: ``precompute(values)``
+        -> scores [batch, queries, src_len]."""
 
     def _local_window(self, query: Tensor, scores: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Gaussian-weighted scores and the window mask around the predicted positions."""
@@ -203,10 +174,11 @@ class Attention(nn.Module):
 
     def forward(self, query: Tensor, values: Tensor, keys: Tensor | None, mask: Tensor) -> tuple[Tensor, Tensor]:
         """query: [batch, query_dim] or [batch, queries, query_dim]; values: [batch, src_len, value_dim];
-        mask: [batch, src_len]. Returns context [..., value_dim] and weights [..., src_len]."""
+        keys: ``precompute(values)``, or None to compute them here; mask: [batch, src_len].
+        Returns context [..., value_dim] and weights [..., src_len]."""
         single = query.dim() == 2
         q = query.unsqueeze(1) if single else query
-        scores = self._scores(q, values, keys)
+        scores = self.score(q, values, self.precompute(values) if keys is None else keys)
         full_mask = mask.unsqueeze(1).expand_as(scores)
         if self.window > 0:
             scores, full_mask = self._local_window(q, scores, mask)
@@ -218,3 +190,118 @@ class Attention(nn.Module):
             weights = self.normalize(scores, full_mask)                             # [batch, queries, src_len]
         context = torch.bmm(weights.to(values.dtype), values)                       # [batch, queries, value_dim]
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
+
+
+class Additive(Attention):
+    """v^T tanh(W_q q + W_k h): Bahdanau's; Luong's "concat" is the same form."""
+
+    def init_score(self, query_dim: int, value_dim: int, attn_dim: int) -> None:
+        self.key_proj = nn.Linear(value_dim, attn_dim, bias=False)
+        self.query_proj = nn.Linear(query_dim, attn_dim, bias=True)
+        self.energy = nn.Linear(attn_dim, 1, bias=False)
+
+    def precompute(self, values: Tensor) -> Tensor:
+        return self.key_proj(values)
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor) -> Tensor:
+        hidden = torch.tanh(keys.unsqueeze(1) + self.query_proj(query).unsqueeze(2))  # [b, q, s, attn_dim]
+        return self.energy(hidden).squeeze(-1)
+
+
+class General(Attention):
+    """q^T W h."""
+
+    def init_score(self, query_dim: int, value_dim: int, attn_dim: int) -> None:
+        self.key_proj = nn.Linear(value_dim, query_dim, bias=False)
+
+    def precompute(self, values: Tensor) -> Tensor:
+        return self.key_proj(values)
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class Dot(Attention):
+    """q . h."""
+
+    equal_sizes = True
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor | None) -> Tensor:
+        return torch.bmm(query, values.transpose(1, 2))
+
+
+class ScaledDot(Attention):
+    """q . h / sqrt(d)."""
+
+    equal_sizes = True
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor | None) -> Tensor:
+        return torch.bmm(query, values.transpose(1, 2)) / math.sqrt(query.size(-1))
+
+
+class Cosine(Attention):
+    """s * cos(q, h), with a learned scale s, starting at 10 (cosines alone are too flat)."""
+
+    equal_sizes = True
+
+    def init_score(self, query_dim: int, value_dim: int, attn_dim: int) -> None:
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def precompute(self, values: Tensor) -> Tensor:
+        return F.normalize(values, dim=-1)
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor) -> Tensor:
+        return self.log_scale.exp() * torch.bmm(F.normalize(query, dim=-1), keys.transpose(1, 2))
+
+
+class Pearson(Cosine):
+    """s * cos(q - mean(q), h - mean(h)): Pearson's correlation of the two vectors' components,
+    with a learned scale as the cosine has."""
+
+    def precompute(self, values: Tensor) -> Tensor:
+        return super().precompute(values - values.mean(dim=-1, keepdim=True))
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor) -> Tensor:
+        return super().score(query - query.mean(dim=-1, keepdim=True), values, keys)
+
+
+class Euclidean(Attention):
+    """-||q - h||^2 / (2 sqrt(d)): scaled_dot less half the key's squared norm over sqrt(d) (and
+    the query's, which no normaliser but sigmoid / max notices)."""
+
+    equal_sizes = True
+
+    def precompute(self, values: Tensor) -> Tensor:
+        return values.pow(2).sum(dim=-1)                                              # [batch, src_len]
+
+    def score(self, query: Tensor, values: Tensor, keys: Tensor) -> Tensor:
+        # -(|q|^2 - 2 q.h + |h|^2) / (2 sqrt(d)), keys = |h|^2
+        distance = query.pow(2).sum(-1, keepdim=True) - 2 * torch.bmm(query, values.transpose(1, 2)) \
+            + keys.unsqueeze(1)
+        return -distance / (2 * math.sqrt(query.size(-1)))
+
+
+# Every score by its name (model.attention.score; mt.config.Score lists the same names, since the
+# schema may not import the models: tests/test_attention.py checks that the two agree).
+SCORES: dict[str, type[Attention]] = {
+    "additive": Additive,
+    "concat": Additive,
+    "dot": Dot,
+    "general": General,
+    "scaled_dot": ScaledDot,
+    "cosine": Cosine,
+    "euclidean": Euclidean,
+    "pearson": Pearson,
+}
+
+
+def make_attention(query_dim: int, value_dim: int, score: str = "additive", normalizer: str = "softmax",
+                   attn_dim: int = 256, window: int = 0, top_k: int = 0, hard: bool = False,
+                   scores: Mapping[str, type[Attention]] = SCORES) -> Attention:
+    """The attention of the score named ``score`` in ``scores``; the other settings as ``Attention``'s."""
+    if score not in scores:
+        raise ValueError(f"unknown attention score {score!r}; choose one of {tuple(scores)}")
+    kind = scores[score]
+    if kind.equal_sizes and query_dim != value_dim:
+        raise ValueError(f"the {score} score needs query and source states of one size ({query_dim} != {value_dim})")
+    return kind(query_dim, value_dim, normalizer, attn_dim, window, top_k, hard)

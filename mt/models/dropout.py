@@ -2,7 +2,7 @@
 
 ``nn.Dropout`` draws its mask with ``bernoulli_``: one call of the CPU generator (a single
 sequential Mersenne Twister) per element, which made dropout a quarter of the Transformer's
-bf16 training step (docs/BENCHMARKS.md, issue 35). Here one 64-bit draw gives four 15-bit
+bf16 training step (docs/lab/benchmarks.md, issue 35). Here one 64-bit draw gives four 15-bit
 numbers (``random_`` on int64, viewed as int16, the sign bit masked off), and an element is
 kept when its number is at least ``round(p * 32768)``: four times fewer draws, and the kept
 fraction is 1 - p to within 1/65536. The mask is kept as bool (1 byte an element, where

@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mt.config import AttentionType
+from mt.config import AttentionConfig, AttentionType, RNNConfig
 from mt.data.tokenizer import PAD
-from mt.models.attention import Attention
+from mt.models.attention import Attention, make_attention
 from mt.models.dropout import Dropout
 from mt.models.interface import Seq2SeqModel, TensorDict
 from mt.precision import fp32_region
@@ -239,3 +239,21 @@ class RNNSeq2Seq(Seq2SeqModel):
         memory = self.encode(src, src_mask)
         out, attention = self.decoder(memory, self.init_state(memory), tgt_in, features)  # attention comes free
         return out, attention if return_attention else None
+
+
+def build_attention(cfg: AttentionConfig, query_dim: int, value_dim: int) -> Attention | None:
+    """The decoder's attention (None for ``type: none``); its score from ``mt.models.attention.SCORES``."""
+    if cfg.type is AttentionType.none:
+        return None
+    window = cfg.window if cfg.type is AttentionType.luong_local else 0
+    return make_attention(query_dim, value_dim, cfg.score.value, cfg.normalizer.value, cfg.dim, window, cfg.top_k,
+                          cfg.hard)
+
+
+def build_rnn(cfg: RNNConfig, src_vocab_size: int, tgt_vocab_size: int) -> RNNSeq2Seq:
+    encoder = RNNEncoder(src_vocab_size, cfg.emb_dim, cfg.enc_hidden_dim or cfg.hidden_dim, cfg.enc_layers,
+                         cfg.bidirectional, cfg.cell.value, cfg.dropout)
+    attention = build_attention(cfg.attention, cfg.hidden_dim, encoder.out_dim)
+    decoder = RNNDecoder(tgt_vocab_size, cfg.emb_dim, cfg.hidden_dim, cfg.dec_layers, cfg.cell.value, cfg.dropout,
+                         encoder.out_dim, attention, Placement.of(cfg.attention.type), cfg.attention.input_feeding)
+    return RNNSeq2Seq(encoder, decoder, src_vocab_size, tgt_vocab_size)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from mt.config import Positions, TransformerConfig
 from mt.data.tokenizer import PAD
 from mt.models.dropout import Dropout
 from mt.models.dropout import dropout as drop
@@ -104,7 +105,7 @@ class MultiHeadAttention(nn.Module):
         weights = None
         # The explicit path where the weights are wanted, and for training on a CPU: with
         # dropout SDPA falls back to its math kernel, which draws the mask with bernoulli_;
-        # here the mask is mt.models.dropout's (docs/BENCHMARKS.md, issue 35: measured with
+        # here the mask is mt.models.dropout's (docs/lab/benchmarks.md, issue 35: measured with
         # the preset's dropout; SDPA's flash kernel, taken without dropout, was not measured).
         if need_weights or (self.training and torch.is_grad_enabled() and q.device.type == "cpu"):
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
@@ -308,3 +309,13 @@ class TransformerSeq2Seq(Seq2SeqModel):
         """Every layer's and head's cross-attention: [batch, layers, heads, tgt_len, src_len]."""
         _, maps = self._decode(self.encode(src, src_mask), tgt_in, "all")
         return torch.stack(maps, 1)
+
+
+def build_transformer(cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_size: int) -> TransformerSeq2Seq:
+    return TransformerSeq2Seq(
+        src_vocab_size, tgt_vocab_size, dim=cfg.hidden_dim, heads=cfg.heads, ff_dim=cfg.ff_dim,
+        enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
+        max_positions=cfg.max_positions, learned_positions=cfg.positions is Positions.learned,
+        tie_output=cfg.tie_output, share_embeddings=cfg.share_embeddings,
+        reduction=cfg.attention_reduction.value, reduction_layer=cfg.alignment_layer,
+        reduction_head=cfg.alignment_head)

@@ -177,7 +177,7 @@ class Service:
             code = source if source not in known else target
             raise RequestError(400, f"{shown(code)} is not supported: this server has {', '.join(self.languages)} "
                                     "(GET /languages)")
-        pairs = ", ".join(f"{m.source}->{m.target}" for m in self.models)
+        pairs = ", ".join(dict.fromkeys(f"{m.source}->{m.target}" for m in self.models))  # two models of a pair: once
         raise RequestError(400, f"no model translates {source} to {target}: this server has {pairs} (GET /languages)")
 
     async def sources_of(self, req: TranslateRequest, texts: Sequence[str]) -> tuple[list[str], list[dict] | None]:

@@ -9,7 +9,7 @@ that the event loop needs (measured: the server then used one of two cores). In 
 search is batch-invariant (a sentence's output does not depend on what it is batched with),
 so a sentence gets what ``mt translate`` gives it alone (tests/test_serve.py checks that under
 load). In bf16 it almost is: the products' rounding depends on the batch's padded length, so
-a few sentences in a thousand can come out differently alone (docs/BENCHMARKS.md,
+a few sentences in a thousand can come out differently alone (docs/lab/benchmarks.md,
 ``bench/batch_invariance.py``). The queue is bounded in sentences: a full one refuses new
 work at once (the server answers 503 with Retry-After) instead of growing without limit.
 """

@@ -1,4 +1,5 @@
-"""The fields of a LibreTranslate request, checked one by one, and the limits they meet.
+"""The fields of a LibreTranslate request, checked one by one, the limits they meet, and the
+settings the whole server runs under (``ServeSettings``), checked the same way.
 
 Kept apart from the web framework so the rules (which fields, which limits, which message)
 read in one place. LibreTranslate reads a field wherever a client puts it (JSON, a form, a
@@ -17,7 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mt.decoding.search import LengthPenalty
+from mt.decoding.attention_alignment import AlignOptions
+from mt.decoding.search import LengthPenalty, SearchConfig
+from mt.errors import ConfigError
+from mt.serving.batcher import BatchingOptions
 
 # LibreTranslate's fields that mt takes and does not use (it has no keys to check).
 IGNORED_FIELDS = ("api_key", "secret")
@@ -53,6 +57,49 @@ class Limits:
     max_body: int = 1_000_000
     timeout: float = 30.0
     read_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How ``mt serve`` runs besides its models: where it listens (``host``, ``port``), what the
+    models compute on (``device``, ``precision``), how they search and read attention as links,
+    how requests are batched and limited, ``processes`` search processes per model with
+    ``threads`` torch threads each (0: their share of the cores), ``max_connections`` open at
+    once, and whether ``GET /models`` names the directories (``show_paths``).
+
+    Built once where the settings arrive (the command line, a Python call) and checked there, as
+    SearchConfig checks its own: a value out of range is one line naming the flag that sets it."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    device: str = "auto"
+    precision: str = "auto"
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(keep_attention=False))
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    limits: Limits = field(default_factory=Limits)
+    align: AlignOptions = field(default_factory=AlignOptions)
+    processes: int = 1
+    threads: int = 0
+    max_connections: int = 1000
+    show_paths: bool = False
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        batching, limits = self.batching, self.limits
+        for flag, value in (("--port", self.port), ("--search-processes", self.processes),
+                            ("--max-batch-tokens", batching.max_tokens), ("--max-queue", batching.max_queue),
+                            ("--char-limit", limits.max_chars), ("--max-texts", limits.max_sentences),
+                            ("--max-body", limits.max_body), ("--max-connections", self.max_connections)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        if self.port > 65535:
+            raise ConfigError(f"--port must be at most 65535, got {self.port}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be at least 0 (0: the cores shared among the search processes), got "
+                              f"{self.threads}")
+        if limits.timeout <= 0 or limits.read_timeout <= 0 or batching.max_wait < 0 or batching.min_wait < 0:
+            raise ConfigError("--timeout and --read-timeout must be above 0, --max-wait-ms and --min-wait-ms at "
+                              "least 0")
 
 
 @dataclass

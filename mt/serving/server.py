@@ -19,15 +19,13 @@ import torch
 import uvicorn
 
 from mt.config import ExperimentConfig, load_yaml
-from mt.decoding.attention_alignment import AlignOptions
-from mt.decoding.search import SearchConfig
 from mt.errors import MTError
 from mt.export import open_translator
 from mt.model_dir import CONFIG, export_format
 from mt.serving.app import ServedModel, create_app
-from mt.serving.batcher import BatchingOptions, SearchProcess
+from mt.serving.batcher import SearchProcess
 from mt.serving.connections import bounded_protocol
-from mt.serving.protocol import Limits
+from mt.serving.protocol import ServeSettings
 
 log = logging.getLogger("mt.serve")
 
@@ -62,7 +60,7 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     for name, folder in specs:
         translator = open_translator(folder, device, precision)  # a model directory or an export (mt export)
         # A continuous search never idles between batches, so by default it leaves one core to the
-        # HTTP side: on 2 cores, 1 thread served more than 2 (docs/BENCHMARKS.md, 2026-12-01). An
+        # HTTP side: on 2 cores, 1 thread served more than 2 (docs/lab/benchmarks.md, 2026-12-01). An
         # export's engine cannot stream: window batching (mt.serving.app), all of them.
         spare = continuous and translator.streams and cores > 1
         share = threads or max(1, (cores - spare) // processes)
@@ -80,26 +78,23 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     return served
 
 
-def serve(model_args: Sequence[str], host: str = "127.0.0.1", port: int = 5000, device: str = "auto",
-          precision: str = "auto", search: SearchConfig | None = None, batching: BatchingOptions | None = None,
-          limits: Limits | None = None, align: AlignOptions | None = None, threads: int = 0,
-          log_level: str = "info", processes: int = 1, max_connections: int = 1000, show_paths: bool = False) -> int:
+def serve(model_args: Sequence[str], settings: ServeSettings | None = None) -> int:
     """Loads the models and serves until SIGTERM / SIGINT; returns 0 after a clean stop.
-    ``processes`` search processes per model share the cores (``threads`` each, or their share;
-    continuous batching leaves one core to the HTTP side). ``max_connections`` open at once
-    (more are answered 503 and closed); ``show_paths``: ``GET /models`` names the directories."""
+    ``settings.processes`` search processes per model share the cores (``threads`` each, or
+    their share; continuous batching leaves one core to the HTTP side)."""
+    settings = settings or ServeSettings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-    check_address(host, port)  # before the models load: a bad address or a taken port fails in a second
-    batching = batching or BatchingOptions()
+    check_address(settings.host, settings.port)  # before the models load: a bad address or a taken port fails in a second
+    batching, limits = settings.batching, settings.limits
     cores = torch.get_num_threads()
     torch.set_num_threads(1)  # this process parses and queues; the searches run in their own processes
-    models = load_models(model_specs(model_args), device, precision, threads, processes=processes,
-                         max_tokens=batching.max_tokens, continuous=batching.mode == "continuous", cores=cores)
-    limits = limits or Limits()
-    app = create_app(models, search or SearchConfig(keep_attention=False), batching, limits, align or AlignOptions(),
-                     show_paths=show_paths)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
-                            access_log=False, http=bounded_protocol(limits.read_timeout, max_connections))
+    models = load_models(model_specs(model_args), settings.device, settings.precision, settings.threads,
+                         processes=settings.processes, max_tokens=batching.max_tokens,
+                         continuous=batching.mode == "continuous", cores=cores)
+    app = create_app(models, settings.search, batching, limits, settings.align, show_paths=settings.show_paths)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=60, access_log=False,
+                            http=bounded_protocol(limits.read_timeout, settings.max_connections))
     server = _Server(config)
     server.run()
     return 0 if server.started else 1

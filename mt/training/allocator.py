@@ -6,7 +6,7 @@ process. The threshold starts at 128 KiB but rises (to 32 MiB at most) each time
 block is freed, so after the first training step nearly every activation of a batch comes
 from the heap, and the heap's free holes between steps count in the resident size. A fixed
 threshold keeps large tensors mapped: the resident size then follows the tensors alive.
-Measured in docs/BENCHMARKS.md (peak memory and speed, with and without it).
+Measured in docs/lab/benchmarks.md (peak memory and speed, with and without it).
 """
 
 from __future__ import annotations

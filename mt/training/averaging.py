@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mt.errors import MTError
+from mt.files import as_user_file
 from mt.model_dir import CONFIG, SRC_SPM, TGT_SPM, WEIGHTS, check_derived_out, load_model_dir, write_derived
 
 KIND = "average"
@@ -40,6 +41,7 @@ def average_models(model_dirs: list[Path], out: Path, force: bool = False) -> Pa
 
     def write(tmp: Path) -> None:
         save_file(averaged, str(tmp / WEIGHTS))
+        as_user_file(tmp / WEIGHTS)
         for name in (CONFIG, SRC_SPM, TGT_SPM):
             shutil.copyfile(model_dirs[-1] / name, tmp / name)
 

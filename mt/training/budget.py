@@ -29,7 +29,7 @@ from mt.training.trainer import sequence_loss
 
 # Work after training, in units of training tokens at the measured speed: the final
 # validation of each model and beam-4 decoding of the test set. Measured with the demo
-# on an AVX2-only EPYC (docs/BENCHMARKS.md): about 27 s, fixed overhead included, at
+# on an AVX2-only EPYC (docs/lab/benchmarks.md): about 27 s, fixed overhead included, at
 # 5,300 tokens/s; this reserves about 37 s there.
 EVAL_TOKEN_EQUIVALENT = 130_000
 FIXED_OVERHEAD_S = 12.0  # starting the worker processes, loading data, writing plots and tables

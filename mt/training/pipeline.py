@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -80,6 +80,8 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
                                      tok.src_vocab_size, tok.type, tok.character_coverage)
         tgt_tok = streamed_tokenizer(f"tgt|{train.fingerprint()}", lambda: train.side("tgt"), cfg.cache_dir,
                                      tok.tgt_vocab_size, tok.type, tok.character_coverage)
+    if tokenizers is None:
+        _say_smaller_vocabularies(cfg, src_tok, tgt_tok)
     stages.done("tokenizer")
     encoded = encoded_corpus(train, src_tok, tgt_tok, cfg.cache_dir, cfg.data.max_len, cfg.data.max_ratio,
                              progress=sys.stderr.isatty())
@@ -94,6 +96,21 @@ def prepare_data(cfg: ExperimentConfig, tokenizers: tuple[Tokenizer, Tokenizer] 
              encoded.skipped_empty, encoded.skipped_long, cfg.data.max_len, encoded.skipped_ratio,
              cfg.data.max_ratio, len(valid), len(src_tok), cfg.data.src_lang, len(tgt_tok), cfg.data.tgt_lang)
     return PreparedData(src_tok, tgt_tok, encoded, valid_enc, valid_src, valid_ref)
+
+
+def _say_smaller_vocabularies(cfg: ExperimentConfig, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+    """SentencePiece stops where a small corpus runs out of pieces (hard_vocab_limit=false): a
+    vocabulary smaller than asked is fine, but the user who asked should hear it."""
+    tok = cfg.data.tokenizer
+    sides = [("src_vocab_size", tok.src_vocab_size, src_tok)]
+    if not tok.joint:
+        sides.append(("tgt_vocab_size", tok.tgt_vocab_size, tgt_tok))
+    for key, asked, tokenizer in sides:
+        if len(tokenizer) < asked:
+            log.warning("data.tokenizer.%s=%d asked, but the training text gave %d pieces (%s): the vocabulary is "
+                        "that size; set it at most %d to silence this", key, asked, len(tokenizer),
+                        "both languages" if tok.joint else cfg.data.src_lang if key.startswith("src")
+                        else cfg.data.tgt_lang, len(tokenizer))
 
 
 def _training_links(cfg: ExperimentConfig, train: datasets.Dataset, encoded: EncodedCorpus,
@@ -145,6 +162,15 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
     return cfg
 
 
+def with_absolute_data_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with the corpus folder and the alignments file as absolute paths, so the config a
+    run saves finds its data from any folder (``mt compare --split test`` elsewhere)."""
+    data = cfg.data
+    changes = {key: str(Path(getattr(data, key)).absolute()) for key in ("dir", "train_alignments")
+               if getattr(data, key) and not Path(getattr(data, key)).is_absolute()}
+    return replace(cfg, data=replace(data, **changes)) if changes else cfg
+
+
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
                  resume_changes: Sequence[str] = (), replace: bool = False) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
@@ -185,6 +211,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
             raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
                           f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
         device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
+        cfg = with_absolute_data_paths(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:
@@ -211,7 +238,8 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     precision = resolve_precision(cfg.train.precision.value, device)
     log.info("%smodel %s: %s parameters, device %s, %s", prefix, cfg.model.name,
              f"{model.num_parameters():,}", device, precision.describe())
-    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision, cfg.train.alignment_shift)
+    translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision, cfg.train.alignment_shift,
+                            (cfg.data.src_lang, cfg.data.tgt_lang))
 
     trainer = Trainer(model, cfg.train, TrainingData(data.train, data.valid, data.valid_src, data.valid_ref),
                       translator, RunFiles(run_dir, model, cfg, data.src_tokenizer, data.tgt_tokenizer),

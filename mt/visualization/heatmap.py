@@ -42,7 +42,13 @@ def save_figure(fig: plt.Figure, path: str | Path, top: float = 1.0) -> Path:
 
 
 def _labels(tokens: Sequence[str]) -> list[str]:
-    return [t.replace("▁", "") or "▁" for t in tokens]
+    """SentencePiece pieces as tick labels: a piece that starts a word (``▁Two``) without its
+    marker, one that continues a word after a middle dot (``T``, ``·wo``), so "Two" cut in two
+    does not read as the words "T" and "wo". Words (no ``▁`` anywhere) are shown as they are."""
+    if not any("▁" in t for t in tokens):
+        return list(tokens)
+    return [t[1:] or "▁" if t.startswith("▁") else t if t.startswith("<") or t == "</s>" else "·" + t
+            for t in tokens]
 
 
 def plot_attention_grid(maps: np.ndarray, src_tokens: Sequence[str], tgt_tokens: Sequence[str],

@@ -1,17 +1,18 @@
 """Translation at deployment speed: mt's PyTorch model beside its CTranslate2 exports.
 
-    .venv/bin/python studies/deployment_speed/bench_deploy.py MODEL_DIR --exports "ctranslate2 int8=DIR1" "mt int8=DIR2" \
-        --beams 1 5 --threads 1 2 --rounds 3 --json bench/results/FILE.jsonl
+    .venv/bin/python studies/deployment_speed/bench_deploy.py MODEL_DIR --exports "ctranslate2 int8=DIR1" \
+        "mt int8=DIR2" --beams 1 5 --threads 1 2 --rounds 3 \
+        --json studies/deployment_speed/results/DATE_deploy_MODEL_CPU.jsonl
 
 Every measurement runs in a fresh process (so load time and peak memory are its own):
 load the model (timed), translate 20 lines to warm up, then translate Multi30k test 2016
-(1,000 sentences, as ``mt translate`` does with a file: batches of 6,000 source pieces
-divided by the beam, attention not kept) and score it with sacreBLEU against the
-reference. Variants: mt fp32, mt bf16 (only where the CPU computes bf16 natively), and
-each export at the type it stores. Runs alternate variant by variant within each round,
-so a drift of the machine hits all alike; the table gives medians over rounds. Reports
-sentences/s, target pieces/s (output subwords, EOS not counted), BLEU, load seconds, peak
-RSS of the process (MiB) and the weights' size on disk.
+(``--multi30k``, by default ``../shared/data/multi30k``; 1,000 sentences, as ``mt translate``
+does with a file: batches of 6,000 source pieces divided by the beam, attention not kept)
+and score it with sacreBLEU against the reference. Variants: mt fp32, mt bf16 (only where
+the CPU computes bf16 natively), and each export at the type it stores. Runs alternate
+variant by variant within each round, so a drift of the machine hits all alike; the table
+gives medians over rounds. Reports sentences/s, target pieces/s (output subwords, EOS not
+counted), BLEU, load seconds, peak RSS of the process (MiB) and the weights' size on disk.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from mt.api import cpu_bf16_support, machine
+
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "multi30k"
 
 CHILD = r"""
 import json, resource, sys, time, torch
 torch.set_num_threads(int(sys.argv[3]))
 from sacrebleu import corpus_bleu
-from mt.export import open_translator
-from mt.decoding.translator import Translator
+from mt.api import open_translator
 path, precision, beam = sys.argv[1], sys.argv[2], int(sys.argv[4])
 src = open(sys.argv[5], encoding="utf-8").read().splitlines()
 ref = open(sys.argv[6], encoding="utf-8").read().splitlines()
@@ -70,11 +72,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=0, help="the first N lines of test 2016 only (default: all)")
     parser.add_argument("--json", help="append one line per run here")
     parser.add_argument("--label", default="", help="written into every line")
+    parser.add_argument("--multi30k", type=Path, default=DATA, help="Multi30k's folder (test_2016_flickr.{en,de}.gz)")
     ns = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from mt.hardware import machine
-    from mt.precision import cpu_bf16_support
-
     variants = [("mt fp32", ns.model, "fp32")]
     if cpu_bf16_support()[0] and not ns.no_bf16:
         variants.append(("mt bf16", ns.model, "bf16"))
@@ -82,7 +81,7 @@ def main() -> None:
     tmp = Path("/tmp") / f"bench_deploy_{time.time_ns()}"
     tmp.mkdir()
     for side in ("en", "de"):
-        lines = gzip.decompress((DATA / f"test_2016_flickr.{side}.gz").read_bytes()).decode().splitlines()
+        lines = gzip.decompress((ns.multi30k / f"test_2016_flickr.{side}.gz").read_bytes()).decode().splitlines()
         (tmp / f"test.{side}").write_text("".join(line + "\n" for line in lines[: ns.lines or None]), encoding="utf-8")
     info = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "label": ns.label, "lines": ns.lines or 1000,
             "model": str(Path(ns.model).resolve())}

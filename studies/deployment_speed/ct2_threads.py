@@ -1,11 +1,13 @@
 """How a CTranslate2 export should use its threads: on one batch (``intra_threads``) or on
 batches side by side (``inter_threads``), measured with CTranslate2 alone (no torch).
 
-    .venv/bin/python studies/deployment_speed/ct2_threads.py EXPORT_DIR [EXPORT_DIR ...] --rounds 3 --json FILE
+    .venv/bin/python studies/deployment_speed/ct2_threads.py EXPORT_DIR [EXPORT_DIR ...] --rounds 3 \
+        --json studies/deployment_speed/results/DATE_ct2_threads_CPU.jsonl
 
-Multi30k test 2016 (1,000 sentences) in one ``translate_batch`` call, batches of 6,000
-source pieces divided by the beam, greedy and beam 5; settings alternate within each round,
-each in a fresh process; prints medians of sentences/s.
+Multi30k test 2016 (``--multi30k``, by default ``../shared/data/multi30k``; 1,000 sentences)
+in one ``translate_batch`` call, batches of 6,000 source pieces divided by the beam, greedy and
+beam 5; settings alternate within each round, each in a fresh process; prints medians of
+sentences/s.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from mt.api import machine
+
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "multi30k"
 SETTINGS = {"1 thread": (1, 1), "2 threads on one batch (intra)": (1, 2), "2 batches side by side (inter)": (2, 1)}
 
@@ -41,11 +45,9 @@ def main() -> None:
     parser.add_argument("exports", nargs="+")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="append one line per setting here")
+    parser.add_argument("--multi30k", type=Path, default=DATA, help="Multi30k's folder (test_2016_flickr.en.gz)")
     ns = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from mt.hardware import machine
-
-    data = DATA / "test_2016_flickr.en.gz"
+    data = ns.multi30k / "test_2016_flickr.en.gz"
     for folder in ns.exports:
         for beam in (1, 5):
             rates: dict[str, list[float]] = {name: [] for name in SETTINGS}

@@ -3,11 +3,13 @@
 maintained for CPU, and the only one with int8 GRU/LSTM cells) against torchao's
 ``Int8DynamicActivationInt8WeightConfig`` (linear layers only), beside fp32.
 
-    .venv/bin/python studies/deployment_speed/int8_engines.py RUN/model [RUN2/model] --threads 1 --rounds 3
+    .venv/bin/python studies/deployment_speed/int8_engines.py RUN/model [RUN2/model] --threads 1 --rounds 3 \
+        --json studies/deployment_speed/results/DATE_int8_engines_CPU.jsonl
 
 Each model's int8 export is loaded once per engine (the same int8 weights), and the first
-``--lines`` sentences of Multi30k test 2016 are translated greedily, engines alternating
-within each round; prints sentences/s (median over rounds) and BLEU of each engine.
+``--lines`` sentences of Multi30k test 2016 (``--multi30k``, by default ``../shared/data/multi30k``)
+are translated greedily, engines alternating within each round; prints sentences/s (median over
+rounds) and BLEU of each engine.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import warnings
 from pathlib import Path
 
 import torch
+from sacrebleu import corpus_bleu
 
-REPO = Path(__file__).resolve().parents[1]
+from mt.api import Translator, export_int8, int8_compute, load_int8_dir, machine
+
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "multi30k"
 
 
@@ -36,18 +41,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lines", type=int, default=500)
     parser.add_argument("--json", help="append the results here")
+    parser.add_argument("--multi30k", type=Path, default=DATA, help="Multi30k's folder (test_2016_flickr.{en,de}.gz)")
     ns = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from sacrebleu import corpus_bleu
-
-    from mt.decoding.translator import Translator
-    from mt.export.int8 import export_int8, int8_compute
-    from mt.hardware import machine
-    from mt.model_dir import load_int8_dir
-
     torch.set_num_threads(ns.threads)
-    src = gzip.decompress((DATA / "test_2016_flickr.en.gz").read_bytes()).decode().splitlines()[: ns.lines]
-    ref = gzip.decompress((DATA / "test_2016_flickr.de.gz").read_bytes()).decode().splitlines()[: ns.lines]
+    src = gzip.decompress((ns.multi30k / "test_2016_flickr.en.gz").read_bytes()).decode().splitlines()[: ns.lines]
+    ref = gzip.decompress((ns.multi30k / "test_2016_flickr.de.gz").read_bytes()).decode().splitlines()[: ns.lines]
     for model_dir in ns.models:
         with tempfile.TemporaryDirectory() as tmp:
             out = export_int8(model_dir, Path(tmp) / "int8")

@@ -1,10 +1,11 @@
 """Alignment error rate of attention on the English-French Hansards gold, beside eflomal.
 
-    .venv/bin/python studies/hansards_alignment/hansards_aer.py all --json bench/results/FILE.json   # everything
+    .venv/bin/python studies/hansards_alignment/hansards_aer.py all \
+        --json studies/hansards_alignment/results/DATE_hansards_aer_CPU.json   # everything
     .venv/bin/python studies/hansards_alignment/hansards_aer.py prepare | eflomal | train | align | demo  # one step
     .venv/bin/python studies/hansards_alignment/hansards_aer.py --corpus hansards prepare | eflomal | train | align  # in-domain
-    .venv/bin/python studies/hansards_alignment/hansards_aer.py --corpus hansards explore --out docs/hansards_explorer.html
-    .venv/bin/python studies/hansards_alignment/hansards_aer.py table --json bench/results/FILE.json   # the tables of what it holds
+    .venv/bin/python studies/hansards_alignment/hansards_aer.py --corpus hansards explore --out /tmp/hansards_explorer.html
+    .venv/bin/python studies/hansards_alignment/hansards_aer.py table --json FILE.json   # the tables of what it holds
 
 ``--corpus`` picks the training text: ``multi30k`` (the default; another domain than the
 gold, work under ``.bench/hansards``) or ``hansards`` (``../shared/data/hansards``, 305,739
@@ -70,8 +71,7 @@ import time
 import unicodedata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # mt, imported where needed (it brings torch)
+REPO = Path(__file__).resolve().parents[2]  # mt.api's names are imported where needed (they bring torch)
 WORKS = {"multi30k": REPO / ".bench" / "hansards", "hansards": REPO / ".bench" / "hansards-indomain"}
 WORK = WORKS["multi30k"]  # the chosen corpus's folder (use_corpus)
 EFLOMAL_VENV = REPO / ".bench" / "eflomal-venv"
@@ -165,7 +165,7 @@ def strip_accents(text: str) -> str:
 def gold_pairs(path: Path) -> tuple[list[str], list[str]]:
     """The sentences of a 'source ||| target' file (the gold's enfr.src-tgt, or gold.pairs as
     prepared), single-spaced: word i stays word i."""
-    from mt.analysis.align_files import read_pairs
+    from mt.api import read_pairs
 
     sources, targets = read_pairs(str(path))
     return [" ".join(s.split()) for s in sources], [" ".join(t.split()) for t in targets]
@@ -228,7 +228,7 @@ DEV = 100  # the Hansards gold's first sentences choose a rule; the other 347 sc
 def split_aer(links_file: Path, gold: list[str]) -> dict:
     """AER on the gold's first DEV sentences (to choose a rule by) and AER, precision and recall
     on the rest (to report it by): no rule is then chosen on the sentences that score it."""
-    from mt.evaluation.aer import alignment_error_rate, read_pharaoh
+    from mt.api import alignment_error_rate, read_pharaoh
 
     truth = read_pharaoh(gold[gold.index("--gold") + 1], one_based="--gold-one-based" in gold)
     links = [g.sure for g in read_pharaoh(links_file)]
@@ -246,7 +246,7 @@ def rescore(ns, report: dict) -> dict:
     """The ``split`` step: ``split_aer`` added to every figure of ``report`` (a JSON the align and
     eflomal steps wrote) from the links those steps left on disk, once each file is checked to
     give the whole-gold AER the JSON holds (eflomal samples: a rerun's links are others)."""
-    from mt.evaluation.aer import alignment_error_rate, read_pharaoh
+    from mt.api import alignment_error_rate, read_pharaoh
 
     gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
     files = [(report["eflomal"][rule], WORK / "eflomal" / f"{rule}.pharaoh") for rule in
@@ -269,7 +269,7 @@ def rescore(ns, report: dict) -> dict:
 def eflomal_links(lines: slice, work: Path | None = None) -> tuple[list[set], list[set]]:
     """eflomal's forward and reverse links of some of the lines it aligned (for a corpus:
     train, valid, test, then the gold pairs)."""
-    from mt.evaluation.aer import read_pharaoh
+    from mt.api import read_pharaoh
 
     work = work or WORK / "eflomal"
     return ([g.sure for g in read_pharaoh(work / "all.fwd")[lines]],
@@ -316,8 +316,7 @@ def eflomal_venv(ns) -> None:
 
 def score_eflomal(ns, work: Path, fwd: list[set], rev: list[set], gold: list[str], result: dict) -> dict:
     """AER of eflomal's forward, reverse, intersected and symmetrised links of the gold pairs."""
-    from mt.decoding.attention_alignment import grow_diag_final_and
-    from mt.evaluation.aer import write_pharaoh
+    from mt.api import grow_diag_final_and, write_pharaoh
 
     files = {"forward": fwd, "reverse": rev, "intersection": [f & r for f, r in zip(fwd, rev)],
              "grow-diag-final-and": [grow_diag_final_and(f, r) for f, r in zip(fwd, rev)]}
@@ -333,8 +332,7 @@ def score_eflomal(ns, work: Path, fwd: list[set], rev: list[set], gold: list[str
 def training_alignments() -> Path:
     """eflomal's grow-diag-final-and links of the training pairs (the first lines of what it
     aligned), for the alignment-supervised variant."""
-    from mt.decoding.attention_alignment import grow_diag_final_and
-    from mt.evaluation.aer import write_pharaoh
+    from mt.api import grow_diag_final_and, write_pharaoh
 
     work = WORK / "eflomal"
     out = supervision()
@@ -353,7 +351,7 @@ def train(ns) -> None:
     stopping on validation BLEU) and, if given, ``--seconds`` of wall clock. Each run's folder gets
     ``trained.json``: the command, its wall-clock seconds and the machine it ran on (sessions may
     train the models on different machines)."""
-    from mt.hardware import machine
+    from mt.api import machine
 
     if any(supervised(name) for name in [*ns.variants, *ns.backward]) \
             and not supervision(reverse=True).is_file():
@@ -460,8 +458,7 @@ def in_domain_reference() -> tuple[list[str], list[str]]:
     grow-diag-final-and links of them (written by the eflomal step) as --gold arguments: how
     closely a model's attention follows a statistical aligner on the text it was trained for.
     Agreement with eflomal, not accuracy: there is no human gold for those pairs."""
-    from mt.decoding.attention_alignment import grow_diag_final_and
-    from mt.evaluation.aer import write_pharaoh
+    from mt.api import grow_diag_final_and, write_pharaoh
 
     work = WORK / "in_domain"
     work.mkdir(parents=True, exist_ok=True)
@@ -566,7 +563,7 @@ def training_record(run_dir: Path) -> dict:
 def zero_based(gold_line: str) -> str:
     """A line of the gold's 1-based links (``i-j`` sure, ``ipj`` possible) 0-based, as mt explore
     reads them; a possible link that is also sure is written once, as sure."""
-    from mt.evaluation.aer import parse_pharaoh
+    from mt.api import parse_pharaoh
 
     links = parse_pharaoh(gold_line, one_based=True)
     return " ".join([f"{i}-{j}" for i, j in sorted(links.sure)] +
@@ -596,16 +593,19 @@ def explore(ns) -> Path:
     return Path(out)
 
 
-def demo_size(name: str) -> list[str]:
-    """The demo's model size and training settings (``mt demo``'s, which reach their best BLEU
-    on this corpus in minutes); the Transformer at the same d_model as the RNN decoders."""
-    from mt.analysis.demo import DEMO_MODEL, DEMO_TRAIN
+# The demo's model size and training settings (``mt demo``'s, which reach their best BLEU on this
+# corpus in minutes), as this study trained with them: the study keeps its own copy, so that a
+# change to the demo does not change what rerunning the study measures.
+DEMO_MODEL = ["model.emb_dim=64", "model.hidden_dim=128", "model.enc_hidden_dim=64", "model.attention.dim=64"]
+DEMO_TRAIN = ["train.max_tokens=1500", "train.lr=0.003", "train.log_seconds=20"]
 
-    train = [o for o in DEMO_TRAIN if not o.startswith(("train.threads=", "train.valid_max_sentences="))]
-    if name == "transformer":  # its preset's rate and warm-up: 0.003 is the RNNs'
-        return ["model.hidden_dim=128", "model.ff_dim=512",
-                *[o for o in train if not o.startswith("train.lr=")]]
-    return [*DEMO_MODEL, *train]
+
+def demo_size(name: str) -> list[str]:
+    """The demo's model size and training settings; the Transformer at the same d_model as the
+    RNN decoders, with its preset's rate and warm-up (0.003 is the RNNs')."""
+    if name == "transformer":
+        return ["model.hidden_dim=128", "model.ff_dim=512", *[o for o in DEMO_TRAIN if not o.startswith("train.lr=")]]
+    return [*DEMO_MODEL, *DEMO_TRAIN]
 
 
 def demo(ns) -> dict:
@@ -630,12 +630,12 @@ def demo(ns) -> dict:
 
 
 def demo_corpus(folder: Path) -> Path:
-    """The demo corpus as ``mt train data=demo`` generates it on first use (its schema's sizes and seed)."""
-    from mt.config import DataConfig
-    from mt.data.demo_corpus import ensure_demo_corpus
+    """The demo corpus as ``mt train data=demo`` generates it on first use (its preset's sizes and
+    seed), in ``folder``."""
+    from mt.api import compose, load_corpus
 
-    defaults = DataConfig()
-    return ensure_demo_corpus(folder, tuple(defaults.demo_sizes), defaults.demo_seed)
+    load_corpus(compose(["data=demo", f"data.dir={folder}"]).data)
+    return folder
 
 
 def demo_eflomal(ns) -> dict:
@@ -826,7 +826,7 @@ def main() -> None:
         previous.setdefault("steps", {})[ns.step] = {
             "command": " ".join(["studies/hansards_alignment/hansards_aer.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
             "threads": ns.threads, "seed": ns.seed, **own}
-        from mt.hardware import machine
+        from mt.api import machine
 
         previous["steps"][ns.step]["machine"] = previous["machine"] = machine()  # sessions may differ in machine
         ns.json.write_text(json.dumps(previous, indent=2))

@@ -35,7 +35,7 @@
 # `--compare OUT` at any point compares what is finished and writes the new records. Each run
 # also writes its own record as soon as it ends, so a session cut off loses only the runs in progress.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository's root
 out=${1:?usage: $0 OUT_DIR [VARIANTS|all] [SEEDS] [OVERRIDES...]}
 variants=${2:-"rnn_noattn rnn_bahdanau"}
 seeds=${3:-"1 2 3"}
@@ -91,8 +91,7 @@ if [ "$out" = --params ]; then  # each variant's size at SIZE (4,000-piece vocab
   for v in $variants; do
     .venv/bin/python - "$v" $(overrides "$v") $SIZE <<'PY'
 import sys
-from mt.presets import compose
-from mt.models import build_model
+from mt.api import build_model, compose
 cfg = compose(["data=multi30k", *sys.argv[2:]])
 model = build_model(cfg.model, cfg.data.tokenizer.src_vocab_size, cfg.data.tokenizer.tgt_vocab_size)
 print(f"{sys.argv[1]:24s} {model.num_parameters():>10,d}")

@@ -1,19 +1,19 @@
-"""The Multi30k study's tables in docs/RESULTS.md, from an mt compare output folder.
+"""The Multi30k study's tables in docs/lab/results.md, from an mt compare output folder.
 
-RESULTS shows the study as one row per run, a row per variant (mean and standard deviation
+The lab notebook shows the study as one row per run, a row per variant (mean and standard deviation
 over its seeds) and BLEU by length with each run's gap to the baseline; mt compare writes the
 same numbers as CSV (scores.csv, scores_by_variant.csv, bleu_by_length.csv). This turns the
 CSVs into those Markdown tables, so the report is regenerated, not retyped:
 
     mt compare --systems studies/multi30k_attention/results/m30k_study --split test --beam 5 --out cmp/
     .venv/bin/python studies/multi30k_attention/tables.py cmp/                          # print them
-    .venv/bin/python studies/multi30k_attention/tables.py cmp/ --write docs/RESULTS.md  # replace them there
+    .venv/bin/python studies/multi30k_attention/tables.py cmp/ --write docs/lab/results.md  # replace them there
 
 A second compare of the same records against another baseline (``--baseline``, say Bahdanau's
 median seed) adds its p-values as a column of the runs table:
 
     mt compare --systems studies/multi30k_attention/results/m30k_study --split test --beam 5 --baseline "NAME" --out cmp-b/
-    .venv/bin/python studies/multi30k_attention/tables.py cmp/ --against cmp-b/ --write docs/RESULTS.md
+    .venv/bin/python studies/multi30k_attention/tables.py cmp/ --against cmp-b/ --write docs/lab/results.md
 
 With --write, each table replaces the lines between ``<!-- m30k-study:NAME -->`` and
 ``<!-- /m30k-study:NAME -->`` (NAME: runs, variants, length) and the rest of the file is left

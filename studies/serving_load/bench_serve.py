@@ -1,7 +1,8 @@
 """Load test of ``mt serve`` on loopback: throughput, latency, errors and memory.
 
     .venv/bin/python studies/serving_load/bench_serve.py rnn=RUN1/model transformer=RUN2/model \
-        --clients 1 8 32 128 --seconds 60 --unbatched-at 32 --soak 600 --json bench/results/FILE.jsonl
+        --clients 1 8 32 128 --seconds 60 --unbatched-at 32 --soak 600 \
+        --json studies/serving_load/results/DATE_serve_CPU.jsonl
 
 For each model: the offline ceiling first (``mt translate`` of the same sentences in one
 file, timed inside one process: sentences/s), then ``mt serve`` in a subprocess, and for
@@ -66,7 +67,9 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from mt.api import machine
+
+REPO = Path(__file__).resolve().parents[2]
 TEST = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
 
 
@@ -111,8 +114,8 @@ class Server:
         return self.proc.wait(60)
 
 
-async def _load(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str],
-                lines: int = 1) -> dict:
+async def drive_clients(url: str, sentences: list[str], clients: int, seconds: float, pair: tuple[str, str],
+                        lines: int = 1) -> dict:
     """``clients`` connections, each sending one sentence at a time for ``seconds`` (``lines`` > 1:
     a q list of that many sentences a request; then the 503s' reasons are counted too). The
     client is aiohttp: httpx's pool spent 16 ms of CPU a request at 128 connections (3 ms at 32),
@@ -308,7 +311,7 @@ def overload(server: Server, sentences: list[str], pair: tuple[str, str], second
     for _ in range(3):  # warm-up
         _probe(server.url, line, pair)
     quiet = [_probe(server.url, line, pair) for _ in range(5)]
-    flood = asyncio.run(_load(server.url, sentences, clients, seconds, pair, lines))
+    flood = asyncio.run(drive_clients(server.url, sentences, clients, seconds, pair, lines))
     flood_end = time.perf_counter()
     after = []
     for _ in range(3):
@@ -336,17 +339,14 @@ def overload(server: Server, sentences: list[str], pair: tuple[str, str], second
 
 
 def offline(model: str, sentences: list[str], threads: int, env: dict[str, str], batch: int = 0,
-            prune_share: float | None = None, stream: int = 0, join_share: float | None = None,
-            held_autocast: bool = True) -> dict:
+            stream: int = 0, join_share: float | None = None, held_autocast: bool = True) -> dict:
     """``mt translate`` of the sentences in one file, timed around the translation only;
     ``batch`` N > 0: N lines a call, in file order (what a server's batches can hold when N
-    clients each have one sentence in flight); ``prune_share``: greedy search's PRUNE_SHARE
-    for this measurement (None: mt's); ``stream`` N > 0: continuous batching as ``mt serve`` does
+    clients each have one sentence in flight); ``stream`` N > 0: continuous batching as ``mt serve`` does
     it, N sentences in flight (a new one joins as one ends), without HTTP, with ``join_share``
     (None: mt's JOIN_SHARE; 0: every sentence joins at once) and the autocast context held
     open across steps as the server's search process holds it (``held_autocast``), or one per step."""
-    share = f"import mt.decoding.search as S; S.PRUNE_SHARE = {prune_share}; " if prune_share is not None else ""
-    code = (f"import sys, time, torch; {share}from mt.export import open_translator; "
+    code = ("import sys, time, torch; from mt.api import open_translator; "
             f"torch.set_num_threads({threads}); t = open_translator(sys.argv[1]); "
             "lines = open(sys.argv[2]).read().splitlines(); t.translate(lines[:50]); ")
     if not stream:
@@ -356,7 +356,7 @@ def offline(model: str, sentences: list[str], threads: int, env: dict[str, str],
     else:  # continuous batching without the server: ``stream`` sentences in flight, each replaced as it ends
         joins = f", join_share={join_share}" if join_share is not None else ""
         context = "t.precision.autocast()" if held_autocast else "__import__('contextlib').nullcontext()"
-        code += ("from mt.decoding.streaming import StreamingTranslator; from mt.decoding.search import SearchConfig; "
+        code += ("from mt.api import SearchConfig, StreamingTranslator; "
                  f"st, cfg, todo, done = StreamingTranslator(t{joins}), SearchConfig(keep_attention=False), "
                  "list(lines), 0; s = time.perf_counter(); "
                  f"[st.submit(i, [todo.pop()], cfg) for i in range({stream})]\n"
@@ -378,14 +378,15 @@ def offline(model: str, sentences: list[str], threads: int, env: dict[str, str],
 async def _soak(server: Server, sentences: list[str], seconds: float, pair: tuple[str, str],
                 samples: list[int]) -> dict:
     """32 clients for ``seconds``, the server's RSS sampled every 10 s into ``samples``."""
-    task = asyncio.create_task(_load(server.url, sentences, 32, seconds, pair))
+    task = asyncio.create_task(drive_clients(server.url, sentences, 32, seconds, pair))
     while not task.done():
         samples.append(_rss(server.proc.pid)["VmRSS"])
         await asyncio.sleep(10)
     return await task
 
 
-def _pair(url: str) -> tuple[str, str]:
+def served_pair(url: str) -> tuple[str, str]:
+    """The (source, target) languages of the first model the server at ``url`` serves."""
     m = httpx.get(f"{url}/models").json()[0]
     return m["source"], m["target"]
 
@@ -405,8 +406,6 @@ def main() -> None:
     parser.add_argument("--offline-batches", type=int, nargs="*", default=[],
                         help="also the offline rate N lines a call, for each N (e.g. 32: the most a batch holds "
                         "with 32 clients)")
-    parser.add_argument("--prune-share", type=float, help="offline only: greedy search drops its ended rows once "
-                        "they are this share of the batch (mt.decoding.search.PRUNE_SHARE; default: mt's)")
     parser.add_argument("--offline-stream", type=int, nargs="*", default=[], metavar="N",
                         help="offline also with continuous batching, N sentences in flight (mt serve's search "
                              "without HTTP)")
@@ -433,12 +432,8 @@ def main() -> None:
     parser.add_argument("--overload-timeout", type=float, default=2, help="the flooded server's --timeout")
     parser.add_argument("--overload-rounds", type=int, default=3, help="floods, each against a fresh server")
     ns = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from mt.hardware import machine
-
     sentences = gzip.decompress(TEST.read_bytes()).decode().splitlines()
     info = {"label": ns.label, "server_env": ns.server_env, "server_args": ns.server_args, "threads": ns.threads,
-            **({"prune_share": ns.prune_share} if ns.prune_share is not None else {}),
             **({"join_share": ns.join_share} if ns.join_share is not None else {}),
             **({"autocast": "per step"} if ns.autocast_per_step else {}),
             "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -458,13 +453,13 @@ def main() -> None:
         if ns.offline:
             for threads in ns.offline_threads:
                 emit({"model": name, "kind": "offline", "offline_threads": threads,
-                      **offline(model, sentences, threads, env, prune_share=ns.prune_share)})
+                      **offline(model, sentences, threads, env)})
                 for batch in ns.offline_batches:
                     emit({"model": name, "kind": "offline", "offline_threads": threads,
-                          **offline(model, sentences, threads, env, batch, ns.prune_share)})
+                          **offline(model, sentences, threads, env, batch)})
                 for stream in ns.offline_stream:
                     emit({"model": name, "kind": "offline", "offline_threads": threads,
-                          **offline(model, sentences, threads, env, prune_share=ns.prune_share, stream=stream,
+                          **offline(model, sentences, threads, env, stream=stream,
                                     join_share=ns.join_share, held_autocast=not ns.autocast_per_step)})
         for batching in (True, False):
             levels = ns.clients if batching else ns.unbatched_at
@@ -472,17 +467,17 @@ def main() -> None:
                 continue
             server = Server(model, ns.threads, *ns.server_args.split(), *([] if batching else ["--no-batching"]),
                             env=env)
-            pair = _pair(server.url)
+            pair = served_pair(server.url)
             slow_requests = [_request_bytes(server.port, s, pair) for s in sentences]
             for clients in levels:
                 for _ in range(ns.slow_rounds if ns.slow_clients and batching else 1):
-                    row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
+                    row = asyncio.run(drive_clients(server.url, sentences, clients, ns.seconds, pair))
                     emit({"model": name, "kind": "server" if batching else "server, no batching", **row,
                           "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"], "load": os.getloadavg()})
                     if ns.slow_clients and batching:
                         slow = SlowClients(server.port, slow_requests, ns.slow_clients, ns.slow_interval,
                                            ns.slow_ramp, ns.slow_part)
-                        row = asyncio.run(_load(server.url, sentences, clients, ns.seconds, pair))
+                        row = asyncio.run(drive_clients(server.url, sentences, clients, ns.seconds, pair))
                         emit({"model": name, "kind": "server, slow clients", **row, **slow.stop(),
                               "server_peak_rss_mib": _rss(server.proc.pid)["VmHWM"], "load": os.getloadavg()})
             if batching and ns.soak and model == ns.models[0]:
@@ -496,7 +491,7 @@ def main() -> None:
             for _ in range(ns.overload_rounds):
                 server = Server(model, ns.threads, "--timeout", f"{ns.overload_timeout:g}", *ns.server_args.split(),
                                 env=env, max_queue=None)
-                pair = _pair(server.url)
+                pair = served_pair(server.url)
                 row = overload(server, sentences, pair, ns.overload, ns.overload_clients, ns.overload_lines)
                 emit({"model": name, "kind": "overload", "overload_timeout_s": ns.overload_timeout, **row,
                       "exit_status": server.stop(), "load": os.getloadavg()})

@@ -1,11 +1,13 @@
 """Where the CPU goes while ``mt serve`` is under load: its process, its search processes, the
 load generator, and what stays idle.
 
-    .venv/bin/python studies/serving_load/cpu_split.py RUN/model --threads 2 --clients 32 --seconds 20
+    .venv/bin/python studies/serving_load/cpu_split.py RUN/model --threads 2 --clients 32 --seconds 20 \
+        >> studies/serving_load/results/DATE_cpu_split_CPU.txt
 
-Starts the server as studies/serving_load/bench_serve.py does, loads it with N clients, and reads the CPU
-time of each process from /proc (and the machine's idle time) before and after; prints cores
-used by each, and the mean batch size from the server's /metrics.
+Starts the server as bench_serve.py (beside it) does, loads it with N clients each sending one
+Multi30k test 2016 sentence at a time, and reads the CPU time of each process from /proc (and
+the machine's idle time) before and after; prints cores used by each, and the mean batch size
+from the server's /metrics.
 """
 
 from __future__ import annotations
@@ -14,14 +16,11 @@ import argparse
 import asyncio
 import gzip
 import os
-import sys
 import time
 from pathlib import Path
 
+import bench_serve  # beside this script: python puts the script's folder first on the path
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_serve
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -51,10 +50,10 @@ def main() -> None:
     sentences = gzip.decompress(bench_serve.TEST.read_bytes()).decode().splitlines()
     server = bench_serve.Server(ns.model, ns.threads, *ns.server_args.split())
     try:
-        pair = bench_serve._pair(server.url)
+        pair = bench_serve.served_pair(server.url)
         kids = _searchers(server.proc.pid)
         before = (_cpu(server.proc.pid), sum(map(_cpu, kids)), _cpu(os.getpid()), _idle(), time.time())
-        row = asyncio.run(bench_serve._load(server.url, sentences, ns.clients, ns.seconds, pair))
+        row = asyncio.run(bench_serve.drive_clients(server.url, sentences, ns.clients, ns.seconds, pair))
         after = (_cpu(server.proc.pid), sum(map(_cpu, kids)), _cpu(os.getpid()), _idle(), time.time())
         span = after[4] - before[4]
         used = [(a - b) / span for a, b in zip(after[:4], before[:4])]

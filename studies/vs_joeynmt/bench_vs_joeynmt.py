@@ -1,12 +1,14 @@
 """mt and JoeyNMT 2.3.0 side by side: training speed and peak memory on Multi30k en-de.
 
-    .venv/bin/python studies/vs_joeynmt/bench_vs_joeynmt.py --seconds 150 --rounds 2 --json bench/results/FILE.json
+    .venv/bin/python studies/vs_joeynmt/bench_vs_joeynmt.py --seconds 150 --rounds 2 \
+        --json studies/vs_joeynmt/results/DATE_vs_joeynmt_CPU.json
 
 Installs JoeyNMT 2.3.0 into its own virtual environment (``.bench/joeynmt-venv``: torch
 2.13.0 first, then joeynmt with sentencepiece 0.2.0 and importlib_metadata), writes the
-Multi30k English-German text and ONE joint 8k unigram SentencePiece model that both
-systems use, and trains the same models in both, alternating run by run (mt, JoeyNMT,
-mt, JoeyNMT, ...) so that a drift of the machine hits both alike:
+Multi30k English-German text (``--multi30k``, by default ``../shared/data/multi30k``) and ONE
+joint 8k unigram SentencePiece model that both systems use, and trains the same models in
+both, alternating run by run (mt, JoeyNMT, mt, JoeyNMT, ...) so that a drift of the machine
+hits both alike:
 
 - transformer: 3+3 pre-norm layers, d_model 256, 4 heads, ff 1024, tied (shared source,
   target and output) embeddings, dropout 0.1;
@@ -56,7 +58,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # mt.api's names are imported where needed (they bring torch)
 BENCH = REPO / ".bench"
 JOEY_VENV = BENCH / "joeynmt-venv"
 JOEY_PACKAGES = ["joeynmt==2.3.0", "sentencepiece==0.2.0", "importlib_metadata"]
@@ -229,7 +231,7 @@ def mt_translate_worker(model_dir: str, src: str, beam: int, threads: int, out: 
     """Body of the mt translation subprocess: load, warm up on 50 lines, time one pass over ``src``."""
     import torch
 
-    from mt.export import open_translator
+    from mt.api import open_translator
 
     torch.set_num_threads(threads)
     lines = read_lines(Path(src))
@@ -264,14 +266,28 @@ def joey_translate(joey_python: Path, cfg: Path, out: Path, env: dict) -> float:
     return times[1]
 
 
+def sinusoids(length: int, dim: int):
+    """Vaswani et al.'s position table, sin and cos interleaved (even columns sin, odd cos): what
+    JoeyNMT's PositionalEncoding holds, and mt's Transformer too (checked against its own table)."""
+    import math
+
+    import torch
+
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
 def mt_to_joeynmt(model_dir: Path, out: Path) -> tuple[Path, Path, Path]:
     """Converts an mt Transformer (pre-norm, tied embeddings, one joint vocabulary) into a
     JoeyNMT 2.3 checkpoint; returns (checkpoint, vocabulary file, SentencePiece model)."""
     import sentencepiece as spm
     import torch
 
-    from mt.model_dir import load_model_dir
-    from mt.models.transformer import sinusoidal_positions
+    from mt.api import load_model_dir
 
     loaded = load_model_dir(model_dir)
     cfg = loaded.config.model
@@ -297,7 +313,11 @@ def mt_to_joeynmt(model_dir: Path, out: Path) -> tuple[Path, Path, Path]:
     joey["src_embed.lut.weight"] = emb
     joey["trg_embed.lut.weight"] = emb
     joey["decoder.output_layer.weight"] = emb
-    pe = sinusoidal_positions(5000, dim).unsqueeze(0)
+    pe = sinusoids(5000, dim)
+    own = loaded.model.src_embed.table  # the model's own table (model.max_positions rows)
+    if not torch.allclose(pe[: len(own)], own, atol=1e-6):
+        raise SystemExit(f"{model_dir}: its position table is not the interleaved sin/cos JoeyNMT computes")
+    pe = pe.unsqueeze(0)
     joey["encoder.pe.pe"], joey["decoder.pe.pe"] = pe, pe.clone()
 
     def attention(src: str, dst: str) -> None:
@@ -514,7 +534,7 @@ def main() -> None:
         if not Path(JEMALLOC).is_file():
             sys.exit(f"{JEMALLOC} not found: apt-get install libjemalloc2")
         env["LD_PRELOAD"] = JEMALLOC
-    from mt.hardware import machine
+    from mt.api import machine
 
     common = {"threads": ns.threads, "rounds": ns.rounds, "allocator": "jemalloc" if ns.jemalloc else "glibc",
               "machine": machine(), "date": time.strftime("%Y-%m-%d"), "versions": versions(joey_python)}

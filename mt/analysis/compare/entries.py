@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mt.config import ExperimentConfig, load_yaml, settings_but_seed
+from mt.data.corpus import check_file_language
 from mt.errors import MTError
 from mt.evaluation.metrics import Scores
 from mt.model_dir import EXPORT_INFO
@@ -221,13 +222,8 @@ def check_languages(entries: Sequence[ModelEntry], src_path: str | None = None, 
         raise MTError(f"the models translate different language pairs ({listed}): compare models of one pair")
     src_lang, tgt_lang = pairs.pop()
     for path, lang, side in ((src_path, src_lang, "source"), (ref_path, tgt_lang, "reference")):
-        if path is None:
-            continue
-        suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
-        code = suffixes[-1] if suffixes else ""
-        if len(code) == 2 and code.isalpha() and code != lang:
-            raise MTError(f"{path} looks like '{code}' text but the models' {side} language is '{lang}' "
-                          f"({src_lang}-{tgt_lang}): pass the {lang} file")
+        if path is not None:
+            check_file_language(path, lang, side, f"{src_lang}-{tgt_lang}", "models'")
 
 
 def seed_groups(entries: Sequence[ModelEntry]) -> dict[tuple[str, str], list[ModelEntry]]:

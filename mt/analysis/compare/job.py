@@ -107,7 +107,8 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
         lines.append(f"{len(saved)} of the models read from --systems records (translated before, not now)")
     lines += [(f"{len(comparison.entries)} models on {where}: {len(sources)} sentences, beam {r.search.beam}; "
                f"baseline {comparison.baseline}; paired bootstrap {r.bootstrap} resamples, seed {r.seed}\n"),
-              format_scores(comparison), f"\n{next(iter(comparison.scores.values())).bleu_signature}",
+              format_scores(comparison), f"(every column in {Path(r.out) / 'scores.csv'})",
+              f"\n{next(iter(comparison.scores.values())).bleu_signature}",
               "\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])",
               format_by_length(comparison), f"\nwritten to {r.out}: {', '.join(sorted(files))}"]
     if r.explore:

@@ -34,20 +34,35 @@ SCORE_COLUMNS = ["model", "variant", "parameters", "seed", "epochs", "best_epoch
                  "attention_entropy", "aer"]
 
 
-def format_scores(comparison: Comparison) -> str:
-    rows = comparison.rows()
-    return format_table(SCORE_COLUMNS, [[_fmt(r[c], 4 if c == "p_value_vs_baseline" else 2) for c in SCORE_COLUMNS]
-                                        for r in rows])
+# What the terminal shows of the scores (scores.csv and scores.md hold every column): what a reader
+# compares first, narrow enough for a terminal; a column no model fills is left out.
+CONSOLE_COLUMNS = ["model", "parameters", "train_seconds", "test_bleu", "bleu_95ci", "p_value_vs_baseline", "test_chrf",
+                   "aer"]
+# A length bucket with fewer sentences than this gets its interval marked: a paired bootstrap over a
+# handful of sentences resamples the same few and says little.
+FEW_SENTENCES = 30
+
+
+def format_scores(comparison: Comparison, columns: Sequence[str] = CONSOLE_COLUMNS) -> str:
+    rows = [[_fmt(r[c], 4 if c == "p_value_vs_baseline" else 2) for c in columns] for r in comparison.rows()]
+    kept = [i for i, c in enumerate(columns) if i == 0 or any(row[i] != "-" for row in rows)]
+    return format_table([columns[i] for i in kept], [[row[i] for i in kept] for row in rows])
 
 
 def format_by_length(comparison: Comparison) -> str:
     names = [e.name for e in comparison.entries]
     others = [n for n in names if n != comparison.baseline]
     header = ["source words", "sentences", *names, *(f"{n} - {comparison.baseline}" for n in others)]
+    mark = {True: " *", False: ""}
     rows = [[b.bucket, b.sentences, *(f"{b.bleu[n]:.2f}" for n in names),
-             *(f"{b.gap[n]:+.2f} [{b.gap_low[n]:+.2f}, {b.gap_high[n]:+.2f}]" for n in others)]
+             *(f"{b.gap[n]:+.2f} [{b.gap_low[n]:+.2f}, {b.gap_high[n]:+.2f}]{mark[b.sentences < FEW_SENTENCES]}"
+               for n in others)]
             for b in comparison.buckets]
-    return format_table(header, rows)
+    table = format_table(header, rows)
+    if others and any(b.sentences < FEW_SENTENCES for b in comparison.buckets):
+        table += (f"\n* fewer than {FEW_SENTENCES} sentences: the interval resamples the same few and says little; "
+                  "wider buckets (--buckets) or a larger test set")
+    return table
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -1,0 +1,136 @@
+"""A newcomer's mistakes and surprises, each met with a line that names the fix (issue 50's items
+that live below the CLI; the CLI's are in tests/test_cli.py)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+from mt.analysis.evaluate import _corpus_found
+from mt.config import CorpusSource, DataConfig
+from mt.errors import MTError
+from mt.presets import compose
+from mt.training.pipeline import with_absolute_data_paths
+
+from .conftest import TINY_TRAIN
+
+
+def test_a_run_saves_its_corpus_folder_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose([*TINY_TRAIN, "data=files", "data.dir=corpus", "data.src_lang=en", "data.tgt_lang=de",
+                   "data.train_alignments=corpus/train.align"])
+    saved = with_absolute_data_paths(cfg)
+    assert saved.data.dir == str(tmp_path / "corpus")
+    assert saved.data.train_alignments == str(tmp_path / "corpus" / "train.align")
+    assert with_absolute_data_paths(saved) is saved  # nothing left to change
+
+
+def test_an_older_runs_relative_corpus_is_found_above_the_run_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "project" / "corpus").mkdir(parents=True)
+    config = tmp_path / "project" / "runs" / "a" / "model" / "config.yaml"
+    data = DataConfig(source=CorpusSource.files, dir="corpus")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert _corpus_found(data, config, "test").dir == str(tmp_path / "project" / "corpus")
+    with pytest.raises(MTError) as lost:
+        _corpus_found(replace(data, dir="gone"), config, "test")
+    assert str(lost.value) == (
+        f"the test split: {config} names the corpus folder gone, which is found neither from here nor above the "
+        "run: run from the folder it was trained in, or give the test set with --src FILE --ref FILE instead of "
+        "--split test")
+    demo = DataConfig(source=CorpusSource.demo, dir="data/demo")
+    assert _corpus_found(demo, config, "test") is demo  # generated where it is missing
+    assert os.getcwd() == str(elsewhere)
+
+
+def test_heatmap_labels_show_where_a_word_is_cut():
+    from mt.visualization.heatmap import _labels
+
+    assert _labels(["▁T", "wo", "▁dogs", "</s>"]) == ["T", "·wo", "dogs", "</s>"]
+    assert _labels(["▁", "Two"]) == ["▁", "·Two"]
+    assert _labels(["Two", "dogs"]) == ["Two", "dogs"]  # words: as they are
+
+
+def test_one_sentence_heatmap_over_words_is_drawn_over_words(trained_model_dir, tmp_path):
+    import json
+
+    from mt.analysis.align_files import draw_sentence
+    from mt.export import open_translator
+
+    translator = open_translator(str(trained_model_dir), "cpu", "fp32")
+    source = "The small dog sees the woman ."
+    draw_sentence(translator, source, tmp_path / "pieces.png", json_path=tmp_path / "pieces.json")
+    draw_sentence(translator, source, tmp_path / "words.png", json_path=tmp_path / "words.json", words=True)
+    assert (tmp_path / "pieces.png").read_bytes() != (tmp_path / "words.png").read_bytes()
+    drawn = json.loads((tmp_path / "words.json").read_text())
+    assert drawn["src_words"] == source.split()
+    assert len(drawn["word_attention"]) == len(drawn["tgt_words"])
+    assert all(len(row) == len(source.split()) for row in drawn["word_attention"])
+    with pytest.raises(MTError, match="choose one"):
+        draw_sentence(translator, source, tmp_path / "x.png", words=True, all_heads=True)
+
+
+def test_compare_prints_a_table_a_terminal_holds_and_marks_intervals_of_few_sentences():
+    from types import SimpleNamespace
+
+    from mt.analysis.compare.comparison import BucketResult
+    from mt.analysis.compare.report import SCORE_COLUMNS, format_by_length, format_scores
+
+    names = ["rnn_noattn (gru 256)", "rnn_bahdanau (gru 256, bahdanau additive)"]
+    rows = [{c: None for c in SCORE_COLUMNS} | {"model": n, "parameters": 4_000_000, "train_seconds": 1234.5,
+                                                 "test_bleu": 30.12, "bleu_95ci": "30.12 (+-1.10)", "test_chrf": 55.5}
+            for n in names]
+    rows[1]["p_value_vs_baseline"] = 0.0123
+    comparison = SimpleNamespace(rows=lambda: rows, entries=[SimpleNamespace(name=n) for n in names],
+                                 baseline=names[0], buckets=[
+                                     BucketResult("1-10", 2, {n: 20.0 for n in names}, {names[1]: 1.0},
+                                                  {names[1]: -3.0}, {names[1]: 4.0}),
+                                     BucketResult("11+", 400, {n: 20.0 for n in names}, {names[1]: 1.0},
+                                                  {names[1]: 0.5}, {names[1]: 1.5})])
+    scores = format_scores(comparison)
+    assert max(len(line) for line in scores.splitlines()) <= 130, scores
+    assert "aer" not in scores.splitlines()[0]  # no model has it: no column
+    assert "0.0123" in scores and "test_chrf" in scores
+    by_length = format_by_length(comparison).splitlines()
+    assert by_length[2].endswith("[-3.00, +4.00] *") and by_length[3].endswith("[+0.50, +1.50]")
+    assert by_length[-1].startswith("* fewer than 30 sentences")
+
+
+@pytest.mark.parametrize("override, said", [
+    ("train.max_second=5", "train.max_second is not a setting: did you mean train.max_seconds?"),
+    ("+train.max_second=5", "train.max_second is not a setting: did you mean train.max_seconds?"),
+    ("++model.atention.score=dot", "model.atention.score is not a setting: did you mean model.attention.score?"),
+    ("max_seconds=3", "max_seconds is not a setting: did you mean train.max_seconds?"),
+    ("+colour=red", "colour is not a setting: see mt train --help for the settings"),
+])
+def test_a_misspelt_key_stops_with_the_nearest_keys_with_or_without_plus(override, said):
+    from mt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        compose([*TINY_TRAIN, override])
+    assert str(refused.value).startswith(said)
+    assert "would be ignored" in str(refused.value)
+
+
+def test_every_schema_key_and_hydras_own_pass():
+    from mt.presets import check_override_keys, setting_keys
+
+    check_override_keys([f"{key}=1" for key in setting_keys()])
+    check_override_keys(["hydra.run.dir=runs/a", "hydra/launcher=basic", "model=transformer", "-m", "--config-dir"])
+
+
+def test_every_command_that_takes_a_model_takes_its_run_folder(trained_model_dir, tmp_path):
+    from mt.export import open_translator
+    from mt.export.int8 import export_int8
+    from mt.model_dir import load_model_dir
+
+    run = trained_model_dir.parent
+    assert (run / "model") == trained_model_dir and not (run / "config.yaml").exists()
+    assert load_model_dir(run).config == load_model_dir(trained_model_dir).config
+    by_run = open_translator(str(run), "cpu", "fp32").translate(["The dog sleeps ."])[0].text
+    assert by_run == open_translator(str(trained_model_dir), "cpu", "fp32").translate(["The dog sleeps ."])[0].text
+    out = export_int8(run, tmp_path / "int8")
+    assert open_translator(str(out), "cpu").languages == ("en", "de")
