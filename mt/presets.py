@@ -74,6 +74,62 @@ def check_override_keys(overrides: Sequence[str]) -> None:
         raise ConfigError(f"{key} is not a setting{hint} (a misspelt key would be ignored, so mt stops)")
 
 
+def _override_value(value: object) -> str:
+    """``value`` in Hydra's override grammar: strings quoted (a path with spaces or commas stays
+    one value), lists bracketed, the rest as YAML writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def overrides_from_file(path: str | Path) -> list[str]:
+    """A config file as command-line overrides, for ``mt train CONFIG.yaml`` (JoeyNMT's and
+    OpenNMT's habit): its settings as nested keys (``train: {max_seconds: 600}``), presets in a
+    Hydra ``defaults`` list (``defaults: [{model: transformer}]``). A run's saved ``config.yaml``
+    is such a file: ``mt train runs/a/model/config.yaml`` trains the same configuration again.
+    Overrides given after the file win; every key is checked as a command line's are."""
+    import yaml
+
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read the config file {path} ({err.strerror or err}): give a YAML file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where} is not valid YAML ({getattr(err, 'problem', None) or err}): "
+                          "fix the file") from None
+    if loaded is None:
+        return []
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} holds a {type(loaded).__name__}, not settings: write 'train: {{max_seconds: 600}}' "
+                          "style keys")
+    overrides = []
+    for entry in loaded.pop("defaults", []) or []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{path}: each defaults entry names one preset, e.g. '- model: transformer'")
+        (group, choice), = entry.items()
+        overrides.append(f"{group}={choice}")
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                overrides.append(f"{prefix}{key}={_override_value(value)}")
+
+    walk(loaded, "")
+    return overrides
+
+
 def compose(overrides: Sequence[str], user_dirs: Sequence[str | Path] = ()) -> ExperimentConfig:
     """The validated config that ``mt train <overrides>`` would use. ``user_dirs``: folders of
     the user's own presets (``model/NAME.yaml``, ``data/NAME.yaml``), searched before mt's own,

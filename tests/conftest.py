@@ -202,7 +202,7 @@ def counted(monkeypatch):
     return calls
 
 
-SECOND_TIER = ("faults", "clients")
+SECOND_TIER = ("faults", "clients", "newcomer")
 
 # What makes a test an integration test: it runs mt as a user does (the command, in a subprocess
 # or in-process through mt.cli.main, a training run, a server, a browser, a wheel), itself or

@@ -23,9 +23,12 @@ def free_port() -> int:
 
 class Server:
     """``mt serve ARGS --port FREE --threads 1``, started and answering /health (or an AssertionError
-    with its output)."""
+    with its output). Greedy unless ``args`` say otherwise (``--beam 1`` first, so a later ``--beam``
+    wins): the tests compare what it serves with ``Translator.translate``'s default, greedy search;
+    the command's own default beam is tested in tests/test_cli.py."""
 
     def __init__(self, *args: str) -> None:
+        args = ("--beam", "1", *args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"mt_serve_{self.port}.log", "w+")  # noqa: SIM115

@@ -43,7 +43,8 @@ def test_translate_nbest_writes_ranked_hypotheses_per_line(trained_model_dir, tm
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "nbest.txt"
     assert main(["translate", str(trained_model_dir), "--input", str(src), "--output", str(out), "--nbest", "3",
-                 "--length-penalty-type", "gnmt", "--length-penalty", "0.6", "--no-repeat-ngram", "3"]) == 0
+                 "--beam", "3", "--length-penalty-type", "gnmt", "--length-penalty", "0.6", "--no-repeat-ngram",
+                 "3"]) == 0
     rows = [line.split(" ||| ") for line in out.read_text().splitlines()]
     assert all(len(r) == 4 for r in rows)
     assert [int(r[0]) for r in rows] == [0, 0, 0, 1, 2, 2, 2]  # an empty line has one empty hypothesis
@@ -242,7 +243,7 @@ def test_the_search_flags_are_search_config_fields(command):
     from importlib import import_module
 
     from mt.cli.flags import search_config
-    from mt.decoding.search import SearchConfig
+    from mt.decoding.search import DEFAULT_BEAM, SearchConfig
 
     flagged = {f.metadata["flag"]: f for f in fields(SearchConfig) if "flag" in f.metadata}
     assert {"--beam", "--length-penalty", "--length-penalty-type", "--max-len-a", "--max-len-b", "--no-repeat-ngram",
@@ -252,7 +253,8 @@ def test_the_search_flags_are_search_config_fields(command):
     assert {a.option_strings[0]: a.dest for a in group._group_actions} == {k: f.name for k, f in flagged.items()}
     needed = {"translate": ["M"], "evaluate": ["M", "--src", "s", "--ref", "r"], "align": ["M"],
               "compare": ["--out", "o"], "explore": ["M", "--src-file", "s", "--out", "o"], "serve": ["M"]}[command]
-    assert search_config(parser.parse_args(needed)) == SearchConfig()  # the defaults are SearchConfig's
+    # the defaults are SearchConfig's, but the beam: every command's (mt.decoding.search.DEFAULT_BEAM)
+    assert search_config(parser.parse_args(needed)) == SearchConfig(beam=DEFAULT_BEAM)
     given = search_config(parser.parse_args([*needed, "--beam", "3", "--length-penalty", "0.6", "--length-penalty-type",
                                              "gnmt", "--max-len-a", "1.5", "--max-len-b", "4", "--no-repeat-ngram", "2",
                                              "--max-input-len", "50"]))
@@ -260,7 +262,8 @@ def test_the_search_flags_are_search_config_fields(command):
                                  no_repeat_ngram=2, max_input_len=50)
     entries = {"-" + e.split()[0]: " ".join(e.split()) for e in parser.format_help().split("\n  -")[1:]}
     for flag, field in flagged.items():  # --help shows each default
-        default = field.default.value if isinstance(field.default, Enum) else field.default
+        default = DEFAULT_BEAM if field.name == "beam" else \
+            field.default.value if isinstance(field.default, Enum) else field.default
         shown = f"{default:g}" if isinstance(default, float) else default
         assert f"(default {shown})" in entries[flag], entries[flag]
     assert "(default 1024)" in entries["--max-input-len"] and "(default plain)" in entries["--length-penalty-type"]

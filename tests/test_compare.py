@@ -314,7 +314,7 @@ def test_saved_systems_are_refused_where_they_do_not_fit(trained_model_dir, corp
     empty.mkdir()
     cases = [
         (["--systems", str(record), "--src", str(shorter), "--ref", str(shorter_ref)], "another test set"),
-        (["--systems", str(record), "--src", src, "--ref", ref, "--beam", "3"], "other search settings (beam=1 there, 3"),
+        (["--systems", str(record), "--src", src, "--ref", ref, "--beam", "3"], "other search settings (beam=4 there, 3"),
         (["--systems", str(corrupt), "--src", src, "--ref", ref], "is not a record written by mt compare"),
         (["--systems", str(empty), "--src", src, "--ref", ref], "holds no .system.json.gz file"),
         (["--systems", str(tmp_path / "nowhere"), "--src", src, "--ref", ref], "does not exist"),

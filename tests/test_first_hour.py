@@ -4,12 +4,14 @@ that live below the CLI; the CLI's are in tests/test_cli.py)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
 
 import pytest
 
 from mt.analysis.evaluate import _corpus_found
 from mt.config import CorpusSource, DataConfig
+from mt.decoding.search import SearchConfig
 from mt.errors import MTError
 from mt.presets import compose
 from mt.training.pipeline import with_absolute_data_paths
@@ -134,3 +136,113 @@ def test_every_command_that_takes_a_model_takes_its_run_folder(trained_model_dir
     assert by_run == open_translator(str(trained_model_dir), "cpu", "fp32").translate(["The dog sleeps ."])[0].text
     out = export_int8(run, tmp_path / "int8")
     assert open_translator(str(out), "cpu").languages == ("en", "de")
+
+
+def test_swapped_test_files_are_refused_by_every_command_that_reads_them(trained_model_dir, corpus_dir, tmp_path,
+                                                                         capsys):
+    from mt.cli.main import main
+
+    src, ref = corpus_dir / "test.en", corpus_dir / "test.de"
+    said = (f"{ref} looks like 'de' text but the model's source language is 'en' (en-de): pass the en file, "
+            "or --force-language if it really is en")
+    for argv in (["evaluate", str(trained_model_dir), "--src", str(ref), "--ref", str(src)],
+                 ["translate", str(trained_model_dir), "--input", str(ref)],
+                 ["align", str(trained_model_dir), "--src-file", str(ref), "--pharaoh", str(tmp_path / "a.txt")]):
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip() == f"error: {said}", argv
+    assert main(["evaluate", str(trained_model_dir), "--src", str(src), "--ref", str(src)]) == 2
+    assert "the model's reference language is 'de'" in capsys.readouterr().err
+    assert main(["evaluate", str(trained_model_dir), "--src", str(ref), "--ref", str(src), "--beam", "1",
+                 "--force-language"]) == 0  # the rare user who means it
+    assert "BLEU" in capsys.readouterr().out
+
+
+def test_every_searching_command_shows_one_default_beam(capsys):
+    from mt.cli.main import main
+
+    for command in ("translate", "evaluate", "align", "compare", "explore", "serve", "demo"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = " ".join(capsys.readouterr().out.split())
+        assert re.search(r"--beam \w+ beam size[^()]*\(default 4\)", shown), command
+
+
+def test_one_sentence_heatmap_over_words_from_the_command_line(trained_model_dir, tmp_path, capsys):
+    import json
+
+    from mt.cli.main import main
+
+    assert main(["align", str(trained_model_dir.parent), "--src", "The small dog sleeps .", "--words", "--out",
+                 str(tmp_path / "a.png"), "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["src_words"] == ["The", "small", "dog", "sleeps", "."]
+
+
+def test_a_runs_saved_config_trains_again_as_a_config_file(trained_model_dir):
+    from mt.config import ExperimentConfig, load_yaml
+    from mt.presets import overrides_from_file
+
+    saved = load_yaml(trained_model_dir / "config.yaml", ExperimentConfig)
+    assert compose(overrides_from_file(trained_model_dir / "config.yaml")) == saved
+
+
+def test_a_config_file_with_a_misspelt_key_or_bad_yaml_stops(tmp_path):
+    from mt.errors import ConfigError
+    from mt.presets import overrides_from_file
+
+    (tmp_path / "my.yaml").write_text("defaults:\n  - model: transformer\ntrain:\n  max_seconds: 60\n"
+                                      "data:\n  dir: 'my corpus, 2'\n")
+    assert overrides_from_file(tmp_path / "my.yaml") == ["model=transformer", "train.max_seconds=60",
+                                                          "data.dir='my corpus, 2'"]
+    assert compose(overrides_from_file(tmp_path / "my.yaml")).data.dir == "my corpus, 2"
+    (tmp_path / "bad.yaml").write_text("train: [1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml line 2 is not valid YAML"):
+        overrides_from_file(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("train:\n  max_second: 5\n")
+    with pytest.raises(ConfigError, match="did you mean train.max_seconds"):
+        compose(overrides_from_file(tmp_path / "typo.yaml"))
+
+
+def test_mt_train_takes_a_config_file_and_a_failed_start_leaves_no_run_folder(tmp_path):
+    from .conftest import run_mt
+
+    (tmp_path / "my.yaml").write_text("data:\n  source: files\n  dir: missing_corpus\n")
+    result = run_mt("train", "my.yaml", "train.max_steps=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "missing_corpus is not a directory: point data.dir at the corpus folder" in result.stderr
+    assert not (tmp_path / "runs").exists()  # Hydra's folder for the run, its date folder and runs/: gone
+    (tmp_path / "mine").mkdir()
+    assert run_mt("train", "--config", "my.yaml", "hydra.run.dir=mine", cwd=tmp_path).returncode == 2
+    assert (tmp_path / "mine").is_dir()  # a folder the user named, there before: left
+
+
+def test_nbest_wider_than_the_default_beam_widens_it_and_a_given_beam_is_kept():
+    from mt.cli.flags import search_config
+    from mt.cli.translate import parser
+    from mt.errors import ConfigError
+
+    assert search_config(parser().parse_args(["M"]), nbest=1).beam == 4
+    assert search_config(parser().parse_args(["M"]), nbest=6).beam == 6
+    assert search_config(parser().parse_args(["M", "--beam", "2"]), nbest=1).beam == 2
+    with pytest.raises(ConfigError, match="--nbest 6 needs a beam at least as wide"):
+        search_config(parser().parse_args(["M", "--beam", "2"]), nbest=6)
+
+
+def test_the_explorers_bar_counts_the_sentences_once_per_model(trained_model_dir, corpus_dir, tmp_path, capsys):
+    import shutil
+
+    from mt.analysis.explore import explore_models
+
+    models = [shutil.copytree(trained_model_dir, tmp_path / name / "model") for name in ("a", "b")]
+    explore_models([str(m) for m in models], str(corpus_dir / "test.en"), None, None, str(tmp_path / "page.html"),
+                   max_sentences=6, search=SearchConfig(), device="cpu", precision="fp32")
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert re.search(r"exploring .+? \(1/2\): 100%\|[^|]*\| 6/6", bar) and re.search(r"\(2/2\): 100%.*6/6", bar), bar
+    assert "/12" not in bar
+
+
+def test_mt_serve_loads_a_run_folder_as_its_model(trained_model_dir):
+    from mt.serving.server import load_models
+
+    (served,) = load_models([("run", str(trained_model_dir.parent))], "cpu", "fp32", search_process=False)
+    assert (served.source, served.target) == ("en", "de")
+    assert served.directory == str(trained_model_dir.resolve())

@@ -99,3 +99,77 @@ def test_installed_from_the_wheel_mt_trains_translates_and_explores_outside_the_
     _run([str(mt), "explore", str(model), "--src-file", str(tmp_path / "data" / "demo" / "test.en"),
           "--max-sentences", "3", "--out", str(tmp_path / "page.html")], cwd=tmp_path)
     assert "__MT_DATA__" not in (tmp_path / "page.html").read_text()
+
+
+def _try(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    return subprocess.run(args, cwd=cwd, input=stdin, text=True, capture_output=True, timeout=300, env=env, check=False)
+
+
+@pytest.mark.newcomer
+def test_a_newcomers_first_hour_mistakes_included(venv, tmp_path):
+    """The path of a new user, from the wheel in a folder outside the checkout, on a corpus of their
+    own named as Multi30k names its splits: each mistake stops with a line naming the fix, and
+    leaves nothing behind; each command then works as they would expect."""
+    from mt.data.demo_corpus import write_demo_corpus
+
+    mt = str(venv / "bin" / "mt")
+    demo = write_demo_corpus(tmp_path / "demo", sizes=TINY_SIZES, seed=3)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, name in (("train", "train"), ("valid", "val"), ("test", "test")):
+        for lang in ("en", "de"):
+            shutil.copy(demo / f"{split}.{lang}", corpus / f"{name}.{lang}")
+    tiny = ["train.epochs=1", "train.max_steps=3", "train.valid_max_sentences=5", "train.threads=1",
+            "data.tokenizer.src_vocab_size=200", "data.tokenizer.tgt_vocab_size=200", "model.emb_dim=16",
+            "model.hidden_dim=24", "model.enc_hidden_dim=12", "model.attention.dim=16"]
+    own = ["data=files", "data.dir=corpus", "data.src_lang=en", "data.tgt_lang=de"]
+
+    # A misspelt key, with or without Hydra's +: stopped, with the key meant, and no run folder left.
+    for typo in ("train.max_second=5", "+train.max_second=5"):
+        result = _try([mt, "train", *own, *tiny, typo], tmp_path)
+        assert result.returncode == 2 and "did you mean train.max_seconds?" in result.stderr, result.stderr
+    # Multi30k's val.en where mt expects valid.en: the setting that fixes it is named.
+    result = _try([mt, "train", *own, *tiny], tmp_path)
+    assert result.returncode == 2 and "name the valid split with data.valid=NAME" in result.stderr, result.stderr
+    assert "val.en" in result.stderr and not (tmp_path / "runs").exists()
+    # The settings in a file, as JoeyNMT and OpenNMT users keep them; overrides after it win.
+    (tmp_path / "first.yaml").write_text("data:\n  source: files\n  dir: corpus\n  src_lang: en\n  tgt_lang: de\n"
+                                         "  valid: val\ntrain:\n  max_steps: 100\n")
+    result = _try([mt, "train", "first.yaml", *tiny, "hydra.run.dir=runs/first"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "runs" / "first"
+    assert "max_steps: 3" in (run / "model" / "config.yaml").read_text()
+    assert f"dir: {corpus}" in (run / "model" / "config.yaml").read_text()  # absolute: found from anywhere
+
+    # The run folder where a model is asked for; the default beam shown.
+    assert "(default 4)" in " ".join(_try([mt, "translate", "--help"], tmp_path).stdout.split())
+    result = _try([mt, "translate", "runs/first"], tmp_path, stdin="The dog sleeps .\n")
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1, result.stderr
+    # Swapped test files: refused by name; meant, with --force-language.
+    swapped = [mt, "evaluate", "runs/first", "--src", "corpus/test.de", "--ref", "corpus/test.en"]
+    result = _try(swapped, tmp_path)
+    assert result.returncode == 2 and "looks like 'de' text but the model's source language is 'en'" in result.stderr
+    assert _try([*swapped, "--force-language"], tmp_path).returncode == 0
+    result = _try([mt, "evaluate", "runs/first", "--src", "corpus/test.en", "--ref", "corpus/test.de"], tmp_path)
+    assert result.returncode == 0 and "BLEU" in result.stdout, result.stderr
+
+    # mt compare from another folder, on the run's own test split.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _try([mt, "compare", str(run), "--split", "test", "--bootstrap", "20", "--no-progress", "--out", "cmp"],
+                  elsewhere)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 130  # a terminal holds it
+
+    # One sentence's heatmap over words; an int8 export a web server running as another user can read.
+    result = _try([mt, "align", "runs/first", "--src", "The small dog sleeps .", "--words", "--out", "a.png",
+                   "--json", "a.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"src_words": ["The", "small", "dog", "sleeps", "."]' in (tmp_path / "a.json").read_text()
+    result = _try([mt, "export", "runs/first", "--to", "int8", "--out", "int8"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for weights in (run / "model" / "model.safetensors", tmp_path / "int8" / "model.int8.safetensors"):
+        assert weights.stat().st_mode & 0o044 == 0o044, oct(weights.stat().st_mode)
+    assert _try([mt, "translate", "int8"], tmp_path, stdin="The dog sleeps .\n").returncode == 0

@@ -29,7 +29,7 @@ from mt.analysis.compare.report import seal_report, write_comparison
 from mt.analysis.outputs import COMPARE_REPORT, REPORT_FILES, check_report_dir
 from mt.config import ExperimentConfig
 from mt.data.corpus import load_corpus
-from mt.decoding.search import SearchConfig
+from mt.decoding.search import DEFAULT_BEAM, SearchConfig
 from mt.errors import ConfigError
 from mt.evaluation.aer import read_pharaoh
 from mt.evaluation.report import format_table
@@ -54,7 +54,7 @@ MAX_EPOCHS = 5
 @dataclass(frozen=True)
 class DemoSettings:
     out: Path = Path("runs/demo")      # models, tables and plots
-    beam: int = 4                       # for the test translations
+    beam: int = DEFAULT_BEAM            # for the test translations
     budget_s: float = DEFAULT_BUDGET_S  # the whole demo; training is fitted to it
     epochs: int = 0                     # train exactly this many epochs instead (0: fit the budget)
     sequential: bool = False            # one model after the other

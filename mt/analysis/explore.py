@@ -72,14 +72,13 @@ def build_explorer_data(models: Sequence[tuple[str, Translator]], sources: Seque
             sentence["gold"] = [[i, j, 1] for i, j in sorted(links.sure)] + \
                                [[i, j, 0] for i, j in sorted(links.possible - links.sure)]
     info = []
-    bar = tqdm(total=len(sources), unit="sent", disable=not progress, desc="exploring")
     for number, (name, translator) in enumerate(models, 1):
-        bar.reset(total=len(sources))  # the sentences, once per model: a bar of its own for each
-        bar.set_description(f"exploring {name} ({number}/{len(models)})" if len(models) > 1 else "exploring")
-        layers, heads = _add_model(translator, sentences, references, gold, search, bar)
+        # a bar of its own for each model, counting the sentences
+        desc = f"exploring {name} ({number}/{len(models)})" if len(models) > 1 else "exploring"
+        with tqdm(total=len(sources), unit="sent", disable=not progress, desc=desc) as bar:
+            layers, heads = _add_model(translator, sentences, references, gold, search, bar)
         info.append({"name": name, "attention": any(s["models"][-1]["own"]["map"] for s in sentences),
                      "layers": int(layers), "heads": int(heads), "parameters": translator.model.num_parameters()})
-    bar.close()
     return {"models": info, "sentences": sentences, "has_ref": references is not None, "has_gold": gold is not None}
 
 
@@ -132,15 +131,17 @@ def write_explore_page(path: str | Path, models: Sequence[tuple[str, Translator]
 def explore_models(model_paths: Sequence[str], src_file: str, ref_file: str | None, gold_file: str | None,
                    out: str, max_sentences: int = EXPLORE_SENTENCES, title: str = "",
                    search: SearchConfig = GREEDY, device: str = "auto",
-                   precision: str = "auto") -> tuple[Path, int, int]:
+                   precision: str = "auto", force_language: bool = False) -> tuple[Path, int, int]:
     """``mt explore``: the page of the models found under ``model_paths`` on the first
-    ``max_sentences`` lines of the files (0: all). Returns the page, sentences and models."""
+    ``max_sentences`` lines of the files (0: all). Returns the page, sentences and models.
+    ``force_language``: files whose names say another language than the models' are read as
+    they are."""
     if max_sentences < 0:
         raise MTError(f"--max-sentences must be 0 (all) or more, got {max_sentences}")
     if not out.endswith((".html", ".htm")):
         raise MTError(f"--out {out}: the page is HTML; name it e.g. explore.html")
     entries = describe_models(find_model_dirs(model_paths))
-    check_languages(entries, src_file, ref_file)
+    check_languages(entries, src_file, ref_file, force_language)
     sources, references = read_parallel(src_file, ref_file)
     gold = None
     if gold_file:

@@ -8,7 +8,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from mt.cli.flags import add_explore_flag, check_files, model_parser, open_model, search_config
+from mt.cli.flags import (
+    add_explore_flag,
+    check_file_languages,
+    check_files,
+    model_parser,
+    open_model,
+    search_config,
+)
 from mt.errors import MTError
 
 
@@ -23,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     align.add_argument("--json", help="also write tokens and weights here as JSON, for --src")
     align.add_argument("--all-heads", action="store_true",
                        help="draw every layer and head (a grid) instead of the model's single summary map")
+    align.add_argument("--words", action="store_true", help="draw over whitespace words instead of subword pieces "
+                       "(a word's weight: the sum over its source pieces, the mean over its target pieces)")
     files = align.add_argument_group("files")
     files.add_argument("--src-file", help="source sentences, one a line (.gz accepted)")
     files.add_argument("--ref-file", help="target sentences to force-decode, line-aligned with --src-file "
@@ -44,7 +53,6 @@ def parser() -> argparse.ArgumentParser:
     files.add_argument("--force", action="store_true", help="also draw into a compare report mt wrote at --out-dir "
                        "(its files are kept; never a folder mt did not write)")
     files.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help="heatmap file type")
-    files.add_argument("--words", action="store_true", help="draw heatmaps over words instead of subword pieces")
     files.add_argument("--max-plots", type=int, default=0, help="draw at most this many heatmaps (0: all)")
     files.add_argument("--rule", default="argmax", choices=["argmax", "threshold"],
                        help="argmax: each target word to its heaviest source word; threshold: every pair whose "
@@ -82,7 +90,7 @@ def run(args: list[str]) -> int:
         raise MTError("--src is empty: give a sentence to align")
     image_format(ns.out)
     check_files(ns, ["--out", "--json"], [], [ns.model_dir])
-    result = draw_sentence(open_model(ns), ns.src, ns.out, ns.ref, search, ns.all_heads, ns.json)
+    result = draw_sentence(open_model(ns), ns.src, ns.out, ns.ref, search, ns.all_heads, ns.json, ns.words)
     print(f"{result.text}\nheatmap: {ns.out}")
     return 0
 
@@ -116,7 +124,9 @@ def _align_files(ns: argparse.Namespace, search) -> int:
     if ns.symmetrize and not ns.backward_model:
         raise MTError(f"--symmetrize {ns.symmetrize} combines two directions: give --backward-model too")
     backward = open_model(ns, ns.backward_model) if ns.backward_model else None
-    pairs = align_files(open_model(ns), sources, targets, files, search, options, backward,
+    translator = open_model(ns)
+    check_file_languages(ns, translator, [(ns.src_file, "source"), (ns.ref_file, "reference")])
+    pairs = align_files(translator, sources, targets, files, search, options, backward,
                         Path(ns.model_dir).parent.name or "model", ns.symmetrize or "grow-diag-final-and")
     drawn = draw_pairs(pairs, files)
     written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from mt.cli.flags import add_explore_flag, add_model_flags, add_search_flags, new_parser, search_config
+from mt.cli.flags import (
+    add_explore_flag,
+    add_language_flag,
+    add_model_flags,
+    add_search_flags,
+    new_parser,
+    search_config,
+)
 from mt.errors import MTError
 
 
@@ -39,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     add_explore_flag(compare, "these models on the first 500 sentences")
     add_search_flags(compare)
     add_model_flags(compare)
+    add_language_flag(compare)
     return compare
 
 
@@ -62,7 +70,8 @@ def run(args: list[str]) -> int:
 
     request = CompareRequest(ns.out, ns.models, ns.systems or (), ns.src, ns.ref, ns.split, search_config(ns),
                              ns.baseline, ns.gold, _buckets(ns.buckets), ns.bootstrap, ns.seed, ns.save_systems,
-                             ns.explore, ns.device, ns.precision, not ns.no_progress, force=ns.force)
+                             ns.explore, ns.device, ns.precision, not ns.no_progress, force=ns.force,
+                             force_language=ns.force_language)
     _, report = run_compare(request)
     print(report)
     return 0

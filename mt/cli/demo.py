@@ -12,11 +12,12 @@ from mt.cli.flags import new_parser
 
 def parser() -> argparse.ArgumentParser:
     from mt.analysis.demo import DEFAULT_BUDGET_S
+    from mt.decoding.search import DEFAULT_BEAM
 
     demo = new_parser("demo", "Train an RNN with and without attention on the demo corpus, fitted to this machine's "
                       "speed, and compare them.")
     demo.add_argument("--out", default="runs/demo", help="folder for models, tables and plots")
-    demo.add_argument("--beam", type=int, default=4, help="beam size for the test translations")
+    demo.add_argument("--beam", type=int, default=DEFAULT_BEAM, help="beam size for the test translations")
     demo.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
                       help="seconds the whole demo may take; training is fitted to it")
     demo.add_argument("--epochs", type=int, default=0, help="train exactly this many epochs instead of fitting the "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mt.cli.flags import add_json_flag, check_files, model_parser, open_model, search_config
+from mt.cli.flags import add_json_flag, check_file_languages, check_files, model_parser, open_model, search_config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,8 +25,10 @@ def run(args: list[str]) -> int:
 
     check_files(ns, ["--output", "--json"], ["--src", "--ref"], [ns.model_dir])
     search = search_config(ns, keep_attention=False)
+    translator = open_model(ns)
+    check_file_languages(ns, translator, [(ns.src, "source"), (ns.ref, "reference")])
     sources, references = read_test_set(ns.src, ns.ref)
-    result = evaluate(open_model(ns), sources, references, search)
+    result = evaluate(translator, sources, references, search)
     if ns.output:
         write_text_file(ns.output, "".join(h + "\n" for h in result.hypotheses))
     print(result.report())

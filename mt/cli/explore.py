@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from mt.cli.flags import add_model_flags, add_search_flags, check_files, new_parser, search_config
+from mt.cli.flags import add_language_flag, add_model_flags, add_search_flags, check_files, new_parser, search_config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     explore.add_argument("--title", default="", help="the page's title")
     add_search_flags(explore)
     add_model_flags(explore)
+    add_language_flag(explore)
     return explore
 
 
@@ -36,7 +37,8 @@ def run(args: list[str]) -> int:
 
     check_files(ns, ["--out"], ["--src-file", "--ref-file", "--gold"], find_model_dirs(ns.models))
     path, sentences, models = explore_models(ns.models, ns.src_file, ns.ref_file, ns.gold, ns.out, ns.max_sentences,
-                                             ns.title, search_config(ns), ns.device, ns.precision)
+                                             ns.title, search_config(ns), ns.device, ns.precision,
+                                             ns.force_language)
     size = path.stat().st_size / 1e6
     print(f"wrote {path} ({size:.1f} MB): {sentences} sentences, {models} models; open it in a browser")
     return 0

@@ -42,11 +42,31 @@ def new_parser(command: str, description: str) -> argparse.ArgumentParser:
 def model_parser(command: str, description: str) -> argparse.ArgumentParser:
     """``mt COMMAND MODEL_DIR``, with the search and model flags: translate, evaluate, align."""
     parser = new_parser(command, description)
-    parser.add_argument("model_dir", help="a model directory written by mt train (its 'model' folder), or an export "
-                        "of one (mt export)")
+    parser.add_argument("model_dir", help="a training run's folder (runs/NAME), its model folder (runs/NAME/model), "
+                        "or an export of one (mt export)")
     add_search_flags(parser)
     add_model_flags(parser)
+    add_language_flag(parser)
     return parser
+
+
+def add_language_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force-language", action="store_true", help="read a file whose name says another language "
+                        "than the model's side (test.de given as the English source) as it is; refused otherwise")
+
+
+def check_file_languages(ns: argparse.Namespace, translator: Translator,
+                         files: Sequence[tuple[str | None, str]]) -> None:
+    """Each (file, ``source`` or ``reference``) whose name says another language than the model
+    reads or writes on that side is refused (``mt.data.corpus.check_file_language``), unless
+    ``--force-language``."""
+    from mt.data.corpus import check_file_language
+
+    src, tgt = translator.languages
+    for path, side in files:
+        if path and not ns.force_language:
+            check_file_language(path, src if side == "source" else tgt, side, f"{src}-{tgt}", "model's",
+                                "--force-language")
 
 
 # The model: where it computes and in what.
@@ -70,7 +90,17 @@ def open_model(ns: argparse.Namespace, path: str | None = None) -> Translator:
     return open_translator(path or ns.model_dir, ns.device, ns.precision)
 
 
-# The search: one flag per SearchConfig field whose metadata names one.
+# The search: one flag per SearchConfig field whose metadata names one, with SearchConfig's default
+# except the beam (mt.decoding.search.DEFAULT_BEAM).
+class _Default(int):
+    """The default beam as the parser leaves it when --beam is not given (a given one is a plain
+    int): --nbest wider than it widens the beam rather than being refused."""
+
+
+def command_defaults() -> dict[str, Any]:
+    from mt.decoding.search import DEFAULT_BEAM
+
+    return {"beam": _Default(DEFAULT_BEAM)}
 
 def search_fields() -> list[Field]:
     """The fields of SearchConfig that are flags (their metadata holds ``flag`` and ``help``)."""
@@ -85,8 +115,9 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
     """``--beam``, ``--length-penalty`` and the rest, each with SearchConfig's default: an enum is
     a choice of its values, a bool a ``--x`` / ``--no-x`` pair."""
     group = parser.add_argument_group("search", "how translations are searched for")
+    defaults = command_defaults()
     for field in search_fields():
-        meta, default = field.metadata, field.default
+        meta, default = field.metadata, defaults.get(field.name, field.default)
         options: dict[str, Any] = {"dest": field.name, "help": meta["help"]}
         if "metavar" in meta:
             options["metavar"] = meta["metavar"]
@@ -95,7 +126,7 @@ def add_search_flags(parser: argparse.ArgumentParser) -> None:
         elif isinstance(default, bool):
             options.update(default=default, action=argparse.BooleanOptionalAction)
         else:
-            options.update(default=default, type=type(default))
+            options.update(default=default, type=int if isinstance(default, _Default) else type(default))
         group.add_argument(meta["flag"], **options)
 
 
@@ -104,7 +135,10 @@ def search_config(ns: argparse.Namespace, **settings: Any) -> SearchConfig:
     checked once: a bad value is one line and exit status 2."""
     from mt.decoding.search import SearchConfig
 
-    return SearchConfig(**{f.name: getattr(ns, f.name) for f in search_fields()}, **settings)
+    given = {f.name: getattr(ns, f.name) for f in search_fields()}
+    if isinstance(given["beam"], _Default):  # not given: as wide as --nbest asks, else the default
+        given["beam"] = max(int(given["beam"]), settings.get("nbest", 1))
+    return SearchConfig(**given, **settings)
 
 
 # Output files.

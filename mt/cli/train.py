@@ -46,10 +46,46 @@ def _train_app(cfg: DictConfig) -> float:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
         distributed.shutdown(finished=False)
+        _remove_unstarted_run()
         sys.exit(2)
     distributed.shutdown()
     log.info("done: model directory %s", result.best_dir)
     return result.best_score  # what a Hydra sweeper would maximise
+
+
+# Whether the command line named the run folder (hydra.run.dir=...), and whether it was there before.
+_named_run_dir = False
+_named_run_dir_existed = False
+
+
+def _remove_unstarted_run() -> None:
+    """A run that stopped before training leaves no folder behind: what Hydra put in the folder it
+    made for it (.hydra/, the log) goes, then the folder and its date folder if empty. A folder the
+    user named that was there before, or one holding anything else, is left as it is."""
+    import shutil
+
+    from hydra.types import RunMode
+
+    hydra_config = HydraConfig.get()
+    if hydra_config.mode is not RunMode.RUN or _named_run_dir_existed:
+        return
+    run_dir = Path(hydra_config.runtime.output_dir)
+    ours = {".hydra", f"{hydra_config.job.name}.log"}
+    if not run_dir.is_dir() or any(p.name not in ours for p in run_dir.iterdir()):
+        return
+    logging.shutdown()  # the log file is closed before it goes
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / f"{hydra_config.job.name}.log").unlink(missing_ok=True)
+    # mt's default folder (runs/DATE/TIME_NAME) goes with its date folder and runs/ where they are left
+    # empty; a folder named with hydra.run.dir goes alone.
+    made = [run_dir] if _named_run_dir else [run_dir, run_dir.parent, run_dir.parent.parent]
+    for folder in made:
+        if folder.resolve() == Path.cwd().resolve():
+            break
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            break
 
 
 # What a resumed run may change: how long, how it is watched and where it computes, never what it trains.
@@ -134,8 +170,29 @@ def parser() -> argparse.ArgumentParser:
     return hydra_parser
 
 
+def config_file_overrides(args: list[str]) -> list[str]:
+    """``mt train CONFIG.yaml [overrides]`` and ``--config FILE``: the file's settings as overrides
+    (``mt.presets.overrides_from_file``), put before the command line's, which win."""
+    from mt.presets import overrides_from_file
+
+    files, rest, it = [], [], iter(args)
+    for i, arg in enumerate(it):
+        if arg == "--config":
+            files.append(next(it, ""))
+            if not files[-1]:
+                raise ConfigError("--config needs a file: mt train --config my_config.yaml")
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+        elif i == 0 and "=" not in arg and arg.endswith((".yaml", ".yml")):
+            files.append(arg)
+        else:
+            rest.append(arg)
+    return [override for file in files for override in overrides_from_file(file)] + rest
+
+
 def run(args: list[str]) -> int:
     config_dir()  # mt's own configs are there, or a one-line error
+    args = config_file_overrides(args)
     for folder in split_config_dirs(args)[1]:
         if not Path(folder).is_dir():
             raise ConfigError(f"--config-dir {folder} does not exist: give a folder of your own presets "
@@ -145,6 +202,9 @@ def run(args: list[str]) -> int:
     launched = launch_ddp(args)
     if launched is not None:
         return launched
+    global _named_run_dir, _named_run_dir_existed
+    named = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
+    _named_run_dir, _named_run_dir_existed = bool(named), bool(named) and Path(named[-1]).exists()
     saved = sys.argv
     sys.argv = ["mt train", *args]
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mt.cli.flags import check_files, model_parser, open_model, search_config
+from mt.cli.flags import check_file_languages, check_files, model_parser, open_model, search_config
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,6 +27,7 @@ def run(args: list[str]) -> int:
 
     search = search_config(ns, nbest=ns.nbest, keep_attention=False)
     translator = open_model(ns)
+    check_file_languages(ns, translator, [(ns.input, "source")])
 
     def translated(lines: list[str], first: int = 0) -> str:
         if search.nbest > 1:

@@ -78,6 +78,12 @@ def _block_repeats(logp: Tensor, tokens: Tensor, n: int, lengths: Tensor | None 
     return logp
 
 
+# The beam every command (translate, evaluate, align, compare, explore, serve, the demo) searches with
+# unless told otherwise: the demo's, near OpenNMT's and fairseq's 5. SearchConfig() itself is greedy,
+# as a library call that asks for nothing should be.
+DEFAULT_BEAM = 4
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """How translations are searched for, built once where the settings arrive (the command

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mt.decoding.attention_alignment import AlignOptions
-from mt.decoding.search import LengthPenalty, SearchConfig
+from mt.decoding.search import DEFAULT_BEAM, LengthPenalty, SearchConfig
 from mt.errors import ConfigError
 from mt.serving.batcher import BatchingOptions
 
@@ -74,7 +74,7 @@ class ServeSettings:
     port: int = 5000
     device: str = "auto"
     precision: str = "auto"
-    search: SearchConfig = field(default_factory=lambda: SearchConfig(keep_attention=False))
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(beam=DEFAULT_BEAM, keep_attention=False))
     batching: BatchingOptions = field(default_factory=BatchingOptions)
     limits: Limits = field(default_factory=Limits)
     align: AlignOptions = field(default_factory=AlignOptions)

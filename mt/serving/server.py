@@ -21,7 +21,7 @@ import uvicorn
 from mt.config import ExperimentConfig, load_yaml
 from mt.errors import MTError
 from mt.export import open_translator
-from mt.model_dir import CONFIG, export_format
+from mt.model_dir import CONFIG, export_format, readable_dir
 from mt.serving.app import ServedModel, create_app
 from mt.serving.batcher import SearchProcess
 from mt.serving.connections import bounded_protocol
@@ -57,7 +57,8 @@ def load_models(specs: Sequence[tuple[str, str]], device: str = "auto", precisio
     once in each)."""
     cores = cores or torch.get_num_threads()
     served = []
-    for name, folder in specs:
+    for name, given in specs:
+        folder = str(readable_dir(given))  # a run folder: its model/
         translator = open_translator(folder, device, precision)  # a model directory or an export (mt export)
         # A continuous search never idles between batches, so by default it leaves one core to the
         # HTTP side: on 2 cores, 1 thread served more than 2 (docs/lab/benchmarks.md, 2026-12-01). An

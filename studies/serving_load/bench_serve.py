@@ -97,8 +97,9 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         queue = ["--max-queue", str(max_queue)] if max_queue is not None else []  # None: mt's default
+        # --beam 1: greedy, as every figure of this study was measured (the commands' default is 4 since)
         self.proc = subprocess.Popen([sys.executable, "-m", "mt", "serve", model, "--port", str(self.port),
-                                      "--threads", str(threads), *queue, *more], cwd=REPO,
+                                      "--threads", str(threads), "--beam", "1", *queue, *more], cwd=REPO,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      env={**os.environ, **(env or {})})
         for _ in range(600):

@@ -213,17 +213,18 @@ def _unique_names(entries: list[ModelEntry]) -> None:
             e.name = f"{e.name} #{seen[e.name]}"
 
 
-def check_languages(entries: Sequence[ModelEntry], src_path: str | None = None, ref_path: str | None = None) -> None:
+def check_languages(entries: Sequence[ModelEntry], src_path: str | None = None, ref_path: str | None = None,
+                    force_language: bool = False) -> None:
     """One language pair for all models, and the test files' suffixes (test.en, test.de.gz)
-    must not say otherwise."""
+    must not say otherwise, unless ``force_language`` (``--force-language``)."""
     pairs = {(e.src_lang, e.tgt_lang) for e in entries}
     if len(pairs) > 1:
         listed = ", ".join(f"{e.name}: {e.src_lang}-{e.tgt_lang}" for e in entries)
         raise MTError(f"the models translate different language pairs ({listed}): compare models of one pair")
     src_lang, tgt_lang = pairs.pop()
     for path, lang, side in ((src_path, src_lang, "source"), (ref_path, tgt_lang, "reference")):
-        if path is not None:
-            check_file_language(path, lang, side, f"{src_lang}-{tgt_lang}", "models'")
+        if path is not None and not force_language:
+            check_file_language(path, lang, side, f"{src_lang}-{tgt_lang}", "models'", "--force-language")
 
 
 def seed_groups(entries: Sequence[ModelEntry]) -> dict[tuple[str, str], list[ModelEntry]]:

@@ -6,6 +6,7 @@ as the command does."""
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class CompareRequest:
     precision: str = "auto"
     progress: bool = True
     force: bool = False        # also write into a folder of heatmaps mt wrote (mt.analysis.outputs)
+    force_language: bool = False  # test files whose names say another language are read as they are
 
     def __post_init__(self) -> None:
         if (self.src is None) != (self.ref is None):
@@ -84,7 +86,7 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
         print(f"note: {len(again)} record(s) under --systems are of models given too; those are translated again",
               file=sys.stderr)
         saved = [s for s in saved if s not in again]
-    check_languages(entries + [s.entry for s in saved], r.src, r.ref)
+    check_languages(entries + [s.entry for s in saved], r.src, r.ref, r.force_language)
     check_outputs(r, [Path(e.model_dir) for e in entries])
     if r.split:
         sources, references, where = training_split(entries, saved, r.split)
@@ -110,7 +112,9 @@ def run_compare(request: CompareRequest) -> tuple[Comparison, str]:
               format_scores(comparison), f"(every column in {Path(r.out) / 'scores.csv'})",
               f"\n{next(iter(comparison.scores.values())).bleu_signature}",
               "\nBLEU by source length (gap: model minus baseline [95% paired-bootstrap interval])",
-              format_by_length(comparison), f"\nwritten to {r.out}: {', '.join(sorted(files))}"]
+              format_by_length(comparison),
+              textwrap.fill(f"\nwritten to {r.out}: {', '.join(sorted(files))}", 100, subsequent_indent="  ",
+                            replace_whitespace=False)]
     if r.explore:
         lines.append(_explore(r, comparison, gold, where))
     seal_report(r.out)
