@@ -18,8 +18,10 @@ Each command has its counterpart:
     mt aer         alignment_error_rate(read_pharaoh(gold), [g.sure for g in read_pharaoh(pred)])
     mt explore     explore_models(["runs/x/model"], src_file, ref_file, gold_file, "explore.html")
     mt export      export_ctranslate2(model_dir, out), export_int8(model_dir, out)
+    mt average     average_paths([Path("runs/x")], Path("runs/x/average"), last=3)
     mt demo        run_demo(DemoSettings())
-    mt serve       StreamingTranslator (its continuous batching), LanguageDetector (its /detect)
+    mt serve       serve(["ende=runs/x"], ServeSettings(port=5000)) (the serve extra); its parts:
+                   StreamingTranslator (continuous batching), LanguageDetector (/detect)
 
 and around them:
 
@@ -93,6 +95,9 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name is imp
     from mt.precision import cpu_bf16_support, resolve_precision
     from mt.presets import compose
     from mt.serving.detect import LanguageDetector
+    from mt.serving.protocol import ServeSettings
+    from mt.serving.server import serve
+    from mt.training.averaging import average_paths
     from mt.training.budget import timed_updates
     from mt.training.pipeline import prepare_data, run_training
     from mt.training.schedule import learning_rate_factor
@@ -101,13 +106,14 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name is imp
 __all__ = [
     "AERScores", "AlignOptions", "AlignedPair", "AlignedSegment", "AlignmentFiles", "CompareRequest", "DemoSettings",
     "Evaluation", "ExperimentConfig", "GoldLinks", "LanguageDetector", "LoadedModel", "MTError", "Scores",
-    "SearchConfig", "StreamingTranslator", "Translation", "Translator", "aer_by_length", "align_files", "align_pairs",
-    "alignment_error_rate", "build_model", "build_optimizer", "collate", "compose", "corpus_scores",
+    "SearchConfig", "ServeSettings", "StreamingTranslator", "Translation", "Translator", "aer_by_length", "align_files", "align_pairs",
+    "alignment_error_rate", "average_paths", "build_model", "build_optimizer", "collate", "compose", "corpus_scores",
     "cpu_bf16_support", "draw_sentence", "evaluate", "explore_models", "export_ctranslate2", "export_int8",
     "format_pharaoh", "grow_diag_final_and", "int8_compute", "learning_rate_factor", "links_by_rule", "load_corpus",
     "load_int8_dir", "load_model_dir", "machine", "open_translator", "parse_html", "parse_pharaoh", "prepare_data",
     "prepare_pairs", "read_gold_and_predicted", "read_pairs", "read_pharaoh", "read_test_set", "resolve_precision",
-    "run_compare", "run_demo", "run_training", "scores_by_length", "sequence_loss", "timed_updates", "token_batches",
+    "run_compare", "run_demo", "run_training", "scores_by_length", "sequence_loss", "serve", "timed_updates",
+    "token_batches",
     "write_pharaoh",
 ]
 
@@ -141,6 +147,9 @@ _MODULES = {
     "mt.precision": ("cpu_bf16_support", "resolve_precision"),
     "mt.presets": ("compose",),
     "mt.serving.detect": ("LanguageDetector",),
+    "mt.serving.protocol": ("ServeSettings",),
+    "mt.serving.server": ("serve",),
+    "mt.training.averaging": ("average_paths",),
     "mt.training.budget": ("timed_updates",),
     "mt.training.pipeline": ("prepare_data", "run_training"),
     "mt.training.schedule": ("learning_rate_factor",),

@@ -254,7 +254,10 @@ class RNNConfig(ArchConfig):
     dropout: float
     attention: AttentionConfig
 
-    ignores: ClassVar[frozenset[str]] = frozenset({"ff_dim"})
+    # Every Transformer key: a sweep over both architectures shares them (model.heads=8 for all), as ever.
+    ignores: ClassVar[frozenset[str]] = frozenset({"heads", "ff_dim", "positions", "max_positions", "tie_output",
+                                                   "share_embeddings", "attention_reduction", "alignment_layer",
+                                                   "alignment_head"})
     shapes: ClassVar[dict[str, str]] = {"attention": "the RNN decoders' attention", "": "the RNN models"}
     instead: ClassVar[dict[str, str]] = {"": "the RNN models do not read it"}
     pick: ClassVar[str] = "an rnn_* model"
@@ -290,7 +293,11 @@ class TransformerConfig(ArchConfig):
     alignment_layer: int
     alignment_head: int
 
-    ignores: ClassVar[frozenset[str]] = frozenset({"emb_dim", "enc_hidden_dim", "attention.dim"})
+    # The RNN keys a sweep over both architectures shares; what shapes the RNN decoders' attention itself
+    # (attention.score, normalizer, top_k, hard) would be a mistake here, so it stops the run.
+    ignores: ClassVar[frozenset[str]] = frozenset({"cell", "emb_dim", "enc_hidden_dim", "bidirectional",
+                                                   "attention.type", "attention.dim", "attention.input_feeding",
+                                                   "attention.window"})
     shapes: ClassVar[dict[str, str]] = {"": "the Transformer"}
     instead: ClassVar[dict[str, str]] = {"attention": "the Transformer's is scaled dot-product softmax over heads",
                                          "": "the Transformer does not read it"}

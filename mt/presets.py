@@ -64,7 +64,8 @@ def check_override_keys(overrides: Sequence[str]) -> None:
         if override.startswith("-") or ("=" not in override and not override.startswith("~")):
             continue
         key = override.split("=", 1)[0].lstrip("+~")
-        if not key or key in known or key.startswith("hydra") or "@" in key or "/" in key:
+        listed = ".".join(part for part in key.split(".") if not part.isdigit())  # data.demo_sizes.0: an item
+        if not key or listed in known or key.startswith("hydra") or "@" in key or "/" in key:
             continue
         last = key.rsplit(".", 1)[-1]
         near = difflib.get_close_matches(key, known, n=3, cutoff=0.75) or \

@@ -14,19 +14,20 @@ from mt.config import CorpusSource, DataConfig
 from mt.decoding.search import SearchConfig
 from mt.errors import MTError
 from mt.presets import compose
-from mt.training.pipeline import with_absolute_data_paths
 
 from .conftest import TINY_TRAIN
 
 
-def test_a_run_saves_its_corpus_folder_absolute(tmp_path, monkeypatch):
+def test_a_runs_relative_corpus_is_found_from_the_folder_it_was_trained_in(tmp_path, monkeypatch):
+    """The saved config keeps data.dir as the user typed it (so runs stay seeds of each other and
+    of older records); Hydra records the folder mt train ran in, where it is found again."""
+    (tmp_path / "project" / "corpus").mkdir(parents=True)
+    run = tmp_path / "elsewhere_runs" / "a"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'project'}\n")
     monkeypatch.chdir(tmp_path)
-    cfg = compose([*TINY_TRAIN, "data=files", "data.dir=corpus", "data.src_lang=en", "data.tgt_lang=de",
-                   "data.train_alignments=corpus/train.align"])
-    saved = with_absolute_data_paths(cfg)
-    assert saved.data.dir == str(tmp_path / "corpus")
-    assert saved.data.train_alignments == str(tmp_path / "corpus" / "train.align")
-    assert with_absolute_data_paths(saved) is saved  # nothing left to change
+    found = _corpus_found(DataConfig(source=CorpusSource.files, dir="corpus"), run / "model" / "config.yaml", "test")
+    assert found.dir == str(tmp_path / "project" / "corpus")
 
 
 def test_an_older_runs_relative_corpus_is_found_above_the_run_from_any_folder(tmp_path, monkeypatch):
@@ -121,7 +122,8 @@ def test_every_schema_key_and_hydras_own_pass():
     from mt.presets import check_override_keys, setting_keys
 
     check_override_keys([f"{key}=1" for key in setting_keys()])
-    check_override_keys(["hydra.run.dir=runs/a", "hydra/launcher=basic", "model=transformer", "-m", "--config-dir"])
+    check_override_keys(["hydra.run.dir=runs/a", "hydra/launcher=basic", "model=transformer", "-m", "--config-dir",
+                         "data.demo_sizes.0=100"])  # an item of a list
 
 
 def test_every_command_that_takes_a_model_takes_its_run_folder(trained_model_dir, tmp_path):

@@ -5,6 +5,7 @@ studies/) stands outside the house: it imports mt.api, the supported surface, an
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
@@ -149,13 +150,21 @@ def _lab_imports_in_code(text: str) -> list[str]:
         for name in (x.split(" as ")[0].strip() for x in names.split(",")):
             if (name == "mt" or name.startswith("mt.")) and name not in LAB_MODULES:
                 bad.append(f"import {name}")
+    bad += [f"the module {m}" for m in re.findall(r"-m\s+(mt(?:\.\w+)+)", text) if m not in LAB_MODULES]
     return bad
 
 
+MODULE_NAME = re.compile(r"mt(\.\w+)+")  # "mt.serving.server", as in [python, "-m", "mt.serving.server"]
+
+
 def _lab_imports(path: Path) -> list[str]:
-    """The imports of mt in a lab script beyond mt.api and mt's version: at the top, inside
-    functions, through importlib, as ``mt.X`` attributes, and in strings of code."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return _lab_imports_in_tree(ast.parse(path.read_text(encoding="utf-8")))
+
+
+def _lab_imports_in_tree(tree: ast.AST) -> list[str]:
+    """The imports of mt in a lab script beyond mt.api's public names and mt's version: at the
+    top, inside functions, through importlib, as ``mt.X`` attributes, a module run with ``-m``,
+    and in strings of code (f-strings too, their fields read as X)."""
     bad = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -163,6 +172,8 @@ def _lab_imports(path: Path) -> list[str]:
                 bad += [f"from mt import {a.name}" for a in node.names if a.name not in FROM_MT]
             elif node.module.startswith("mt.") and node.module not in LAB_MODULES:
                 bad.append(f"from {node.module} import {', '.join(a.name for a in node.names)}")
+            elif node.module == "mt.api":
+                bad += [f"from mt.api import {a.name}" for a in node.names if a.name.startswith("_")]
         elif isinstance(node, ast.Import):
             bad += [f"import {a.name}" for a in node.names
                     if a.name.startswith("mt.") and a.name not in LAB_MODULES]
@@ -176,8 +187,16 @@ def _lab_imports(path: Path) -> list[str]:
             name = node.args[0].value
             if name.startswith("mt.") and name not in LAB_MODULES:
                 bad.append(f"import_module({name!r})")
+        elif isinstance(node, (ast.List, ast.Tuple)):  # [python, "-m", "mt.serving.server", ...]
+            words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            bad += [f"the module {b}" for a, b in itertools.pairwise(words) if a == "-m" and isinstance(b, str)
+                    and MODULE_NAME.fullmatch(b) and b not in LAB_MODULES]
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             bad += _lab_imports_in_code(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
+            bad += [f for f in _lab_imports_in_code(text) if f not in _lab_imports_in_code(text.replace("X", ""))
+                    or "X" in text]
     return bad
 
 
@@ -205,3 +224,15 @@ def test_the_lab_check_catches_what_it_should():
     assert _lab_imports_in_code("from mt.presets import compose\nfrom mt.models import build_model") == \
         ["from mt.presets import ...", "from mt.models import ..."]
     assert _lab_imports_in_code("load time (import plus construction) of mt.serving.detect") == []
+
+
+@pytest.mark.parametrize("code, found", [
+    ('subprocess.run([sys.executable, "-m", "mt.serving.server"])', ["the module mt.serving.server"]),
+    ('code = f"from mt.{name} import build_model"', ["from mt.X import ..."]),
+    ("from mt.api import _MODULES", ["from mt.api import _MODULES"]),
+    ('subprocess.run([sys.executable, "-m", "mt", "serve"])', []),
+    ('os.system("python -m mt.cli.main translate M")', ["the module mt.cli.main"]),
+    ('print(f"{n} sentences with mt.api")', []),
+])
+def test_the_lab_check_catches_modules_run_fstrings_and_private_names(code, found):
+    assert _lab_imports_in_tree(ast.parse(code)) == found

@@ -12,8 +12,6 @@
   a link to a folder opens its README, or a page listing its files; a link to a file that does
   not exist is left as it is, and the strict build fails on it.
 - docs/api.md must document every name of ``mt.api.__all__``, each once (checked here).
-- griffe (which mkdocstrings reads the code with) is taught to read ``mt/analysis``, a folder
-  without ``__init__.py``.
 """
 
 from __future__ import annotations

@@ -67,13 +67,27 @@ def training_split(entries: Sequence[ModelEntry], saved: Sequence[SavedSystem],
     return list(test["src"]), list(test["tgt"]), f"the {split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
 
 
+def _trained_from(where: Path) -> Path | None:
+    """The folder ``mt train`` ran in, as Hydra recorded it beside the run (RUN/.hydra/hydra.yaml,
+    ``hydra.runtime.cwd``), for the model directory RUN/model whose config is ``where``."""
+    import yaml
+
+    record = where.resolve().parent.parent / ".hydra" / "hydra.yaml"
+    try:
+        cwd = yaml.safe_load(record.read_text(encoding="utf-8"))["hydra"]["runtime"]["cwd"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) else None
+
+
 def _corpus_found(data: DataConfig, where: Path, split: str) -> DataConfig:
-    """A saved config's corpus folder, found from any folder: runs trained now save it absolute;
-    an older run's relative one is looked for from here, then from the folders above the run
-    (where it was trained from). The demo corpus is generated where it is missing."""
+    """A saved config's corpus folder (relative to where ``mt train`` ran, as the user typed it),
+    found from any folder: from here, from the folder the run was trained in (Hydra records it),
+    then from the folders above the run. The demo corpus is generated where it is missing."""
     if not data.dir or data.source is CorpusSource.demo or Path(data.dir).is_absolute() or Path(data.dir).is_dir():
         return data
-    for base in where.resolve().parents:
+    trained_from = _trained_from(where)
+    for base in ([trained_from] if trained_from else []) + list(where.resolve().parents):
         if (base / data.dir).is_dir():
             return replace(data, dir=str(base / data.dir))
     raise MTError(f"the {split} split: {where} names the corpus folder {data.dir}, which is found neither from here "

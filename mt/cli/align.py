@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from mt.cli.flags import (
     add_explore_flag,
@@ -107,6 +106,7 @@ def _align_files(ns: argparse.Namespace, search) -> int:
     from mt.analysis.outputs import HEATMAPS, check_report_dir
     from mt.data.corpus import read_parallel
     from mt.decoding.attention_alignment import AlignOptions
+    from mt.model_dir import readable_dir
 
     files = AlignmentFiles(ns.pharaoh, ns.one_based, ns.jsonl, ns.npz, ns.out_dir, ns.format, ns.words, ns.max_plots,
                            ns.explore)
@@ -127,7 +127,8 @@ def _align_files(ns: argparse.Namespace, search) -> int:
     translator = open_model(ns)
     check_file_languages(ns, translator, [(ns.src_file, "source"), (ns.ref_file, "reference")])
     pairs = align_files(translator, sources, targets, files, search, options, backward,
-                        Path(ns.model_dir).parent.name or "model", ns.symmetrize or "grow-diag-final-and")
+                        readable_dir(ns.model_dir).resolve().parent.name or "model",  # a run folder: its name
+                        ns.symmetrize or "grow-diag-final-and")
     drawn = draw_pairs(pairs, files)
     written = [x for x in (ns.pharaoh, ns.jsonl, ns.npz) if x] + ([f"{drawn} heatmaps in {ns.out_dir}"]
                                                                   if ns.out_dir else [])

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -162,15 +162,6 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
     return cfg
 
 
-def with_absolute_data_paths(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with the corpus folder and the alignments file as absolute paths, so the config a
-    run saves finds its data from any folder (``mt compare --split test`` elsewhere)."""
-    data = cfg.data
-    changes = {key: str(Path(getattr(data, key)).absolute()) for key in ("dir", "train_alignments")
-               if getattr(data, key) and not Path(getattr(data, key)).is_absolute()}
-    return replace(cfg, data=replace(data, **changes)) if changes else cfg
-
-
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
                  resume_changes: Sequence[str] = (), replace: bool = False) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
@@ -211,7 +202,6 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
             raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
                           f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
         device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
-        cfg = with_absolute_data_paths(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:
