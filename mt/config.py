@@ -187,6 +187,13 @@ class ModelConfig:
             raise ConfigError(f"model.{key}={shown} shapes {_said(owner.shapes, key)}; {_said(arch.instead, key)}: "
                               f"drop it or pick {owner.pick}")
 
+    def unread(self) -> list[str]:
+        """``KEY=VALUE`` of the settings changed from their defaults that the chosen architecture
+        does not read (another's keys a sweep shares, ``ArchConfig.ignores``): said, not refused."""
+        arch = ARCH_CONFIGS[self.arch]
+        return [f"model.{key}={value.value if isinstance(value, Enum) else value}" for key, value, default
+                in _settings(self) if value != default and key in arch.ignores]
+
     def typed(self) -> ArchConfig:
         """What the chosen architecture reads (``ARCH_CONFIGS``): an ``RNNConfig`` or a ``TransformerConfig``."""
         return ARCH_CONFIGS[self.arch].of(self)

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from mt import __version__
-from mt.config import ExperimentConfig, load_yaml, to_yaml
+from mt.config import CorpusSource, DataConfig, ExperimentConfig, load_yaml, to_yaml
 from mt.data.tokenizer import Tokenizer, copy_tokenizer
 from mt.errors import MTError, WriteError, write_failure
 from mt.files import (
@@ -327,3 +327,36 @@ def _check_shapes(weights: Path, model: Seq2SeqModel) -> None:
         if name in shapes and shapes[name] != tuple(tensor.shape):
             raise MTError(f"{weights} does not match config.yaml: {name} is {list(shapes[name])} in the weights but "
                           f"{list(tensor.shape)} by the config and tokenizers; the files come from different models")
+
+
+def trained_from(config_path: Path) -> Path | None:
+    """The folder ``mt train`` ran in, as Hydra recorded it beside the run (RUN/.hydra/hydra.yaml,
+    ``hydra.runtime.cwd``), for a config at RUN/model/config.yaml or RUN/checkpoints/last/config.yaml."""
+    import yaml
+
+    for run in (config_path.resolve().parent.parent, config_path.resolve().parent.parent.parent):
+        try:
+            cwd = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]["runtime"]["cwd"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            continue
+        return Path(cwd) if isinstance(cwd, str) else None
+    return None
+
+
+def corpus_of_run(data: DataConfig, config_path: Path, otherwise: str) -> DataConfig:
+    """A saved config's corpus folder, as typed relative to where ``mt train`` ran, found from any
+    folder: first from that folder (Hydra records it), then from here, then from the folders above
+    the run; a demo corpus goes where it was (generated there if missing). Not found: one line
+    ending with ``otherwise`` (what the command at hand takes instead)."""
+    if not data.dir or Path(data.dir).is_absolute():
+        return data
+    origin = trained_from(config_path)
+    if origin is not None and (origin / data.dir).resolve() == Path(data.dir).resolve():
+        return data  # run from the folder it was trained in: as it is
+    if data.source is CorpusSource.demo:
+        return replace(data, dir=str(origin / data.dir)) if origin is not None else data
+    for base in [*([origin] if origin is not None else []), Path.cwd(), *config_path.resolve().parents]:
+        if (base / data.dir).is_dir():
+            return replace(data, dir=str(base / data.dir))
+    raise MTError(f"{config_path} names the corpus folder {data.dir}, found neither where the run was trained, nor "
+                  f"from here, nor above the run: {otherwise}")

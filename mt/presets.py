@@ -9,6 +9,7 @@ versions first, so ``train.bf16`` gets a message naming its replacement.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -86,7 +87,8 @@ def _override_value(value: object) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_override_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    # Hydra reads a backslash as an escape only before a quote (or the closing one): only those double
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, str(value)).replace("'", "\\'")
     return f"'{text}'"
 
 

@@ -3,50 +3,46 @@ that live below the CLI; the CLI's are in tests/test_cli.py)."""
 
 from __future__ import annotations
 
-import os
 import re
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from mt.analysis.evaluate import _corpus_found
 from mt.config import CorpusSource, DataConfig
 from mt.decoding.search import SearchConfig
 from mt.errors import MTError
+from mt.model_dir import corpus_of_run
 from mt.presets import compose
 
 from .conftest import TINY_TRAIN
 
 
-def test_a_runs_relative_corpus_is_found_from_the_folder_it_was_trained_in(tmp_path, monkeypatch):
-    """The saved config keeps data.dir as the user typed it (so runs stay seeds of each other and
-    of older records); Hydra records the folder mt train ran in, where it is found again."""
-    (tmp_path / "project" / "corpus").mkdir(parents=True)
-    run = tmp_path / "elsewhere_runs" / "a"
+def test_a_runs_relative_corpus_is_found_where_it_was_trained_before_here(tmp_path, monkeypatch):
+    """The saved config keeps data.dir as typed (runs stay seeds of each other and of older
+    records); Hydra records the folder mt train ran in, which is looked in first: a corpus/ in
+    the current folder is another corpus."""
+    for project in ("project", "elsewhere"):
+        (tmp_path / project / "corpus").mkdir(parents=True)
+    run = tmp_path / "runs" / "a"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {tmp_path / 'project'}\n")
-    monkeypatch.chdir(tmp_path)
-    found = _corpus_found(DataConfig(source=CorpusSource.files, dir="corpus"), run / "model" / "config.yaml", "test")
-    assert found.dir == str(tmp_path / "project" / "corpus")
-
-
-def test_an_older_runs_relative_corpus_is_found_above_the_run_from_any_folder(tmp_path, monkeypatch):
-    (tmp_path / "project" / "corpus").mkdir(parents=True)
-    config = tmp_path / "project" / "runs" / "a" / "model" / "config.yaml"
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = run / "model" / "config.yaml"
     data = DataConfig(source=CorpusSource.files, dir="corpus")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    assert _corpus_found(data, config, "test").dir == str(tmp_path / "project" / "corpus")
+    assert corpus_of_run(data, config, "give --src").dir == str(tmp_path / "project" / "corpus")
+    monkeypatch.chdir(tmp_path / "project")
+    assert corpus_of_run(data, config, "give --src") is data  # from where it was trained: as it is
+    (run / ".hydra" / "hydra.yaml").unlink()  # no record (a run of run_training from Python): here, then above
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert corpus_of_run(data, config, "give --src").dir == str(tmp_path / "elsewhere" / "corpus")
     with pytest.raises(MTError) as lost:
-        _corpus_found(replace(data, dir="gone"), config, "test")
-    assert str(lost.value) == (
-        f"the test split: {config} names the corpus folder gone, which is found neither from here nor above the "
-        "run: run from the folder it was trained in, or give the test set with --src FILE --ref FILE instead of "
-        "--split test")
+        corpus_of_run(replace(data, dir="gone"), config, "give the test set with --src FILE --ref FILE")
+    assert str(lost.value) == (f"{config} names the corpus folder gone, found neither where the run was trained, nor "
+                               "from here, nor above the run: give the test set with --src FILE --ref FILE")
     demo = DataConfig(source=CorpusSource.demo, dir="data/demo")
-    assert _corpus_found(demo, config, "test") is demo  # generated where it is missing
-    assert os.getcwd() == str(elsewhere)
+    assert corpus_of_run(demo, config, "") is demo  # generated where it is missing
 
 
 def test_heatmap_labels_show_where_a_word_is_cut():
@@ -98,7 +94,9 @@ def test_compare_prints_a_table_a_terminal_holds_and_marks_intervals_of_few_sent
     assert "aer" not in scores.splitlines()[0]  # no model has it: no column
     assert "0.0123" in scores and "test_chrf" in scores
     by_length = format_by_length(comparison).splitlines()
-    assert by_length[2].endswith("[-3.00, +4.00] *") and by_length[3].endswith("[+0.50, +1.50]")
+    assert by_length[:2] == [f"#1 {names[0]}", f"#2 {names[1]}"]  # long names head the columns as #1, #2
+    assert "#2 - #1" in by_length[2] and max(len(line) for line in by_length[2:-1]) <= 80
+    assert by_length[4].endswith("[-3.00, +4.00] *") and by_length[5].endswith("[+0.50, +1.50]")
     assert by_length[-1].startswith("* fewer than 30 sentences")
 
 
@@ -215,6 +213,30 @@ def test_mt_train_takes_a_config_file_and_a_failed_start_leaves_no_run_folder(tm
     (tmp_path / "mine").mkdir()
     assert run_mt("train", "--config", "my.yaml", "hydra.run.dir=mine", cwd=tmp_path).returncode == 2
     assert (tmp_path / "mine").is_dir()  # a folder the user named, there before: left
+    # Named with ++, or in the config file (quoted there), inside folders of the user's: only what was made goes.
+    (tmp_path / "work" / "old").mkdir(parents=True)
+    (tmp_path / "work" / "old" / "train.log").write_text("my earlier log\n")
+    (tmp_path / "named.yaml").write_text("data:\n  source: files\n  dir: missing_corpus\nhydra:\n  run:\n"
+                                         "    dir: work/old\n")
+    assert run_mt("train", "named.yaml", cwd=tmp_path).returncode == 2
+    assert run_mt("train", "my.yaml", "++hydra.run.dir=work/new/x", cwd=tmp_path).returncode == 2
+    assert (tmp_path / "work" / "old" / "train.log").is_file() and not (tmp_path / "work" / "new").exists()
+    today = tmp_path / "runs" / time.strftime("%Y-%m-%d")
+    today.mkdir(parents=True)  # made by the user, empty
+    assert run_mt("train", "my.yaml", cwd=tmp_path).returncode == 2
+    assert today.is_dir() and list(today.iterdir()) == []
+
+
+def test_a_named_folder_holding_a_run_is_refused_before_its_record_is_touched(trained_model_dir, tmp_path):
+    import shutil
+
+    from .conftest import run_mt
+
+    run = Path(shutil.copytree(trained_model_dir.parent, tmp_path / "run"))
+    record = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = run_mt("train", "model=rnn_noattn", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 2 and f"{run} already holds a training run" in result.stderr
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == record
 
 
 def test_nbest_wider_than_the_default_beam_widens_it_and_a_given_beam_is_kept():
@@ -248,3 +270,39 @@ def test_mt_serve_loads_a_run_folder_as_its_model(trained_model_dir):
     (served,) = load_models([("run", str(trained_model_dir.parent))], "cpu", "fp32", search_process=False)
     assert (served.source, served.target) == ("en", "de")
     assert served.directory == str(trained_model_dir.resolve())
+
+
+@pytest.mark.parametrize("name, refused", [("test.de", True), ("test.DE.gz", True), ("test.EN", False),
+                                           ("test.lc", False), ("test.tok", False), ("corpus.de-en.en", False),
+                                           ("test.txt", False)])
+def test_only_a_language_code_as_the_last_suffix_names_a_language(name, refused):
+    from mt.data.corpus import check_file_language
+    from mt.errors import DataError
+
+    if refused:
+        with pytest.raises(DataError, match="looks like 'de' text"):
+            check_file_language(name, "en", "source", "en-de")
+    else:
+        check_file_language(name, "en", "source", "en-de")
+
+
+def test_config_file_strings_keep_backslashes_and_quotes(tmp_path):
+    from mt.presets import overrides_from_file
+
+    (tmp_path / "c.yaml").write_text("cache_dir: 'bs\\one it''s\\'\n")  # YAML: bs\one it's\
+    assert compose(overrides_from_file(tmp_path / "c.yaml")).cache_dir == "bs\\one it's\\"
+
+
+def test_a_setting_the_architecture_does_not_read_is_said(tmp_path, caplog, corpus_dir):
+    """Kept for a sweep over both architectures (model.heads=8 for all), but a single run says so."""
+    import logging
+
+    assert compose(["model=transformer", "model.emb_dim=512"]).model.unread() == ["model.emb_dim=512"]
+    assert compose(["model=rnn_bahdanau", "model.heads=8"]).model.unread() == ["model.heads=8"]
+    assert compose(["model=rnn_bahdanau", "model.emb_dim=64"]).model.unread() == []
+    from mt.training.pipeline import run_training
+
+    cfg = compose([*TINY_TRAIN, "train.max_steps=1", f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'c'}"])
+    with caplog.at_level(logging.WARNING, logger="mt.train"):
+        run_training(cfg, tmp_path / "run", progress="off")
+    assert "model.ff_dim=32: not read by the RNN models (kept for a sweep over architectures)" in caplog.text

@@ -5,18 +5,19 @@ record) was trained on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mt.analysis.compare.entries import ModelEntry
 from mt.analysis.compare.saved_systems import SavedSystem
-from mt.config import CorpusSource, DataConfig, ExperimentConfig, load_yaml
+from mt.config import ExperimentConfig, load_yaml
 from mt.data.corpus import load_corpus, read_parallel
 from mt.decoding.search import SearchConfig
 from mt.decoding.translator import Translator
-from mt.errors import MTError
+from mt.errors import DataError
 from mt.evaluation.metrics import DEFAULT_BUCKETS, BucketScore, Scores, corpus_scores, scores_by_length
 from mt.evaluation.report import format_table
+from mt.model_dir import corpus_of_run
 
 
 @dataclass
@@ -62,34 +63,11 @@ def training_split(entries: Sequence[ModelEntry], saved: Sequence[SavedSystem],
     else:
         where = Path(saved[0].path)
         data = load_yaml(where, ExperimentConfig, text=saved[0].config).data
-    data = _corpus_found(data, where, split)
-    test = load_corpus(data)["validation" if split == "valid" else "test"]
-    return list(test["src"]), list(test["tgt"]), f"the {split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"
-
-
-def _trained_from(where: Path) -> Path | None:
-    """The folder ``mt train`` ran in, as Hydra recorded it beside the run (RUN/.hydra/hydra.yaml,
-    ``hydra.runtime.cwd``), for the model directory RUN/model whose config is ``where``."""
-    import yaml
-
-    record = where.resolve().parent.parent / ".hydra" / "hydra.yaml"
+    data = corpus_of_run(data, where, f"the {split} split: give the test set with --src FILE --ref FILE instead "
+                         f"of --split {split}, or run from the folder the run was trained in")
     try:
-        cwd = yaml.safe_load(record.read_text(encoding="utf-8"))["hydra"]["runtime"]["cwd"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-    return Path(cwd) if isinstance(cwd, str) else None
-
-
-def _corpus_found(data: DataConfig, where: Path, split: str) -> DataConfig:
-    """A saved config's corpus folder (relative to where ``mt train`` ran, as the user typed it),
-    found from any folder: from here, from the folder the run was trained in (Hydra records it),
-    then from the folders above the run. The demo corpus is generated where it is missing."""
-    if not data.dir or data.source is CorpusSource.demo or Path(data.dir).is_absolute() or Path(data.dir).is_dir():
-        return data
-    trained_from = _trained_from(where)
-    for base in ([trained_from] if trained_from else []) + list(where.resolve().parents):
-        if (base / data.dir).is_dir():
-            return replace(data, dir=str(base / data.dir))
-    raise MTError(f"the {split} split: {where} names the corpus folder {data.dir}, which is found neither from here "
-                  f"nor above the run: run from the folder it was trained in, or give the test set with --src FILE "
-                  f"--ref FILE instead of --split {split}")
+        test = load_corpus(data)["validation" if split == "valid" else "test"]
+    except DataError as err:  # the training settings it names are not this command's to set
+        raise DataError(f"the {split} split of the run's corpus: {err}; or give the test set with --src FILE "
+                        "--ref FILE") from None
+    return list(test["src"]), list(test["tgt"]), f"the {split} split of {data.name} ({data.src_lang}-{data.tgt_lang})"

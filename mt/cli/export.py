@@ -18,7 +18,7 @@ def parser() -> argparse.ArgumentParser:
     export = new_parser("export", "Write a model for deployment, which every mt command (translate, evaluate, align, "
                         "compare, serve) runs like a model directory: --to ctranslate2 (Transformers) or --to int8 "
                         "(any model).")
-    export.add_argument("model_dir", help="the model directory to export")
+    export.add_argument("model_dir", help="the model directory to export, or its training run's folder (runs/NAME)")
     export.add_argument("--to", required=True, choices=list(FORMATS),
                         help="ctranslate2: a CTranslate2 model (Transformers); int8: any model with int8 weights "
                         "(about a quarter of the size) that translates with int8 products on the CPU")

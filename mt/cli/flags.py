@@ -157,6 +157,9 @@ def check_files(ns: argparse.Namespace, outputs: Iterable[str], inputs: Iterable
     none of the inputs (the files of ``inputs``, the ``models``' directories), each problem one
     line naming its flag (``mt.analysis.outputs``)."""
     from mt.analysis.outputs import check_output_files
+    from mt.model_dir import readable_dir
+
+    models = [str(readable_dir(m)) for m in models if m]  # a run folder: its model/, which nothing may write into
 
     def named(flags: Iterable[str]) -> list[tuple[str, str | None]]:
         return [(flag, getattr(ns, flag.lstrip("-").replace("-", "_"))) for flag in flags]

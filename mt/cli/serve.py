@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     serve = new_parser("serve", "a translation server: LibreTranslate's API (POST /translate, /detect, "
                        "/translate_file, GET /languages), GET /models, /health, /metrics, and at / a page that shows "
                        "the attention of every model as you type")
-    serve.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model directories, each DIR or NAME=DIR "
+    serve.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model directories or their runs' folders, each DIR or NAME=DIR "
                        "(a 'model' folder is named after its run); each language pair goes to its first model")
     serve.add_argument("--host", default=default.host, help=f"address to listen on (default {default.host}: this "
                        "machine only; 0.0.0.0 lets every machine that reaches this one translate, unauthenticated)")
@@ -38,8 +38,9 @@ def parser() -> argparse.ArgumentParser:
                           help="connections open at once; more are answered 503 with Retry-After")
     batches = serve.add_argument_group("batching and search processes")
     batches.add_argument("--batching", choices=BATCHING_MODES, default=batching.mode,
-                         help="continuous: a request's sentences join the running search at its next step and "
-                         "leave it the step they end; window: requests gathered into batches (--max-wait-ms, "
+                         help="continuous: a greedy request's sentences (--beam 1) join the running search at its "
+                         "next step and leave it the step they end, a beam request runs whole between two steps; "
+                         "window: requests gathered into batches (--max-wait-ms, "
                          "--min-wait-ms); off: each request alone, for comparison")
     batches.add_argument("--no-batching", action="store_true", help="the same as --batching off")
     batches.add_argument("--max-batch-tokens", type=int, default=batching.max_tokens, metavar="N",

@@ -53,34 +53,32 @@ def _train_app(cfg: DictConfig) -> float:
     return result.best_score  # what a Hydra sweeper would maximise
 
 
-# Whether the command line named the run folder (hydra.run.dir=...), and whether it was there before.
-_named_run_dir = False
-_named_run_dir_existed = False
+_existed: set[Path] = set()  # the folders on the way to the run folder that were there before Hydra ran
 
 
 def _remove_unstarted_run() -> None:
     """A run that stopped before training leaves no folder behind: what Hydra put in the folder it
-    made for it (.hydra/, the log) goes, then the folder and its date folder if empty. A folder the
-    user named that was there before, or one holding anything else, is left as it is."""
+    made for it (.hydra/, the log) goes, then the folders it made on the way if empty. A folder
+    that was there before, or one holding anything else, is left as it is."""
     import shutil
 
     from hydra.types import RunMode
 
     hydra_config = HydraConfig.get()
-    if hydra_config.mode is not RunMode.RUN or _named_run_dir_existed:
+    run_dir = Path(hydra_config.runtime.output_dir).absolute()
+    if hydra_config.mode is not RunMode.RUN or run_dir in _existed or hydra_config.job.chdir:
         return
-    run_dir = Path(hydra_config.runtime.output_dir)
     ours = {".hydra", f"{hydra_config.job.name}.log"}
     if not run_dir.is_dir() or any(p.name not in ours for p in run_dir.iterdir()):
         return
     logging.shutdown()  # the log file is closed before it goes
     shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
     (run_dir / f"{hydra_config.job.name}.log").unlink(missing_ok=True)
-    # mt's default folder (runs/DATE/TIME_NAME) goes with its date folder and runs/ where they are left
-    # empty; a folder named with hydra.run.dir goes alone.
-    made = [run_dir] if _named_run_dir else [run_dir, run_dir.parent, run_dir.parent.parent]
-    for folder in made:
-        if folder.resolve() == Path.cwd().resolve():
+    # The run folder, then the folders above it that Hydra made for it (runs/DATE/ of the default),
+    # each only if it is empty now and was not there before: never a folder of the user's.
+    cwd = Path.cwd().absolute()
+    for folder in (run_dir, *run_dir.parents):
+        if folder in _existed or folder == cwd or cwd not in folder.parents:
             break
         try:
             folder.rmdir()  # only if empty
@@ -170,20 +168,45 @@ def parser() -> argparse.ArgumentParser:
     return hydra_parser
 
 
+def _named_run_dir(args: list[str]) -> Path | None:
+    """The run folder a command line names (``hydra.run.dir=``, ``+``/``++`` too, quoted or not)."""
+    named = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra.run.dir=")]
+    return Path(named[-1].strip("'\"")).absolute() if named else None
+
+
+def _folders_there(args: list[str]) -> set[Path]:
+    """Before Hydra makes the run folder: which folders on its way exist already (the named one and
+    those above it; or runs/ and today's runs/DATE/ of the default), so that a failed start removes
+    only what it made. A named folder holding a run is refused here, before Hydra writes its
+    .hydra/ record over the run's (mt compare --split reads it)."""
+    import time
+
+    named = _named_run_dir(args)
+    resumes = any(a.split("=", 1)[0].lstrip("+") == "train.resume" for a in args)
+    if named is not None and not resumes and "-m" not in args and "--multirun" not in args:
+        held = [p for p in ("model", "checkpoints") if (named / p).exists()]
+        if held:
+            raise MTError(f"{named} already holds a training run ({' and '.join(held)}): continue it with "
+                          f"train.resume={named}, or give this run a new folder (hydra.run.dir=runs/NAME)")
+    default = Path("runs").absolute() / time.strftime("%Y-%m-%d") / "x"
+    return {p for p in ((named / "x").parents if named else default.parents) if p.exists()} | \
+        ({named} if named is not None and named.exists() else set())
+
+
 def config_file_overrides(args: list[str]) -> list[str]:
     """``mt train CONFIG.yaml [overrides]`` and ``--config FILE``: the file's settings as overrides
     (``mt.presets.overrides_from_file``), put before the command line's, which win."""
     from mt.presets import overrides_from_file
 
     files, rest, it = [], [], iter(args)
-    for i, arg in enumerate(it):
+    for arg in it:
         if arg == "--config":
             files.append(next(it, ""))
             if not files[-1]:
                 raise ConfigError("--config needs a file: mt train --config my_config.yaml")
         elif arg.startswith("--config="):
             files.append(arg.split("=", 1)[1])
-        elif i == 0 and "=" not in arg and arg.endswith((".yaml", ".yml")):
+        elif "=" not in arg and arg.endswith((".yaml", ".yml")) and not arg.startswith("-"):
             files.append(arg)
         else:
             rest.append(arg)
@@ -202,9 +225,8 @@ def run(args: list[str]) -> int:
     launched = launch_ddp(args)
     if launched is not None:
         return launched
-    global _named_run_dir, _named_run_dir_existed
-    named = [a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")]
-    _named_run_dir, _named_run_dir_existed = bool(named), bool(named) and Path(named[-1]).exists()
+    global _existed
+    _existed = _folders_there(args)
     saved = sys.argv
     sys.argv = ["mt train", *args]
     try:

@@ -36,6 +36,15 @@ def resolve_text_file(base: Path) -> Path:
     raise DataError(f"missing file {base} (or {base.name}.gz): check data.dir and the split and language names")
 
 
+# The two-letter language codes (ISO 639-1): a file suffix that is one names a language (test.de);
+# any other (test.lc, test.tok) says nothing.
+ISO_639_1 = frozenset("""aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io
+is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na
+nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss
+st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu""".split())  # noqa: SIM905
+
+
 def check_file_language(path: str | Path, lang: str, side: str, pair: str, models: str = "model's",
                         force_flag: str = "") -> None:
     """A file whose name says another language than the one a model reads or writes on that
@@ -43,8 +52,8 @@ def check_file_language(path: str | Path, lang: str, side: str, pair: str, model
     nonsense and the score near zero, with exit 0. Only a two-letter code as the last suffix
     (test.en, test.de.gz) counts; other names pass."""
     suffixes = [s.lstrip(".") for s in Path(path).suffixes if s != ".gz"]
-    code = suffixes[-1] if suffixes else ""
-    if lang and len(code) == 2 and code.isalpha() and code != lang:
+    code = suffixes[-1].lower() if suffixes else ""
+    if lang and code in ISO_639_1 and code != lang.lower():
         force = f", or {force_flag} if it really is {lang}" if force_flag else ""
         raise DataError(f"{path} looks like '{code}' text but the {models} {side} language is '{lang}' ({pair}): "
                         f"pass the {lang} file{force}")

@@ -23,7 +23,7 @@ from mt.decoding.translator import Translator
 from mt.errors import DataError, MTError
 from mt.files import output_kind
 from mt.hardware import resolve_device
-from mt.model_dir import MODEL_KINDS, existing_dir, legacy_kind
+from mt.model_dir import MODEL_KINDS, corpus_of_run, existing_dir, legacy_kind
 from mt.models import build_model
 from mt.precision import resolve_precision
 from mt.training import distributed
@@ -147,6 +147,8 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
         raise MTError(f"no checkpoint at {Path(new.train.resume) / 'checkpoints' / 'last'}: train.resume takes "
                       "the run directory of an earlier mt train")
     cfg = load_yaml(path / "config.yaml", ExperimentConfig)
+    cfg = dataclasses.replace(cfg, data=corpus_of_run(cfg.data, path / "config.yaml", "resume from the folder the "
+                                                      "run was trained in"))
     fields = {key.split(".", 1)[1]: getattr(new.train, key.split(".", 1)[1]) for key in resume_changes}
     if fields:
         world = distributed.world()
@@ -202,6 +204,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
             raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
                           f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
         device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
+        unread = cfg.model.unread()
+        if unread:
+            log.warning("%s%s: not read by %s (kept for a sweep over architectures)", prefix, ", ".join(unread),
+                        "the Transformer" if cfg.model.arch.value == "transformer" else "the RNN models")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:

@@ -52,13 +52,17 @@ def format_scores(comparison: Comparison, columns: Sequence[str] = CONSOLE_COLUM
 def format_by_length(comparison: Comparison) -> str:
     names = [e.name for e in comparison.entries]
     others = [n for n in names if n != comparison.baseline]
-    header = ["source words", "sentences", *names, *(f"{n} - {comparison.baseline}" for n in others)]
+    # Long names (a variant's settings) head the columns as #1, #2, ... named above the table.
+    short = {n: f"#{i}" for i, n in enumerate(names, 1)} if max(map(len, names)) > 16 else {n: n for n in names}
+    legend = "".join(f"{short[n]} {n}\n" for n in names) if short[names[0]] != names[0] else ""
+    header = ["source words", "sentences", *(short[n] for n in names),
+              *(f"{short[n]} - {short[comparison.baseline]}" for n in others)]
     mark = {True: " *", False: ""}
     rows = [[b.bucket, b.sentences, *(f"{b.bleu[n]:.2f}" for n in names),
              *(f"{b.gap[n]:+.2f} [{b.gap_low[n]:+.2f}, {b.gap_high[n]:+.2f}]{mark[b.sentences < FEW_SENTENCES]}"
                for n in others)]
             for b in comparison.buckets]
-    table = format_table(header, rows)
+    table = legend + format_table(header, rows)
     if others and any(b.sentences < FEW_SENTENCES for b in comparison.buckets):
         table += (f"\n* fewer than {FEW_SENTENCES} sentences: the interval resamples the same few and says little; "
                   "wider buckets (--buckets) or a larger test set")
