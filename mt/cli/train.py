@@ -184,10 +184,9 @@ def _folders_there(args: list[str]) -> set[Path]:
     named = _named_run_dir(args)
     resumes = any(a.split("=", 1)[0].lstrip("+") == "train.resume" for a in args)
     if named is not None and not resumes and "-m" not in args and "--multirun" not in args:
-        held = [p for p in ("model", "checkpoints") if (named / p).exists()]
-        if held:
-            raise MTError(f"{named} already holds a training run ({' and '.join(held)}): continue it with "
-                          f"train.resume={named}, or give this run a new folder (hydra.run.dir=runs/NAME)")
+        from mt.training.pipeline import check_new_run_dir
+
+        check_new_run_dir(named)
     default = Path("runs").absolute() / time.strftime("%Y-%m-%d") / "x"
     return {p for p in ((named / "x").parents if named else default.parents) if p.exists()} | \
         ({named} if named is not None and named.exists() else set())

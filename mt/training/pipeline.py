@@ -164,6 +164,27 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
     return cfg
 
 
+def check_new_run_dir(run_dir: Path, replace: bool = False) -> None:
+    """A new run never starts over an earlier one in ``run_dir`` (its model and checkpoints would be
+    replaced) unless ``replace``, nor over a file or a folder of the user's where it writes;
+    ``mt train`` asks before Hydra writes its record into the folder."""
+    earlier = []
+    for place in (run_dir / "model", run_dir / "checkpoints" / "last"):
+        if place.is_symlink() or (place.exists() and not place.is_dir()):
+            raise MTError(f"{place} is in the way (a file, not a folder mt wrote): move it elsewhere, or give "
+                          "this run a new folder (hydra.run.dir=...)")
+        found = existing_dir(place)
+        if found is None:
+            continue
+        if output_kind(found, legacy_kind) not in MODEL_KINDS:
+            raise MTError(f"{found} is in the way and is not a model mt wrote: move it elsewhere (mt never "
+                          "replaces a folder it did not write), or give this run a new folder (hydra.run.dir=...)")
+        earlier.append("model" if place.name == "model" else "checkpoints")
+    if earlier and not replace:
+        raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
+                      f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
+
+
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
                  resume_changes: Sequence[str] = (), replace: bool = False) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
@@ -188,21 +209,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
                  checkpoint.progress.epoch, checkpoint.progress.step)
         resume = (checkpoint.training_state, checkpoint.progress)
     else:
-        earlier = []
-        for place in (Path(run_dir) / "model", Path(run_dir) / "checkpoints" / "last"):
-            if place.is_symlink() or (place.exists() and not place.is_dir()):
-                raise MTError(f"{place} is in the way (a file, not a folder mt wrote): move it elsewhere, or give "
-                              "this run a new folder (hydra.run.dir=...)")
-            found = existing_dir(place)
-            if found is None:
-                continue
-            if output_kind(found, legacy_kind) not in MODEL_KINDS:
-                raise MTError(f"{found} is in the way and is not a model mt wrote: move it elsewhere (mt never "
-                              "replaces a folder it did not write), or give this run a new folder (hydra.run.dir=...)")
-            earlier.append("model" if place.name == "model" else "checkpoints")
-        if earlier and not replace:
-            raise MTError(f"{run_dir} already holds a training run ({' and '.join(earlier)}): continue it with "
-                          f"train.resume={run_dir}, or give this run a new folder (hydra.run.dir=runs/NAME)")
+        check_new_run_dir(Path(run_dir), replace)
         device = resolve_device(distributed.device_for(cfg.train.device, distributed.world()))
         unread = cfg.model.unread()
         if unread:
