@@ -143,6 +143,19 @@ def model(request):
     return build_model(variant_config(request.param), 40, 50).eval()
 
 
+def assert_steps_match_forward(model, batch) -> None:
+    """Decoding one step at a time (the search's path) gives the teacher-forced forward pass's
+    logits and attention (training's path), step by step."""
+    logits, attn = model(batch.src, batch.src_mask, batch.tgt_in)
+    memory = model.encode(batch.src, batch.src_mask)
+    state = model.init_state(memory)
+    for t in range(batch.tgt_in.size(1)):
+        step_logits, state, step_attn = model.decode_step(memory, state, batch.tgt_in[:, t])
+        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
+        if attn is not None:
+            torch.testing.assert_close(step_attn, attn[:, t], atol=1e-5, rtol=1e-5)
+
+
 def run_mt(*args: str, cwd: Path, stdin: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Runs the ``mt`` command as a user would, in a subprocess."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")

@@ -10,6 +10,8 @@ from mt.models.attention import SCORES, Attention, make_attention, masked_softma
 from mt.models.rnn import Placement, RNNDecoder, RNNEncoder, RNNSeq2Seq
 from mt.presets import compose
 
+from .conftest import assert_steps_match_forward
+
 
 def test_sparsemax_matches_the_closed_form_and_has_exact_zeros():
     z = torch.tensor([[2.0, 1.0, -1.0, 0.5]])
@@ -127,14 +129,7 @@ def test_a_new_score_is_one_class_and_one_entry_in_the_table():
     decoder = RNNDecoder(40, 8, 6, 1, "gru", 0.0, encoder.out_dim, make_attention(6, 6, "toy", scores=scores),
                          Placement.luong)
     model = RNNSeq2Seq(encoder, decoder, 30, 40).eval()
-    batch = collate([[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]])
-    logits, attn = model(batch.src, batch.src_mask, batch.tgt_in)
-    memory = model.encode(batch.src, batch.src_mask)
-    state = model.init_state(memory)
-    for t in range(batch.tgt_in.size(1)):
-        step_logits, state, step_attn = model.decode_step(memory, state, batch.tgt_in[:, t])
-        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(step_attn, attn[:, t], atol=1e-5, rtol=1e-5)
+    assert_steps_match_forward(model, collate([[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]]))
 
 
 def test_parameter_names_are_those_saved_models_hold():

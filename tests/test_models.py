@@ -12,7 +12,7 @@ from mt.decoding.search import greedy_search
 from mt.models import build_model, select_rows
 from mt.models.attention import masked_softmax
 
-from .conftest import ALL_VARIANTS, GATED_VARIANTS, variant_config
+from .conftest import ALL_VARIANTS, GATED_VARIANTS, assert_steps_match_forward, variant_config
 
 SRC = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
 TGT = [[20, 21, 22], [23, 24, 25, 26], [27]]
@@ -44,15 +44,7 @@ def test_attention_rows_sum_to_one_with_zero_weight_on_padding(model, request):
 
 
 def test_step_by_step_decoding_equals_teacher_forced_forward(model):
-    batch = collate(SRC, TGT)
-    logits, attn = model(batch.src, batch.src_mask, batch.tgt_in)
-    memory = model.encode(batch.src, batch.src_mask)
-    state = model.init_state(memory)
-    for t in range(batch.tgt_in.size(1)):
-        step_logits, state, step_attn = model.decode_step(memory, state, batch.tgt_in[:, t])
-        torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
-        if attn is not None:
-            torch.testing.assert_close(step_attn, attn[:, t], atol=1e-5, rtol=1e-5)
+    assert_steps_match_forward(model, collate(SRC, TGT))
 
 
 def test_padding_does_not_change_a_sentence_translation(model):

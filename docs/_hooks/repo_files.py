@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
+import tempfile
 from pathlib import Path
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -60,8 +62,22 @@ def _title(readme: Path) -> str:
     return readme.parent.name
 
 
+def _quiet_kernel() -> None:
+    """The notebook's kernel (ipykernel, started by mkdocs-jupyter) logs two WARNING lines that are
+    no fault of the build (its TCP transport on loopback; "parent appears to have exited" when the
+    build ends first): it runs with an IPython folder of its own whose config logs errors only, so
+    the build's output holds what matters."""
+    if "IPYTHONDIR" in os.environ:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="mt-docs-ipython-"))
+    (folder / "profile_default").mkdir()
+    (folder / "profile_default" / "ipython_kernel_config.py").write_text("c.Application.log_level = 'ERROR'\n")
+    os.environ["IPYTHONDIR"] = str(folder)
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
     """The Studies section of the nav lists the study READMEs that exist."""
+    _quiet_kernel()
     for item in config.nav or []:
         if isinstance(item, dict) and STUDIES_NAV in item and isinstance(item[STUDIES_NAV], list):
             known = {v for entry in item[STUDIES_NAV] for v in (entry.values() if isinstance(entry, dict) else [entry])}
