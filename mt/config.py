@@ -405,6 +405,7 @@ class TrainConfig:
     valid_beam: int = 1
     valid_every: int = 0         # also validate every this many updates (0: at the end of each epoch only)
     keep_checkpoints: int = 0    # keep the model of the last N validations in checkpoints/ (for mt average)
+    average_last: int = 0        # at the end, the mean of the models of the last N validations, validated: it becomes the run's model where it scores better (0: off)
     metric: Metric = Metric.bleu  # picks the best model and drives early stopping and the plateau schedule
     patience: int = 0            # stop after this many validations without a better metric (0: never)
     plateau_patience: int = 2    # schedule=plateau: lower the rate after this many validations without a better metric
@@ -432,9 +433,12 @@ class TrainConfig:
         _check(not self.alignment_shift or self.alignment_loss > 0, "train.alignment_shift=true shifts the supervised "
                "attention rows, so it needs train.alignment_loss above 0: set both, or drop train.alignment_shift")
         _check(self.valid_beam >= 1, f"train.valid_beam must be at least 1, got {self.valid_beam}")
-        _check(min(self.patience, self.checkpoint_every, self.valid_every, self.keep_checkpoints) >= 0
-               and self.weight_decay >= 0, "train.patience, train.checkpoint_every, train.valid_every, "
-               "train.keep_checkpoints and train.weight_decay must be 0 or positive")
+        _check(min(self.patience, self.checkpoint_every, self.valid_every, self.keep_checkpoints,
+                   self.average_last) >= 0 and self.weight_decay >= 0,
+               "train.patience, train.checkpoint_every, train.valid_every, train.keep_checkpoints, "
+               "train.average_last and train.weight_decay must be 0 or positive")
+        _check(self.average_last != 1, "train.average_last=1 averages one model with itself: set 0 (off) or the "
+               "number of last validations' models to average, at least 2")
         _check(self.plateau_patience >= 1 and 0 < self.plateau_factor < 1 and 0 <= self.min_lr <= self.lr,
                f"train.plateau_patience must be at least 1, train.plateau_factor in (0, 1) and train.min_lr in "
                f"[0, train.lr]; got {self.plateau_patience}, {self.plateau_factor}, {self.min_lr}")

@@ -51,7 +51,7 @@ def _uncovered(results: Path, readme: str) -> list[str]:
 
 def test_the_lab_is_found():
     assert {p.name for p in STUDIES} == {"multi30k_attention", "hansards_alignment", "vs_joeynmt", "deployment_speed",
-                                         "serving_load"}
+                                         "serving_load", "time_to_quality"}
     assert len(SCRIPTS) >= 20
 
 

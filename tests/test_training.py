@@ -150,6 +150,34 @@ def test_validation_every_n_steps_keeps_snapshots_that_mt_average_combines(corpu
     assert "at least two models" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("average_wins", [True, False])
+def test_average_last_validates_the_mean_of_the_last_models_and_keeps_it_only_if_better(
+        corpus_dir, tmp_path, monkeypatch, average_wins):
+    bleus = iter([10.0, 20.0, 30.0, 40.0, 50.0 if average_wins else 5.0])  # four validations, then the mean
+    monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (next(bleus), 0.0))
+    run = tmp_path / "run"
+    cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+                   "train.valid_every=2", "train.max_steps=8", "train.average_last=3"])
+    result = run_training(cfg, run, progress="off")
+    kept = sorted((run / "checkpoints").glob("step_*"))
+    assert [k.name for k in kept] == ["step_00000004", "step_00000006", "step_00000008"]  # kept for the mean
+    states = [load_file(str(k / "model.safetensors")) for k in kept]
+    model = load_file(str(run / "model" / "model.safetensors"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["averaged"] for r in rows] == [0, 0, 0, 0, 3] and rows[-1]["best"] is average_wins
+    assert all(r["wall"] >= r["elapsed"] > 0 for r in rows)  # the command's clock includes data preparation
+    for key, value in model.items():
+        expected = sum(s[key] for s in states) / 3 if average_wins else states[-1][key]
+        assert torch.allclose(value, expected, atol=1e-6), key
+    assert abs(result.best_score) == (50.0 if average_wins else 40.0)
+    assert len(result.history) == 4  # the curves show training's validations only
+
+
+def test_average_last_of_one_model_is_refused():
+    with pytest.raises(MTError, match="average_last=1 averages one model with itself"):
+        compose(["train.average_last=1"])
+
+
 def test_early_stopping_ends_after_patience_validations_without_improvement(corpus_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module.Trainer, "_valid_scores", lambda self: (10.0, 20.0))
     cfg = compose([*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=5",

@@ -21,6 +21,13 @@ def snapshots(run_dir: Path) -> list[Path]:
     return sorted(p for p in (run_dir / "checkpoints").glob("step_*[0-9]") if p.is_dir())
 
 
+def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one shape, computed in float64 and returned in
+    each tensor's own dtype."""
+    return {k: torch.stack([s[k].double() for s in states]).mean(0).to(states[0][k].dtype).contiguous()
+            for k in states[0]}
+
+
 def average_models(model_dirs: list[Path], out: Path, force: bool = False) -> Path:
     """Writes a model directory whose weights are the mean of ``model_dirs``' (the config
     and tokenizers of the last one). An earlier average at ``out`` is replaced (with ``force``,
@@ -36,8 +43,7 @@ def average_models(model_dirs: list[Path], out: Path, force: bool = False) -> Pa
     for d, state in zip(model_dirs[1:], states[1:]):
         if state.keys() != keys or any(state[k].shape != states[0][k].shape for k in keys):
             raise MTError(f"{d} holds a model of another shape than {model_dirs[0]}: average models of one run")
-    averaged = {k: (torch.stack([s[k].double() for s in states]).mean(0)).to(states[0][k].dtype).contiguous()
-                for k in keys}
+    averaged = mean_state(states)
 
     def write(tmp: Path) -> None:
         save_file(averaged, str(tmp / WEIGHTS))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from mt.config import Optimizer, Schedule, TrainConfig
@@ -37,11 +38,12 @@ from mt.decoding.translator import Translator
 from mt.errors import MTError, WriteError, write_failure
 from mt.evaluation.metrics import corpus_scores
 from mt.files import remove_own
-from mt.model_dir import legacy_kind
+from mt.model_dir import WEIGHTS, legacy_kind
 from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
 from mt.training.alignment_loss import alignment_loss
+from mt.training.averaging import mean_state, snapshots
 from mt.training.checkpoint import Progress, RunFiles, after_failed_checkpoint
 from mt.training.fused_loss import linear_cross_entropy
 from mt.training.schedule import learning_rate_factor, plateau_scale
@@ -73,6 +75,8 @@ class ValidationRecord:
     best: bool
     precision: str = "fp32"
     elapsed: float = 0.0         # wall seconds since the run began, summed over resumed sessions
+    wall: float = 0.0            # seconds since this command started: data preparation and tokenizers included
+    averaged: int = 0            # train.average_last: this row scores the mean of that many models
 
 
 @dataclass
@@ -217,6 +221,16 @@ class Trainer:
         if self.rank == 0:
             self.files.save_checkpoint(self.optimizer, self.schedule, self.progress,
                                        {"world_size": self.world_size, "rank_rng": rng, "rank_cuda_rng": cuda_rng})
+
+    def _wall(self) -> float:
+        """Seconds since the command started (``elapsed`` where the caller gave no start)."""
+        started = self.command_started if self.command_started is not None else self.run_started
+        return round(time.perf_counter() - started, 1)
+
+    def _kept_snapshots(self) -> int:
+        """How many validations' models checkpoints/ keeps: train.keep_checkpoints, or more for
+        train.average_last."""
+        return max(self.cfg.keep_checkpoints, self.cfg.average_last)
 
     def _elapsed(self) -> float:
         """Wall seconds of the whole run: what earlier sessions checkpointed plus this one's."""
@@ -388,9 +402,9 @@ class Trainer:
             if self.cfg.schedule is Schedule.plateau:
                 p.lr_scale = plateau_scale(p.lr_scale, p.bad_validations, self.cfg)
         record = ValidationRecord(p.epoch, p.step, round(train_loss, 4), round(valid_loss, 4),
-                             round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
-                             self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best,
-                             self.precision.name, round(self._elapsed(), 1))
+                                  round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
+                                  self.optimizer.param_groups[0]["lr"], round(tok_s, 1), round(seconds, 1), best,
+                                  self.precision.name, round(self._elapsed(), 1), self._wall())
         p.history.append(asdict(record))
         if self.rank == 0:
             self._append_metrics(asdict(record))
@@ -401,13 +415,46 @@ class Trainer:
             log.info("%sepoch %d  step %d  train loss %.3f  valid loss %.3f  ppl %.2f  BLEU %.2f  chrF %.2f  "
                      "lr %.2g  %.0f tok/s  %.0fs%s", self._prefix(), p.epoch, p.step, train_loss, valid_loss,
                      record.valid_ppl, bleu, chrf, record.lr, tok_s, seconds, "  (best, saved)" if best else "")
-            if self.cfg.keep_checkpoints:
+            if self._kept_snapshots():
                 self._snapshot()
         if self.cfg.patience and p.bad_validations >= self.cfg.patience:
             log.info("%sstopping early: no better validation %s in %d validations", self._prefix(),
                      self.cfg.metric.value, self.cfg.patience)
             self.stop = True
         return record
+
+    def _validate_average(self) -> None:
+        """train.average_last: the mean of the models of the last N validations is validated as one
+        more candidate, and becomes the run's model where it scores better than the best single one
+        (averaging the last checkpoints usually gains: Vaswani et al., 2017). Its row in
+        metrics.jsonl says how many models it averaged. The model in memory stays the last one."""
+        p = self.progress
+        folders = snapshots(self.run_dir)[-self.cfg.average_last:]
+        if len(folders) < 2:
+            log.info("%strain.average_last=%d: only %d validation(s), nothing to average", self._prefix(),
+                     self.cfg.average_last, len(folders))
+            return
+        start = time.perf_counter()
+        last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        averaged = mean_state([load_file(str(f / WEIGHTS)) for f in folders])
+        self.model.load_state_dict(averaged, strict=False)  # tied tensors are stored once
+        valid_loss = self._valid_loss()
+        bleu, chrf = self._valid_scores()
+        score = {"bleu": bleu, "chrf": chrf, "loss": -valid_loss}[self.cfg.metric.value]
+        best = score > p.best_score
+        if best:
+            p.best_score = score
+            self.files.save_model(self.run_dir / "model")
+        self.model.load_state_dict(last)
+        train_loss = p.history[-1]["train_loss"] if p.history else 0.0  # the last one's: no NaN in the JSON
+        record = ValidationRecord(p.epoch, p.step, train_loss, round(valid_loss, 4),
+                                  round(math.exp(min(valid_loss, 50)), 2), bleu, chrf,
+                                  self.optimizer.param_groups[0]["lr"], 0.0, round(time.perf_counter() - start, 1),
+                                  best, self.precision.name, round(self._elapsed(), 1), self._wall(), len(folders))
+        self._append_metrics(asdict(record))
+        log.info("%sthe mean of the last %d validations' models: valid loss %.3f  BLEU %.2f  chrF %.2f%s",
+                 self._prefix(), len(folders), valid_loss, bleu, chrf,
+                 "  (better than each: it is the run's model)" if best else "  (not better: the best single model stays)")
 
     def _append_metrics(self, row: dict) -> None:
         """One line of metrics.jsonl; a failed write (a full disk) is one line saying what is kept."""
@@ -426,7 +473,7 @@ class Trainer:
         """The model at this validation, for checkpoint averaging; only the newest N stay."""
         folder = self.run_dir / "checkpoints"
         self.files.save_model(folder / f"step_{self.progress.step:08d}")
-        for old in sorted(folder.glob("step_*[0-9]"))[: -self.cfg.keep_checkpoints]:
+        for old in sorted(folder.glob("step_*[0-9]"))[: -self._kept_snapshots()]:
             remove_own(old, "model", legacy_kind)
 
     def fit(self) -> TrainResult:
@@ -446,5 +493,7 @@ class Trainer:
             self._checkpoint()
             if self.out_of_time:
                 break
+        if self.cfg.average_last and self.rank == 0:
+            self._validate_average()
         best_dir = self.run_dir / "model"
         return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, self.stop)
