@@ -96,6 +96,7 @@ class Schedule(Enum):
     noam = "noam"          # inverse square root of the step after the warm-up (Vaswani et al., 2017)
     plateau = "plateau"    # multiply the rate by plateau_factor after plateau_patience validations without a better metric
     linear = "linear"      # fall linearly to min_lr at the end of the run: train.epochs, max_steps or max_seconds, whichever ends it first
+                           # (from train.decay_from of the run on: 0.8 holds the rate for 80% of it, "warmup-stable-decay")
 
 
 class Metric(Enum):
@@ -411,6 +412,7 @@ class TrainConfig:
     plateau_patience: int = 2    # schedule=plateau: lower the rate after this many validations without a better metric
     plateau_factor: float = 0.5  # schedule=plateau: ... multiplying it by this
     min_lr: float = 1e-5         # schedule=plateau: ... never below this; schedule=linear: the rate at the end
+    decay_from: float = 0.0      # schedule=linear: train.lr holds until this share of the run, then falls to min_lr at its end (0: from the warm-up on)
     checkpoint_every: int = 0    # also write checkpoints/last every this many updates (0: each epoch only)
     resume: str = ""             # a run directory to continue from its last checkpoint
     max_seconds: float = 0       # stop training after this many seconds, then validate and save (0: no limit)
@@ -442,6 +444,10 @@ class TrainConfig:
         _check(self.plateau_patience >= 1 and 0 < self.plateau_factor < 1 and 0 <= self.min_lr <= self.lr,
                f"train.plateau_patience must be at least 1, train.plateau_factor in (0, 1) and train.min_lr in "
                f"[0, train.lr]; got {self.plateau_patience}, {self.plateau_factor}, {self.min_lr}")
+        _check(0.0 <= self.decay_from < 1.0, f"train.decay_from must be in [0, 1), a share of the run, got {self.decay_from}")
+        _check(not self.decay_from or self.schedule is Schedule.linear,
+               f"train.decay_from={self.decay_from} says where schedule=linear starts its decay: set "
+               f"train.schedule=linear, or drop train.decay_from (schedule={self.schedule.value} does not read it)")
         _check(self.schedule is not Schedule.noam or self.warmup_steps > 0,
                "train.schedule=noam needs train.warmup_steps > 0")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

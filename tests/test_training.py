@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import sys
 import time
 import warnings
@@ -121,6 +122,18 @@ def test_schedules_warm_up_decay_and_halve_on_plateau():
     assert trainer_module.learning_rate_factor(5, linear, 1.0, 0.5) == pytest.approx(0.55)
     assert trainer_module.learning_rate_factor(5, linear, 1.0, 1.0) == pytest.approx(0.1)
     assert trainer_module.learning_rate_factor(5, linear, 1.0, 3.0) == pytest.approx(0.1)  # never below min_lr
+    wsd = TrainConfig(schedule=Schedule.linear, lr=1e-3, min_lr=1e-4, decay_from=0.8)
+    assert [trainer_module.learning_rate_factor(5, wsd, 1.0, f) for f in (0.0, 0.5, 0.8)] == [1.0, 1.0, 1.0]
+    assert trainer_module.learning_rate_factor(5, wsd, 1.0, 0.9) == pytest.approx(0.55)  # halfway down its decay
+    assert trainer_module.learning_rate_factor(5, wsd, 1.0, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("overrides, said", [
+    (["train.decay_from=0.8"], "says where schedule=linear starts its decay"),
+    (["train.schedule=linear", "train.decay_from=1.0"], "train.decay_from must be in [0, 1)")])
+def test_decay_from_is_a_share_of_the_run_and_only_for_the_linear_schedule(overrides, said):
+    with pytest.raises(MTError, match=re.escape(said)):
+        compose(overrides)
 
 
 def test_linear_schedule_ends_the_run_at_min_lr(corpus_dir, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -41,7 +42,9 @@ def _train_app(cfg: DictConfig) -> float:
             log.info("this session's log: %s; the run continues in %s", run_dir, config.train.resume)
         else:
             log.info("run directory: %s", run_dir)
-        result = run_training(config, run_dir, resume_changes=changed)
+        global _started
+        started, _started = _started or time.perf_counter(), None  # a sweep's later jobs: their own start
+        result = run_training(config, run_dir, resume_changes=changed, started=started)
     except MTError as err:
         # One line, and a non-zero exit, also from inside a Hydra job.
         print(f"error: {err}", file=sys.stderr)
@@ -54,6 +57,7 @@ def _train_app(cfg: DictConfig) -> float:
 
 
 _existed: set[Path] = set()  # the folders on the way to the run folder that were there before Hydra ran
+_started: float | None = None  # when `mt train` began: the zero of the wall clock in metrics.jsonl
 
 
 def _remove_unstarted_run() -> None:
@@ -213,6 +217,8 @@ def config_file_overrides(args: list[str]) -> list[str]:
 
 
 def run(args: list[str]) -> int:
+    global _started
+    _started = time.perf_counter()
     config_dir()  # mt's own configs are there, or a one-line error
     args = config_file_overrides(args)
     for folder in split_config_dirs(args)[1]:

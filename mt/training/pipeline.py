@@ -49,8 +49,9 @@ class PreparedData:
 class Stages:
     """Logs how long each stage of the start took, so a user sees where it goes."""
 
-    def __init__(self) -> None:
-        self.started = self.last = time.perf_counter()
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
+        self.last = time.perf_counter()
 
     def done(self, stage: str) -> None:
         now = time.perf_counter()
@@ -186,7 +187,7 @@ def check_new_run_dir(run_dir: Path, replace: bool = False) -> None:
 
 
 def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "auto", name: str = "",
-                 resume_changes: Sequence[str] = (), replace: bool = False) -> TrainResult:
+                 resume_changes: Sequence[str] = (), replace: bool = False, started: float | None = None) -> TrainResult:
     """Trains the configured model; the best one is written to ``run_dir/model``.
 
     With ``train.resume=RUN_DIR`` the run in RUN_DIR continues from its last checkpoint,
@@ -196,9 +197,11 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
     ``progress``: auto (a bar on a terminal, plain lines otherwise), bar, lines or off.
     A new run never starts over an earlier one in ``run_dir`` (its model and checkpoints would
     be replaced) unless ``replace`` says so (the demo, which retrains its own runs).
+    ``started`` (``time.perf_counter``) is when the command began, the zero of the ``wall``
+    clock in metrics.jsonl; by default, this call.
     """
     prefix = f"[{name}] " if name else ""
-    stages = Stages()
+    stages = Stages(started)
     resume = None
     if cfg.train.resume:
         run_dir = Path(cfg.train.resume)

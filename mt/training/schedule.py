@@ -1,6 +1,7 @@
 """The learning rate at each update: warm-up, then constant, Noam's inverse square root, a
 plateau schedule lowered when validation stops improving, or a linear decay to the end of
-the run (of its epochs, steps or seconds, whichever ends it first)."""
+the run (of its epochs, steps or seconds, whichever ends it first), over all of it or its
+last part (train.decay_from)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ def learning_rate_factor(step: int, cfg: TrainConfig, plateau_scale: float, run_
         return min(step / warmup, math.sqrt(warmup / step))
     factor = min(1.0, step / warmup) if warmup else 1.0
     if cfg.schedule is Schedule.linear:  # a time or step budget is best spent decaying to its end (Li et al., 2020)
+        # From train.decay_from of the run on; before it the rate holds (warmup-stable-decay: Hu et al., 2024;
+        # Hägele et al., 2024).
         end = cfg.min_lr / cfg.lr
-        return factor * (1.0 - (1.0 - end) * min(max(run_fraction, 0.0), 1.0))
+        decayed = (run_fraction - cfg.decay_from) / (1.0 - cfg.decay_from)
+        return factor * (1.0 - (1.0 - end) * min(max(decayed, 0.0), 1.0))
     return factor * (plateau_scale if cfg.schedule is Schedule.plateau else 1.0)
 
 

@@ -141,12 +141,13 @@ def run_queue(records: Path, queue: Path) -> None:
 
 def table(records: list[dict]) -> str:
     """The trials as a Markdown table, in the order they ran."""
-    lines = ["| trial | budget s | overrides | updates | tok/s | peak RSS MiB | best valid BLEU | last | averaged |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| trial | budget s | overrides | updates | tok/s | peak RSS MiB | best valid BLEU | last | averaged "
+              "| last valid loss |"), "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in records:
         lines.append(f"| {r['name']} | {r['budget_s']:g} | {' '.join(r['overrides']) or '(the preset)'} | "
                      f"{r['updates']} | {r['tokens_per_s'] or 0:,.0f} | {r['peak_rss_mib']:,.0f} | "
-                     f"{r['best_valid_bleu']} | {r['last_valid_bleu']} | {r['averaged_valid_bleu'] or ''} |")
+                     f"{r['best_valid_bleu']} | {r['last_valid_bleu']} | {r['averaged_valid_bleu'] or ''} | "
+                     f"{next((v['valid_loss'] for v in reversed(r['validations']) if not v.get('averaged')), '')} |")
     return "\n".join(lines)
 
 
