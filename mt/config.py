@@ -390,6 +390,7 @@ class TrainConfig:
     accumulate: int = 1          # batches per update: the update sees accumulate x max_tokens tokens
     optimizer: Optimizer = Optimizer.adam
     weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam's moment decay rates (Transformers often take 0.9, 0.98)
     lr: float = 2e-3             # the RNN presets' rate; conf/model/transformer.yaml sets 1e-3
     schedule: Schedule = Schedule.constant
     warmup_steps: int = 0        # linear warm-up of the learning rate over this many updates
@@ -428,6 +429,8 @@ class TrainConfig:
         _check(self.max_tokens >= 16, f"train.max_tokens must be at least 16, got {self.max_tokens}")
         _check(self.accumulate >= 1, f"train.accumulate must be at least 1, got {self.accumulate}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+               f"train.betas must be two rates in [0, 1), Adam's beta1 and beta2 (e.g. [0.9,0.98]), got {list(self.betas)}")
         _check(self.warmup_steps >= 0, f"train.warmup_steps must be 0 or positive, got {self.warmup_steps}")
         _check(self.clip_norm >= 0, f"train.clip_norm must be 0 (off) or positive, got {self.clip_norm}")
         _check(0.0 <= self.label_smoothing < 1.0, f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")

@@ -130,8 +130,10 @@ def test_schedules_warm_up_decay_and_halve_on_plateau():
 
 @pytest.mark.parametrize("overrides, said", [
     (["train.decay_from=0.8"], "says where schedule=linear starts its decay"),
-    (["train.schedule=linear", "train.decay_from=1.0"], "train.decay_from must be in [0, 1)")])
-def test_decay_from_is_a_share_of_the_run_and_only_for_the_linear_schedule(overrides, said):
+    (["train.schedule=linear", "train.decay_from=1.0"], "train.decay_from must be in [0, 1)"),
+    (["train.betas=[0.9]"], "train.betas must be two rates in [0, 1)"),
+    (["train.betas=[0.9,1.0]"], "train.betas must be two rates in [0, 1)")])
+def test_schedule_and_optimizer_settings_out_of_range_are_refused(overrides, said):
     with pytest.raises(MTError, match=re.escape(said)):
         compose(overrides)
 
@@ -184,6 +186,16 @@ def test_average_last_validates_the_mean_of_the_last_models_and_keeps_it_only_if
         assert torch.allclose(value, expected, atol=1e-6), key
     assert abs(result.best_score) == (50.0 if average_wins else 40.0)
     assert len(result.history) == 4  # the curves show training's validations only
+
+
+def test_adam_takes_the_configured_betas():
+    from mt.config import Optimizer, TrainConfig
+
+    model = torch.nn.Linear(2, 2)
+    for kind in Optimizer:
+        optimizer = trainer_module.build_optimizer(model, TrainConfig(optimizer=kind, betas=[0.8, 0.98]))
+        assert optimizer.param_groups[0]["betas"] == (0.8, 0.98)
+    assert compose(["train.betas=[0.9,0.98]"]).train.betas == [0.9, 0.98]
 
 
 def test_average_last_of_one_model_is_refused():
@@ -256,6 +268,10 @@ def test_train_into_a_file_writes_plain_progress_lines_not_a_bar(corpus_dir, tmp
     output = result.stdout + result.stderr
     assert "epoch 1  batch" in output and "tok/s" in output
     assert "\r" not in output  # no carriage-return bar updates in a log file
+    # The wall clock of metrics.jsonl starts when mt train began: Hydra, the tokenizers and the
+    # corpus come before the first update, so it runs ahead of the training clock.
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["wall"] > r["elapsed"] + 0.2 for r in rows), rows
 
 
 def test_log_every_one_refreshes_at_every_update_and_zero_is_refused():

@@ -138,7 +138,7 @@ def open_tensorboard(path: Path):
 
 def build_optimizer(model: Seq2SeqModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     kind = torch.optim.AdamW if cfg.optimizer is Optimizer.adamw else torch.optim.Adam
-    return kind(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return kind(model.parameters(), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay)
 
 
 @dataclass
@@ -172,6 +172,7 @@ class Trainer:
         self.files = files
         self.run_dir = files.run_dir
         self.command_started = started
+        self.wall_started = started  # the zero of metrics' wall clock (fit() sets it where none was given)
         if progress == "auto":
             progress = "bar" if sys.stderr.isatty() else "lines"
         self.progress_mode = progress
@@ -223,9 +224,8 @@ class Trainer:
                                        {"world_size": self.world_size, "rank_rng": rng, "rank_cuda_rng": cuda_rng})
 
     def _wall(self) -> float:
-        """Seconds since the command started (``elapsed`` where the caller gave no start)."""
-        started = self.command_started if self.command_started is not None else self.run_started
-        return round(time.perf_counter() - started, 1)
+        """Seconds since the command started (since fit() began where the caller gave no start)."""
+        return round(time.perf_counter() - self.wall_started, 1)
 
     def _kept_snapshots(self) -> int:
         """How many validations' models checkpoints/ keeps: train.keep_checkpoints, or more for
@@ -479,6 +479,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         p = self.progress
         self.run_started = time.perf_counter() - p.elapsed
+        if self.wall_started is None:
+            self.wall_started = time.perf_counter()
         self.first_at = time.perf_counter()
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
