@@ -167,6 +167,8 @@ class ModelConfig:
     ff_dim: int = 1024
     positions: Positions = Positions.sinusoidal
     max_positions: int = 1024
+    attention_dropout: float | None = None   # on the attention weights (empty: model.dropout)
+    activation_dropout: float | None = None  # after the feed-forward's ReLU (empty: model.dropout)
     tie_output: bool = True          # the output layer reuses the target embedding
     share_embeddings: bool = False   # one embedding for both sides: needs data.tokenizer.joint=true
     attention_reduction: AttentionReduction = AttentionReduction.last_layer
@@ -177,7 +179,9 @@ class ModelConfig:
         for key in ("emb_dim", "hidden_dim", "enc_layers", "dec_layers"):
             _check(getattr(self, key) > 0, f"model.{key} must be positive, got {getattr(self, key)}")
         _check(self.enc_hidden_dim >= 0, f"model.enc_hidden_dim must be 0 or positive, got {self.enc_hidden_dim}")
-        _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        for key in ("dropout", "attention_dropout", "activation_dropout"):
+            value = getattr(self, key)
+            _check(value is None or 0.0 <= value < 1.0, f"model.{key} must be in [0, 1), got {value}")
         arch = ARCH_CONFIGS[self.arch]
         arch.of(self)  # the architecture's own checks
         for key, value, default in _settings(self):
@@ -264,6 +268,7 @@ class RNNConfig(ArchConfig):
 
     # Every Transformer key: a sweep over both architectures shares them (model.heads=8 for all), as ever.
     ignores: ClassVar[frozenset[str]] = frozenset({"heads", "ff_dim", "positions", "max_positions", "tie_output",
+                                                   "attention_dropout", "activation_dropout",
                                                    "share_embeddings", "attention_reduction", "alignment_layer",
                                                    "alignment_head"})
     shapes: ClassVar[dict[str, str]] = {"attention": "the RNN decoders' attention", "": "the RNN models"}
@@ -295,6 +300,8 @@ class TransformerConfig(ArchConfig):
     ff_dim: int
     positions: Positions
     max_positions: int
+    attention_dropout: float | None
+    activation_dropout: float | None
     tie_output: bool
     share_embeddings: bool
     attention_reduction: AttentionReduction

@@ -168,3 +168,29 @@ def test_activation_checkpointing_is_for_the_transformer_only():
     with pytest.raises(ConfigError, match="train.activation_checkpointing is for the Transformer"):
         compose(["model=rnn_bahdanau", "train.activation_checkpointing=true"])
     assert compose(["model=transformer", "train.activation_checkpointing=true"]).train.activation_checkpointing
+
+
+def test_attention_and_activation_dropout_fall_where_they_say_and_default_to_model_dropout():
+    from mt.models.transformer import FeedForward, MultiHeadAttention
+
+    def rates(model):
+        attention = {m.dropout for m in model.modules() if isinstance(m, MultiHeadAttention)}
+        activation = {m[2].p for m in model.modules() if isinstance(m, FeedForward)}
+        return attention, activation, {model.src_embed.dropout.p, model.encoder[0].dropout.p}
+
+    split = build_model(tiny_transformer_config(dropout=0.3, attention_dropout=0.1, activation_dropout=0.0), 40, 40)
+    assert rates(split) == ({0.1}, {0.0}, {0.3})
+    assert rates(build_model(tiny_transformer_config(dropout=0.3), 40, 40)) == ({0.3}, {0.3}, {0.3})
+    batch = collate([[5, 6, 7, 8, 9]], [[5, 6, 7]])
+    for kw, random in (({"attention_dropout": 0.5}, True), ({"activation_dropout": 0.5}, True), ({}, False)):
+        model = build_model(tiny_transformer_config(dropout=0.0, **kw), 40, 40).train()
+        first, second = (model(batch.src, batch.src_mask, batch.tgt_in)[0] for _ in range(2))
+        assert (not torch.equal(first, second)) is random, kw
+
+
+def test_attention_and_activation_dropout_are_checked_and_left_to_the_transformer():
+    with pytest.raises(ConfigError, match=r"model.attention_dropout must be in \[0, 1\)"):
+        compose(["model=transformer", "model.attention_dropout=1.0"])
+    assert compose(["model=transformer", "model.activation_dropout=0.2"]).model.activation_dropout == 0.2
+    rnn = compose(["model=rnn_bahdanau", "model.attention_dropout=0.2"]).model  # a sweep over both shares it
+    assert rnn.unread() == ["model.attention_dropout=0.2"]

@@ -125,11 +125,12 @@ class FeedForward(nn.Sequential):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = MultiHeadAttention(dim, heads, dropout)
-        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.attn = MultiHeadAttention(dim, heads, attention_dropout)
+        self.ff = FeedForward(dim, ff_dim, activation_dropout)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
@@ -139,12 +140,13 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float) -> None:
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn = MultiHeadAttention(dim, heads, dropout)
-        self.cross_attn = MultiHeadAttention(dim, heads, dropout)
-        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.self_attn = MultiHeadAttention(dim, heads, attention_dropout)
+        self.cross_attn = MultiHeadAttention(dim, heads, attention_dropout)
+        self.ff = FeedForward(dim, ff_dim, activation_dropout)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, self_k: Tensor, self_v: Tensor, cross_k: Tensor, cross_v: Tensor,
@@ -162,7 +164,11 @@ class TransformerSeq2Seq(Seq2SeqModel):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, dim: int, heads: int, ff_dim: int,
                  enc_layers: int, dec_layers: int, dropout: float, max_positions: int, learned_positions: bool,
                  tie_output: bool, share_embeddings: bool, reduction: str = "last_layer", reduction_layer: int = -2,
-                 reduction_head: int = 0) -> None:
+                 reduction_head: int = 0, attention_dropout: float | None = None,
+                 activation_dropout: float | None = None) -> None:
+        """``dropout`` falls on the embeddings and each block's output; ``attention_dropout`` on the
+        attention weights and ``activation_dropout`` after the feed-forward's ReLU (both ``dropout``
+        where None)."""
         super().__init__()
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError("shared embeddings need one vocabulary for both sides")
@@ -171,8 +177,10 @@ class TransformerSeq2Seq(Seq2SeqModel):
         self.src_embed = Embedding(src_vocab_size, dim, max_positions, learned_positions, dropout)
         self.tgt_embed = Embedding(tgt_vocab_size, dim, max_positions, learned_positions, dropout,
                                    tokens=self.src_embed.tokens if share_embeddings else None)
-        self.encoder = nn.ModuleList(EncoderLayer(dim, heads, ff_dim, dropout) for _ in range(enc_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(dim, heads, ff_dim, dropout) for _ in range(dec_layers))
+        rates = (dropout, dropout if attention_dropout is None else attention_dropout,
+                 dropout if activation_dropout is None else activation_dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(dim, heads, ff_dim, *rates) for _ in range(enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(dim, heads, ff_dim, *rates) for _ in range(dec_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.output = nn.Linear(dim, tgt_vocab_size, bias=False)
         if tie_output:
@@ -318,4 +326,5 @@ def build_transformer(cfg: TransformerConfig, src_vocab_size: int, tgt_vocab_siz
         max_positions=cfg.max_positions, learned_positions=cfg.positions is Positions.learned,
         tie_output=cfg.tie_output, share_embeddings=cfg.share_embeddings,
         reduction=cfg.attention_reduction.value, reduction_layer=cfg.alignment_layer,
-        reduction_head=cfg.alignment_head)
+        reduction_head=cfg.alignment_head, attention_dropout=cfg.attention_dropout,
+        activation_dropout=cfg.activation_dropout)
