@@ -185,6 +185,8 @@ def test_average_last_validates_the_mean_of_the_last_models_and_keeps_it_only_if
         expected = sum(s[key] for s in states) / 3 if average_wins else states[-1][key]
         assert torch.allclose(value, expected, atol=1e-6), key
     assert abs(result.best_score) == (50.0 if average_wins else 40.0)
+    saved = json.loads((run / "checkpoints" / "last" / "progress.json").read_text())
+    assert saved["best_score"] == result.best_score  # a resume measures itself against the average too
     assert len(result.history) == 4  # the curves show training's validations only
 
 

@@ -495,7 +495,9 @@ class Trainer:
             self._checkpoint()
             if self.out_of_time:
                 break
-        if self.cfg.average_last and self.rank == 0:
-            self._validate_average()
+        if self.cfg.average_last:
+            if self.rank == 0:
+                self._validate_average()
+            self._checkpoint()  # a resumed run then measures itself against the average's score too
         best_dir = self.run_dir / "model"
         return TrainResult(best_dir if best_dir.is_dir() else None, p.best_score, p.history, self.stop)
