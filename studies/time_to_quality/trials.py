@@ -160,8 +160,12 @@ def plot(out: Path, records: list[dict]) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in records:
-        points = [(v["wall"] / 60, v["valid_bleu"]) for v in r["validations"] if not v.get("averaged")]
-        ax.plot(*zip(*points), marker=".", label=r["name"])
+        rows = [v for v in r["validations"] if not v.get("averaged")]
+        # Trials recorded before metrics had a wall clock (or while it equalled the training clock)
+        # are drawn by their training clock: a few seconds of start-up left out.
+        own = all(v.get("wall") and v["wall"] > v["elapsed"] for v in rows)
+        points = [((v["wall"] if own else v["elapsed"]) / 60, v["valid_bleu"]) for v in rows]
+        ax.plot(*zip(*points), marker=".", label=r["name"] + ("" if own else " (training clock)"))
     ax.set_xlabel("wall clock since the command started (minutes)")
     ax.set_ylabel("validation BLEU (500 sentences, greedy)")
     ax.grid(alpha=0.3)
