@@ -200,6 +200,27 @@ def test_adam_takes_the_configured_betas():
     assert compose(["train.betas=[0.9,0.98]"]).train.betas == [0.9, 0.98]
 
 
+def test_average_last_averages_and_prunes_only_its_own_runs_snapshots(corpus_dir, tmp_path):
+    run = tmp_path / "run"
+    common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+              "train.valid_every=2"]
+    run_training(compose([*common, "train.max_steps=8", "train.keep_checkpoints=4"]), run, progress="off")
+    earlier = {k.name: load_file(str(k / "model.safetensors")) for k in (run / "checkpoints").glob("step_*")}
+    assert sorted(earlier) == ["step_00000002", "step_00000004", "step_00000006", "step_00000008"]
+    # A run that replaces it (as the demo's runs do) keeps its own two snapshots and averages those.
+    run_training(compose([*common, "train.max_steps=4", "train.average_last=2", "train.seed=2"]), run,
+                 progress="off", replace=True)
+    kept = {k.name: load_file(str(k / "model.safetensors")) for k in (run / "checkpoints").glob("step_*")}
+    assert sorted(kept) == sorted(earlier)  # its own step_2 and step_4 replaced the earlier run's; 6 and 8 left
+    assert all(torch.equal(kept[n][k], earlier[n][k]) for n in ("step_00000006", "step_00000008") for k in kept[n])
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["averaged"] == 2 and rows[-1]["step"] == 4
+    # Resuming the finished run trains nothing and validates no second average.
+    run_training(compose([*common, "train.max_steps=4", "train.average_last=2", "train.seed=2",
+                          f"train.resume={run}"]), run, progress="off")
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == len(rows)
+
+
 def test_average_last_of_one_model_is_refused():
     with pytest.raises(MTError, match="average_last=1 averages one model with itself"):
         compose(["train.average_last=1"])

@@ -43,7 +43,7 @@ from mt.models import Seq2SeqModel
 from mt.precision import FP32, ResolvedPrecision
 from mt.training import distributed
 from mt.training.alignment_loss import alignment_loss
-from mt.training.averaging import mean_state, snapshots
+from mt.training.averaging import mean_state
 from mt.training.checkpoint import Progress, RunFiles, after_failed_checkpoint
 from mt.training.fused_loss import linear_cross_entropy
 from mt.training.schedule import learning_rate_factor, plateau_scale
@@ -429,7 +429,7 @@ class Trainer:
         (averaging the last checkpoints usually gains: Vaswani et al., 2017). Its row in
         metrics.jsonl says how many models it averaged. The model in memory stays the last one."""
         p = self.progress
-        folders = snapshots(self.run_dir)[-self.cfg.average_last:]
+        folders = self._own_snapshots()[-self.cfg.average_last:]
         if len(folders) < 2:
             log.info("%strain.average_last=%d: only %d validation(s), nothing to average", self._prefix(),
                      self.cfg.average_last, len(folders))
@@ -473,8 +473,15 @@ class Trainer:
         """The model at this validation, for checkpoint averaging; only the newest N stay."""
         folder = self.run_dir / "checkpoints"
         self.files.save_model(folder / f"step_{self.progress.step:08d}")
-        for old in sorted(folder.glob("step_*[0-9]"))[: -self._kept_snapshots()]:
+        for old in self._own_snapshots()[: -self._kept_snapshots()]:
             remove_own(old, "model", legacy_kind)
+
+    def _own_snapshots(self) -> list[Path]:
+        """This run's per-validation models in checkpoints/, oldest first: a folder a run replaced
+        (the demo's) may still hold another run's, which are neither averaged nor removed."""
+        folder = self.run_dir / "checkpoints"
+        steps = sorted({r["step"] for r in self.progress.history})
+        return [folder / f"step_{s:08d}" for s in steps if (folder / f"step_{s:08d}").is_dir()]
 
     def fit(self) -> TrainResult:
         p = self.progress
@@ -482,6 +489,7 @@ class Trainer:
         if self.wall_started is None:
             self.wall_started = time.perf_counter()
         self.first_at = time.perf_counter()
+        first_step = p.step
         while p.epoch <= self.cfg.epochs and not self._done() and not self.stop:
             start = time.perf_counter()
             train_loss, tok_s, finished = self._train_epoch()
@@ -495,7 +503,7 @@ class Trainer:
             self._checkpoint()
             if self.out_of_time:
                 break
-        if self.cfg.average_last:
+        if self.cfg.average_last and p.step > first_step:  # a resume with nothing left to train has its average
             if self.rank == 0:
                 self._validate_average()
             self._checkpoint()  # a resumed run then measures itself against the average's score too
