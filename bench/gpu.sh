@@ -20,8 +20,11 @@ what=${3:-all}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HYDRA_FULL_ERROR=1
 mt() { python3 -m mt "$@"; }
+# The Transformer preset's recipe of 2026-11, when the figures in bench/results were measured (issue 51 changed it)
 common=(data=multi30k "data.dir=$data" data.tokenizer.joint=true data.tokenizer.src_vocab_size=8000
-        model=transformer model.share_embeddings=true cache_dir=/tmp/mt_cache)
+        model=transformer model.share_embeddings=true cache_dir=/tmp/mt_cache
+        train.schedule=constant train.lr=0.001 train.warmup_steps=100 train.decay_from=0 'train.betas=[0.9,0.999]'
+        model.dropout=0.1 model.attention_dropout=null)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$out/gpu.txt"
 

@@ -455,9 +455,6 @@ class TrainConfig:
                f"train.plateau_patience must be at least 1, train.plateau_factor in (0, 1) and train.min_lr in "
                f"[0, train.lr]; got {self.plateau_patience}, {self.plateau_factor}, {self.min_lr}")
         _check(0.0 <= self.decay_from < 1.0, f"train.decay_from must be in [0, 1), a share of the run, got {self.decay_from}")
-        _check(not self.decay_from or self.schedule is Schedule.linear,
-               f"train.decay_from={self.decay_from} says where schedule=linear starts its decay: set "
-               f"train.schedule=linear, or drop train.decay_from (schedule={self.schedule.value} does not read it)")
         _check(self.schedule is not Schedule.noam or self.warmup_steps > 0,
                "train.schedule=noam needs train.warmup_steps > 0")
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -465,6 +462,12 @@ class TrainConfig:
         _check(self.mmap_threshold_mb >= 0 and self.mmap_threshold_mb * 2**20 < 2**31,
                f"train.mmap_threshold_mb must be 0 (glibc's default) or a size in MiB below 2048, "
                f"got {self.mmap_threshold_mb}")
+
+    def unread(self) -> list[str]:
+        """``KEY=VALUE`` of settings the chosen schedule does not read: said at the start, not refused,
+        since a preset sets them (model=transformer's decay_from belongs to its linear schedule, and a
+        user who picks another schedule has not asked for it)."""
+        return [f"train.decay_from={self.decay_from}"] if self.decay_from and self.schedule is not Schedule.linear else []
 
 
 @dataclass

@@ -18,7 +18,7 @@ from mt.export import open_translator
 from mt.export.ctranslate2 import CT2Translator, export_ctranslate2
 from tests.conftest import run_mt, train_tiny
 
-STEPS = ["train.max_steps=40", "train.epochs=3"]
+STEPS = ["train.max_steps=40", "train.epochs=3", "train.warmup_steps=10"]  # the preset warms up over 300
 
 
 @pytest.fixture(scope="module")

@@ -302,7 +302,10 @@ def test_a_setting_the_architecture_does_not_read_is_said(tmp_path, caplog, corp
     assert compose(["model=rnn_bahdanau", "model.emb_dim=64"]).model.unread() == []
     from mt.training.pipeline import run_training
 
-    cfg = compose([*TINY_TRAIN, "train.max_steps=1", f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'c'}"])
+    # and a setting of the linear schedule under another one (model=transformer sets train.decay_from)
+    cfg = compose([*TINY_TRAIN, "train.max_steps=1", f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'c'}",
+                   "train.decay_from=0.5"])
     with caplog.at_level(logging.WARNING, logger="mt.train"):
         run_training(cfg, tmp_path / "run", progress="off")
     assert "model.ff_dim=32: not read by the RNN models (kept for a sweep over architectures)" in caplog.text
+    assert "train.decay_from=0.5: not read by schedule=constant" in caplog.text

@@ -1,6 +1,7 @@
 """The training loop people can trust: determinism, kill and resume, divergence, unsafe state."""
 
 import json
+import logging
 import os
 import pickle
 import re
@@ -129,13 +130,20 @@ def test_schedules_warm_up_decay_and_halve_on_plateau():
 
 
 @pytest.mark.parametrize("overrides, said", [
-    (["train.decay_from=0.8"], "says where schedule=linear starts its decay"),
     (["train.schedule=linear", "train.decay_from=1.0"], "train.decay_from must be in [0, 1)"),
     (["train.betas=[0.9]"], "train.betas must be two rates in [0, 1)"),
     (["train.betas=[0.9,1.0]"], "train.betas must be two rates in [0, 1)")])
 def test_schedule_and_optimizer_settings_out_of_range_are_refused(overrides, said):
     with pytest.raises(MTError, match=re.escape(said)):
         compose(overrides)
+
+
+def test_decay_from_with_another_schedule_is_said_not_refused():
+    """model=transformer sets decay_from for its linear schedule; a user who picks another schedule
+    has not asked for it, so it is named at the start (test_first_hour) rather than refused."""
+    assert compose(["model=transformer"]).train.unread() == []
+    cfg = compose(["model=transformer", "train.schedule=noam", "train.warmup_steps=4000"])
+    assert cfg.train.unread() == ["train.decay_from=0.7"]
 
 
 def test_linear_schedule_ends_the_run_at_min_lr(corpus_dir, tmp_path):
@@ -529,7 +537,7 @@ def test_train_device_may_change_on_resume_and_says_what_that_costs(corpus_dir, 
     assert "will not end with exactly" not in log  # auto is the CPU here: nothing moved
 
 
-def test_a_resumed_time_budget_counts_the_time_already_trained(corpus_dir, tmp_path):
+def test_a_resumed_time_budget_counts_the_time_already_trained(corpus_dir, tmp_path, caplog):
     """train.max_seconds with schedule=linear: a resumed run measured the time from its own
     start, so its rate jumped back to the peak and it trained a second full budget."""
     common = [*LONGER, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}", "train.epochs=3",
@@ -542,7 +550,10 @@ def test_a_resumed_time_budget_counts_the_time_already_trained(corpus_dir, tmp_p
     progress.write_text(json.dumps(saved))
     (progress.parent / "manifest.json").unlink()  # edited by hand, as a checkpoint of an earlier mt
     resume = compose([*common, f"train.resume={tmp_path / 'run'}", "train.max_steps=0"])
-    result = run_training(resume, tmp_path / "log", progress="off", resume_changes=["train.max_steps"])
+    with caplog.at_level(logging.WARNING, logger="mt.train"):
+        result = run_training(resume, tmp_path / "log", progress="off", resume_changes=["train.max_steps"])
+    # a new length moves where the linear decay ends: said, since the rate can rise again
+    assert "train.max_steps changes the length of a run whose rate decays linearly" in caplog.text
     last = result.history[-1]
     assert last["step"] == 4  # one update (a run always makes one), then the budget is spent
     assert last["lr"] == pytest.approx(1e-5, rel=1e-3)  # the end of the linear decay, not its start

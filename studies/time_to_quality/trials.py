@@ -45,9 +45,14 @@ REPO = Path(__file__).resolve().parents[2]
 MT = REPO / ".venv" / "bin" / "mt"
 RUNS = Path(os.environ.get("TTQ_RUNS", "runs/ttq"))  # relative to the repository's root, where mt runs
 CORPUS = os.environ.get("MULTI30K", "../shared/data/multi30k")
-# The preset under test and what every trial shares: only the overrides of a trial differ.
+# What every trial shares, the preset as it was when the search began (2026-12-07: constant 1e-3
+# after 100 warm-up updates, Adam's betas 0.9 / 0.999, dropout 0.1 everywhere), pinned since the
+# recipe the search found became the preset: only the overrides of a trial differ, and a queue
+# line reruns as it ran.
 BASE = ["data=multi30k", f"data.dir={CORPUS}", "data.tokenizer.joint=true", "data.tokenizer.src_vocab_size=8000",
-        "model=transformer", "model.share_embeddings=true", "train.epochs=1000", "train.threads=2"]
+        "model=transformer", "model.share_embeddings=true", "train.epochs=1000", "train.threads=2",
+        "train.schedule=constant", "train.lr=0.001", "train.warmup_steps=100", "train.decay_from=0",
+        "train.betas=[0.9,0.999]", "model.dropout=0.1", "model.attention_dropout=null"]
 
 
 def resident_mib(pid: int) -> float | None:

@@ -41,6 +41,15 @@ Two more modes, each alternating the systems the same way:
   converter, JoeyNMT then resumes from its checkpoint up to mt's number of updates, so the
   translation speed is measured on two models trained on the same batches to about the same
   BLEU.
+- ``--clock T``: validation BLEU against the wall clock, the figure a user feels. mt trains its
+  Transformer preset for T seconds from a cold cache (``--mt-run DIR`` reads an mt run made
+  beside it instead), then JoeyNMT trains its own published Transformer recipe for a corpus of
+  this size (``iwslt14_deen_bpe.yaml``: 6+6 layers, dropout 0.3, AdamW 3e-4 with its plateau
+  schedule) for T seconds from its start, validating every ``--valid-every`` updates. Both
+  validate greedily on the first 500 validation sentences, cased sacreBLEU 13a; the script
+  stamps each of JoeyNMT's validations with the clock and the seconds it took, reports the time
+  each system takes to JoeyNMT's best validation BLEU (JoeyNMT's with and without its validations'
+  time) and ``--plot`` draws both curves.
 """
 
 from __future__ import annotations
@@ -67,7 +76,11 @@ JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 SPLITS = {"train": "train", "dev": "val", "test": "test_2016_flickr"}
 
 MT_MODELS = {
-    "transformer": ["model=transformer", "model.share_embeddings=true", "model.tie_output=true"],
+    # The same model and training as the JoeyNMT config below: the preset's recipe of before issue 51
+    # (constant 1e-3 after 100 warm-up updates, dropout 0.1 everywhere); --clock runs today's preset.
+    "transformer": ["model=transformer", "model.share_embeddings=true", "model.tie_output=true",
+                    "train.schedule=constant", "train.lr=0.001", "train.warmup_steps=100", "train.decay_from=0",
+                    "train.betas=[0.9,0.999]", "model.dropout=0.1", "model.attention_dropout=null"],
     "rnn": ["model=rnn_bahdanau"],
 }
 
@@ -77,15 +90,33 @@ def sh(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
+# JoeyNMT 2.3 builds its plateau schedule with ReduceLROnPlateau(verbose=False); torch 2.13 has
+# no ``verbose`` any more (it only printed). This module, imported at the start of every Python
+# of JoeyNMT's environment, drops that one argument and changes nothing else.
+TORCH_SHIM = """\
+import torch.optim.lr_scheduler as _schedulers
+
+class ReduceLROnPlateau(_schedulers.ReduceLROnPlateau):
+    def __init__(self, optimizer, *args, verbose=False, **kwargs):
+        super().__init__(optimizer, *args, **kwargs)
+
+_schedulers.ReduceLROnPlateau = ReduceLROnPlateau
+"""
+
+
 def setup_joeynmt() -> Path:
     python = JOEY_VENV / "bin" / "python"
     stamp = JOEY_VENV / ".installed"
-    if stamp.is_file():
-        return python
-    sh([sys.executable, "-m", "venv", str(JOEY_VENV)])
-    sh([str(python), "-m", "pip", "install", "-q", TORCH])
-    sh([str(python), "-m", "pip", "install", "-q", *JOEY_PACKAGES])
-    stamp.write_text("ok\n")
+    if not stamp.is_file():
+        sh([sys.executable, "-m", "venv", str(JOEY_VENV)])
+        sh([str(python), "-m", "pip", "install", "-q", TORCH])
+        sh([str(python), "-m", "pip", "install", "-q", *JOEY_PACKAGES])
+        stamp.write_text("ok\n")
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    shim = Path(site) / "sitecustomize.py"
+    if not shim.is_file() or shim.read_text() != TORCH_SHIM:
+        shim.write_text(TORCH_SHIM)
     return python
 
 
@@ -495,6 +526,238 @@ def quality_at_budget(model: str, seconds: float, ns, joey_python: Path, data: P
     return result
 
 
+# -- validation BLEU against the wall clock ---------------------------------------------------
+
+JOEY_RECIPE = "configs/iwslt14_deen_bpe.yaml of JoeyNMT v2.3 (github.com/joeynmt/joeynmt/blob/v2.3/configs)"
+VALID_LINES = 500  # mt validates on the first 500 sentences of the validation set (train.valid_max_sentences)
+JOEY_VALID_LINE = re.compile(r"Steps: (\d+)\t(.*?)\tLR: ([\d.e+-]+)")
+# mt's side of the clock: the preset as a user runs it, from a cold cache (its tokenizer training counts)
+MT_CLOCK = ["data=multi30k", "model=transformer", "train.epochs=1000"]
+
+
+def joeynmt_recipe_config(data: Path, spm_model: Path, vocab: Path, out: Path, dev: Path, valid_every: int) -> Path:
+    """JoeyNMT's own Transformer recipe for a corpus the size of IWSLT14 (160k pairs; the nearest it
+    publishes to Multi30k's 29k): 6+6 pre-norm layers of d 256, 4 heads, ff 1024, dropout 0.3, tied
+    embeddings and softmax, AdamW 3e-4 with its plateau schedule (patience 5, factor 0.7), 4,096-token
+    batches, label smoothing 0.1, early stopping on BLEU. What differs from the file: the text (Multi30k
+    en-de, cased, the joint 8k SentencePiece model both systems use, in place of 32k BPE merges on
+    lower-cased IWSLT), validation every ``valid_every`` updates on ``dev`` (the recipe's 1,000 updates
+    are more than 2 cores make in an hour), CPU and fp32."""
+    side = lambda lang: {
+        "lang": lang, "max_length": 62, "lowercase": False, "normalize": False, "level": "bpe", "voc_min_freq": 1,
+        "voc_file": str(vocab), "tokenizer_type": "sentencepiece", "tokenizer_cfg": {"model_file": str(spm_model)}}
+    stack = {"type": "transformer", "num_layers": 6, "num_heads": 4, "hidden_size": 256, "ff_size": 1024,
+             "dropout": 0.3, "layer_norm": "pre", "activation": "relu",
+             "embeddings": {"embedding_dim": 256, "scale": True, "dropout": 0.0}}
+    cfg = {
+        "name": "transformer_iwslt14_deen_bpe_on_multi30k", "joeynmt_version": "2.3.0", "model_dir": str(out),
+        "use_cuda": False, "fp16": False, "random_seed": 42,
+        "data": {"train": str(data / "train"), "dev": str(dev), "test": str(data / "test"), "dataset_type": "plain",
+                 "src": side("en"), "trg": side("de")},
+        "testing": {"n_best": 1, "beam_size": 5, "beam_alpha": 1.0, "batch_size": 1024, "batch_type": "token",
+                    "max_output_length": 100, "eval_metrics": ["bleu"], "sacrebleu_cfg": {"tokenize": "13a"}},
+        "training": {
+            "model_dir": str(out), "overwrite": True, "optimizer": "adamw", "normalization": "tokens",
+            "adam_betas": [0.9, 0.999], "scheduling": "plateau", "patience": 5, "decrease_factor": 0.7,
+            "loss": "crossentropy", "learning_rate": 0.0003, "learning_rate_min": 1e-8, "weight_decay": 0.0,
+            "label_smoothing": 0.1, "batch_size": 4096, "batch_type": "token", "early_stopping_metric": "bleu",
+            "epochs": 100, "validation_freq": valid_every,
+            # JoeyNMT wants a logging interval below the validation one that divides it
+            "logging_freq": next(d for d in range(min(50, valid_every - 1), 0, -1) if valid_every % d == 0), "shuffle": True,
+            "print_valid_sents": [], "keep_best_ckpts": 1, "num_workers": 0},
+        "model": {"initializer": "xavier_uniform", "embed_initializer": "xavier_uniform", "embed_init_gain": 1.0,
+                  "init_gain": 1.0, "bias_initializer": "zeros", "tied_embeddings": True, "tied_softmax": True,
+                  "encoder": dict(stack), "decoder": dict(stack)},
+    }
+    import yaml
+
+    path = out.parent / "joeynmt_recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def dev_head(data: Path, lines: int) -> Path:
+    """The first ``lines`` sentences of the validation set: what mt decodes at each validation."""
+    for lang in ("en", "de"):
+        (data / f"dev{lines}.{lang}").write_text(
+            "".join(line + "\n" for line in read_lines(data / f"dev.{lang}")[:lines]), encoding="utf-8")
+    return data / f"dev{lines}"
+
+
+def joey_clock(cmd: list[str], env: dict, seconds: float, log: Path, validations: Path) -> tuple[list[dict], float]:
+    """Runs JoeyNMT for ``seconds`` of wall clock from its start, stamping each validation (a new
+    line of its validations.txt) with the clock and with the seconds it took (from its
+    "Predicting" line in the log to that line); returns the validations and the peak RSS in MiB."""
+    rows: list[dict] = []
+    peak_kib = 0
+    with log.open("w") as handle:
+        start = time.time()
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        began: float | None = None
+        predicting = consumed = 0
+
+        def read_validations(now: float) -> None:
+            nonlocal consumed
+            text = validations.read_text() if validations.is_file() else ""
+            complete = text.splitlines()[: text.count("\n")]  # a line still being written waits
+            for line in complete[consumed:]:
+                consumed += 1
+                found = JOEY_VALID_LINE.search(line)
+                if not found:
+                    continue
+                scores = dict(part.split(": ") for part in found.group(2).split("\t"))
+                rows.append({"step": int(found.group(1)), "bleu": round(float(scores["bleu"]), 2),
+                             "loss": round(float(scores.get("loss", "nan")), 4), "lr": float(found.group(3)),
+                             "wall": round(now - start, 1),
+                             "valid_seconds": round(now - began, 1) if began is not None else None})
+                print(f"   JoeyNMT step {rows[-1]['step']}: BLEU {rows[-1]['bleu']} at {rows[-1]['wall']:.0f} s "
+                      f"(validation {rows[-1]['valid_seconds']} s)", flush=True)
+
+        while proc.poll() is None:
+            time.sleep(0.5)
+            now = time.time()
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                peak_kib = max(peak_kib, int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))
+            except (OSError, AttributeError):
+                pass
+            seen = log.read_text(errors="replace").count("Predicting ")
+            if seen > predicting:
+                predicting, began = seen, now
+            read_validations(now)
+            if now - start > seconds:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                break
+        proc.wait()
+        if time.time() - start <= seconds + 1:  # it ended by itself: its last validation may be unread
+            read_validations(time.time())
+    if not rows:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"JoeyNMT validated nothing in {seconds:.0f} s; its log {log} ends: {tail[0]}")
+    return rows, peak_kib / 1024
+
+
+def mt_validations(run_dir: Path, seconds: float) -> list[dict]:
+    """An mt run's validations (metrics.jsonl) in its first ``seconds``: BLEU of the first 500
+    validation sentences, greedy, against the seconds since ``mt train`` began; the averaged
+    model's row left out."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if any("wall" not in r for r in rows):
+        raise SystemExit(f"{run_dir}/metrics.jsonl has no wall clock (rows written before mt recorded 'wall'): "
+                         "train it again")
+    return [{"step": r["step"], "bleu": r["valid_bleu"], "loss": r["valid_loss"], "lr": r["lr"], "wall": r["wall"],
+             "precision": r.get("precision", "")} for r in rows if not r.get("averaged") and r["wall"] <= seconds]
+
+
+def mt_budget(run_dir: Path) -> float:
+    """The ``train.max_seconds`` an mt run trained for (its model's config.yaml), 0 without one."""
+    found = re.search(r"^\s*max_seconds:\s*([\d.]+)", (run_dir / "model" / "config.yaml").read_text(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def first_reaching(rows: list[dict], bleu: float, clock: str = "wall") -> float | None:
+    return next((r[clock] for r in rows if r["bleu"] >= bleu), None)
+
+
+def summarize_clock(result: dict) -> None:
+    """The time each system takes to JoeyNMT's best validation BLEU, and their ratio; where mt's
+    run is shorter than JoeyNMT's and never reached it, the ratio is left out and said."""
+    mt_rows, joey_rows = result["mt"]["validations"], result["joeynmt"]["validations"]
+    target = max(r["bleu"] for r in joey_rows)
+    times = {"joeynmt": first_reaching(joey_rows, target),
+             "joeynmt_training_only": first_reaching(joey_rows, target, "wall_training_only"),
+             "mt": first_reaching(mt_rows, target)}
+    result["target_bleu"], result["time_to_target_s"] = target, times
+    result["mt_best_bleu"] = max(r["bleu"] for r in mt_rows)
+    result.pop("ratio", None), result.pop("ratio_training_only", None)
+    if times["mt"]:
+        result["ratio"] = round(times["joeynmt"] / times["mt"], 2)
+        result["ratio_training_only"] = round(times["joeynmt_training_only"] / times["mt"], 2)
+    print(f"== clock: JoeyNMT's best validation BLEU {target} at {times['joeynmt']:.0f} s "
+          f"({times['joeynmt_training_only']:.0f} s without its validations); mt "
+          + (f"reached it at {times['mt']:.0f} s: {result['ratio']}x ({result['ratio_training_only']}x)"
+             if times["mt"] else f"never did in its run (best {result['mt_best_bleu']})"), flush=True)
+
+
+def clock_comparison(seconds: float, ns, joey_python: Path, data: Path, spm_model: Path, vocab: Path,
+                     env: dict) -> dict:
+    """Validation BLEU against the wall clock: mt's preset (or the run ``--mt-run`` names), then
+    JoeyNMT's own recipe for ``seconds``; the time each takes to JoeyNMT's best validation BLEU."""
+    work = BENCH / "clock"
+    work.mkdir(parents=True, exist_ok=True)
+    result: dict = {"seconds": seconds, "valid_sentences": VALID_LINES}
+    if ns.mt_run:
+        run_dir = Path(ns.mt_run)
+        overrides = run_dir / ".hydra" / "overrides.yaml"
+        result["mt"] = {"run": str(run_dir), "max_seconds": mt_budget(run_dir),
+                        "overrides": overrides.read_text() if overrides.is_file() else None}
+    else:
+        run_dir = work / "mt_run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(work / "mt_cache", ignore_errors=True)
+        cmd = [str(REPO / ".venv" / "bin" / "mt"), "train", *MT_CLOCK, f"data.dir={ns.multi30k}",
+               f"train.threads={ns.threads}", f"train.max_seconds={seconds}", f"hydra.run.dir={run_dir}",
+               f"cache_dir={work / 'mt_cache'}"]
+        print(f"== clock: mt trains {seconds:.0f} s", flush=True)
+        _, peak = run_timed(cmd, env, seconds + 600, work / "mt_train.log", REPO)
+        result["mt"] = {"command": " ".join(cmd[1:]), "max_seconds": seconds, "peak_rss_mib": round(peak)}
+    # mt validates once more after its budget; JoeyNMT's rows stop at it: the same window for both
+    result["mt"]["validations"] = mt_validations(run_dir, seconds)
+    if not result["mt"]["validations"]:
+        raise SystemExit(f"{run_dir}: no validation within {seconds:.0f} s")
+    joey_dir = work / "joey_model"
+    shutil.rmtree(joey_dir, ignore_errors=True)
+    joey_dir.mkdir(parents=True)
+    cfg = joeynmt_recipe_config(data, spm_model, vocab, joey_dir, dev_head(data, VALID_LINES), ns.valid_every)
+    print(f"== clock: JoeyNMT trains {seconds:.0f} s ({JOEY_RECIPE}, validation every {ns.valid_every} updates)",
+          flush=True)
+    rows, peak = joey_clock([str(joey_python), "-m", "joeynmt", "train", str(cfg), "--skip-test"], env, seconds,
+                            work / "joey_train.log", joey_dir / "validations.txt")
+    spent = 0.0
+    for row in rows:  # JoeyNMT's clock without its validations, the kinder reading of it
+        spent += row["valid_seconds"] or 0.0
+        row["wall_training_only"] = round(row["wall"] - spent, 1)
+    result["joeynmt"] = {"recipe": JOEY_RECIPE, "config": str(cfg), "peak_rss_mib": round(peak), "validations": rows}
+    summarize_clock(result)
+    return result
+
+
+def plot_clock(result: dict, machine_name: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    mt_rows, joey_rows = result["mt"]["validations"], result["joeynmt"]["validations"]
+    ax.plot([r["wall"] / 60 for r in mt_rows], [r["bleu"] for r in mt_rows], "o-", ms=3,
+            label=f"mt ({mt_rows[0]['precision']})")
+    ax.plot([r["wall"] / 60 for r in joey_rows], [r["bleu"] for r in joey_rows], "s-", ms=4,
+            label="JoeyNMT 2.3 (fp32), its IWSLT14 Transformer recipe")
+    ax.plot([r["wall_training_only"] / 60 for r in joey_rows], [r["bleu"] for r in joey_rows], "s--", ms=3,
+            alpha=0.5, label="JoeyNMT, its validations' time left out")
+    target, times = result["target_bleu"], result["time_to_target_s"]
+    ax.axhline(target, color="grey", lw=0.8, ls=":")
+    if times["mt"]:
+        ax.annotate(f"JoeyNMT's best {target}: mt at {times['mt'] / 60:.1f} min, JoeyNMT at "
+                    f"{times['joeynmt'] / 60:.0f} min ({result['ratio']}x)", (times["mt"] / 60, target),
+                    xytext=(0.2, 0.62), textcoords="axes fraction", arrowprops={"arrowstyle": "->", "lw": 0.8},
+                    fontsize=8)
+    ax.set_xlabel("wall clock since the command started (minutes)")
+    ax.set_ylabel(f"validation BLEU ({result['valid_sentences']} sentences, greedy)")
+    ax.set_title(f"Multi30k en-de, {machine_name}", fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def transformer_translation(model_dir: Path, ns, joey_python: Path, data: Path, env: dict) -> dict:
     work = BENCH / "translate"
     shutil.rmtree(work, ignore_errors=True)
@@ -521,11 +784,30 @@ def main() -> None:
                         help="time translation on the first N lines of test 2016 (default: all)")
     parser.add_argument("--quality-seconds", type=float, default=0,
                         help="quality at a budget: train each system this long, then score (no speed runs)")
+    parser.add_argument("--clock", type=float, default=0, metavar="SECONDS",
+                        help="validation BLEU against the wall clock: mt's preset, then JoeyNMT's own recipe, "
+                             "each this long (no speed runs)")
+    parser.add_argument("--mt-run", help="with --clock: take this mt run's validations instead of training mt")
+    parser.add_argument("--valid-every", type=int, default=150, help="with --clock: JoeyNMT validates this often")
+    parser.add_argument("--plot", help="with --clock: draw both curves here (PNG)")
+    parser.add_argument("--cpu-label", help="with --plot: the CPU as the title names it (default: its model name)")
+    if len(sys.argv) > 1 and sys.argv[1] == "--replot":  # --replot RECORD.json OUT.png [CPU_LABEL]: a --clock record
+        # summed up again (the record rewritten) and drawn
+        record = json.loads(Path(sys.argv[2]).read_text())
+        if "run" in record["clock"]["mt"]:
+            record["clock"]["mt"].setdefault("max_seconds", mt_budget(Path(record["clock"]["mt"]["run"])))
+        summarize_clock(record["clock"])
+        Path(sys.argv[2]).write_text(json.dumps(record, indent=2))
+        machine_name = sys.argv[4] if len(sys.argv) > 4 else record["machine"]["cpu"]
+        plot_clock(record["clock"], machine_name, Path(sys.argv[3]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--mt-translate-worker":
         model_dir, src, beam, threads, out = sys.argv[2:7]
         mt_translate_worker(model_dir, src, int(beam), int(threads), out)
         return
     ns = parser.parse_args()
+    if ns.valid_every < 2:
+        parser.error("--valid-every must be at least 2 (JoeyNMT logs more often than it validates)")
     joey_python = setup_joeynmt()
     data, spm_model, vocab = prepare_data(Path(ns.multi30k))
     env = dict(os.environ, OMP_NUM_THREADS=str(ns.threads), MKL_NUM_THREADS=str(ns.threads),
@@ -538,6 +820,14 @@ def main() -> None:
 
     common = {"threads": ns.threads, "rounds": ns.rounds, "allocator": "jemalloc" if ns.jemalloc else "glibc",
               "machine": machine(), "date": time.strftime("%Y-%m-%d"), "versions": versions(joey_python)}
+    if ns.clock:
+        report = {"clock": clock_comparison(ns.clock, ns, joey_python, data, spm_model, vocab, env)}
+        if ns.plot:
+            plot_clock(report["clock"], ns.cpu_label or f"{common['machine'].get('cpu', 'CPU')}, "
+                       f"{common['machine'].get('torch_cpu_capability')}, {ns.threads} threads", Path(ns.plot))
+        if ns.json:
+            Path(ns.json).write_text(json.dumps({**report, **common}, indent=2))
+        return
     if ns.translate or ns.quality_seconds:
         report: dict = {}
         if ns.translate:
