@@ -160,12 +160,12 @@ def resumed_config(new: ExperimentConfig, resume_changes: Sequence[str] = (), pr
                         "another device computes with other kernels and draws dropout from another generator, so "
                         "it will not end with exactly the weights of an uninterrupted run", prefix,
                         cfg.train.device, before, fields["device"], after)
-        lengthened = [f"train.{k}" for k in ("epochs", "max_steps", "max_seconds")
-                      if k in fields and fields[k] != getattr(cfg.train, k)]
-        if lengthened and cfg.train.schedule is Schedule.linear:
+        resized = [f"train.{k}" for k in ("epochs", "max_steps", "max_seconds")
+                   if k in fields and fields[k] != getattr(cfg.train, k)]
+        if resized and cfg.train.schedule is Schedule.linear:
             log.warning("%s%s changes the length of a run whose rate decays linearly to its end (schedule=linear): "
                         "the rate follows the new length from here, so it rises again where the run now has "
-                        "further to go", prefix, " and ".join(lengthened))
+                        "further to go", prefix, " and ".join(resized))
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **fields))
         log.info("%sresume changes %s", prefix, ", ".join(f"train.{k}={v}" for k, v in fields.items()))
     return cfg
@@ -224,9 +224,10 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
         if unread:
             log.warning("%s%s: not read by %s (kept for a sweep over architectures)", prefix, ", ".join(unread),
                         "the Transformer" if cfg.model.arch.value == "transformer" else "the RNN models")
-        if cfg.train.unread():
+        unread = cfg.train.unread()
+        if unread:
             log.warning("%s%s: not read by schedule=%s (only schedule=linear decays from a share of the run)",
-                        prefix, ", ".join(cfg.train.unread()), cfg.train.schedule.value)
+                        prefix, ", ".join(unread), cfg.train.schedule.value)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.threads > 0:

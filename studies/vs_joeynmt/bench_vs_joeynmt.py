@@ -722,7 +722,9 @@ def clock_comparison(seconds: float, ns, joey_python: Path, data: Path, spm_mode
     for row in rows:  # JoeyNMT's clock without its validations, the kinder reading of it
         spent += row["valid_seconds"] or 0.0
         row["wall_training_only"] = round(row["wall"] - spent, 1)
-    result["joeynmt"] = {"recipe": JOEY_RECIPE, "config": str(cfg), "peak_rss_mib": round(peak), "validations": rows}
+    rates = [float(x) for x in JOEY_RATE.findall((work / "joey_train.log").read_text(errors="replace"))]
+    result["joeynmt"] = {"recipe": JOEY_RECIPE, "config": str(cfg), "peak_rss_mib": round(peak),
+                         "tokens_per_s_median": statistics.median(rates) if rates else None, "validations": rows}
     summarize_clock(result)
     return result
 
