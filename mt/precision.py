@@ -79,6 +79,18 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
     return cpu_bf16_support()
 
 
+# oneDNN keeps the kernels it creates for each tensor shape: in its primitive cache and in
+# ideep's (PyTorch's bridge to it), 1,024 of each by default. In bf16 every new batch shape
+# adds some, so a training process grows by about 1 GB in its first 60 Transformer updates
+# and further after (docs/lab/benchmarks.md); fp32 products go through MKL and keep none. With 64
+# each, bf16's peak falls below fp32's at the same speed. The Transformer's training keeps 16:
+# about 350 MiB less at its speed over 30 minutes (studies/time_to_quality); the RNNs, which make
+# more distinct products per update (one per time step), train 9% slower at 16, so keep 64.
+KERNEL_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+KERNEL_CACHE_CAPACITY = 64
+TRANSFORMER_KERNEL_CACHE_CAPACITY = 16
+
+
 @dataclass(frozen=True)
 class ResolvedPrecision:
     """What a run computes in: ``name`` is fp32, bf16 or fp16; ``reason`` says why."""
@@ -110,18 +122,20 @@ class ResolvedPrecision:
 FP32 = ResolvedPrecision("fp32", "fp32 asked for")
 
 
-def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPrecision:
+def resolve_precision(requested: str, device: torch.device | str,
+                      kernel_cache: int = KERNEL_CACHE_CAPACITY) -> ResolvedPrecision:
     """The precision to run in for ``requested`` (auto, fp32, bf16, fp16) on ``device``.
 
     auto: bf16 where the device computes it natively, else fp32. bf16 on hardware that
     emulates it runs (the user asked) with a warning. fp16 needs CUDA (it gets a
-    gradient scaler there). Anything else is a ConfigError naming the fix."""
+    gradient scaler there). Anything else is a ConfigError naming the fix. bf16 on the CPU
+    bounds oneDNN's kernel caches at ``kernel_cache`` entries (``kernel_cache_capacity``)."""
     device = torch.device(device)
     kind = device.type
     if requested not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{requested}'")
     if requested == "auto" and os.environ.get(PRECISION_ENV):
-        chosen = resolve_precision(environment_precision(), device)
+        chosen = resolve_precision(environment_precision(), device, kernel_cache)
         return ResolvedPrecision(chosen.name, f"{PRECISION_ENV}={chosen.name} in the environment ({chosen.reason})",
                                  chosen.device_type, chosen.native)
     if requested == "fp32":
@@ -133,7 +147,7 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
         return ResolvedPrecision("fp16", "fp16 asked for (with a gradient scaler)", kind)
     native, why = bf16_support(device)
     if kind == "cpu" and (requested == "bf16" or native):
-        bound_kernel_caches()
+        bound_kernel_caches(kernel_cache)
     if requested == "bf16":
         if native:
             return ResolvedPrecision("bf16", f"bf16 asked for; {why}", kind)
@@ -145,21 +159,19 @@ def resolve_precision(requested: str, device: torch.device | str) -> ResolvedPre
     return ResolvedPrecision("fp32", f"auto: {why}", kind)
 
 
-# oneDNN keeps the kernels it creates for each tensor shape: in its primitive cache and in
-# ideep's (PyTorch's bridge to it), 1,024 of each by default. In bf16 every new batch shape
-# adds some, so a training process grows by about 1 GB in its first 60 Transformer updates
-# and further after (docs/lab/benchmarks.md); fp32 products go through MKL and keep none. With 64
-# each, bf16's peak falls below fp32's at the same speed.
-KERNEL_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
-KERNEL_CACHE_CAPACITY = 64
+def kernel_cache_capacity(arch: str) -> int:
+    """The kernel-cache bound measured best for training an architecture (``rnn``, ``transformer``)."""
+    return TRANSFORMER_KERNEL_CACHE_CAPACITY if arch == "transformer" else KERNEL_CACHE_CAPACITY
 
 
-def bound_kernel_caches() -> None:
+def bound_kernel_caches(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
     """Caps oneDNN's and ideep's kernel caches for bf16 on the CPU, unless the environment sets
     them. They are read when the process creates its first kernel, so this must come before
-    (resolving the precision does, before the first bf16 product); worker processes inherit it."""
+    (resolving the precision does, before the first bf16 product); worker processes inherit it,
+    and a later run in the same process (a Hydra sweep) keeps the first run's bound.
+    ``capacity`` must be positive: ``LRU_CACHE_CAPACITY=0`` crashes PyTorch."""
     for name in KERNEL_CACHE_ENV:
-        os.environ.setdefault(name, str(KERNEL_CACHE_CAPACITY))
+        os.environ.setdefault(name, str(max(1, capacity)))
 
 
 def environment_precision() -> str:

@@ -12,13 +12,15 @@ from mt.cli.main import main
 from mt.data.tokenizer import word_ids
 from mt.decoding.attention_alignment import (
     SYMMETRISATIONS,
+    AlignOptions,
+    align_pairs,
     argmax_links,
     grow_diag_final_and,
     merge_to_words,
     shift_rows,
     threshold_links,
 )
-from mt.errors import MTError
+from mt.errors import ConfigError, MTError
 from mt.evaluation.aer import (
     GoldLinks,
     aer_by_length,
@@ -102,6 +104,31 @@ def test_subword_merging_sums_source_pieces_and_averages_target_pieces():
     words = merge_to_words(attention, src_words, tgt_words)
     torch.testing.assert_close(words, torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
     torch.testing.assert_close(words.sum(1), torch.ones(2))
+    # "chat"'s pieces attend 0.1 / 0.9 and 0.3 / 0.7 to the | cat
+    torch.testing.assert_close(merge_to_words(attention, src_words, tgt_words, "max"),
+                               torch.tensor([[0.7, 0.3], [0.3, 0.9]]))
+    torch.testing.assert_close(merge_to_words(attention, src_words, tgt_words, "first"),
+                               torch.tensor([[0.7, 0.3], [0.1, 0.9]]))
+    assert threshold_links(merge_to_words(attention, src_words, tgt_words, "max"), 0.25) == {(0, 0), (1, 0), (0, 1),
+                                                                                              (1, 1)}
+    assert threshold_links(words, 0.25) == {(0, 0), (1, 0), (1, 1)}  # the mean of 0.1 and 0.3 stays below
+    with pytest.raises(ConfigError, match="use one of mean, max, first"):
+        AlignOptions(merge="sum")
+
+
+def test_the_merge_reaches_the_pairs_align_reads(trained_model_dir, corpus_dir):
+    translator = open_translator(str(trained_model_dir))
+    sources = (corpus_dir / "test.en").read_text().splitlines()[:6]
+    targets = (corpus_dir / "test.de").read_text().splitlines()[:6]
+    by_merge = {merge: align_pairs(translator, sources, targets, merge=merge, shift_att=False)
+                for merge in ("mean", "max", "first")}
+    for mean, peak, first in zip(*by_merge.values()):
+        rows = torch.from_numpy(mean.attention)[: len(mean.tgt_pieces)]
+        for merge, pair in (("mean", mean), ("max", peak), ("first", first)):
+            expected = merge_to_words(rows, pair.src_word_index, pair.tgt_word_index, merge).numpy()
+            np.testing.assert_allclose(pair.word_attention, expected, rtol=1e-6)
+        assert (peak.word_attention >= mean.word_attention - 1e-6).all()  # a max is never below the mean
+    assert any(not np.allclose(p.word_attention, m.word_attention) for p, m in zip(by_merge["max"], by_merge["mean"]))
 
 
 def test_argmax_and_threshold_extraction():
@@ -234,7 +261,8 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     for extra in ([], ["--shift-att"], ["--rule", "threshold", "--threshold", "0.2"],
                   ["--layer", "-1", "--head", "0"], ["--backward-model", str(trained_model_dir)],
                   ["--backward-model", str(trained_model_dir), "--symmetrize", "intersection"],
-                  ["--backward-model", str(trained_model_dir), "--symmetrize", "mean"]):
+                  ["--backward-model", str(trained_model_dir), "--symmetrize", "mean"],
+                  ["--merge", "max", "--rule", "threshold", "--threshold", "0.2"], ["--merge", "first"]):
         assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
                      "--ref-file", str(corpus_dir / "test.de"), "--pharaoh", str(pred), *extra]) == 0
         assert len(pred.read_text().splitlines()) == n
@@ -242,6 +270,17 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
                      str(tmp_path / "aer.json")]) == 0
         scores = json.loads((tmp_path / "aer.json").read_text())
         assert 0 <= scores["aer"] <= 100 and scores["sentences"] == n and scores["predicted"] > 0
+    links, words = {}, {}
+    for merge in ("mean", "max"):  # a max weighs every word pair at least as the mean: it links at least as much
+        assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"), "--ref-file",
+                     str(corpus_dir / "test.de"), "--pharaoh", str(pred), "--rule", "threshold", "--threshold", "0.3",
+                     "--merge", merge, "--jsonl", str(tmp_path / "pairs.jsonl")]) == 0
+        links[merge] = [set(line.split()) for line in pred.read_text().splitlines()]
+        words[merge] = [np.array(json.loads(line)["word_attention"] or [])
+                        for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert all(m <= x for m, x in zip(links["mean"], links["max"]))
+    assert all((x >= m - 1e-5).all() for m, x in zip(words["mean"], words["max"]))
+    assert any(not np.allclose(m, x) for m, x in zip(words["mean"], words["max"]))
     capsys.readouterr()
     (tmp_path / "short.de").write_text("Ein Hund.\n")
     assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"),
@@ -252,6 +291,9 @@ def test_align_reference_file_scores_against_the_demo_gold(trained_model_dir, co
     assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"), "--ref-file",
                  str(corpus_dir / "test.de"), "--pharaoh", str(pred), "--symmetrize", "union"]) == 2
     assert "give --backward-model too" in capsys.readouterr().err
+    assert main(["align", str(trained_model_dir), "--src-file", str(corpus_dir / "test.en"), "--ref-file",
+                 str(corpus_dir / "test.de"), "--explore", str(tmp_path / "page.html"), "--merge", "max"]) == 2
+    assert "drop one of the two" in capsys.readouterr().err and not (tmp_path / "page.html").exists()
 
 
 def test_symmetrisations_keep_what_both_directions_say_or_either():

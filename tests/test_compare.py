@@ -83,7 +83,7 @@ def test_compare_writes_tables_plots_and_significance(trained_model_dir, noattn_
     other = tmp_path / "cmp-attn"
     assert main(["compare", str(trained_model_dir.parent), str(noattn_model_dir), "--src", str(corpus_dir / "test.en"),
                  "--ref", str(corpus_dir / "test.de"), "--out", str(other), "--bootstrap", "50", "--beam", "2",
-                 "--baseline", "rnn_bahdanau", "--no-progress"]) == 0
+                 "--baseline", str(trained_model_dir), "--no-progress"]) == 0  # its directory, as given or not
     p_attn = next(r for r in csv.DictReader((other / "scores.csv").open()) if r["model"] == "rnn_noattn")
     both = subprocess.run([*script, "--against", str(other)], capture_output=True, text=True, check=True,
                           cwd=root).stdout.split("<!-- m30k-study:length -->")[0]
@@ -477,3 +477,24 @@ def test_a_resampling_seed_of_zero_is_refused_not_unseeded(trained_model_dir, co
                  str(corpus_dir / "test.de"), "--seed", "0", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--seed must be 1 or more" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_baseline_is_named_by_its_directory_or_its_name(tmp_path):
+    """Two runs of one preset get names that carry their settings; a user names the baseline as
+    they named the model, by its directory (the model's or its run's), or by the name."""
+    from mt.analysis.compare.comparison import baseline_name
+    from mt.analysis.compare.entries import ModelEntry
+
+    def entry(name, run):
+        (tmp_path / run / "model").mkdir(parents=True)
+        return ModelEntry(name, str(tmp_path / run / "model"), "transformer 3+3", True, 0, "en", "de", 1)
+
+    entries = [entry("transformer (lr 0.002)", "a"), entry("transformer (lr 0.001)", "b")]
+    assert baseline_name(None, entries) is None
+    assert baseline_name("transformer (lr 0.001)", entries) == "transformer (lr 0.001)"
+    assert baseline_name(str(tmp_path / "b" / "model"), entries) == "transformer (lr 0.001)"
+    assert baseline_name(str(tmp_path / "a"), entries) == "transformer (lr 0.002)"
+    with pytest.raises(MTError, match=r"none of the models: give one of their directories or names "
+                                      r"\('transformer \(lr 0.002\)'; 'transformer \(lr 0.001\)'\)"):
+        baseline_name(str(tmp_path / "c"), entries)
+

@@ -3,6 +3,7 @@ annotators wrote theirs, and the gold's French made to match accent-free trainin
 without moving a word (the gold's links index words)."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,69 @@ def test_only_finished_runs_are_aligned_or_explored(prep, tmp_path):
     (demo / "model").mkdir(parents=True)
     assert prep.finished_model(demo) == demo / "model"
     assert prep.finished_model(tmp_path / "runs" / "none.en-fr") is None
+
+
+def test_label_sources_resolve_to_a_file_per_direction(prep, tmp_path, monkeypatch):
+    """A supervised variant's placeholder becomes the file of links its direction learns."""
+    monkeypatch.setattr(prep, "WORK", tmp_path)
+    assert prep.labels("transformer_supervised_shift", prep.SUPERVISED, reverse=False) == \
+        f"data.train_alignments={tmp_path / 'eflomal' / 'train.gdfa'}"
+    assert prep.labels("transformer_supervised_shift_inter", prep.SUPERVISED_INTERSECTION, reverse=True) == \
+        f"data.train_alignments={tmp_path / 'eflomal' / 'train.inter.rev'}"
+    assert prep.labels("transformer", "model.dropout=0.1", reverse=False) == "model.dropout=0.1"
+    with pytest.raises(SystemExit, match="train transformer in both directions first"):
+        prep.labels("transformer_self_shift", prep.SELF_TRAINED, reverse=False)
+    for name, (teacher, rule, _) in prep.TEACHERS.items():  # a teacher's reading is one the align step scores
+        assert prep.supervised(name) and rule in prep.rules_for(teacher)
+
+
+def test_eflomal_labels_of_the_training_pairs_symmetrised_and_intersected(prep, tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "WORK", tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.en").write_text("a b\nc d\n")
+    (tmp_path / "eflomal").mkdir()
+    # what eflomal aligned: the two training pairs, then one more (validation, gold...)
+    (tmp_path / "eflomal" / "all.fwd").write_text("0-0 1-1\n0-1 1-0\n0-0\n")
+    (tmp_path / "eflomal" / "all.rev").write_text("0-0\n0-1\n0-0\n")
+    prep.training_alignments()
+    inter = (tmp_path / "eflomal" / "train.inter").read_text().splitlines()
+    assert inter == ["0-0", "0-1"]
+    assert (tmp_path / "eflomal" / "train.inter.rev").read_text().splitlines() == ["0-0", "1-0"]
+    gdfa = (tmp_path / "eflomal" / "train.gdfa").read_text().splitlines()
+    assert gdfa == ["0-0 1-1", "0-1 1-0"]  # grown from the intersection to the diagonal neighbours
+
+
+def test_self_training_labels_come_from_the_teacher_and_its_twin_shard_by_shard(prep, tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "WORK", tmp_path)
+    monkeypatch.setattr(prep, "SHARD", 2)
+    teacher, rule, how = prep.TEACHERS["transformer_self_shift"]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.en").write_text("a b c\n\nd e\n")  # an empty pair stays a line
+    (tmp_path / "data" / "train.fr").write_text("x y\n\nz\n")
+    with pytest.raises(SystemExit, match="train transformer in both directions first"):
+        prep.labels("transformer_self_shift", prep.SELF_TRAINED, reverse=False)
+    for direction in ("en-fr", "fr-en"):
+        (tmp_path / "runs" / f"{teacher}.{direction}" / "model").mkdir(parents=True)
+        (tmp_path / "runs" / f"{teacher}.{direction}" / "trained.json").write_text("{}")
+    calls = []
+
+    def fake_align(cmd, check):  # the teacher's links of each shard: source words 0 and 1 to target word 0
+        calls.append(cmd)
+        lines = Path(cmd[cmd.index("--src-file") + 1]).read_text().splitlines()
+        out = Path(cmd[cmd.index("--pharaoh") + 1])
+        out.write_text("".join(" ".join(f"{i}-0" for i in range(min(len(line.split()), 2))) + "\n"
+                               for line in lines))
+
+    monkeypatch.setattr(prep.subprocess, "run", fake_align)
+    made = Path(prep.labels("transformer_self_shift", prep.SELF_TRAINED, reverse=False).split("=", 1)[1])
+    assert made.read_text().splitlines() == ["0-0 1-0", "", "0-0 1-0"]
+    assert len(calls) == 2  # two shards of at most 2 pairs
+    assert calls[0][2] == str(tmp_path / "runs" / f"{teacher}.en-fr" / "model")
+    assert [*prep.rules_for(teacher)[rule], "--backward-model", str(tmp_path / "runs" / f"{teacher}.fr-en" / "model"),
+            "--symmetrize", how] == calls[0][-len(prep.rules_for(teacher)[rule]) - 4:]
+    assert prep.self_labels("transformer_self_shift", reverse=True).read_text().splitlines() == \
+        ["0-0 0-1", "", "0-0 0-1"]
+    assert len(calls) == 2  # made once
+    os.utime(tmp_path / "runs" / f"{teacher}.en-fr" / "trained.json", (2e9, 2e9))  # the teacher trained again
+    prep.self_labels("transformer_self_shift")
+    assert len(calls) == 4

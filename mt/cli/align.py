@@ -19,7 +19,7 @@ from mt.errors import MTError
 
 
 def parser() -> argparse.ArgumentParser:
-    from mt.decoding.attention_alignment import SYMMETRISATIONS
+    from mt.decoding.attention_alignment import MERGES, SYMMETRISATIONS
 
     align = model_parser("align", "Draw the attention of the model on one sentence pair as a heatmap (--src), or "
                          "align whole files (--src-file): Pharaoh word alignments, soft matrices and heatmaps.")
@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     align.add_argument("--all-heads", action="store_true",
                        help="draw every layer and head (a grid) instead of the model's single summary map")
     align.add_argument("--words", action="store_true", help="draw over whitespace words instead of subword pieces "
-                       "(a word's weight: the sum over its source pieces, the mean over its target pieces)")
+                       "(a word's weight: the sum over its source pieces, the mean over its target pieces; with --src-file, as "
+                       "--merge says)")
     files = align.add_argument_group("files")
     files.add_argument("--src-file", help="source sentences, one a line (.gz accepted)")
     files.add_argument("--ref-file", help="target sentences to force-decode, line-aligned with --src-file "
@@ -64,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     files.add_argument("--layer", type=int, help="use this layer's cross-attention (Transformer; -1: the last) "
                        "instead of the model's summary map")
     files.add_argument("--head", type=int, help="with --layer: this head only (default: the mean of the heads)")
+    files.add_argument("--merge", default="mean", choices=MERGES,
+                       help="how a target word's subword rows become its row: their mean, their max (linked wherever "
+                       "one piece attends), or its first piece's row (source pieces are always summed)")
     add_explore_flag(files, "these pairs (the first 500)")
     files.add_argument("--backward-model", help="a model trained in the other direction (target to source): "
                        "symmetrise both directions' links (--symmetrize)")
@@ -110,7 +114,10 @@ def _align_files(ns: argparse.Namespace, search) -> int:
 
     files = AlignmentFiles(ns.pharaoh, ns.one_based, ns.jsonl, ns.npz, ns.out_dir, ns.format, ns.words, ns.max_plots,
                            ns.explore)
-    options = AlignOptions(ns.rule, ns.threshold, ns.shift_att, ns.layer, ns.head)
+    options = AlignOptions(ns.rule, ns.threshold, ns.shift_att, ns.layer, ns.head, ns.merge)
+    if ns.explore and ns.merge != "mean":
+        raise MTError(f"--explore draws words with the mean of a word's subword rows, not --merge {ns.merge}: "
+                      "drop one of the two (the page's links would not be the file's)")
     if ns.pairs and (ns.src_file or ns.ref_file):
         raise MTError("give either --pairs or --src-file/--ref-file, not both")
     if ns.explore and not ns.explore.endswith((".html", ".htm")):

@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
                          "one, or an earlier compare report (its files replaced)")
     compare.add_argument("--force", action="store_true", help="also write into a folder of heatmaps mt wrote "
                          "(mt align --out-dir; its files are kept); never into a folder mt did not write")
-    compare.add_argument("--baseline", help="the model the others are tested against (default: the first without "
+    compare.add_argument("--baseline", help="the model the others are tested against, by its directory or its name "
+                         "in the tables (default: the first without "
                          "attention, else the first given; of several seeds of it, the one of median BLEU)")
     compare.add_argument("--gold", help="gold word alignments of the test pairs (Pharaoh i-j / ipj, 0-based) for AER")
     compare.add_argument("--buckets", default="10,20,30,40", help="upper bounds of the source-length buckets in words")

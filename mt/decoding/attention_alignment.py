@@ -6,8 +6,9 @@ model and search give one attention row per target piece plus the EOS step.
 Attention comes as a matrix ``[target pieces, source pieces]`` whose rows sum to one
 (softmax, sparsemax, hard attention) or hold independent gates in [0, 1] (the sigmoid and max
 normalisers). Subword pieces are merged to words first (``merge_to_words``: sum over a word's
-source pieces, mean over its target pieces, so a target-word row still sums to one; a gated
-word can exceed one, which no rule minds); then a rule picks the links: ``argmax_links`` (each
+source pieces, then by default the mean of its target pieces' rows, so a target-word row still
+sums to one; or their max, or its first piece's row; a gated word can exceed one, which no rule
+minds); then a rule picks the links: ``argmax_links`` (each
 target word to its heaviest source word, Luong et al. 2015) or ``threshold_links``.
 ``shift_rows`` is Shift-Att (Chen et al. 2020): target word j is read from the decoder step
 where j is the input, not the output. ``grow_diag_final_and`` symmetrises the links of two
@@ -32,6 +33,9 @@ from mt.errors import ConfigError, MTError
 from mt.evaluation.aer import Link
 
 RULES = ("argmax", "threshold")
+# How a target word's pieces' rows become the word's row (the source side always sums a word's
+# pieces: the weight the step gives the word): their mean, their max, or the first piece's row.
+MERGES = ("mean", "max", "first")
 
 
 @dataclass(frozen=True)
@@ -41,17 +45,21 @@ class AlignOptions:
     reads target word j from the step where it is the decoder's input (None: as the model was
     trained, ``train.alignment_shift``, so a model supervised that way is read the way it
     learned); ``layer`` / ``head``
-    read one cross-attention map of a Transformer (``head`` None: the mean of the layer's)."""
+    read one cross-attention map of a Transformer (``head`` None: the mean of the layer's);
+    ``merge`` how a target word's pieces' rows become its row (``MERGES``)."""
 
     rule: str = "argmax"
     threshold: float = 0.5
     shift_att: bool | None = None
     layer: int | None = None
     head: int | None = None
+    merge: str = "mean"
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"unknown alignment rule '{self.rule}': use one of {', '.join(RULES)}")
+        if self.merge not in MERGES:
+            raise ConfigError(f"unknown merge of subword rows '{self.merge}': use one of {', '.join(MERGES)}")
         if self.head is not None and self.layer is None:
             raise ConfigError("--head needs --layer (the layer whose head to read)")
 
@@ -151,7 +159,7 @@ def _pair(src_tok: Tokenizer, tgt_tok: Tokenizer, source: str, target: str, src_
         return pair
     rows = torch.from_numpy(attention)
     rows = shift_rows(rows) if options.shift_att else rows[: len(tgt_ids)]
-    words = merge_to_words(rows, src_words, tgt_words)
+    words = merge_to_words(rows, src_words, tgt_words, options.merge)
     pair.word_attention = words.numpy()
     pair.links = links_by_rule(words, options)
     return pair
@@ -162,15 +170,30 @@ def links_by_rule(words: torch.Tensor, options: AlignOptions) -> set[Link]:
     return argmax_links(words) if options.rule == "argmax" else threshold_links(words, options.threshold)
 
 
-def merge_to_words(attention: Tensor, src_words: Sequence[int], tgt_words: Sequence[int]) -> Tensor:
+def merge_to_words(attention: Tensor, src_words: Sequence[int], tgt_words: Sequence[int],
+                   merge: str = "mean") -> Tensor:
     """[target words, source words] from [target pieces, source pieces]: sum over a source
-    word's pieces, mean over a target word's pieces. Columns beyond ``len(src_words)`` (the
-    source EOS) are dropped, so rows sum to one only up to what EOS received."""
+    word's pieces; over a target word's pieces the mean of their rows (``merge="mean"``), their
+    element-wise max (``"max"``: a word linked wherever one of its pieces attends), or the row
+    of its first piece (``"first"``). Columns beyond ``len(src_words)`` (the source EOS) are
+    dropped, so rows sum to one only up to what EOS received."""
     attention = attention[: len(tgt_words), : len(src_words)].float()
     n_src, n_tgt = max(src_words) + 1, max(tgt_words) + 1
     src_index = torch.tensor(src_words)
     tgt_index = torch.tensor(tgt_words)
-    by_src = torch.zeros(attention.size(0), n_src).index_add_(1, src_index, attention)
+    by_src = torch.zeros(attention.size(0), n_src).index_add_(1, src_index, attention)  # [tgt pieces, src words]
+    if merge == "max":
+        rows = tgt_index.unsqueeze(1).expand_as(by_src)
+        return torch.zeros(n_tgt, n_src).scatter_reduce_(0, rows, by_src, "amax", include_self=False)
+    if merge == "first":  # a word without pieces (none in the model's text) keeps a zero row, as with mean and max
+        first: dict[int, int] = {}
+        for piece, word in enumerate(tgt_words):
+            first.setdefault(word, piece)
+        words = torch.zeros(n_tgt, n_src)
+        words[list(first)] = by_src[list(first.values())]
+        return words
+    if merge != "mean":
+        raise ConfigError(f"unknown merge of subword rows '{merge}': use one of {', '.join(MERGES)}")
     summed = torch.zeros(n_tgt, n_src).index_add_(0, tgt_index, by_src)
     counts = torch.bincount(tgt_index, minlength=n_tgt).clamp(min=1).unsqueeze(1)
     return summed / counts

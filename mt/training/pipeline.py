@@ -25,7 +25,7 @@ from mt.files import output_kind
 from mt.hardware import resolve_device
 from mt.model_dir import MODEL_KINDS, corpus_of_run, existing_dir, legacy_kind
 from mt.models import build_model
-from mt.precision import resolve_precision
+from mt.precision import kernel_cache_capacity, resolve_precision
 from mt.training import distributed
 from mt.training.alignment_loss import training_links
 from mt.training.allocator import map_large_blocks
@@ -251,7 +251,7 @@ def run_training(cfg: ExperimentConfig, run_dir: str | Path, progress: str = "au
         model = build_model(cfg.model, len(data.src_tokenizer), len(data.tgt_tokenizer)).to(device)
     if cfg.train.activation_checkpointing:  # the config allows it for the Transformer only
         model.set_activation_checkpointing(True)
-    precision = resolve_precision(cfg.train.precision.value, device)
+    precision = resolve_precision(cfg.train.precision.value, device, kernel_cache_capacity(cfg.model.arch.value))
     log.info("%smodel %s: %s parameters, device %s, %s", prefix, cfg.model.name,
              f"{model.num_parameters():,}", device, precision.describe())
     translator = Translator(model, data.src_tokenizer, data.tgt_tokenizer, device, precision, cfg.train.alignment_shift,

@@ -30,9 +30,11 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   ``--epochs`` with ``--patience`` (early stopping on validation BLEU) and, if not 0,
   ``--seconds`` of wall clock (the Transformer ``--transformer-seconds``). Each run folder gets
   ``trained.json`` (its wall clock and machine); a run cut off part-way resumes from its last
-  checkpoint when the step is rerun. ``*_supervised`` learn their attention from eflomal's
+  checkpoint when the step is rerun. ``*_supervised*`` learn their attention from eflomal's
   grow-diag-final-and links of the training pairs (``train.alignment_loss``; it needs the eflomal
-  step first).
+  step first), ``*_inter`` from its intersection; ``*_self*`` from a teacher model's own
+  symmetrised links of them (``TEACHERS``: self-training; the teacher and its French-English
+  twin must be trained first, ``--backward TEACHER``).
 - ``split`` (with ``--json``): each Hansards-gold figure of the JSON also on the gold's first 100
   sentences, which choose a rule, and on the other 347, which score it (the align and eflomal
   steps add this themselves; the step adds it to figures from before, from the links on disk).
@@ -40,7 +42,9 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   sentence pairs and ``mt aer`` scores the links: argmax (Luong et al. 2015), a threshold,
   Shift-Att (Chen et al. 2020), each of the Transformer's layers and heads (the ``split`` step
   chooses one on the gold's first 100 sentences), and grow-diag-final-and, the
-  intersection and the mean of both soft matrices with the backward model; for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
+  intersection and the mean of both soft matrices with the backward model; each threshold-0.5
+  reading also with a target word's subword rows merged by their max and by the first piece's
+  (``mt align --merge``; the mean otherwise); for the Hansards corpus also each model's test BLEU (beam 5, fp32) and how it
   trained (wall clock, epochs, speed, precision, machine). Prints a table (Markdown) and with
   ``--json`` writes every figure, the machine, the date and the versions (merged per variant, so
   models trained in different sessions add up in one file). Beside the gold, an in-domain check: each model's links
@@ -77,7 +81,14 @@ WORK = WORKS["multi30k"]  # the chosen corpus's folder (use_corpus)
 EFLOMAL_VENV = REPO / ".bench" / "eflomal-venv"
 SPLITS = {"multi30k": {"train": "train", "valid": "val", "test": "test_2016_flickr"},  # ours: the corpus's files
           "hansards": {"train": "train", "valid": "valid", "test": "test"}}
-SUPERVISED = "data.train_alignments=EFLOMAL"  # eflomal's links of the training pairs (train.gdfa, or .rev fr-en)
+# Where a supervised variant's links of the training pairs come from (its data.train_alignments, resolved
+# when it trains, the fr->en model's swapped): eflomal's grow-diag-final-and (train.gdfa), eflomal's
+# intersection (train.inter: fewer links, more of them right), or self-training (SELF): the symmetrised
+# links of a model trained before, read by its teacher's rule over every training pair (TEACHERS).
+SUPERVISED = "data.train_alignments=EFLOMAL"
+SUPERVISED_INTERSECTION = "data.train_alignments=EFLOMAL_INTERSECTION"
+SELF_TRAINED = "data.train_alignments=SELF"
+LABELS = (SUPERVISED, SUPERVISED_INTERSECTION, SELF_TRAINED)
 
 
 def use_corpus(corpus: str) -> None:
@@ -86,9 +97,9 @@ def use_corpus(corpus: str) -> None:
     WORK = WORKS[corpus]
 
 
-def supervision(reverse: bool = False) -> Path:
-    """eflomal's grow-diag-final-and links of the training pairs, en-fr (or fr-en)."""
-    return WORK / "eflomal" / ("train.gdfa.rev" if reverse else "train.gdfa")
+def supervision(reverse: bool = False, intersection: bool = False) -> Path:
+    """eflomal's grow-diag-final-and (or intersected) links of the training pairs, en-fr (or fr-en)."""
+    return WORK / "eflomal" / (("train.inter" if intersection else "train.gdfa") + (".rev" if reverse else ""))
 
 # The Transformer preset's training as it was when these figures were measured (constant 1e-3
 # after 100 warm-up updates, dropout 0.1); issue 51 changed the preset's recipe.
@@ -132,7 +143,24 @@ VARIANTS = {
     # luong_general_supervised: read back with Shift-Att.
     "transformer_supervised_shift": ["model=transformer", *TRANSFORMER_2026_12, "model.attention_reduction=one_head",
                                      "train.alignment_loss=1.0", "train.alignment_shift=true", SUPERVISED],
+    # The same with eflomal's intersection as the labels: fewer links, more of them right.
+    "transformer_supervised_shift_inter": ["model=transformer", *TRANSFORMER_2026_12,
+                                           "model.attention_reduction=one_head", "train.alignment_loss=1.0",
+                                           "train.alignment_shift=true", SUPERVISED_INTERSECTION],
+    # Self-training (TEACHERS): the same head learns the links of a model trained before, read over
+    # every training pair. From the supervised model (a second round), and from the unsupervised
+    # Transformer (no external aligner anywhere in its training: self-supervised).
+    "transformer_supervised_shift_self": ["model=transformer", *TRANSFORMER_2026_12,
+                                          "model.attention_reduction=one_head", "train.alignment_loss=1.0",
+                                          "train.alignment_shift=true", SELF_TRAINED],
+    "transformer_self_shift": ["model=transformer", *TRANSFORMER_2026_12, "model.attention_reduction=one_head",
+                               "train.alignment_loss=1.0", "train.alignment_shift=true", SELF_TRAINED],
 }
+
+# Self-trained variant: (teacher variant, its reading as rules_for names it, the symmetrisation with the
+# teacher's French-English twin). The teacher and its twin must be trained first (--backward TEACHER).
+TEACHERS = {"transformer_supervised_shift_self": ("transformer_supervised_shift", "threshold 0.5, Shift-Att", "mean"),
+            "transformer_self_shift": ("transformer", "argmax, layer 1 mean of heads", "grow-diag-final-and")}
 
 _FR_ELISION = {"l": "le", "d": "de", "j": "je", "n": "ne", "s": "se", "c": "ce", "m": "me", "t": "te",
                "qu": "que", "jusqu": "jusque", "lorsqu": "lorsque", "puisqu": "puisque", "quoiqu": "quoique"}
@@ -336,19 +364,79 @@ def score_eflomal(ns, work: Path, fwd: list[set], rev: list[set], gold: list[str
 
 
 def training_alignments() -> Path:
-    """eflomal's grow-diag-final-and links of the training pairs (the first lines of what it
-    aligned), for the alignment-supervised variant."""
+    """eflomal's grow-diag-final-and and intersected links of the training pairs (the first
+    lines of what it aligned), for the alignment-supervised variants."""
     from mt.api import grow_diag_final_and, write_pharaoh
 
     work = WORK / "eflomal"
-    out = supervision()
     if not (work / "all.fwd").is_file():
         raise SystemExit("no eflomal alignments yet: run the eflomal step first")
     n = len((WORK / "data" / "train.en").read_text(encoding="utf-8").splitlines())
-    links = [grow_diag_final_and(f, r) for f, r in zip(*eflomal_links(slice(n)))]
-    write_pharaoh(out, links)
-    write_pharaoh(supervision(reverse=True), [{(j, i) for i, j in pair} for pair in links])  # for fr->en
-    return out
+    forward, backward = eflomal_links(slice(n))
+    for intersection in (False, True):
+        links = [f & r if intersection else grow_diag_final_and(f, r) for f, r in zip(forward, backward)]
+        write_pharaoh(supervision(intersection=intersection), links)
+        write_pharaoh(supervision(True, intersection), [{(j, i) for i, j in pair} for pair in links])  # fr->en
+    return supervision()
+
+
+def lines_of(path: Path) -> list[str]:
+    """A file's lines as mt reads them: split at newlines only, the last one's newline optional."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+SHARD = 20_000  # training pairs per mt align call: it keeps every pair's matrices until it writes
+
+
+def self_labels(name: str, reverse: bool = False) -> Path:
+    """The teacher's symmetrised links of every training pair (TEACHERS[name]) and the same
+    swapped for the French-English student (``.rev``), written together: ``mt align``
+    force-decodes the pairs, SHARD at a time, with the teacher and its French-English twin. Made
+    again when the teacher trained after them (``--retrain``)."""
+    from mt.api import read_pharaoh, write_pharaoh
+
+    teacher, rule, how = TEACHERS[name]
+    out = WORK / "self" / f"{teacher}.{slug(rule)}.{slug(how)}.train"
+    runs = WORK / "runs"
+    model, twin = finished_model(runs / f"{teacher}.en-fr"), finished_model(runs / f"{teacher}.fr-en")
+    if model is None or twin is None:
+        raise SystemExit(f"{name} learns {teacher}'s links: train {teacher} in both directions first "
+                         f"(--variants {teacher} --backward {teacher})")
+    rev = out.with_name(out.name + ".rev")
+    trained = max((run / "trained.json").stat().st_mtime for run in (model.parent, twin.parent))
+    if not rev.is_file() or rev.stat().st_mtime < trained:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = WORK / "data"
+        src, tgt = (lines_of(data / f"train.{lang}") for lang in ("en", "fr"))
+        start, links = time.perf_counter(), []
+        for first in range(0, len(src), SHARD):
+            part = out.parent / "shard"
+            part.with_suffix(".en").write_text("".join(x + "\n" for x in src[first:first + SHARD]), encoding="utf-8")
+            part.with_suffix(".fr").write_text("".join(x + "\n" for x in tgt[first:first + SHARD]), encoding="utf-8")
+            subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(model), "--src-file",
+                            str(part.with_suffix(".en")), "--ref-file", str(part.with_suffix(".fr")), "--pharaoh",
+                            str(part.with_suffix(".align")), *rules_for(teacher)[rule], "--backward-model", str(twin),
+                            "--symmetrize", how], check=True)
+            links += [g.sure for g in read_pharaoh(part.with_suffix(".align"))]
+            print(f"   {teacher}: {min(first + SHARD, len(src)):,} of {len(src):,} training pairs aligned", flush=True)
+        if len(links) != len(src):
+            raise SystemExit(f"{teacher} aligned {len(links)} of {len(src)} training pairs: rerun the train step")
+        write_pharaoh(out, links)
+        write_pharaoh(rev, [{(j, i) for i, j in pair} for pair in links])  # last: its date says both are whole
+        (out.parent / f"{out.name}.json").write_text(json.dumps({"teacher": teacher, "rule": rule, "symmetrize": how,
+                                                                 "pairs": len(links),
+                                                                 "seconds": round(time.perf_counter() - start)}))
+    return rev if reverse else out
+
+
+def labels(name: str, override: str, reverse: bool) -> str:
+    """A variant's override with its label placeholder (LABELS) made a file of links."""
+    if override == SUPERVISED or override == SUPERVISED_INTERSECTION:
+        return f"data.train_alignments={supervision(reverse, override == SUPERVISED_INTERSECTION)}"
+    if override == SELF_TRAINED:
+        return f"data.train_alignments={self_labels(name, reverse)}"
+    return override
 
 
 def train(ns) -> None:
@@ -359,20 +447,25 @@ def train(ns) -> None:
     train the models on different machines)."""
     from mt.api import machine
 
-    if any(supervised(name) for name in [*ns.variants, *ns.backward]) \
-            and not supervision(reverse=True).is_file():
+    if any(o in (SUPERVISED, SUPERVISED_INTERSECTION) for name in [*ns.variants, *ns.backward] for o in VARIANTS[name]) \
+            and not supervision(True, intersection=True).is_file():
         training_alignments()
     data = WORK / "data"
     runs = [(name, "en", "fr") for name in ns.variants] + [(name, "fr", "en") for name in ns.backward]
     pending = []
     for name, src, tgt in runs:
-        # A supervised French->English model learns the same links, swapped.
-        overrides = [f"data.train_alignments={supervision(reverse=src == 'fr')}" if o == SUPERVISED else o
-                     for o in VARIANTS[name]]
         run_dir = WORK / "runs" / f"{name}.{src}-{tgt}"
         if (run_dir / "trained.json").is_file() and not ns.retrain:
             print(f"== {name} {src}->{tgt}: trained already ({run_dir})", flush=True)
             continue
+        if name in TEACHERS and not all(finished_model(WORK / "runs" / f"{TEACHERS[name][0]}.{d}") for d in
+                                        ("en-fr", "fr-en")):
+            print(f"== {name} {src}->{tgt}: waits for {TEACHERS[name][0]} in both directions (--variants "
+                  f"{TEACHERS[name][0]} --backward {TEACHERS[name][0]}); rerun this step once they are trained",
+                  flush=True)
+            continue
+        # A supervised French->English model learns the same links, swapped.
+        overrides = [labels(name, o, reverse=src == "fr") for o in VARIANTS[name]]
         seconds = ns.transformer_seconds if name.startswith("transformer") else ns.seconds
         pending.append((run_dir, [
             str(REPO / ".venv" / "bin" / "mt"), "train", "data=files", f"data.dir={data}", f"data.src_lang={src}",
@@ -414,8 +507,8 @@ def run_parallel(commands: list[tuple[Path, list[str]]], jobs: int, finished=Non
 
 
 def supervised(name: str) -> bool:
-    """Its attention learns eflomal's links of the training pairs (train.alignment_loss)."""
-    return SUPERVISED in VARIANTS[name]
+    """Its attention learns links of the training pairs (train.alignment_loss): eflomal's or a teacher's."""
+    return any(label in VARIANTS[name] for label in LABELS)
 
 
 def shifted(name: str) -> bool:
@@ -513,6 +606,9 @@ def align(ns, corpus: str = "hansards") -> dict:
             for rule in [best, *[r for r in rules if r.startswith("threshold 0.5")]]:
                 for how in ("grow-diag-final-and", "intersection", "mean"):
                     rules[f"{rule}, {how}"] = [*rules[rule], "--backward-model", str(backward), "--symmetrize", how]
+        for rule in [r for r in list(rules) if r.startswith("threshold 0.5")]:  # a word's subword rows: max, first
+            for merge in ("max", "first"):
+                rules[f"{rule}, merge {merge}"] = [*rules[rule], "--merge", merge]
         for rule, extra in rules.items():
             out = WORK / f"align_{corpus}" / f"{name}.{slug(rule)}.pharaoh"
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,7 @@ def compare_models(entries: Sequence[ModelEntry], sources: Sequence[str], refere
     if not entries:
         raise MTError("no models to compare: pass model directories or --systems records")
     names = [e.name for e in entries]
-    if baseline is not None and baseline not in names:
-        raise MTError(f"--baseline '{baseline}' is none of the models: {', '.join(names)}")
+    baseline = baseline_name(baseline, entries)
     out = _Outputs()
     _translate(to_translate, sources, references, gold, search, device, precision, progress, out)
     for system in saved:
@@ -169,6 +168,20 @@ def _read_record(system: SavedSystem, sources: list[str], references: list[str],
         out.entropy[name] = system.entropy
     if system.aer is not None:
         out.aer[name] = system.aer
+
+
+def baseline_name(baseline: str | None, entries: Sequence[ModelEntry]) -> str | None:
+    """The entry ``baseline`` names: by its name in the tables, or by its model or run directory
+    as given on the command line (names of runs with the same preset carry their settings)."""
+    if baseline is None or baseline in (names := [e.name for e in entries]):
+        return baseline
+    given = Path(baseline).expanduser().resolve()
+    for e in entries:
+        model = Path(e.model_dir).expanduser().resolve()
+        if given in (model, model.parent):
+            return e.name
+    raise MTError(f"--baseline '{baseline}' is none of the models: give one of their directories or names "
+                  f"({'; '.join(repr(n) for n in names)})")
 
 
 def _median_baseline(entries: list[ModelEntry], scores: dict[str, Scores]) -> str:
