@@ -5,6 +5,7 @@ without moving a word (the gold's links index words)."""
 import importlib.util
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -200,3 +201,27 @@ def test_self_training_labels_come_from_the_teacher_and_its_twin_shard_by_shard(
     os.utime(tmp_path / "runs" / f"{teacher}.en-fr" / "trained.json", (2e9, 2e9))  # the teacher trained again
     prep.self_labels("transformer_self_shift")
     assert len(calls) == 4
+
+
+def test_by_epoch_reads_each_kept_model_beside_the_twin_of_the_same_validation(prep, tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "WORK", tmp_path)
+    name = "transformer_supervised_shift"
+    for direction, steps in (("en-fr", (100, 200)), ("fr-en", (90, 180))):
+        for step in steps:
+            (tmp_path / "runs" / f"{name}.{direction}" / "checkpoints" / f"step_{step:08d}").mkdir(parents=True)
+        (tmp_path / "runs" / f"{name}.{direction}" / "checkpoints" / "last").mkdir()
+    (tmp_path / "runs" / f"{name}.en-fr" / "metrics.jsonl").write_text(
+        '{"epoch": 1, "step": 100, "valid_bleu": 20.0}\n{"train_loss": 3.0, "step": 150}\n'
+        '{"epoch": 2, "step": 200, "valid_bleu": 25.0}\n')
+    calls = []
+    monkeypatch.setattr(prep.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(prep, "aer_of", lambda out, gold: {"aer": 10.0 if "00000100" in out.name else 8.0})
+    results = prep.by_epoch(SimpleNamespace(variants=[name, "transformer"], gold=tmp_path / "gold"))
+    assert "transformer" not in results  # it kept nothing
+    assert [(r["epoch"], r["valid_bleu"], r["aer"]) for r in results[name]] == [(1, 20.0, 10.0), (2, 25.0, 8.0)]
+    assert all(r["reading"] == "threshold 0.5, Shift-Att, mean" for r in results[name])
+    first, second = calls
+    assert first[2].endswith("en-fr/checkpoints/step_00000100")
+    assert first[first.index("--backward-model") + 1].endswith("fr-en/checkpoints/step_00000090")
+    assert second[second.index("--backward-model") + 1].endswith("fr-en/checkpoints/step_00000180")
+    assert second[second.index("--symmetrize") + 1] == "mean" and "--shift-att" in second

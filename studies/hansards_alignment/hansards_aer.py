@@ -54,6 +54,10 @@ Steps (each reuses what the previous wrote under the corpus's folder):
   with every trained English->French model, each reading the gold's French, and the gold's sure
   and possible links drawn over the maps (sorted by AER if you like): a self-contained HTML file
   at ``--out``.
+- ``by-epoch``: for the models a run kept per validation (``--keep-checkpoints N`` in the
+  train step), the AER on the gold's first 100 and other 347 sentences and the validation BLEU
+  of each, read as the finished model is (with the twin's model of the same validation): how
+  alignment grows with the budget.
 - ``demo``: the same table on the synthetic demo corpus (``data/demo``, its gold
   ``test.align``), eflomal beside: every variant at the demo's size (``mt demo``'s widths, the
   Transformer at d_model 128) trained until validation BLEU stops improving (``--demo-patience``
@@ -472,6 +476,7 @@ def train(ns) -> None:
             f"data.tgt_lang={tgt}", *overrides, f"train.epochs={ns.epochs}", f"train.patience={ns.patience}",
             f"train.max_seconds={seconds}", f"train.precision={ns.precision}", f"train.seed={ns.seed}",
             f"train.threads={max(1, ns.threads // ns.jobs)}", "train.log_seconds=60",
+            *([f"train.keep_checkpoints={ns.keep_checkpoints}"] if ns.keep_checkpoints else []),
             # a run cut off part-way goes on from its last checkpoint when the step is rerun
             *([f"train.resume={run_dir}"] if (run_dir / "checkpoints" / "last").is_dir() else []),
             f"hydra.run.dir={run_dir}", f"cache_dir={WORK / 'cache'}"]))
@@ -626,6 +631,56 @@ def align(ns, corpus: str = "hansards") -> dict:
     return results
 
 
+def by_epoch(ns) -> dict:
+    """AER on the gold (first 100 / other 347) and validation BLEU of every model a run kept per
+    validation (``--keep-checkpoints``), each read as the finished model is (``epoch_reading``),
+    with the twin's model of the same validation where both directions kept theirs: how
+    alignment quality grows with the budget."""
+    inputs = ["--pairs", str(WORK / "gold.pairs"), "--lowercase"]
+    gold = ["--gold", str(ns.gold / "enfr.gold"), "--gold-one-based"]
+    results = {}
+    for name in ns.variants:
+        forward, backward = WORK / "runs" / f"{name}.en-fr", WORK / "runs" / f"{name}.fr-en"
+        kept, twins = kept_models(forward), kept_models(backward)
+        if not kept:
+            print(f"== {name}: no models kept per validation in {forward / 'checkpoints'}; train with "
+                  "--keep-checkpoints N", flush=True)
+            continue
+        rule, how = epoch_reading(name)
+        valid = {r["step"]: r for r in _rows(forward / "metrics.jsonl")}
+        rows = []
+        for i, snapshot in enumerate(kept):
+            twin = twins[i] if len(twins) == len(kept) else None  # the twin's model of the same validation
+            extra = [*rules_for(name)[rule], *(["--backward-model", str(twin), "--symmetrize", how] if twin else [])]
+            out = WORK / "by_epoch" / f"{name}.{snapshot.name}.pharaoh"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([str(REPO / ".venv" / "bin" / "mt"), "align", str(snapshot), *inputs, "--pharaoh", str(out),
+                            *extra], check=True, capture_output=True)
+            step = int(snapshot.name.split("_")[-1])
+            row = {"step": step, "epoch": valid.get(step, {}).get("epoch"), "valid_bleu": valid.get(step, {}).get(
+                "valid_bleu"), "reading": f"{rule}, {how}" if twin else rule, **aer_of(out, gold)}
+            rows.append(row)
+            print(f"{name:20s} step {step:6d} epoch {row['epoch']} valid BLEU {row['valid_bleu']} AER {row['aer']}",
+                  flush=True)
+        results[name] = rows
+    return results
+
+
+def kept_models(run_dir: Path) -> list[Path]:
+    """The models a run kept per validation (train.keep_checkpoints), oldest first."""
+    return sorted(p for p in (run_dir / "checkpoints").glob("step_*[0-9]") if p.is_dir())
+
+
+def epoch_reading(name: str) -> tuple[str, str]:
+    """The reading by epoch: for a model supervised on the shifted step the study's best (threshold
+    0.5 with Shift-Att, the mean of both directions), else the model's own (``best_rule``)."""
+    return ("threshold 0.5, Shift-Att", "mean") if shifted(name) else (best_rule(name), "grow-diag-final-and")
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def finished_model(run_dir: Path) -> Path | None:
     """A run's model once its training finished: the train step writes trained.json at the end
     (the demo step, which trains before it aligns, writes none); a run still training already
@@ -759,8 +814,7 @@ def demo_eflomal(ns) -> dict:
 
 
 def _last_valid(path: Path) -> dict:
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    rows = [r for r in rows if "valid_bleu" in r]
+    rows = [r for r in _rows(path) if "valid_bleu" in r]
     return max(rows, key=lambda r: r["valid_bleu"]) if rows else {}
 
 
@@ -846,8 +900,8 @@ def cpu_label(info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "explore", "demo", "all", "table",
-                                         "split"],
+    parser.add_argument("step", choices=["prepare", "eflomal", "train", "align", "by-epoch", "explore", "demo", "all",
+                                         "table", "split"],
                         help="table: print the tables of what --json holds (every session's models); split: add "
                         "the first-100 / other-347 split of the gold to its figures")
     parser.add_argument("--corpus", choices=list(WORKS), default="multi30k", help="the training text (the gold "
@@ -876,6 +930,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--retrain", action="store_true", help="train again models that exist")
+    parser.add_argument("--keep-checkpoints", type=int, default=0, help="train: keep the model of each of the last N "
+                        "validations (train.keep_checkpoints), for the by-epoch step")
     parser.add_argument("--eflomal-version", default="2.0.0")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--sentences", type=int, default=50, help="explore: the first N gold pairs")
@@ -905,6 +961,8 @@ def main() -> None:
         train(ns)
     if ns.step in ("align", "all"):
         report["attention"] = align(ns)
+    if ns.step == "by-epoch":
+        report["by_epoch"] = by_epoch(ns)
     if ns.step == "explore":
         explore(ns)
     if ns.step in ("demo", "all") and ns.corpus == "multi30k":
@@ -916,7 +974,7 @@ def main() -> None:
     if ns.json:  # merged into what the file holds, each step's settings kept beside its figures
         previous = json.loads(ns.json.read_text()) if ns.json.is_file() else {}
         for key, value in report.items():  # a step run for some variants keeps the others' figures
-            if key in ("attention", "demo") and isinstance(previous.get(key), dict):
+            if key in ("attention", "demo", "by_epoch") and isinstance(previous.get(key), dict):
                 previous[key].update(value)
             else:
                 previous[key] = value
