@@ -16,7 +16,7 @@ from mt.cli.main import main
 from mt.errors import MTError
 from mt.export import open_translator
 from mt.export.ctranslate2 import CT2Translator, export_ctranslate2
-from tests.conftest import run_mt, train_tiny
+from tests.conftest import train_tiny
 
 STEPS = ["train.max_steps=40", "train.epochs=3", "train.warmup_steps=10"]  # the preset warms up over 300
 
@@ -96,28 +96,25 @@ def test_one_supervised_head_comes_out_of_the_export(transformer_dir, corpus_dir
     assert not np.allclose(head, torch_model.attention_maps(src, b.tgt_ids)[-1].mean(0), atol=1e-3)
 
 
-def test_every_command_takes_the_export(transformer_dir, exported, corpus_dir, tmp_path):
+def test_every_command_takes_the_export(transformer_dir, exported, corpus_dir, tmp_path, capsys):
+    """Each command reads an export as it reads a model (in-process; the export is what is tested here)."""
     src, ref = corpus_dir / "test.en", corpus_dir / "test.de"
-    plain = run_mt("translate", str(transformer_dir), "--beam", "2", "--precision", "fp32", cwd=tmp_path,
-                   stdin=src.read_text())
-    fast = run_mt("translate", str(exported), "--beam", "2", cwd=tmp_path, stdin=src.read_text())
-    assert plain.returncode == fast.returncode == 0, fast.stderr
-    assert fast.stdout == plain.stdout
-    result = run_mt("evaluate", str(exported), "--src", str(src), "--ref", str(ref), cwd=tmp_path)
-    assert result.returncode == 0 and "BLEU" in result.stdout, result.stderr
-    result = run_mt("align", str(exported), "--src", "The dog sleeps.", "--out", str(tmp_path / "a.png"),
-                    "--json", str(tmp_path / "a.json"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert main(["translate", str(transformer_dir), "--input", str(src), "--beam", "2", "--precision", "fp32"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["translate", str(exported), "--input", str(src), "--beam", "2"]) == 0
+    assert capsys.readouterr().out == plain
+    assert main(["evaluate", str(exported), "--src", str(src), "--ref", str(ref)]) == 0
+    assert "BLEU" in capsys.readouterr().out
+    assert main(["align", str(exported), "--src", "The dog sleeps.", "--out", str(tmp_path / "a.png"),
+                 "--json", str(tmp_path / "a.json")]) == 0
     data = json.loads((tmp_path / "a.json").read_text())
     assert np.asarray(data["attention"]).shape == (len(data["tgt_tokens"]), len(data["src_tokens"]))
-    result = run_mt("align", str(exported), "--src-file", str(src), "--ref-file", str(ref), "--pharaoh",
-                    str(tmp_path / "links.txt"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert main(["align", str(exported), "--src-file", str(src), "--ref-file", str(ref), "--pharaoh",
+                 str(tmp_path / "links.txt")]) == 0
     assert len((tmp_path / "links.txt").read_text().splitlines()) == len(src.read_text().splitlines())
-    result = run_mt("compare", str(transformer_dir), str(exported), "--src", str(src), "--ref", str(ref),
-                    "--gold", str(corpus_dir / "test.align"), "--bootstrap", "50", "--no-progress",
-                    "--out", str(tmp_path / "cmp"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert main(["compare", str(transformer_dir), str(exported), "--src", str(src), "--ref", str(ref),
+                 "--gold", str(corpus_dir / "test.align"), "--bootstrap", "50", "--no-progress",
+                 "--out", str(tmp_path / "cmp")]) == 0
     lines = (tmp_path / "cmp" / "scores.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| model |")).split("|")
     rows = [line.split("|") for line in lines if line.startswith("| transformer")][:2]
@@ -125,9 +122,8 @@ def test_every_command_takes_the_export(transformer_dir, exported, corpus_dir, t
     for column in ("test_bleu", "test_chrf", "attention_entropy", "aer"):
         k = [h.strip() for h in header].index(column)
         assert rows[0][k] == rows[1][k], column
-    result = run_mt("explore", str(exported), "--src-file", str(src), "--ref-file", str(ref), "--out",
-                    str(tmp_path / "page.html"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert main(["explore", str(exported), "--src-file", str(src), "--ref-file", str(ref), "--out",
+                 str(tmp_path / "page.html")]) == 0
     assert (tmp_path / "page.html").stat().st_size > 10_000
 
 
