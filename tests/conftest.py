@@ -215,7 +215,7 @@ def counted(monkeypatch):
     return calls
 
 
-SECOND_TIER = ("faults", "clients", "newcomer")
+SECOND_TIER = ("faults", "clients", "newcomer", "distributed")
 
 # What makes a test an integration test: it runs mt as a user does (the command, in a subprocess
 # or in-process through mt.cli.main, a training run, a server, a browser, a wheel), itself or
@@ -259,7 +259,7 @@ def _end_to_end(item) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Every test is marked ``unit`` or ``integration`` (``-m unit`` runs the fast half alone).
-    CI's second tier (``faults``, ``clients``) stays out of a plain run; ``-m`` of any kind,
+    CI's second tier (SECOND_TIER) stays out of a plain run; ``-m`` of any kind,
     or a test file or test named on the command line, decides for itself."""
     for item in items:
         item.add_marker("integration" if _end_to_end(item) else "unit")

@@ -35,6 +35,7 @@ def ddp_run(corpus_dir, tmp_path_factory) -> Path:
     return train_tiny(tmp_path_factory.mktemp("ddp"), corpus_dir, "train.ddp=2", settings=SETTINGS)
 
 
+@pytest.mark.distributed  # two torchrun processes: CI's second tier
 def test_two_processes_train_and_only_rank_zero_writes(ddp_run):
     names = sorted(p.name for p in ddp_run.iterdir())
     assert names == [".hydra", "checkpoints", "curves.png", "metrics.jsonl", "model", "train.log"]
@@ -54,6 +55,7 @@ def test_two_processes_train_and_only_rank_zero_writes(ddp_run):
     assert len(list((ddp_run.parent / "cache" / "encoded").iterdir())) == 1
 
 
+@pytest.mark.distributed
 def test_two_processes_update_as_one_process_accumulating_both_batches(ddp_run, corpus_dir, tmp_path):
     common = [*SETTINGS, f"data.dir={corpus_dir}", f"cache_dir={tmp_path / 'cache'}"]
     one = run_mt("train", *common, "train.accumulate=2", f"hydra.run.dir={tmp_path / 'acc2'}", cwd=tmp_path)
