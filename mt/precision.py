@@ -84,7 +84,7 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
 # adds some, so a training process grows by about 1 GB in its first 60 Transformer updates
 # and further after (docs/lab/benchmarks.md); fp32 products go through MKL and keep none. With 64
 # each, bf16's peak falls below fp32's at the same speed. The Transformer's training keeps 16:
-# about 350 MiB less at its speed over 30 minutes (studies/time_to_quality); the RNNs, which make
+# about 220 MiB less, no slower, over 30 minutes (studies/time_to_quality); the RNNs, which make
 # more distinct products per update (one per time step), train 9% slower at 16, so keep 64.
 KERNEL_CACHE_ENV = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 KERNEL_CACHE_CAPACITY = 64

@@ -191,7 +191,7 @@ class _Resolved(Exception):
 
 @pytest.mark.parametrize("model, bound", [("transformer", "16"), ("rnn_bahdanau", "64")])
 def test_training_bounds_the_kernel_caches_by_architecture(corpus_dir, tmp_path, monkeypatch, model, bound):
-    """The Transformer trains at the same speed with 16 kernels per cache and 350 MiB less; the
+    """The Transformer trains no slower with 16 kernels per cache and 220 MiB less; the
     RNNs lose 9% there (studies/time_to_quality), so they keep 64. The bound is set when training
     resolves its precision, before the first bf16 kernel."""
     for name in precision_module.KERNEL_CACHE_ENV:

@@ -173,6 +173,9 @@ def plot(out: Path, records: list[dict]) -> None:
         ax.plot(*zip(*points), marker=".", label=r["name"] + ("" if own else " (training clock)"))
     ax.set_xlabel("wall clock since the command started (minutes)")
     ax.set_ylabel("validation BLEU (500 sentences, greedy)")
+    cpus = sorted({f"{r['machine'].get('cpu', '?')}, {r['machine'].get('cores', '?')} cores" for r in records
+                   if r.get("machine")})
+    ax.set_title(f"Multi30k en-de, mt train under a wall-clock budget: {'; '.join(cpus)}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -205,6 +208,14 @@ def search_grid(model: Path, beams: list[int], alphas: list[float], records: Pat
     return record
 
 
+def capped_environment() -> dict[str, str]:
+    """The variables that change which kernels run (an ISA cap plays an older CPU), as set when
+    the record is written: the cache bounds are mt's own once it has decoded in bf16."""
+    names = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MT_PRECISION", "ONEDNN_PRIMITIVE_CACHE_CAPACITY",
+             "LRU_CACHE_CAPACITY")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def test_scores(model: Path, beam: int, alpha: float, records: Path) -> dict:
     """Test 2016 BLEU (sacreBLEU, cased, 13a) and chrF of a final candidate, and the tokenized
     lower-cased BLEU that papers on Multi30k quote (sacreBLEU lower-cased, 13a: close to
@@ -223,7 +234,7 @@ def test_scores(model: Path, beam: int, alpha: float, records: Path) -> dict:
     record = {"model": str(model), "beam": beam, "length_penalty": alpha, "test": "test_2016_flickr",
               "bleu": round(scores.bleu, 2), "chrf": round(scores.chrf, 2), "signature": scores.bleu_signature,
               "bleu_lowercased": round(lowered.score, 2), "signature_lowercased": str(lower.get_signature()),
-              "machine": machine(), "mt": mt.__version__,
+              "machine": machine(), "mt": mt.__version__, "environment": capped_environment(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     with records.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
